@@ -1,0 +1,71 @@
+"""Atomic file output: nothing half-written is ever left under the final name."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from xtwin.errors import XtwinInputError
+
+
+def check_can_write(path: str | os.PathLike, *, force: bool) -> Path:
+    """Refuse to overwrite an existing output unless ``force`` is set.
+
+    Parameters
+    ----------
+    path : path-like
+        The output file.
+    force : bool
+        Overwrite an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        The output path.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise XtwinInputError(
+            f"output {path} already exists; choose another name or pass --force to overwrite it"
+        )
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    On any exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def sha256_of(path: str | os.PathLike, *, chunk_bytes: int = 1 << 20) -> str:
+    """Return the hex SHA-256 of a file (used in provenance)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_bytes):
+            h.update(block)
+    return h.hexdigest()

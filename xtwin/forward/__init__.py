@@ -1,0 +1,1 @@
+"""The digital twin: microstructure -> electrochemistry -> Li field -> acquisition -> files."""

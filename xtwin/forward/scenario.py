@@ -1,0 +1,230 @@
+"""Typed, validated twin scenarios read from TOML (see ``synthetic/*.toml``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from xtwin.errors import XtwinInputError
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Reconstruction grid: ``n_pixels`` detector columns (= x, y), ``n_rows`` rows (= z)."""
+
+    n_pixels: int = 64
+    n_rows: int = 40
+    pixel_size_m: float = 0.4e-6
+    oversample: int = 2
+
+
+@dataclass(frozen=True)
+class MicrostructureSpec:
+    """A cylindrical electrode pillar (axis = z = electrode thickness) of packed particles."""
+
+    pillar_diameter_fraction: float = 0.9
+    particle_radius_m: float = 3.5e-6
+    radius_log_sigma: float = 0.2
+    min_radius_m: float = 1.5e-6
+    active_fraction: float = 0.445
+    cbd_fraction: float = 0.10
+    cbd_nanoporosity: float = 0.5
+    depth_offset_m: float = 20e-6
+
+
+@dataclass(frozen=True)
+class ElectrochemistrySpec:
+    """PyBaMM DFN run: constant current from the discharged state to a snapshot time."""
+
+    parameter_set: str = "Mohtat2020"
+    mode: str = "charge"
+    c_rate: float = 1.0
+    snapshot_time_s: float = 1200.0
+    electrolyte_molarity_mol_l: float = 1.2
+
+
+@dataclass(frozen=True)
+class AcquisitionSpec:
+    """Parallel-beam TXM acquisition at several energies."""
+
+    energies_eV: tuple[float, ...] = (8320.0, 8347.0, 8400.0)
+    n_angles: int = 121
+    photons_per_pixel: float = 20000.0
+    n_flats: int = 10
+    n_darks: int = 5
+    dark_counts: float = 100.0
+    read_noise_counts: float = 3.0
+    bandwidth_rel: float = 1.3e-4
+    energy_offset_eV: float = 0.0
+    detector_blur_px: float = 0.5
+    flat_nonuniformity: float = 0.1
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named twin scenario."""
+
+    name: str = "default"
+    description: str = ""
+    seed: int = 0
+    grid: GridSpec = field(default_factory=GridSpec)
+    microstructure: MicrostructureSpec = field(default_factory=MicrostructureSpec)
+    electrochemistry: ElectrochemistrySpec = field(default_factory=ElectrochemistrySpec)
+    acquisition: AcquisitionSpec = field(default_factory=AcquisitionSpec)
+
+    def replace_seed(self, seed: int) -> Scenario:
+        """The same scenario with another seed."""
+        return dataclasses.replace(self, seed=int(seed))
+
+    def to_toml(self) -> str:
+        """Serialize back to TOML (what ``simulate`` writes beside its output)."""
+        lines = [f"name = {self.name!r}".replace("'", '"'),
+                 f"description = {_toml_str(self.description)}", f"seed = {self.seed}"]
+        for sec in ("grid", "microstructure", "electrochemistry", "acquisition"):
+            lines.append(f"\n[{sec}]")
+            for f in fields(getattr(self, sec)):
+                lines.append(f"{f.name} = {_toml_value(getattr(getattr(self, sec), f.name))}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, str):
+        return _toml_str(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, tuple | list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+_SECTIONS = {"grid": GridSpec, "microstructure": MicrostructureSpec,
+             "electrochemistry": ElectrochemistrySpec, "acquisition": AcquisitionSpec}
+
+
+def _build(cls: type, table: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(table) - set(known)
+    if unknown:
+        raise XtwinInputError(f"{where}: unknown key(s) {sorted(unknown)}; known keys are "
+                              f"{sorted(known)}")
+    kwargs = {}
+    defaults = cls()
+    for key, val in table.items():
+        default = getattr(defaults, key)
+        try:
+            if isinstance(default, tuple):
+                if not isinstance(val, list):
+                    raise TypeError
+                val = tuple(float(x) for x in val)
+            elif isinstance(default, bool):
+                if not isinstance(val, bool):
+                    raise TypeError
+            elif isinstance(default, int):
+                if isinstance(val, bool) or not isinstance(val, int):
+                    raise TypeError
+            elif isinstance(default, float):
+                if isinstance(val, bool) or not isinstance(val, int | float):
+                    raise TypeError
+                val = float(val)
+            elif isinstance(default, str) and not isinstance(val, str):
+                raise TypeError
+        except (TypeError, ValueError):
+            raise XtwinInputError(f"{where}.{key} = {val!r} has the wrong type; expected "
+                                  f"{type(default).__name__} like {default!r}") from None
+        kwargs[key] = val
+    return cls(**kwargs)
+
+
+def scenario_from_dict(doc: dict[str, Any], where: str = "scenario") -> Scenario:
+    """Build and validate a :class:`Scenario` from a parsed TOML document."""
+    top = {k: v for k, v in doc.items() if k not in _SECTIONS}
+    unknown = set(top) - {"name", "description", "seed"}
+    if unknown:
+        raise XtwinInputError(f"{where}: unknown key(s) {sorted(unknown)}; known top-level keys "
+                              f"are name, description, seed and the sections {sorted(_SECTIONS)}")
+    parts = {}
+    for sec, cls in _SECTIONS.items():
+        table = doc.get(sec, {})
+        if not isinstance(table, dict):
+            raise XtwinInputError(f"{where}: [{sec}] must be a table")
+        parts[sec] = _build(cls, table, f"{where} [{sec}]")
+    seed = top.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise XtwinInputError(f"{where}: seed must be a non-negative integer, got {seed!r}")
+    sc = Scenario(name=str(top.get("name", "scenario")), description=str(
+        top.get("description", "")), seed=seed, **parts)
+    validate_scenario(sc, where)
+    return sc
+
+
+def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
+    """Check physical ranges; raise an error that names the key and the fix."""
+    g, m, e, a = sc.grid, sc.microstructure, sc.electrochemistry, sc.acquisition
+    checks = [
+        (16 <= g.n_pixels <= 2048, "grid.n_pixels must be within 16-2048"),
+        (1 <= g.n_rows <= 2048, "grid.n_rows must be within 1-2048"),
+        (1e-9 <= g.pixel_size_m <= 1e-4, "grid.pixel_size_m must be within 1 nm-100 um (metres)"),
+        (1 <= g.oversample <= 4, "grid.oversample must be 1-4 (2 avoids the inverse crime)"),
+        (0.2 <= m.pillar_diameter_fraction <= 0.95,
+         "microstructure.pillar_diameter_fraction must be within 0.2-0.95 (the pillar must stay "
+         "inside the field of view)"),
+        (0 < m.active_fraction < 0.7, "microstructure.active_fraction must be within 0-0.7"),
+        (0 <= m.cbd_fraction < 0.3, "microstructure.cbd_fraction must be within 0-0.3"),
+        (m.active_fraction + m.cbd_fraction < 0.9,
+         "microstructure.active_fraction + cbd_fraction must leave room for pores"),
+        (0 < m.min_radius_m <= m.particle_radius_m,
+         "microstructure.min_radius_m must be positive and below particle_radius_m"),
+        (m.particle_radius_m >= 2 * g.pixel_size_m,
+         "microstructure.particle_radius_m must span at least 2 pixels"),
+        (e.mode in ("charge", "discharge"), "electrochemistry.mode must be charge or discharge"),
+        (0 < e.c_rate <= 10, "electrochemistry.c_rate must be within 0-10"),
+        (e.snapshot_time_s >= 0, "electrochemistry.snapshot_time_s must be >= 0"),
+        (len(a.energies_eV) >= 3, "acquisition.energies_eV needs at least three energies"),
+        (all(1000 < x < 100000 for x in a.energies_eV),
+         "acquisition.energies_eV must be in eV (e.g. 8347, not 8.347)"),
+        (8 <= a.n_angles <= 4000, "acquisition.n_angles must be within 8-4000"),
+        (1 <= a.photons_per_pixel <= 6e4,
+         "acquisition.photons_per_pixel must be within 1-60000 (uint16 detector)"),
+        (a.n_flats >= 1, "acquisition.n_flats must be at least 1"),
+        (a.n_darks >= 0, "acquisition.n_darks must be >= 0"),
+        (0 <= a.bandwidth_rel < 1e-2, "acquisition.bandwidth_rel (dE/E) must be within 0-0.01"),
+        (a.detector_blur_px >= 0, "acquisition.detector_blur_px must be >= 0"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise XtwinInputError(f"{where}: {msg}")
+
+
+def load_scenario(path: str | os.PathLike) -> Scenario:
+    """Read a scenario TOML file.
+
+    Raises
+    ------
+    XtwinInputError
+        Missing file, TOML syntax error, unknown key, wrong type or unphysical value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise XtwinInputError(f"scenario {path} does not exist; see synthetic/ for examples")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise XtwinInputError(f"scenario {path} is not valid TOML ({exc}); fix the syntax or "
+                              "start from synthetic/default.toml") from None
+    return scenario_from_dict(doc, str(path))
+
+
+def default_scenario() -> Scenario:
+    """The demo's scenario (the packaged copy of ``synthetic/default.toml``)."""
+    from importlib.resources import files
+
+    text = files("xtwin").joinpath("data/default.toml").read_text()
+    return scenario_from_dict(tomllib.loads(text), "default scenario")

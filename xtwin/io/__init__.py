@@ -1,0 +1,18 @@
+"""File contracts: scan files (Data Exchange), truth files, Li-map files; real-data readers."""
+
+from xtwin.io.limap import LiMap, read_limap, write_limap
+from xtwin.io.scan import ScanData, read_scan, read_scans, write_scan
+from xtwin.io.truth import TruthData, read_truth, write_truth
+
+__all__ = [
+    "LiMap",
+    "ScanData",
+    "TruthData",
+    "read_limap",
+    "read_scan",
+    "read_scans",
+    "read_truth",
+    "write_limap",
+    "write_scan",
+    "write_truth",
+]

@@ -1,0 +1,89 @@
+"""Deterministic, atomic HDF5 writing and validating reads shared by the file contracts."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xtwin._files import atomic_path
+from xtwin.errors import XtwinInputError
+
+
+def open_h5(path: str | os.PathLike, what: str):
+    """Open an HDF5 file for reading, with a clear error when it is missing or not HDF5."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise XtwinInputError(f"{what} {path} does not exist; check the path")
+    if not h5py.is_hdf5(path):
+        raise XtwinInputError(f"{what} {path} is not an HDF5 file; give a {what} written in "
+                              "HDF5 (see docs/file-formats.md)")
+    return h5py.File(path, "r")
+
+
+def require(f, name: str, *, what: str, ndim: tuple[int, ...] | None = None) -> np.ndarray:
+    """Read dataset ``name`` from ``f`` or raise an error naming it and the fix."""
+    if name not in f:
+        raise XtwinInputError(f"{what} {f.filename} has no dataset {name}; "
+                              "see docs/file-formats.md for the layout it must follow")
+    ds = f[name]
+    if ndim is not None and ds.ndim not in ndim:
+        raise XtwinInputError(f"{what} {f.filename}: {name} has shape {ds.shape} ({ds.ndim}-D); "
+                              f"expected {' or '.join(map(str, ndim))} dimensions")
+    return ds[()]
+
+
+def write_h5(path: str | os.PathLike, datasets: Mapping[str, Any],
+             attrs: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """Write ``datasets`` (path -> array) and ``attrs`` (path -> {name: value}) atomically.
+
+    Times are not tracked, so the same content gives bit-identical files. Large numeric
+    arrays are chunked and gzip-compressed (level 4, deterministic).
+    """
+    import h5py
+
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w", track_order=False) as f:
+            for name, value in datasets.items():
+                arr = np.asarray(value)
+                kwargs: dict[str, Any] = {"track_times": False}
+                if arr.dtype.kind in "fiub" and arr.size >= 4096:
+                    kwargs.update(compression="gzip", compression_opts=4, shuffle=True)
+                if arr.dtype.kind == "U":
+                    arr = arr.astype(h5py.string_dtype())
+                f.create_dataset(name, data=arr, **kwargs)
+            for name, items in (attrs or {}).items():
+                obj = f.require_group(name) if name not in f else f[name]
+                for key, val in items.items():
+                    obj.attrs[key] = _attr_value(val)
+
+
+def _attr_value(val: Any) -> Any:
+    if isinstance(val, dict | list | tuple) and not isinstance(val, np.ndarray):
+        return json.dumps(val, sort_keys=True, default=str)
+    if val is None:
+        return "null"
+    return val
+
+
+def attrs_dict(obj) -> dict[str, Any]:
+    """Attributes of an HDF5 object as plain Python values (JSON strings decoded)."""
+    out: dict[str, Any] = {}
+    for key, val in obj.attrs.items():
+        if isinstance(val, bytes):
+            val = val.decode()
+        if isinstance(val, str):
+            try:
+                val = json.loads(val)
+            except ValueError:
+                pass
+        elif isinstance(val, np.generic):
+            val = val.item()
+        out[key] = val
+    return out

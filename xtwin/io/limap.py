@@ -1,0 +1,84 @@
+"""The Li-map file: what the pipeline writes.
+
+Layout::
+
+    /li/lithiation     (z, y, x) float32 for tomography, (y, x) for 2D XANES; NaN where no Ni
+    /li/sigma          its per-voxel standard uncertainty (same shape)
+    /li/mask           uint8, 1 where Ni was found (edge jump significant)
+    /li/edge_jump_per_m   the fitted Ni edge jump J (1/m; optical density for 2D)
+    /recon/mu          (n_energy, z, y, x) float32 linear attenuation (1/m); for 2D XANES the
+                       optical density -ln(I/I0) per energy, (n_energy, y, x)
+    /recon/mu_sigma    its per-voxel standard uncertainty
+    /recon/energy_eV, /recon/pixel_size_m
+    /provenance        attributes: input file hashes, options, versions, reader notes
+
+Slice k of the volume is detector row k.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from xtwin.errors import XtwinInputError
+from xtwin.io._h5 import attrs_dict, open_h5, require, write_h5
+
+
+@dataclass(frozen=True)
+class LiMap:
+    """Recovered lithiation with its uncertainty and the reconstruction it came from."""
+
+    lithiation: np.ndarray
+    sigma: np.ndarray
+    mask: np.ndarray
+    edge_jump_per_m: np.ndarray
+    mu_per_m: np.ndarray
+    mu_sigma_per_m: np.ndarray
+    energy_eV: np.ndarray
+    pixel_size_m: float
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_tomography(self) -> bool:
+        """True for a 3D (z, y, x) map, False for a 2D XANES (y, x) map."""
+        return self.lithiation.ndim == 3
+
+
+def write_limap(path: str | os.PathLike, limap: LiMap) -> None:
+    """Write a Li-map file atomically and deterministically."""
+    write_h5(path, {
+        "/li/lithiation": limap.lithiation.astype(np.float32),
+        "/li/sigma": limap.sigma.astype(np.float32),
+        "/li/mask": limap.mask.astype(np.uint8),
+        "/li/edge_jump_per_m": limap.edge_jump_per_m.astype(np.float32),
+        "/recon/mu": limap.mu_per_m.astype(np.float32),
+        "/recon/mu_sigma": limap.mu_sigma_per_m.astype(np.float32),
+        "/recon/energy_eV": np.asarray(limap.energy_eV, dtype=np.float64),
+        "/recon/pixel_size_m": np.float64(limap.pixel_size_m),
+    }, {"/provenance": dict(limap.provenance), "/li/lithiation": {"units": "lithiation fraction"},
+        "/recon/mu": {"units": "1/m"}})
+
+
+def read_limap(path: str | os.PathLike) -> LiMap:
+    """Read and validate a Li-map file."""
+    with open_h5(path, "Li-map file") as f:
+        what = "Li-map file"
+        lith = require(f, "/li/lithiation", what=what, ndim=(2, 3))
+        out = LiMap(
+            lithiation=lith,
+            sigma=require(f, "/li/sigma", what=what),
+            mask=require(f, "/li/mask", what=what).astype(bool),
+            edge_jump_per_m=require(f, "/li/edge_jump_per_m", what=what),
+            mu_per_m=require(f, "/recon/mu", what=what),
+            mu_sigma_per_m=require(f, "/recon/mu_sigma", what=what),
+            energy_eV=require(f, "/recon/energy_eV", what=what),
+            pixel_size_m=float(require(f, "/recon/pixel_size_m", what=what)),
+            provenance=attrs_dict(f["/provenance"]) if "/provenance" in f else {},
+        )
+    if out.sigma.shape != lith.shape or out.mask.shape != lith.shape:
+        raise XtwinInputError(f"Li-map file {path}: sigma or mask differ in shape from "
+                              "lithiation")
+    return out

@@ -1,0 +1,5 @@
+"""Multi-energy (three-energy by default) Li retrieval with per-voxel uncertainty."""
+
+from xtwin.retrieve.three_energy import Calibration, Retrieval, calibrate, retrieve
+
+__all__ = ["Calibration", "Retrieval", "calibrate", "retrieve"]
