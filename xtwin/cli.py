@@ -1,0 +1,225 @@
+"""The ``xtwin`` command line.
+
+Exit codes: 0 success; 2 bad input or usage (a message naming the problem and the fix, no
+traceback); 1 internal error. No command leaves a half-written output behind or overwrites an
+existing output without ``--force``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from xtwin.errors import XtwinInputError
+
+
+def _bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=True,
+                disable=None)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="xtwin")
+def cli() -> None:
+    """xtwin: digital twin and shared pipeline for operando XANES-TXM nano-CT of NMC532.
+
+    \b
+    xtwin demo                     simulate, process and compare the default scenario
+    xtwin simulate SCENARIO -o DIR write scan.h5, truth.h5 and reference spectra
+    xtwin process SCAN ... -o OUT  the shared pipeline: Li map from a scan file
+    xtwin compare OUT TRUTH        error metrics against the truth
+    xtwin info FILE                what a file holds
+    """
+
+
+def _simulate(scenario, out_dir: Path, force: bool, desc: str = "simulate"):
+    from xtwin.forward.twin import write_outputs
+    from xtwin.forward.twin import simulate as run_twin
+
+    n_steps = 4 + len(scenario.acquisition.energies_eV)
+    with _bar(n_steps, desc) as bar:
+        def tick(stage: str, n: int) -> None:
+            bar.set_postfix_str(stage)
+            bar.update(n)
+        result = run_twin(scenario, progress=tick)
+        paths = write_outputs(result, scenario, out_dir, force=force)
+    return result, paths
+
+
+@cli.command()
+@click.argument("scenario_path", metavar="SCENARIO.toml", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Output directory.")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Override the scenario's seed.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+def simulate(scenario_path: Path, out_dir: Path, seed: int | None, force: bool) -> None:
+    """Run the twin: write DIR/scan.h5, truth.h5, scenario.toml and reference spectra."""
+    from xtwin.forward.scenario import load_scenario
+    from xtwin.forward.twin import OUTPUT_FILES
+
+    scenario = load_scenario(scenario_path)
+    if seed is not None:
+        scenario = scenario.replace_seed(seed)
+    existing = [str(out_dir / f) for f in OUTPUT_FILES if (out_dir / f).exists()]
+    if existing and not force:
+        raise XtwinInputError(f"{', '.join(existing)} already exist; choose another output "
+                              "directory or pass --force to overwrite")
+    _, paths = _simulate(scenario, out_dir, force)
+    for p in paths.values():
+        click.echo(str(p))
+
+
+def _process(scans: list[Path], lithiated: Path, delithiated: Path, out: Path, force: bool,
+             center_offset: float = 0.0, desc: str = "process"):
+    from xtwin._files import check_can_write
+    from xtwin.io.limap import write_limap
+    from xtwin.io.scan import read_scans
+    from xtwin.pipeline import process_scan
+
+    check_can_write(out, force=force)
+    scan = read_scans(list(scans))
+    with _bar(scan.data.shape[2], desc) as bar:
+        limap = process_scan(scan, lithiated, delithiated, center_offset_px=center_offset,
+                             progress=bar.update, inputs=list(scans))
+    write_limap(out, limap)
+    return limap
+
+
+@cli.command()
+@click.argument("scans", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--lithiated", required=True, type=click.Path(path_type=Path),
+              help="Reference spectrum of the lithiated (discharged) end member.")
+@click.option("--delithiated", required=True, type=click.Path(path_type=Path),
+              help="Reference spectrum of the delithiated (charged) end member.")
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
+              help="Output Li-map file (HDF5).")
+@click.option("--center-offset", type=float, default=0.0, show_default=True,
+              help="Rotation axis minus detector centre, in pixels.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+def process(scans: tuple[Path, ...], lithiated: Path, delithiated: Path, out: Path,
+            center_offset: float, force: bool) -> None:
+    """The shared pipeline: normalize, reconstruct each energy, three-energy retrieval.
+
+    SCAN is a Data Exchange HDF5 file with all energies, or several files with one energy
+    each of the same acquisition.
+    """
+    limap = _process(list(scans), lithiated, delithiated, out, force, center_offset)
+    n = int(limap.mask.sum())
+    click.echo(f"{out}: {n} voxels with Ni; median lithiation "
+               f"{_nanmedian(limap.lithiation):.3f}, median sigma {_nanmedian(limap.sigma):.3f}")
+
+
+def _nanmedian(a) -> float:
+    import numpy as np
+
+    return float(np.nanmedian(a)) if np.isfinite(a).any() else float("nan")
+
+
+def _summary_lines(metrics: dict) -> list[str]:
+    v, p = metrics["voxel"], metrics["particle"]
+    return [
+        f"voxels compared   {v['n']} (coverage {v['coverage']:.3f})",
+        f"voxel RMSE        {v['rmse']:.4f}",
+        f"voxel bias        {v['bias']:+.4f}",
+        f"error/sigma std   {v['z_score_std']:.3f}",
+        f"particles         {p['n']}",
+        f"particle MAE      {p['mae']:.4f}",
+        f"particle max err  {p['max_abs_error']:.4f}",
+        f"particle bias     {p['bias']:+.4f}",
+    ]
+
+
+@cli.command()
+@click.argument("limap_path", metavar="OUT.h5", type=click.Path(path_type=Path))
+@click.argument("truth_path", metavar="TRUTH.h5", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def compare(limap_path: Path, truth_path: Path, as_json: bool) -> None:
+    """Error metrics of a recovered Li map against the twin's truth."""
+    from xtwin.io.limap import read_limap
+    from xtwin.io.truth import read_truth
+    from xtwin.validate.metrics import compare as run_compare
+
+    metrics = run_compare(read_limap(limap_path), read_truth(truth_path))
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+    else:
+        click.echo("\n".join(_summary_lines(metrics)))
+
+
+@cli.command()
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default="xtwin-demo",
+              show_default=True, help="Output directory.")
+@click.option("--force", is_flag=True, help="Overwrite an existing demo directory's files.")
+def demo(out_dir: Path, force: bool) -> None:
+    """Simulate the default scenario, process it, compare, and write a small report."""
+    from xtwin.forward.scenario import default_scenario
+    from xtwin.forward.twin import OUTPUT_FILES
+    from xtwin.io.truth import read_truth
+    from xtwin.validate.metrics import compare as run_compare
+    from xtwin.validate.report import write_report
+
+    t0 = time.perf_counter()
+    names = list(OUTPUT_FILES) + ["limap.h5", "slices.png", "error_histogram.png",
+                                  "metrics.json"]
+    existing = [str(out_dir / f) for f in names if (out_dir / f).exists()]
+    if existing and not force:
+        raise XtwinInputError(f"{out_dir} already holds demo outputs; pass --force to "
+                              "overwrite them or choose another directory with -o")
+    scenario = default_scenario()
+    _, paths = _simulate(scenario, out_dir, force, desc="1/2 simulate")
+    limap = _process([paths["scan.h5"]], paths["reference_lithiated.csv"],
+                     paths["reference_delithiated.csv"], out_dir / "limap.h5", force,
+                     desc="2/2 process")
+    metrics = run_compare(limap, read_truth(paths["truth.h5"]))
+    metrics["elapsed_s"] = round(time.perf_counter() - t0, 1)
+    metrics["scenario"] = scenario.name
+    report = write_report(limap, read_truth(paths["truth.h5"]), metrics, out_dir)
+    click.echo("\n".join(_summary_lines(metrics)))
+    click.echo(f"report: {report['slices']}, {report['histogram']}, {report['metrics']} "
+               f"({metrics['elapsed_s']} s)")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+def info(path: Path) -> None:
+    """Say what a file holds (scan, truth, Li-map, reference spectrum, any HDF5)."""
+    from xtwin.inspect import describe
+
+    click.echo(describe(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and map errors to exit codes (0 ok, 2 user error, 1 bug)."""
+    try:
+        cli.main(args=argv, prog_name="xtwin", standalone_mode=False)
+    except XtwinInputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except KeyboardInterrupt:
+        click.echo("interrupted; no partial output was kept", err=True)
+        return 130
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        click.echo("internal error: this is a bug in xtwin; please report it with the "
+                   "traceback above", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

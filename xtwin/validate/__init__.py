@@ -1,0 +1,1 @@
+"""Validation against the twin's truth: metrics, reports."""

@@ -1,0 +1,72 @@
+"""The demo's small report: slices of true vs recovered lithiation, an error histogram."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xtwin._files import atomic_path, write_text_atomic
+from xtwin.io.limap import LiMap
+from xtwin.io.truth import TruthData
+
+
+def write_report(limap: LiMap, truth: TruthData, metrics: dict[str, Any],
+                 out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``slices.png``, ``error_histogram.png`` and ``metrics.json`` into ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    rec, tru = limap.lithiation, truth.lithiation
+    z = int(np.argmax(np.isfinite(tru).sum(axis=(1, 2)))) if tru.ndim == 3 else None
+    t2 = tru[z] if z is not None else tru
+    r2 = rec[z] if z is not None else rec
+    s2 = limap.sigma[z] if z is not None else limap.sigma
+    lo, hi = np.nanpercentile(np.concatenate([t2[np.isfinite(t2)], r2[np.isfinite(r2)]]),
+                              [1, 99])
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4), constrained_layout=True)
+    extent_um = np.array([0, t2.shape[1], t2.shape[0], 0]) * limap.pixel_size_m * 1e6
+    for ax, img, title, kw in (
+        (axes[0], t2, "true lithiation w", {"vmin": lo, "vmax": hi, "cmap": "viridis"}),
+        (axes[1], r2, "recovered w", {"vmin": lo, "vmax": hi, "cmap": "viridis"}),
+        (axes[2], r2 - t2, "recovered - true", {"vmin": -0.3, "vmax": 0.3, "cmap": "RdBu_r"}),
+        (axes[3], s2, "sigma(w)", {"vmin": 0, "vmax": np.nanpercentile(s2, 95), "cmap": "magma"}),
+    ):
+        im = ax.imshow(img, extent=extent_um, **kw)
+        ax.set_title(title + (f" (slice z={z})" if z is not None else ""))
+        ax.set_xlabel("x (um)")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    axes[0].set_ylabel("y (um)")
+    paths = {"slices": out / "slices.png", "histogram": out / "error_histogram.png",
+             "metrics": out / "metrics.json"}
+    with atomic_path(paths["slices"]) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+    both = np.isfinite(rec) & np.isfinite(tru)
+    err = (rec - tru)[both]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    ax[0].hist(err, bins=80, color="0.3")
+    ax[0].axvline(0, color="r")
+    v, p = metrics["voxel"], metrics["particle"]
+    ax[0].set_title(f"voxel error: RMSE {v['rmse']:.3f}, bias {v['bias']:+.3f}")
+    ax[0].set_xlabel("recovered - true lithiation")
+    tab = p["table"]
+    ax[1].scatter([t["true"] for t in tab], [t["recovered"] for t in tab],
+                  s=[max(4, t["n_voxels"] / 50) for t in tab])
+    lims = [min(t["true"] for t in tab) - 0.02, max(t["true"] for t in tab) + 0.02]
+    ax[1].plot(lims, lims, "k--", lw=1)
+    ax[1].set_title(f"per particle: MAE {p['mae']:.4f}, max {p['max_abs_error']:.4f}")
+    ax[1].set_xlabel("true mean w")
+    ax[1].set_ylabel("recovered mean w")
+    with atomic_path(paths["histogram"]) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    write_text_atomic(paths["metrics"], json.dumps(metrics, indent=2) + "\n")
+    return paths
