@@ -3,7 +3,8 @@
 The pillar axis is z (the rotation axis, = detector rows) and also the electrode thickness
 direction: z = 0 is at ``depth_offset_m`` from the separator. Particles are placed by random
 sequential addition of log-normal spheres (touching allowed, no interpenetration) until the
-active-material fraction inside the pillar reaches its target; we keep our own record of what
+active-material fraction inside the pillar reaches its target (a particle that would
+overshoot it by more than 0.004 is not placed, so smaller ones finish the packing); we keep our own record of what
 we place (porespy's generators return only images). The carbon-binder domain fills the pore
 voxels closest to particles, modulated by a smooth random field, up to its target fraction.
 
@@ -95,14 +96,15 @@ def generate(grid: GridSpec, spec: MicrostructureSpec, rng: np.random.Generator
         dist = np.sqrt((zz - p[0]) ** 2 + (y2 - p[1]) ** 2 + (x2 - p[2]) ** 2)
         inside = (dist <= r) & in_pillar_2d[y2, x2] & (labels[lo[0]:hi[0], lo[1]:hi[1],
                                                               lo[2]:hi[2]] == 0)
-        if not inside.any():
+        n_new = int(inside.sum())
+        if n_new == 0 or placed + n_new > target + 0.004 * pillar_vol:
             continue
         sub = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
         labels[sub][inside] = pid
         radial[sub][inside] = (dist[inside] / r).astype(np.float32)
         centres.append(p)
         radii.append(r)
-        placed += int(inside.sum())
+        placed += n_new
 
     phases = np.full((nz, n, n), PHASE_OUTSIDE, dtype=np.uint8)
     phases[:, in_pillar_2d] = PHASE_PORE

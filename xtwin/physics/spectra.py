@@ -139,7 +139,7 @@ def normalize(
     *,
     e0_eV: float | None = None,
     pre_edge_eV: tuple[float, float] = (-150.0, -25.0),
-    post_edge_eV: tuple[float, float] = (50.0, 300.0),
+    post_edge_eV: tuple[float, float] = (150.0, 600.0),
 ) -> NormalizedSpectrum:
     """Normalize a spectrum (pre-edge line, post-edge line, edge jump, flattening).
 
@@ -151,8 +151,9 @@ def normalize(
         Edge energy; by default the maximum of the derivative.
     pre_edge_eV, post_edge_eV : tuple of float
         Fit ranges relative to E0. Where the data do not reach them, the first (last) quarter
-        of the points below (above) E0 is used instead; a post-edge range shorter than 100 eV
-        is fitted with a line, longer with a quadratic.
+        of the points below (above) E0 is used instead; a post-edge range shorter than 200 eV
+        is fitted with a line, longer with a quadratic. The defaults follow Athena (post-edge
+        from E0 + 150 eV), which keeps EXAFS oscillations from biasing the edge jump.
     """
     e, mu = spectrum.energy_eV, spectrum.absorbance
     e0 = _edge_energy(e, mu) if e0_eV is None else float(e0_eV)
@@ -171,7 +172,7 @@ def normalize(
                               f"below and above its edge at {e0:.1f} eV to normalize it")
     pre_coef = np.polyfit(e[pre] - e0, mu[pre], 1 if pre.sum() >= 2 else 0)
     span = e[post].max() - e[post].min()
-    post_coef = np.polyfit(e[post] - e0, mu[post], 2 if span >= 100.0 else 1)
+    post_coef = np.polyfit(e[post] - e0, mu[post], 2 if span >= 200.0 and post.sum() >= 6 else 1)
     pre_line = np.polyval(pre_coef, e - e0)
     post_line = np.polyval(post_coef, e - e0)
     jump = float(np.polyval(post_coef, 0.0) - np.polyval(pre_coef, 0.0))

@@ -16,7 +16,8 @@ evaluated at the true energy ``E_nominal + energy_offset_eV``.
 
 Parametric end members (erf edge step + Gaussian white line + damped EXAFS-like oscillation)
 are calibrated to the measured NMC622 spectra in ``shared/data/spectra``: the energy at half
-maximum moves from 8346.0-8346.5 eV (pristine / 3.0 V) to 8348.2-8348.4 eV (4.3 V).
+maximum moves from 8346.0-8346.5 eV (pristine / 3.0 V) to 8348.2-8348.4 eV (4.3 V). The
+post-edge oscillations of the two end members differ by up to ~10 % at +75 eV (DESIGN.md).
 """
 
 from __future__ import annotations
@@ -70,10 +71,10 @@ class ParametricEndMember:
     white_line_eV: float = 8350.0
     white_line_height: float = 0.55
     white_line_width_eV: float = 2.6
-    exafs_amplitude: float = 0.06
+    exafs_amplitude: float = 0.12
     exafs_period_eV: float = 45.0
     exafs_phase_rad: float = 0.0
-    exafs_decay_eV: float = 60.0
+    exafs_decay_eV: float = 80.0
 
     def normalized(self, energy_eV: np.ndarray, *, bandwidth_sigma_eV: float = 0.0) -> np.ndarray:
         """Normalized absorbance at ``energy_eV`` after Gaussian broadening (sigma, eV)."""

@@ -1,0 +1,26 @@
+"""Shared fixtures: one simulated default scenario per session (about 10 s)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared reference data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """Simulate the default scenario with the CLI and process it; return the directory."""
+    from xtwin.cli import main
+
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "-o", str(out)]) == 0
+    return out

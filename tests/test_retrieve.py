@@ -1,0 +1,93 @@
+"""Three-energy retrieval: exactness on its own model, bias traps, uncertainty."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xtwin.errors import XtwinInputError
+from xtwin.forward.twin import reference_spectra
+from xtwin.physics.spectra import normalize
+from xtwin.physics.xanes import XanesModel
+from xtwin.retrieve import calibrate, retrieve
+
+E3 = np.array([8320.0, 8347.0, 8400.0])
+
+
+@pytest.fixture(scope="module")
+def refs():
+    model = XanesModel()
+    l, d = reference_spectra(model, np.random.default_rng(0), noise=0.0)
+    return model, normalize(l), normalize(d)
+
+
+def test_recovers_w_from_physical_mu_with_partial_volume(refs):
+    """mu from the physics model (dense NMC, any volume fraction, + electrolyte) -> w."""
+    from xtwin.physics import materials
+    from xtwin.physics.attenuation import mu_per_m
+
+    model, l, d = refs
+    cal = calibrate(E3, l, d)
+    w = np.linspace(0, 1, 11)
+    frac = np.array([1.0, 0.6, 0.3])[:, None]
+    mu_nmc = model.nmc532_mu_per_m(E3, w)  # (11, 3)
+    elyte = mu_per_m(materials.electrolyte(), E3)
+    mu = frac[..., None] * mu_nmc[None] + (1 - frac[..., None]) * elyte  # (3, 11, 3)
+    mu = np.moveaxis(mu, -1, 0)
+    res = retrieve(mu, np.full(mu.shape, 1e-3), cal, min_jump_fraction=0.0)
+    np.testing.assert_allclose(res.lithiation, np.broadcast_to(w, (3, 11)), atol=0.012)
+
+
+def test_ignoring_the_traps_biases_w(refs):
+    """Assuming S(post)=1 and equal J at edge and post-edge biases w (DESIGN.md: ~+0.05)."""
+    import dataclasses
+
+    model, l, d = refs
+    cal = calibrate(E3, l, d)
+    naive = dataclasses.replace(cal, jump=np.ones(3), s_lithiated=np.array(
+        [cal.s_lithiated[0], cal.s_lithiated[1], 1.0]), s_delithiated=np.array(
+        [cal.s_delithiated[0], cal.s_delithiated[1], 1.0]))
+    mu = model.nmc532_mu_per_m(E3, np.array([0.5])).T
+    good = retrieve(mu, np.full(mu.shape, 1e-3), cal, min_jump_fraction=0).lithiation
+    bad = retrieve(mu, np.full(mu.shape, 1e-3), naive, min_jump_fraction=0).lithiation
+    assert abs(good[0] - 0.5) < 0.01
+    assert abs(bad[0] - 0.5) > 0.02
+
+
+def test_sigma_matches_monte_carlo(refs):
+    model, l, d = refs
+    cal = calibrate(E3, l, d)
+    rng = np.random.default_rng(5)
+    mu0 = model.nmc532_mu_per_m(E3, 0.4)
+    sig = 0.02 * mu0
+    n = 20000
+    mu = mu0[:, None] + sig[:, None] * rng.standard_normal((3, n))
+    res = retrieve(mu, np.broadcast_to(sig[:, None], mu.shape).copy(), cal,
+                   min_jump_fraction=0.0, min_jump_snr=0.0)
+    w = res.lithiation
+    assert np.nanmean(w) == pytest.approx(0.4, abs=0.01)  # bias-corrected ratio
+    assert np.nanmedian(res.sigma) == pytest.approx(np.nanstd(w), rel=0.1)
+
+
+def test_no_ni_is_masked(refs):
+    from xtwin.physics import materials
+    from xtwin.physics.attenuation import mu_per_m
+
+    _, l, d = refs
+    cal = calibrate(E3, l, d)
+    mu = np.stack([mu_per_m(materials.electrolyte(), E3)] * 5, axis=1)
+    mu = mu + 1e-3 * mu.mean() * np.random.default_rng(1).standard_normal(mu.shape)
+    res = retrieve(mu, np.full(mu.shape, 1e-3 * mu.mean()), cal)
+    assert not res.mask.any() and np.all(np.isnan(res.lithiation))
+
+
+@pytest.mark.parametrize("energies, match", [
+    ([8300.0, 8310.0, 8320.0], "bracket"),
+    ([8380.0, 8400.0, 8420.0], "bracket"),
+    ([8320.0, 8400.0], "three"),
+    ([8100.0, 8347.0, 8400.0], "outside"),
+])
+def test_bad_energies_are_refused(refs, energies, match):
+    _, l, d = refs
+    with pytest.raises(XtwinInputError, match=match):
+        calibrate(np.array(energies), l, d)
