@@ -98,7 +98,7 @@ def test_process_recovers_uniform_spheres(independent_files):
     lm = read_limap(out)
     assert lm.lithiation.shape == (N_ROW, N_COL, N_COL)
     assert lm.pixel_size_m == pytest.approx(PIXEL_UM * 1e-6)
-    for ((z0, _, _), r), w in zip(SPHERES, W_TRUE):
+    for ((z0, _, _), _r), w in zip(SPHERES, W_TRUE):
         core = lm.lithiation[int(z0) - 2:int(z0) + 3]
         vals = core[np.isfinite(core)]
         assert vals.size > 100

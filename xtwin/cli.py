@@ -39,8 +39,8 @@ def cli() -> None:
 
 
 def _simulate(scenario, out_dir: Path, force: bool, desc: str = "simulate"):
-    from xtwin.forward.twin import write_outputs
     from xtwin.forward.twin import simulate as run_twin
+    from xtwin.forward.twin import write_outputs
 
     n_steps = 4 + len(scenario.acquisition.energies_eV)
     with _bar(n_steps, desc) as bar:

@@ -4,9 +4,10 @@ The pillar axis is z (the rotation axis, = detector rows) and also the electrode
 direction: z = 0 is at ``depth_offset_m`` from the separator. Particles are placed by random
 sequential addition of log-normal spheres (touching allowed, no interpenetration) until the
 active-material fraction inside the pillar reaches its target (a particle that would
-overshoot it by more than 0.004 is not placed, so smaller ones finish the packing); we keep our own record of what
-we place (porespy's generators return only images). The carbon-binder domain fills the pore
-voxels closest to particles, modulated by a smooth random field, up to its target fraction.
+overshoot it by more than 0.004 is not placed, so smaller ones finish the packing); we
+keep our own record of what we place (porespy's generators return only images). The
+carbon-binder domain fills the pore voxels closest to particles, modulated by a smooth
+random field, up to its target fraction.
 
 Everything is built on the fine simulation grid (``oversample`` x the reconstruction grid).
 """

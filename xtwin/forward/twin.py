@@ -226,8 +226,9 @@ def reference_spectra(xanes: XanesModel, rng: np.random.Generator,
     """Transmission spectra of dense end-member standards, as a beamline would record them.
 
     Absorbance ``mu(E, w) * thickness`` (w = 1 and 0) on a typical XANES grid (5 eV steps
-    pre-edge, 0.25 eV across the edge, 2-5 eV after, to 8850 eV), through the same monochromator (bandwidth
-    and calibration offset) as the scan, with Gaussian noise of ``noise`` absorbance units.
+    pre-edge, 0.25 eV across the edge, 2-5 eV after, to 8850 eV), through the same
+    monochromator (bandwidth and calibration offset) as the scan, with Gaussian noise of
+    ``noise`` absorbance units.
     """
     e = np.unique(np.concatenate([np.arange(8200.0, 8320.0, 5.0), np.arange(8320.0, 8380.0,
                   0.25), np.arange(8380.0, 8450.0, 2.0), np.arange(8450.0, 8851.0, 5.0)]))

@@ -199,7 +199,8 @@ def read_scan(path: str | os.PathLike) -> ScanData:
         e_units = _unit_attr(e_ds)
         if e_units is None:
             key = "kev" if np.nanmax(energy) < 100 else "ev"
-            notes.append(f"energy has no units attribute; assumed {'keV' if key == 'kev' else 'eV'}")
+            unit = "keV" if key == "kev" else "eV"
+            notes.append(f"energy has no units attribute; assumed {unit}")
         else:
             key = e_units.strip().lower()
             if key not in _ENERGY_UNITS:
