@@ -35,6 +35,7 @@ def cli() -> None:
     xtwin process SCAN ... -o OUT  the shared pipeline: Li map from a scan file
     xtwin compare OUT TRUTH        error metrics against the truth
     xtwin info FILE                what a file holds
+    xtwin physics --energies ...   attenuation and dose numbers for planning
     """
 
 
@@ -193,6 +194,54 @@ def info(path: Path) -> None:
     from xtwin.inspect import describe
 
     click.echo(describe(path))
+
+
+def _float_list(text: str, what: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise XtwinInputError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if not vals:
+        raise XtwinInputError(f"{what} is empty; give e.g. 8300,8345,8400")
+    return vals
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--energies", default="8320,8347,8400", show_default=True,
+              help="Comma-separated energies in eV.")
+@click.option("--lithiation", default="0,1", show_default=True,
+              help="Comma-separated lithiation fractions w for NMC532.")
+@click.option("--json", "as_json", is_flag=True, help="Print a list of records as JSON.")
+@click.pass_context
+def physics(ctx: click.Context, energies: str, lithiation: str, as_json: bool) -> None:
+    """Attenuation of the cell's materials at given energies, for planning an experiment.
+
+    Per energy and material: mu/rho (cm2/g), mu (1/um), attenuation length (um) and
+    mu_en/rho (cm2/g). NMC532 near the Ni K edge uses the XANES model at each lithiation.
+    """
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"energies": energies}
+        return
+    from xtwin.physics.tables import attenuation_records, format_records
+
+    recs = attenuation_records(_float_list(energies, "--energies"),
+                               _float_list(lithiation, "--lithiation"))
+    click.echo(json.dumps(recs, indent=2) if as_json else format_records(recs))
+
+
+@physics.command("spectra")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default="spectra.png",
+              show_default=True, help="Output PNG.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.pass_context
+def physics_spectra(ctx: click.Context, out: Path, force: bool) -> None:
+    """Plot the end-member spectra with the chosen energies marked (PNG)."""
+    from xtwin._files import check_can_write
+    from xtwin.physics.tables import plot_end_members
+
+    check_can_write(out, force=force)
+    plot_end_members(_float_list(ctx.obj["energies"], "--energies"), out)
+    click.echo(str(out))
 
 
 def main(argv: list[str] | None = None) -> int:
