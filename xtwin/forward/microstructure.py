@@ -1,15 +1,39 @@
-"""A first electrode microstructure: polydisperse NMC particles in a cylindrical pillar.
+"""Synthetic NMC532 electrode microstructures with a record of everything placed.
 
-The pillar axis is z (the rotation axis, = detector rows) and also the electrode thickness
-direction: z = 0 is at ``depth_offset_m`` from the separator. Particles are placed by random
-sequential addition of log-normal spheres (touching allowed, no interpenetration) until the
-active-material fraction inside the pillar reaches its target (a particle that would
-overshoot it by more than 0.004 is not placed, so smaller ones finish the packing); we
-keep our own record of what we place (porespy's generators return only images). The
-carbon-binder domain fills the pore voxels closest to particles, modulated by a smooth
-random field, up to its target fraction.
+Geometry: axis 0 (z) is the electrode thickness direction, from the separator side (small z)
+toward the current collector; z = 0 lies ``depth_offset_m`` from the separator. The sample is
+either a box cut from the electrode or a cylindrical pillar (axis z) as milled for nano-CT,
+with air around it so tomographic projections are not truncated.
 
-Everything is built on the fine simulation grid (``oversample`` x the reconstruction grid).
+What is placed, in order (all on one voxel grid, the twin's fine simulation grid):
+
+1. **Secondary particles**: log-normal diameters (D50, log-sigma), centres by random sequential
+   addition with a bounded overlap (``max_overlap``: calendering flattens contacts), until the
+   solid active fraction meets its target (a particle that would overshoot by more than 0.002
+   is not placed, so smaller ones finish); the last few voxels are matched by growing or
+   shaving particle surfaces by a voxel. Where spheres overlap, each voxel goes to the
+   particle with the smallest normalized distance |x - c| / r (a power-diagram-like split), so
+   contacts are flat facets. Our own record keeps centres and radii (porespy's generators
+   return only images).
+2. **Internal porosity**: grain-boundary-like cracks = the thin band around the zero level set
+   of a smooth Gaussian random field of correlation length ``grain_size_m`` inside particles,
+   split into clusters. Clusters that reach the particle surface can be open; interior
+   clusters, and surface clusters sealed by removing a 2-voxel rim (distance to the particle's
+   own boundary from a multi-label distance transform, so contacts count too), are closed.
+   Random clusters of each kind are taken until the volumes match ``internal_porosity`` and
+   ``internal_connected_fraction``. Connectivity is then *measured*: a cluster is connected
+   when it touches the electrolyte or the carbon-binder.
+3. **Carbon-binder domain (CBD)**: bridges at contacts (the morphological closing of the
+   particle phase with radius ``cbd_bridge_radius_m``, computed with distance transforms),
+   partial surface coverage (porespy ``blobs`` patches in a one-voxel shell, covering
+   ``cbd_surface_coverage`` of the free surface), then the nearest remaining pore voxels: a
+   ranked score, filled to the exact target. The CBD has nanoporosity ``cbd_nanoporosity``
+   filled with electrolyte (a material property, not resolved).
+4. **Electrolyte** fills the rest of the sample (macropores and connected cracks); closed
+   cracks are empty.
+
+Targets are volume fractions of the sample (box, or inside the pillar): active (solid NMC),
+CBD, pore (everything else: macropores and internal pores). They are met within +-0.01.
 """
 
 from __future__ import annotations
@@ -20,113 +44,355 @@ import numpy as np
 from scipy import ndimage
 
 from xtwin.forward.scenario import GridSpec, MicrostructureSpec
-from xtwin.io.truth import PHASE_ACTIVE, PHASE_CBD, PHASE_PORE
 
-#: Phase code of voxels outside the pillar (air); written as pore in the truth file.
-PHASE_OUTSIDE = 255
+#: Phase codes on the simulation grid.
+PHASE_PORE, PHASE_ACTIVE, PHASE_CBD, PHASE_CLOSED_PORE, PHASE_OUTSIDE = 0, 1, 2, 3, 255
+#: Connected internal pores are electrolyte (phase 0) but are kept apart in ``internal``.
+INTERNAL_NONE, INTERNAL_CONNECTED, INTERNAL_CLOSED = 0, 1, 2
+_RIM_VOX = 2.0
 
 
 @dataclass(frozen=True)
 class Microstructure:
-    """Fine-grid phases, particle labels and the particle record.
+    """Phases, particle labels and the particle record on one voxel grid.
 
     Attributes
     ----------
     phases : ndarray (z, y, x) uint8
-        0 pore (electrolyte), 1 active, 2 carbon-binder, 255 outside the pillar.
+        0 electrolyte, 1 active (solid NMC), 2 carbon-binder, 3 closed internal pore (void),
+        255 outside the sample (air around a pillar).
     labels : ndarray (z, y, x) int32
-        Particle id (1..n), 0 elsewhere.
+        Particle id (1..n) on active voxels and on the particle's internal pores; 0 elsewhere.
+    internal : ndarray (z, y, x) uint8
+        0 not an internal pore, 1 connected to the electrolyte, 2 closed.
     radial : ndarray (z, y, x) float32
-        Normalized radius r / R within each particle (0 centre, 1 surface).
+        |x - c| / r of the owning particle (0 centre, 1 nominal surface); 0 outside particles.
     centres_m : ndarray (n, 3)
         (z, y, x) centres in metres from the grid origin.
     radii_m : ndarray (n,)
+        Nominal sphere radii.
     voxel_m : float
-        Fine voxel size.
-    achieved : dict
-        Achieved volume fractions inside the pillar.
+    achieved : dict[str, float]
+        Volume fractions of the sample: active, cbd, pore, internal_pore, and
+        internal_connected_fraction (of internal pore volume).
+    particles : dict[str, ndarray]
+        Per-particle record: id, centre_m, radius_m, equivalent_radius_m, depth_m,
+        internal_pore_fraction, internal_connected_fraction, cbd_coverage.
     """
 
     phases: np.ndarray
     labels: np.ndarray
+    internal: np.ndarray
     radial: np.ndarray
     centres_m: np.ndarray
     radii_m: np.ndarray
     voxel_m: float
     achieved: dict[str, float]
+    particles: dict[str, np.ndarray]
+
+    @property
+    def radial_m(self) -> np.ndarray:
+        """Nominal radius of each voxel's particle (0 outside particles), metres."""
+        return np.concatenate([[0.0], self.radii_m])[self.labels]
 
 
-def generate(grid: GridSpec, spec: MicrostructureSpec, rng: np.random.Generator
-             ) -> Microstructure:
-    """Generate the pillar microstructure on the fine grid (deterministic for a given rng)."""
-    os_ = grid.oversample
-    nz, n = grid.n_rows * os_, grid.n_pixels * os_
-    vox = grid.pixel_size_m / os_
-    c = (n - 1) / 2.0
-    pillar_r = spec.pillar_diameter_fraction * n / 2.0
-    yy, xx = np.mgrid[:n, :n]
-    in_pillar_2d = (yy - c) ** 2 + (xx - c) ** 2 <= pillar_r**2
-    pillar_vol = in_pillar_2d.sum() * nz
-    target = spec.active_fraction * pillar_vol
+def sample_mask(shape: tuple[int, int, int], spec: MicrostructureSpec) -> np.ndarray:
+    """Boolean (z, y, x) mask of the sample: the whole box, or the pillar cylinder."""
+    nz, ny, nx = shape
+    if spec.sample == "box":
+        return np.ones(shape, dtype=bool)
+    yy, xx = np.ogrid[:ny, :nx]
+    r = spec.pillar_diameter_fraction * min(ny, nx) / 2.0
+    disc = (yy - (ny - 1) / 2.0) ** 2 + (xx - (nx - 1) / 2.0) ** 2 <= r**2
+    return np.broadcast_to(disc, shape)
 
+
+def _place_particles(shape, in_sample, target_env: float, spec: MicrostructureSpec, vox: float,
+                     rng: np.random.Generator):
+    nz, ny, nx = shape
+    labels = np.zeros(shape, dtype=np.int32)
+    radial = np.full(shape, np.inf, dtype=np.float32)
     centres: list[np.ndarray] = []
     radii: list[float] = []
-    labels = np.zeros((nz, n, n), dtype=np.int32)
-    radial = np.zeros((nz, n, n), dtype=np.float32)
     placed = 0
+    tol = 0.002 * in_sample.sum()
+    mu_log = np.log(spec.particle_d50_m / 2.0 / vox)
+    r_min = spec.min_particle_diameter_m / 2.0 / vox
+    keep = 1.0 - spec.max_overlap
+    mean_vol = 4.0 / 3.0 * np.pi * np.exp(3 * mu_log)
+    max_attempts = int(200 * target_env / mean_vol) + 2000
     attempts = 0
-    mu_log = np.log(spec.particle_radius_m / vox)
-    while placed < target and attempts < 20000:
+    while placed < target_env - tol and attempts < max_attempts:
         attempts += 1
-        r = max(np.exp(mu_log + spec.radius_log_sigma * rng.standard_normal()),
-                spec.min_radius_m / vox)
-        rho = pillar_r * np.sqrt(rng.uniform())
-        phi = rng.uniform(0, 2 * np.pi)
-        p = np.array([rng.uniform(-0.3 * r, nz - 1 + 0.3 * r), c + rho * np.sin(phi),
-                      c + rho * np.cos(phi)])
-        if centres:
-            d = np.linalg.norm(np.asarray(centres) - p, axis=1)
-            if np.any(d < 0.98 * (np.asarray(radii) + r)):
+        r = max(float(np.exp(mu_log + spec.particle_size_log_sigma * rng.standard_normal())),
+                r_min)
+        c = np.array([rng.uniform(-0.3 * r, nz - 1 + 0.3 * r),
+                      rng.uniform(-0.3 * r, ny - 1 + 0.3 * r),
+                      rng.uniform(-0.3 * r, nx - 1 + 0.3 * r)])
+        if spec.sample == "pillar":
+            rp = spec.pillar_diameter_fraction * min(ny, nx) / 2.0
+            if np.hypot(c[1] - (ny - 1) / 2.0, c[2] - (nx - 1) / 2.0) > rp:
                 continue
-        pid = len(centres) + 1
-        lo = np.maximum(np.floor(p - r).astype(int), 0)
-        hi = np.minimum(np.ceil(p + r).astype(int) + 1, (nz, n, n))
+        if centres:
+            d = np.linalg.norm(np.asarray(centres) - c, axis=1)
+            if np.any(d < keep * (np.asarray(radii) + r)):
+                continue
+        lo = np.maximum(np.floor(c - r).astype(int), 0)
+        hi = np.minimum(np.ceil(c + r).astype(int) + 1, shape)
         if np.any(hi <= lo):
             continue
-        zz, y2, x2 = np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij")
-        dist = np.sqrt((zz - p[0]) ** 2 + (y2 - p[1]) ** 2 + (x2 - p[2]) ** 2)
-        inside = (dist <= r) & in_pillar_2d[y2, x2] & (labels[lo[0]:hi[0], lo[1]:hi[1],
-                                                              lo[2]:hi[2]] == 0)
-        n_new = int(inside.sum())
-        if n_new == 0 or placed + n_new > target + 0.004 * pillar_vol:
+        sub = tuple(slice(a, b) for a, b in zip(lo, hi))
+        z = (np.arange(lo[0], hi[0]) - c[0])[:, None, None]
+        y = (np.arange(lo[1], hi[1]) - c[1])[None, :, None]
+        x = (np.arange(lo[2], hi[2]) - c[2])[None, None, :]
+        rn = (np.sqrt(z * z + y * y + x * x) / r).astype(np.float32)
+        claim = (rn <= 1.0) & in_sample[sub] & (rn < radial[sub])
+        n_new = int(np.count_nonzero(claim & (labels[sub] == 0)))
+        if n_new == 0 or placed + n_new > target_env + tol:
             continue
-        sub = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
-        labels[sub][inside] = pid
-        radial[sub][inside] = (dist[inside] / r).astype(np.float32)
-        centres.append(p)
+        pid = len(centres) + 1
+        labels[sub][claim] = pid
+        radial[sub][claim] = rn[claim]
+        centres.append(c)
         radii.append(r)
         placed += n_new
+    radial[labels == 0] = 0.0
+    return labels, radial, np.asarray(centres).reshape(-1, 3), np.asarray(radii)
 
-    phases = np.full((nz, n, n), PHASE_OUTSIDE, dtype=np.uint8)
-    phases[:, in_pillar_2d] = PHASE_PORE
-    phases[labels > 0] = PHASE_ACTIVE
-    n_cbd = int(round(spec.cbd_fraction * pillar_vol))
-    if n_cbd > 0:
-        pore = phases == PHASE_PORE
-        dist = ndimage.distance_transform_edt(labels == 0)
-        field = ndimage.gaussian_filter(rng.standard_normal(labels.shape), 2.0 * os_)
-        field /= field.std() + 1e-12
-        score = -dist / (0.5 * os_) + 0.8 * field
-        cand = np.flatnonzero(pore)
-        n_cbd = min(n_cbd, cand.size)
-        pick = cand[np.argpartition(-score.ravel()[cand], n_cbd - 1)[:n_cbd]]
-        phases.ravel()[pick] = PHASE_CBD
-    inside = phases != PHASE_OUTSIDE
-    total = inside.sum()
-    achieved = {
-        "active": float((phases == PHASE_ACTIVE).sum() / total),
-        "cbd": float((phases == PHASE_CBD).sum() / total),
-        "pore": float((phases == PHASE_PORE).sum() / total),
+
+def _adjust_active(labels, radial, internal, in_sample, centres, radii, target: int, rng):
+    """Grow or shave particle surfaces by single voxels until the solid count equals ``target``.
+
+    The random packing meets its target only to within one particle; this moves the boundary
+    by at most a voxel or two. Growth takes free voxels next to particles (outermost shell
+    first, random order within a shell) and gives each to the neighbouring particle; shaving
+    removes the active voxels of largest normalized radius.
+    """
+    active = (labels > 0) & (internal == 0)
+    delta = target - int(np.count_nonzero(active))
+    if delta < 0:
+        cand = np.flatnonzero(active.ravel())
+        order = np.argsort(-radial.ravel()[cand], kind="stable")[: -delta]
+        drop = cand[order]
+        labels.ravel()[drop] = 0
+        radial.ravel()[drop] = 0.0
+        return
+    for _ in range(50):
+        if delta <= 0:
+            break
+        grown = ndimage.grey_dilation(labels, size=(3, 3, 3))
+        shell = np.flatnonzero(((labels == 0) & (grown > 0) & in_sample).ravel())
+        if shell.size == 0:
+            break
+        pick = shell[rng.permutation(shell.size)[:delta]]
+        lab = grown.ravel()[pick]
+        pos = np.stack(np.unravel_index(pick, labels.shape), axis=1)
+        labels.ravel()[pick] = lab
+        radial.ravel()[pick] = (np.linalg.norm(pos - centres[lab - 1], axis=1)
+                                / radii[lab - 1]).astype(np.float32)
+        delta -= pick.size
+
+
+def _smooth_field(shape, sigma_vox: float, rng: np.random.Generator) -> np.ndarray:
+    field = rng.standard_normal(shape, dtype=np.float32)
+    ndimage.gaussian_filter(field, sigma_vox, output=field, mode="wrap")
+    field /= field.std() + 1e-12
+    return field
+
+
+def _pick_until(vols: np.ndarray, target: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a random subset of ``vols`` whose sum comes closest to ``target``."""
+    if target <= 0 or vols.size == 0:
+        return np.zeros(0, dtype=int)
+    order = rng.permutation(vols.size)
+    cum = np.cumsum(vols[order])
+    k = int(np.searchsorted(cum, target))
+    if k < cum.size and (k == 0 or abs(cum[k] - target) < abs(cum[k - 1] - target)):
+        k += 1
+    return order[:k]
+
+
+def _carve_internal_pores(labels, n: int, spec, vox: float, rng):
+    """Internal pores as crack clusters chosen to meet the porosity and connectivity targets.
+
+    Candidate cracks (2-6 times the target volume) are the thin zero-level band of a smooth random
+    field inside particles, split into 6-connected clusters. Clusters that reach the particle
+    surface can be open; the others, and surface clusters sealed by removing their 2-voxel rim,
+    are closed. Random clusters of each kind are taken until the open and closed volumes
+    match ``internal_porosity * internal_connected_fraction`` and the rest.
+    """
+    import edt
+
+    internal = np.zeros(labels.shape, dtype=np.uint8)
+    env = labels > 0
+    n_env = int(np.count_nonzero(env))
+    if spec.internal_porosity <= 0 or n == 0:
+        return internal
+    sigma = max(spec.grain_size_m / vox / 2.0, 1.0)
+    field = np.abs(_smooth_field(labels.shape, sigma, rng))
+    supply = 2.0 + 4.0 * spec.internal_connected_fraction  # surface clusters are the scarce kind
+    thr = np.quantile(field[env], min(supply * spec.internal_porosity, 0.6))
+    cand = env & (field <= thr)
+    del field
+    own_dist = edt.edt(labels, black_border=True, parallel=1)
+    exterior_touch = cand & ndimage.binary_dilation(~env)
+    lab, n_cl = ndimage.label(cand)
+    vols = np.bincount(lab.ravel(), minlength=n_cl + 1).astype(float)
+    surface_ids = np.unique(lab[exterior_touch])
+    is_surface = np.zeros(n_cl + 1, dtype=bool)
+    is_surface[surface_ids[surface_ids > 0]] = True
+    open_ids = np.flatnonzero(is_surface[1:]) + 1
+    want_open = spec.internal_porosity * spec.internal_connected_fraction * n_env
+    chosen_open = open_ids[_pick_until(vols[open_ids], want_open, rng)]
+    use_open = np.zeros(n_cl + 1, dtype=bool)
+    use_open[chosen_open] = True
+    # closed candidates: interior clusters, and the rest of surface clusters minus their rim
+    closed_cand = cand & ~use_open[lab] & ~(is_surface[lab] & (own_dist <= _RIM_VOX))
+    del own_dist
+    lab_c, n_c = ndimage.label(closed_cand)
+    vols_c = np.bincount(lab_c.ravel(), minlength=n_c + 1).astype(float)
+    want_closed = spec.internal_porosity * n_env - vols[chosen_open].sum()
+    chosen_c = _pick_until(vols_c[1:], want_closed, rng) + 1
+    use_c = np.zeros(n_c + 1, dtype=bool)
+    use_c[chosen_c] = True
+    internal[use_open[lab]] = INTERNAL_CONNECTED
+    internal[use_c[lab_c]] = INTERNAL_CLOSED
+    return internal
+
+
+def _closing_residue(env: np.ndarray, radius_vox: float) -> np.ndarray:
+    """Voxels added by a morphological closing of ``env`` with a ball (distance transforms)."""
+    import edt
+
+    if radius_vox <= 0:
+        return np.zeros_like(env)
+    dil = edt.edt(~env, black_border=False) <= radius_vox
+    closed = dil & (edt.edt(dil, black_border=False) > radius_vox)
+    return closed & ~env
+
+
+def _place_cbd(phases, env, in_sample, spec, vox, target_vox: int, rng):
+    import edt
+    import porespy as ps
+
+    free = in_sample & ~env
+    if target_vox <= 0:
+        return np.zeros_like(env)
+    dist = edt.edt(~env, black_border=False).astype(np.float32)
+    bridge = _closing_residue(env, spec.cbd_bridge_radius_m / vox)
+    patch = ps.generators.blobs(list(env.shape), porosity=spec.cbd_surface_coverage,
+                                blobiness=max(1, int(round(np.mean(env.shape) * vox / 40e-6))),
+                                seed=int(rng.integers(2**31 - 1)), periodic=True)
+    shell = free & (dist <= 1.5)
+    noise = _smooth_field(env.shape, 1.5, rng) * 0.05
+    score = -dist / 20.0 + noise
+    score += 3.0 * bridge + 1.0 * shell + 2.0 * (shell & patch)
+    cand = np.flatnonzero(free)
+    k = min(target_vox, cand.size)
+    vals = score.ravel()[cand]
+    pick = cand[np.argpartition(-vals, k - 1)[:k]]
+    out = np.zeros(env.shape, dtype=bool)
+    out.ravel()[pick] = True
+    return out
+
+
+def generate(grid: GridSpec, spec: MicrostructureSpec, rng: np.random.Generator, *,
+             oversample: int | None = None) -> Microstructure:
+    """Generate a microstructure on the twin's fine grid (deterministic for a given rng).
+
+    Parameters
+    ----------
+    grid : GridSpec
+        Reconstruction grid; the microstructure lives on its ``oversample``-times finer grid.
+    spec : MicrostructureSpec
+        Targets and morphology.
+    rng : numpy.random.Generator
+        The only source of randomness.
+    oversample : int, optional
+        Override ``grid.oversample``.
+    """
+    f = grid.oversample if oversample is None else oversample
+    shape = (grid.n_rows * f, grid.n_pixels * f, grid.n_pixels * f)
+    vox = grid.pixel_size_m / f
+    in_sample = sample_mask(shape, spec)
+    n_sample = int(in_sample.sum())
+    target_env = spec.active_fraction * n_sample / (1.0 - spec.internal_porosity)
+    labels, radial, centres, radii = _place_particles(shape, in_sample, target_env, spec, vox,
+                                                      rng)
+    internal = _carve_internal_pores(labels, len(radii), spec, vox, rng)
+    _adjust_active(labels, radial, internal, in_sample, centres, radii,
+                   int(round(spec.active_fraction * n_sample)), rng)
+    env = labels > 0
+    phases = np.full(shape, PHASE_OUTSIDE, dtype=np.uint8)
+    phases[in_sample] = PHASE_PORE
+    phases[env] = PHASE_ACTIVE
+    phases[internal > 0] = PHASE_CLOSED_PORE  # classified after the CBD is placed
+    n_cbd = int(round(spec.cbd_fraction * n_sample))
+    cbd = _place_cbd(phases, env, in_sample, spec, vox, n_cbd, rng)
+    phases[cbd] = PHASE_CBD
+    internal = _classify_internal(phases, internal)
+    phases[internal == INTERNAL_CONNECTED] = PHASE_PORE
+
+    n = len(radii)
+    idx = np.arange(1, n + 1)
+    lab_int = labels[internal > 0]
+    pore_vol = np.bincount(lab_int, minlength=n + 1)[1:].astype(float)
+    con_vol = np.bincount(labels[internal == INTERNAL_CONNECTED], minlength=n + 1)[1:]
+    env_vol = np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(float)
+    coverage = _cbd_coverage(labels, phases, n)
+    depth = spec.depth_offset_m + (centres[:, 0] + 0.5) * vox if n else np.zeros(0)
+    particles = {
+        "id": idx.astype(np.int32),
+        "centre_m": (centres + 0.5) * vox,
+        "radius_m": radii * vox,
+        "equivalent_radius_m": np.cbrt(3 * env_vol / (4 * np.pi)) * vox,
+        "depth_m": depth,
+        "internal_pore_fraction": np.divide(pore_vol, env_vol, out=np.zeros(n),
+                                            where=env_vol > 0),
+        "internal_connected_fraction": np.divide(con_vol, pore_vol, out=np.zeros(n),
+                                                 where=pore_vol > 0),
+        "cbd_coverage": coverage,
     }
-    return Microstructure(phases, labels, radial, np.asarray(centres).reshape(-1, 3) * vox,
-                          np.asarray(radii) * vox, vox, achieved)
+    counts = np.bincount(phases[in_sample], minlength=256)
+    n_int = int(np.count_nonzero(internal))
+    achieved = {
+        "active": counts[PHASE_ACTIVE] / n_sample,
+        "cbd": counts[PHASE_CBD] / n_sample,
+        "pore": (counts[PHASE_PORE] + counts[PHASE_CLOSED_PORE]) / n_sample,
+        "internal_pore": n_int / n_sample,
+        "internal_connected_fraction": (np.count_nonzero(internal == INTERNAL_CONNECTED)
+                                        / n_int) if n_int else 0.0,
+    }
+    achieved = {k: float(v) for k, v in achieved.items()}
+    return Microstructure(phases, labels, internal, radial, (centres + 0.5) * vox, radii * vox,
+                          vox, achieved, particles)
+
+
+def _classify_internal(phases: np.ndarray, internal: np.ndarray) -> np.ndarray:
+    """Mark internal pore clusters touching electrolyte or CBD as connected (measured)."""
+    pores = internal > 0
+    if not pores.any():
+        return internal
+    lab, _ = ndimage.label(pores)
+    wet = (phases == PHASE_PORE) | (phases == PHASE_CBD)
+    touching = pores & ndimage.binary_dilation(wet)
+    ids = np.unique(lab[touching])
+    ids = ids[ids > 0]
+    con = np.isin(lab, ids) & pores
+    out = internal.copy()
+    out[con] = INTERNAL_CONNECTED
+    return out
+
+
+def _cbd_coverage(labels: np.ndarray, phases: np.ndarray, n: int) -> np.ndarray:
+    """Fraction of each particle's free surface voxels (those touching electrolyte or CBD)
+    that touch CBD (6-neighbourhood)."""
+    if n == 0:
+        return np.zeros(0)
+    active = phases == PHASE_ACTIVE
+    wet = ndimage.binary_dilation(phases == PHASE_PORE)
+    cbd = ndimage.binary_dilation(phases == PHASE_CBD)
+    surf = active & (wet | cbd)
+    tot = np.bincount(labels[surf], minlength=n + 1)[1:].astype(float)
+    cov = np.bincount(labels[surf & cbd], minlength=n + 1)[1:]
+    return np.divide(cov, tot, out=np.zeros(n), where=tot > 0)

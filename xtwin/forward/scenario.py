@@ -24,16 +24,35 @@ class GridSpec:
 
 @dataclass(frozen=True)
 class MicrostructureSpec:
-    """A cylindrical electrode pillar (axis = z = electrode thickness) of packed particles."""
+    """Electrode microstructure targets and morphology (see :mod:`xtwin.forward.microstructure`).
 
+    Defaults: active fraction 0.445 and electrode thickness 67 um from PyBaMM ``Mohtat2020``
+    (its porosity 0.30 leaves 0.255 for the carbon-binder domain including its nanopores);
+    D50 7 um (Mohtat2020 R_p = 3.5 um); 3 % internal porosity of secondary particles, half of
+    it connected to the surface (typical of polycrystalline NMC, see docs/microstructure.md).
+    """
+
+    sample: str = "pillar"
     pillar_diameter_fraction: float = 0.9
-    particle_radius_m: float = 3.5e-6
-    radius_log_sigma: float = 0.2
-    min_radius_m: float = 1.5e-6
-    active_fraction: float = 0.445
-    cbd_fraction: float = 0.10
-    cbd_nanoporosity: float = 0.5
+    electrode_thickness_m: float = 67e-6
     depth_offset_m: float = 20e-6
+    active_fraction: float = 0.445
+    cbd_fraction: float = 0.255
+    particle_d50_m: float = 7e-6
+    particle_size_log_sigma: float = 0.2
+    min_particle_diameter_m: float = 3e-6
+    max_overlap: float = 0.15
+    internal_porosity: float = 0.03
+    internal_connected_fraction: float = 0.5
+    grain_size_m: float = 1e-6
+    cbd_nanoporosity: float = 0.5
+    cbd_bridge_radius_m: float = 0.6e-6
+    cbd_surface_coverage: float = 0.5
+
+    @property
+    def pore_fraction(self) -> float:
+        """Target pore fraction: 1 - active - cbd (macropores and internal pores)."""
+        return 1.0 - self.active_fraction - self.cbd_fraction
 
 
 @dataclass(frozen=True)
@@ -173,17 +192,29 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
         (1 <= g.n_rows <= 2048, "grid.n_rows must be within 1-2048"),
         (1e-9 <= g.pixel_size_m <= 1e-4, "grid.pixel_size_m must be within 1 nm-100 um (metres)"),
         (1 <= g.oversample <= 4, "grid.oversample must be 1-4 (2 avoids the inverse crime)"),
+        (m.sample in ("pillar", "box"), "microstructure.sample must be pillar or box"),
         (0.2 <= m.pillar_diameter_fraction <= 0.95,
          "microstructure.pillar_diameter_fraction must be within 0.2-0.95 (the pillar must stay "
          "inside the field of view)"),
-        (0 < m.active_fraction < 0.7, "microstructure.active_fraction must be within 0-0.7"),
-        (0 <= m.cbd_fraction < 0.3, "microstructure.cbd_fraction must be within 0-0.3"),
-        (m.active_fraction + m.cbd_fraction < 0.9,
-         "microstructure.active_fraction + cbd_fraction must leave room for pores"),
-        (0 < m.min_radius_m <= m.particle_radius_m,
-         "microstructure.min_radius_m must be positive and below particle_radius_m"),
-        (m.particle_radius_m >= 2 * g.pixel_size_m,
-         "microstructure.particle_radius_m must span at least 2 pixels"),
+        (0 < m.active_fraction <= 0.65, "microstructure.active_fraction must be within 0-0.65"),
+        (0 <= m.cbd_fraction < 0.5, "microstructure.cbd_fraction must be within 0-0.5"),
+        (m.pore_fraction >= 0.1,
+         "microstructure.active_fraction + cbd_fraction must leave at least 0.1 for pores"),
+        (0 < m.min_particle_diameter_m <= m.particle_d50_m,
+         "microstructure.min_particle_diameter_m must be positive and below particle_d50_m"),
+        (m.particle_d50_m >= 4 * g.pixel_size_m,
+         "microstructure.particle_d50_m must span at least 4 pixels"),
+        (0 <= m.max_overlap <= 0.4, "microstructure.max_overlap must be within 0-0.4"),
+        (0 <= m.internal_porosity <= 0.3,
+         "microstructure.internal_porosity must be within 0-0.3"),
+        (0 <= m.internal_connected_fraction <= 1,
+         "microstructure.internal_connected_fraction must be within 0-1"),
+        (0 <= m.cbd_surface_coverage < 1,
+         "microstructure.cbd_surface_coverage must be within 0-1"),
+        (0 <= m.depth_offset_m and m.depth_offset_m + g.n_rows * g.pixel_size_m
+         <= m.electrode_thickness_m * 1.0001,
+         "the imaged window (depth_offset_m + n_rows * pixel_size_m) must lie inside "
+         "electrode_thickness_m"),
         (e.mode in ("charge", "discharge"), "electrochemistry.mode must be charge or discharge"),
         (0 < e.c_rate <= 10, "electrochemistry.c_rate must be within 0-10"),
         (e.snapshot_time_s >= 0, "electrochemistry.snapshot_time_s must be >= 0"),

@@ -21,10 +21,18 @@ from xtwin import __version__
 from xtwin._files import write_text_atomic
 from xtwin.errors import XtwinInputError
 from xtwin.forward.electrochem import LithiationProfile, solve
-from xtwin.forward.microstructure import PHASE_OUTSIDE, Microstructure, generate
+from xtwin.forward.microstructure import (
+    PHASE_ACTIVE,
+    PHASE_CBD,
+    PHASE_CLOSED_PORE,
+    PHASE_OUTSIDE,
+    PHASE_PORE,
+    Microstructure,
+    generate,
+)
 from xtwin.forward.scenario import Scenario
 from xtwin.io.scan import ScanData, write_scan
-from xtwin.io.truth import PHASE_ACTIVE, PHASE_CBD, PHASE_PORE, TruthData, write_truth
+from xtwin.io.truth import TruthData, write_truth
 from xtwin.physics import materials
 from xtwin.physics.attenuation import mu_per_m
 from xtwin.physics.spectra import Spectrum, write_spectrum
@@ -44,32 +52,31 @@ class TwinResult:
     reference_delithiated: Spectrum
 
 
-def lithiation_field(ms: Microstructure, profile: LithiationProfile, depth_offset_m: float
+def lithiation_field(ms: Microstructure, profile: LithiationProfile
                      ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Fill every particle voxel with PyBaMM's w(r/R) at the particle's depth.
+    """Fill every active voxel with PyBaMM's w(r/R) at its particle's depth.
 
     Each particle's voxel mean is then shifted to PyBaMM's volume average at its depth, so Li
     is conserved per particle whatever the voxelization does to the radial weighting.
+    Internal pores, CBD and electrolyte are NaN.
     """
     n = len(ms.radii_m)
-    depth = depth_offset_m + ms.centres_m[:, 0] + 0.5 * ms.voxel_m
-    depth_vox = np.concatenate([[0.0], depth])[ms.labels]
+    depth = ms.particles["depth_m"]
+    am = ms.phases == PHASE_ACTIVE
+    lab = ms.labels[am]
     w = np.full(ms.labels.shape, np.nan, dtype=np.float64)
-    am = ms.labels > 0
-    w[am] = profile.at(depth_vox[am], ms.radial[am])
+    w_am = profile.at(np.concatenate([[0.0], depth])[lab], ms.radial[am])
     target = profile.mean_at(depth)
     idx = np.arange(1, n + 1)
-    means = ndimage.mean(w[am], labels=ms.labels[am], index=idx) if n else np.array([])
-    shift = np.concatenate([[0.0], target - means])
-    w[am] += shift[ms.labels[am]]
-    table = {
-        "id": idx.astype(np.int32),
-        "depth_m": depth,
-        "radius_m": ms.radii_m,
-        "centre_m": ms.centres_m,
-        "mean_lithiation": ndimage.mean(w[am], labels=ms.labels[am], index=idx) if n else depth,
-        "pybamm_lithiation": target,
-    }
+    if n:
+        means = np.asarray(ndimage.mean(w_am, labels=lab, index=idx))
+        means = np.where(np.isfinite(means), means, target)
+        w_am += np.concatenate([[0.0], target - means])[lab]
+    w[am] = w_am
+    table = dict(ms.particles)
+    table["mean_lithiation"] = (np.asarray(ndimage.mean(w_am, labels=lab, index=idx))
+                                if n else np.zeros(0))
+    table["pybamm_lithiation"] = target
     return w, table
 
 
@@ -90,14 +97,16 @@ def to_reconstruction_grid(phases: np.ndarray, labels: np.ndarray, w: np.ndarray
     """Phases (majority), labels (majority inside NMC) and w (mean over NMC) per coarse voxel.
 
     A coarse voxel is active if at least half of its fine voxels are; its w is the mean over
-    its fine active voxels; NaN elsewhere.
+    its fine active voxels; NaN elsewhere. Phase codes: 0 electrolyte (and air outside a
+    pillar), 1 active, 2 carbon-binder, 3 closed internal pore.
     """
     ph = np.where(phases == PHASE_OUTSIDE, PHASE_PORE, phases)
+    labels = np.where(ph == PHASE_ACTIVE, labels, 0)
     active = (ph == PHASE_ACTIVE).astype(np.float64)
     frac = _block_mean(active, f)
     with np.errstate(invalid="ignore"):
         w_c = _block_mean(np.where(ph == PHASE_ACTIVE, w, 0.0), f) / frac
-    coarse_ph = _block_mode(ph, f, 3).astype(np.uint8)
+    coarse_ph = _block_mode(ph, f, 4).astype(np.uint8)
     coarse_ph[frac >= 0.5] = PHASE_ACTIVE
     coarse_ph[(frac < 0.5) & (coarse_ph == PHASE_ACTIVE)] = PHASE_PORE
     w_c = np.where(frac >= 0.5, w_c, np.nan)
@@ -137,7 +146,7 @@ def simulate(scenario: Scenario, *, progress: Callable[[str, int], None] | None 
     tick("microstructure", 1)
     profile = solve(scenario.electrochemistry)
     tick("electrochemistry", 1)
-    w_fine, table = lithiation_field(ms, profile, scenario.microstructure.depth_offset_m)
+    w_fine, table = lithiation_field(ms, profile)
     tick("lithiation", 1)
 
     xanes = XanesModel(bandwidth_rel=a.bandwidth_rel, energy_offset_eV=a.energy_offset_eV)
@@ -163,7 +172,7 @@ def simulate(scenario: Scenario, *, progress: Callable[[str, int], None] | None 
             mu = np.zeros(ms.phases.shape, dtype=np.float32)
             mu[ms.phases == PHASE_PORE] = mu_elyte[ie]
             mu[ms.phases == PHASE_CBD] = mu_cbd[ie]
-            mu[am] = (coef_a[ie] + coef_c[ie] * w_am[am])
+            mu[am] = (coef_a[ie] + coef_c[ie] * w_am[am])  # closed pores, air stay 0
             mu *= ms.voxel_m  # per fine voxel
             t_fine = np.empty((a.n_angles, nz, n))
             for z in range(nz):
@@ -205,7 +214,8 @@ def simulate(scenario: Scenario, *, progress: Callable[[str, int], None] | None 
     fine_ph = np.where(ms.phases == PHASE_OUTSIDE, PHASE_PORE, ms.phases).astype(np.uint8)
     truth = TruthData(
         lithiation=w_c, labels=labels_c, phases=phases_c,
-        fine_lithiation=w_fine.astype(np.float32), fine_labels=ms.labels, fine_phases=fine_ph,
+        fine_lithiation=w_fine.astype(np.float32), fine_labels=np.where(am, ms.labels, 0),
+        fine_phases=fine_ph,
         particles=table,
         pybamm={"time_s": profile.time_s, "voltage_V": profile.voltage_V,
                 "current_A": profile.current_A, "depth_m": profile.depth_m,
@@ -214,7 +224,8 @@ def simulate(scenario: Scenario, *, progress: Callable[[str, int], None] | None 
                "snapshot_time_s": scenario.electrochemistry.snapshot_time_s,
                "scenario": scenario.to_toml(), "seed": scenario.seed,
                "achieved_fractions": ms.achieved, "versions": _versions(),
-               "phase_codes": {"pore": PHASE_PORE, "active": PHASE_ACTIVE, "cbd": PHASE_CBD}})
+               "phase_codes": {"pore": PHASE_PORE, "active": PHASE_ACTIVE, "cbd": PHASE_CBD,
+                               "closed_internal_pore": PHASE_CLOSED_PORE}})
     ref_l, ref_d = reference_spectra(xanes, rng_ref)
     tick("files", 1)
     return TwinResult(scan, truth, ref_l, ref_d)

@@ -4,7 +4,8 @@ Layout::
 
     /truth/lithiation        (z, y, x) float32 on the reconstruction grid, NaN outside NMC
     /truth/labels            (z, y, x) int32 particle id (0 = none)
-    /truth/phases            (z, y, x) uint8: 0 pore/electrolyte, 1 active, 2 carbon-binder
+    /truth/phases            (z, y, x) uint8: 0 pore/electrolyte, 1 active, 2 carbon-binder,
+                             3 closed internal pore (void)
     /truth/fine/{lithiation,labels,phases}   the same on the fine simulation grid
     /truth/particles/{id,depth_m,radius_m,mean_lithiation,pybamm_lithiation,centre_m}
     /truth/pybamm/{time_s,voltage_V,current_A}
@@ -23,7 +24,7 @@ import numpy as np
 from xtwin.errors import XtwinInputError
 from xtwin.io._h5 import attrs_dict, open_h5, require, write_h5
 
-PHASE_PORE, PHASE_ACTIVE, PHASE_CBD = 0, 1, 2
+PHASE_PORE, PHASE_ACTIVE, PHASE_CBD, PHASE_CLOSED_PORE = 0, 1, 2, 3
 PARTICLE_COLUMNS = ("id", "depth_m", "radius_m", "mean_lithiation", "pybamm_lithiation")
 
 
