@@ -36,6 +36,8 @@ def cli() -> None:
     xtwin compare OUT TRUTH        error metrics against the truth
     xtwin info FILE                what a file holds
     xtwin physics --energies ...   attenuation and dose numbers for planning
+    xtwin microstructure SCENARIO -o DIR   an electrode microstructure and its metrics
+    xtwin metrics FILE             microstructure metrics of any volume
     """
 
 
@@ -194,6 +196,102 @@ def info(path: Path) -> None:
     from xtwin.inspect import describe
 
     click.echo(describe(path))
+
+
+@cli.command()
+@click.argument("scenario_path", metavar="SCENARIO.toml", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Output directory.")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Override the scenario's seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print targets, achieved and metrics.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+def microstructure(scenario_path: Path, out_dir: Path, seed: int | None, as_json: bool,
+                   force: bool) -> None:
+    """Generate the scenario's electrode microstructure, with its record and metrics.
+
+    Writes DIR/microstructure.h5 (fine and reconstruction grids, particle record),
+    DIR/slices.png (orthogonal slices) and DIR/metrics.json.
+    """
+    import numpy as np
+
+    from xtwin._files import write_text_atomic
+    from xtwin.analysis.microstructure import microstructure_metrics
+    from xtwin.forward.microstructure import generate, write_microstructure
+    from xtwin.forward.scenario import load_scenario
+    from xtwin.validate.report import plot_orthoslices
+
+    scenario = load_scenario(scenario_path)
+    if seed is not None:
+        scenario = scenario.replace_seed(seed)
+    names = ("microstructure.h5", "slices.png", "metrics.json")
+    existing = [str(out_dir / n) for n in names if (out_dir / n).exists()]
+    if existing and not force:
+        raise XtwinInputError(f"{', '.join(existing)} already exist; choose another output "
+                              "directory or pass --force to overwrite")
+    m = scenario.microstructure
+    target = {"active": m.active_fraction, "cbd": m.cbd_fraction, "pore": m.pore_fraction,
+              "internal_pore_of_particles": m.internal_porosity,
+              "internal_connected_fraction": m.internal_connected_fraction}
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(np.random.SeedSequence(scenario.seed).spawn(3)[0])
+    ms = generate(scenario.grid, m, rng)
+    t_gen = time.perf_counter() - t0
+    write_microstructure(out_dir / names[0], ms, oversample=scenario.grid.oversample,
+                         scenario_toml=scenario.to_toml(), seed=scenario.seed, target=target)
+    metrics = microstructure_metrics(ms.phases, ms.voxel_m,
+                                     labels=np.where(ms.phases == 1, ms.labels, 0))
+    p = ms.particles
+    doc = {"target": target, "achieved": ms.achieved, "metrics": metrics,
+           "particles": {"n": int(p["id"].size),
+                         "internal_pore_fraction_mean": float(np.mean(
+                             p["internal_pore_fraction"])) if p["id"].size else 0.0,
+                         "cbd_coverage_mean": float(np.mean(p["cbd_coverage"]))
+                         if p["id"].size else 0.0},
+           "seed": scenario.seed, "generation_s": round(t_gen, 2),
+           "files": {n: str(out_dir / n) for n in names}}
+    plot_orthoslices(ms.phases, ms.voxel_m, out_dir / names[1], title=scenario.name)
+    write_text_atomic(out_dir / names[2], json.dumps(doc, indent=2) + "\n")
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        a = ms.achieved
+        click.echo(f"active {a['active']:.4f} (target {m.active_fraction}), cbd {a['cbd']:.4f} "
+                   f"(target {m.cbd_fraction}), pore {a['pore']:.4f} (target "
+                   f"{m.pore_fraction:.3f}); {p['id'].size} particles; internal pores "
+                   f"{a['internal_pore']:.4f} of the sample, "
+                   f"{a['internal_connected_fraction']:.2f} connected")
+        for n in names:
+            click.echo(str(out_dir / n))
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--fine", is_flag=True, help="Use the fine simulation grid of a truth or "
+              "microstructure file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def metrics(path: Path, fine: bool, as_json: bool) -> None:
+    """Microstructure metrics of any volume: microstructure, truth or Li-map file."""
+    from xtwin.analysis.microstructure import microstructure_metrics
+    from xtwin.io.volumes import read_phase_volume
+
+    vol = read_phase_volume(path, fine=fine)
+    out = microstructure_metrics(vol.phases, vol.voxel_m, labels=vol.labels)
+    out["source"] = {"path": str(path), "kind": vol.kind}
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    fr = ", ".join(f"{k} {v:.4f}" for k, v in out["fractions"].items())
+    ps_ = out["particle_size"]
+    tau = out["tortuosity_electrolyte_thickness"]
+    click.echo(f"{path} ({vol.kind}): {fr}")
+    if ps_.get("n"):
+        click.echo(f"particles {ps_['n']} ({ps_['method']}): D10/D50/D90 "
+                   f"{ps_['d10_m'] * 1e6:.2f}/{ps_['d50_m'] * 1e6:.2f}/"
+                   f"{ps_['d90_m'] * 1e6:.2f} um")
+    click.echo(f"specific surface area {out['specific_surface_area_per_m'] / 1e6:.3f} 1/um")
+    click.echo(f"electrolyte tortuosity along depth {tau.get('tortuosity')} (Bruggeman "
+               f"{tau.get('bruggeman')})")
 
 
 def _float_list(text: str, what: str) -> list[float]:

@@ -17,7 +17,8 @@ What is placed, in order (all on one voxel grid, the twin's fine simulation grid
    return only images).
 2. **Internal porosity**: grain-boundary-like cracks = the thin band around the zero level set
    of a smooth Gaussian random field of correlation length ``grain_size_m`` inside particles,
-   split into clusters. Clusters that reach the particle surface can be open; interior
+   split into clusters. Clusters that reach the particle surface can be open (short of them,
+   an interior cluster is opened by a straight radial crack to the surface); interior
    clusters, and surface clusters sealed by removing a 2-voxel rim (distance to the particle's
    own boundary from a multi-label distance transform, so contacts count too), are closed.
    Random clusters of each kind are taken until the volumes match ``internal_porosity`` and
@@ -201,61 +202,106 @@ def _smooth_field(shape, sigma_vox: float, rng: np.random.Generator) -> np.ndarr
 
 
 def _pick_until(vols: np.ndarray, target: float, rng: np.random.Generator) -> np.ndarray:
-    """Indices of a random subset of ``vols`` whose sum comes closest to ``target``."""
-    if target <= 0 or vols.size == 0:
-        return np.zeros(0, dtype=int)
-    order = rng.permutation(vols.size)
-    cum = np.cumsum(vols[order])
-    k = int(np.searchsorted(cum, target))
-    if k < cum.size and (k == 0 or abs(cum[k] - target) < abs(cum[k - 1] - target)):
-        k += 1
-    return order[:k]
+    """Indices of a random subset of ``vols`` summing to about ``target``.
+
+    Clusters are visited in random order and taken while the sum stays within half a
+    cluster of the target, so one huge cluster cannot swamp a small target.
+    """
+    picked = []
+    total = 0.0
+    for i in rng.permutation(vols.size):
+        if total + 0.5 * vols[i] <= target:
+            picked.append(i)
+            total += vols[i]
+    return np.asarray(picked, dtype=int)
 
 
-def _carve_internal_pores(labels, n: int, spec, vox: float, rng):
+def _radial_channel(labels: np.ndarray, pid: int, start: np.ndarray, centre: np.ndarray
+                    ) -> np.ndarray:
+    """Voxels of a straight crack from ``start`` outward (away from the particle centre)
+    until it leaves particle ``pid``: flat indices."""
+    d = start - centre
+    norm = np.linalg.norm(d)
+    d = d / norm if norm > 1e-6 else np.array([0.0, 0.0, 1.0])
+    out = []
+    p = start.astype(float)
+    shape = np.asarray(labels.shape)
+    for _ in range(int(2 * shape.max())):
+        p = p + 0.5 * d
+        q = np.rint(p).astype(int)
+        if np.any(q < 0) or np.any(q >= shape) or labels[tuple(q)] != pid:
+            break
+        out.append(np.ravel_multi_index(tuple(q), labels.shape))
+    return np.unique(np.asarray(out, dtype=np.int64))
+
+
+def _carve_internal_pores(labels, centres, spec, vox: float, in_sample, rng):
     """Internal pores as crack clusters chosen to meet the porosity and connectivity targets.
 
-    Candidate cracks (2-6 times the target volume) are the thin zero-level band of a smooth random
-    field inside particles, split into 6-connected clusters. Clusters that reach the particle
-    surface can be open; the others, and surface clusters sealed by removing their 2-voxel rim,
-    are closed. Random clusters of each kind are taken until the open and closed volumes
-    match ``internal_porosity * internal_connected_fraction`` and the rest.
+    Candidate cracks (twice the target volume) are the thin band around the zero level set
+    of a smooth random field inside particles, split into 6-connected clusters. Clusters that
+    touch the electrolyte side of the particle surface are open; the rest, and surface
+    clusters sealed by removing their 2-voxel rim, are closed. Open clusters are taken until
+    ``internal_porosity * internal_connected_fraction`` of the particle volume is reached;
+    when the surface clusters run short, interior clusters are opened by a straight radial
+    crack to the surface. Closed clusters then fill the rest of ``internal_porosity``.
     """
     import edt
 
     internal = np.zeros(labels.shape, dtype=np.uint8)
     env = labels > 0
     n_env = int(np.count_nonzero(env))
-    if spec.internal_porosity <= 0 or n == 0:
+    if spec.internal_porosity <= 0 or len(centres) == 0:
         return internal
     sigma = max(spec.grain_size_m / vox / 2.0, 1.0)
     field = np.abs(_smooth_field(labels.shape, sigma, rng))
-    supply = 2.0 + 4.0 * spec.internal_connected_fraction  # surface clusters are the scarce kind
-    thr = np.quantile(field[env], min(supply * spec.internal_porosity, 0.6))
+    thr = np.quantile(field[env], min(2.0 * spec.internal_porosity, 0.6))
     cand = env & (field <= thr)
     del field
     own_dist = edt.edt(labels, black_border=True, parallel=1)
-    exterior_touch = cand & ndimage.binary_dilation(~env)
     lab, n_cl = ndimage.label(cand)
     vols = np.bincount(lab.ravel(), minlength=n_cl + 1).astype(float)
-    surface_ids = np.unique(lab[exterior_touch])
+    touch = cand & ndimage.binary_dilation(in_sample & ~env)
     is_surface = np.zeros(n_cl + 1, dtype=bool)
-    is_surface[surface_ids[surface_ids > 0]] = True
-    open_ids = np.flatnonzero(is_surface[1:]) + 1
+    is_surface[np.unique(lab[touch])] = True
+    is_surface[0] = False
     want_open = spec.internal_porosity * spec.internal_connected_fraction * n_env
-    chosen_open = open_ids[_pick_until(vols[open_ids], want_open, rng)]
+    surf_ids = np.flatnonzero(is_surface)
+    chosen = surf_ids[_pick_until(vols[surf_ids], want_open, rng)]
     use_open = np.zeros(n_cl + 1, dtype=bool)
-    use_open[chosen_open] = True
-    # closed candidates: interior clusters, and the rest of surface clusters minus their rim
+    use_open[chosen] = True
+    got = vols[chosen].sum()
+    channels: list[np.ndarray] = []
+    inner = rng.permutation(np.flatnonzero(~is_surface[1:]) + 1)
+    objs = ndimage.find_objects(lab) if inner.size else []
+    for cid in inner:  # open interior clusters by a radial crack, counting the crack too
+        if got + 0.5 * vols[cid] > want_open:
+            continue
+        sl = objs[cid - 1]
+        sub = np.argwhere(lab[sl] == cid)
+        k = int(np.argmin(own_dist[sl][tuple(sub.T)]))
+        start = sub[k] + np.array([s_.start for s_ in sl])
+        pid = int(labels[tuple(start)])
+        ch = _radial_channel(labels, pid, start, centres[pid - 1])
+        ch = ch[~cand.ravel()[ch]]
+        if got + vols[cid] + ch.size > want_open + 0.5 * vols[cid]:
+            continue
+        channels.append(ch)
+        use_open[cid] = True
+        got += vols[cid] + ch.size
     closed_cand = cand & ~use_open[lab] & ~(is_surface[lab] & (own_dist <= _RIM_VOX))
+    closed_cand &= own_dist > _RIM_VOX  # no closed pore may touch another particle
     del own_dist
+    internal[use_open[lab]] = INTERNAL_CONNECTED
+    for ch in channels:
+        internal.ravel()[ch] = INTERNAL_CONNECTED
+    closed_cand &= ~ndimage.binary_dilation(internal == INTERNAL_CONNECTED)
     lab_c, n_c = ndimage.label(closed_cand)
     vols_c = np.bincount(lab_c.ravel(), minlength=n_c + 1).astype(float)
-    want_closed = spec.internal_porosity * n_env - vols[chosen_open].sum()
+    want_closed = spec.internal_porosity * n_env - np.count_nonzero(internal)
     chosen_c = _pick_until(vols_c[1:], want_closed, rng) + 1
     use_c = np.zeros(n_c + 1, dtype=bool)
     use_c[chosen_c] = True
-    internal[use_open[lab]] = INTERNAL_CONNECTED
     internal[use_c[lab_c]] = INTERNAL_CLOSED
     return internal
 
@@ -319,7 +365,7 @@ def generate(grid: GridSpec, spec: MicrostructureSpec, rng: np.random.Generator,
     target_env = spec.active_fraction * n_sample / (1.0 - spec.internal_porosity)
     labels, radial, centres, radii = _place_particles(shape, in_sample, target_env, spec, vox,
                                                       rng)
-    internal = _carve_internal_pores(labels, len(radii), spec, vox, rng)
+    internal = _carve_internal_pores(labels, centres, spec, vox, in_sample, rng)
     _adjust_active(labels, radial, internal, in_sample, centres, radii,
                    int(round(spec.active_fraction * n_sample)), rng)
     env = labels > 0
@@ -396,3 +442,67 @@ def _cbd_coverage(labels: np.ndarray, phases: np.ndarray, n: int) -> np.ndarray:
     tot = np.bincount(labels[surf], minlength=n + 1)[1:].astype(float)
     cov = np.bincount(labels[surf & cbd], minlength=n + 1)[1:]
     return np.divide(cov, tot, out=np.zeros(n), where=tot > 0)
+
+
+def block_mean(a: np.ndarray, f: int) -> np.ndarray:
+    """Mean over non-overlapping f x f x f blocks."""
+    s = a.shape
+    return a.reshape(s[0] // f, f, s[1] // f, f, s[2] // f, f).mean(axis=(1, 3, 5))
+
+
+def coarsen(phases: np.ndarray, labels: np.ndarray, f: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Phases, particle labels and active fraction on the f-times coarser grid.
+
+    A coarse voxel is active when at least half of its fine voxels are, and then takes the
+    most frequent particle label among them; otherwise its phase is the most frequent of the
+    others. Codes: 0 electrolyte, 1 active, 2 carbon-binder, 3 closed internal pore, 255
+    outside the sample.
+    """
+    ph = np.where(phases == PHASE_OUTSIDE, 4, phases)
+    frac = block_mean((ph == PHASE_ACTIVE).astype(np.float32), f)
+    s = ph.shape
+    blocks = ph.reshape(s[0] // f, f, s[1] // f, f, s[2] // f, f)
+    counts = np.stack([(blocks == v).sum(axis=(1, 3, 5)) for v in range(5)])
+    counts[PHASE_ACTIVE] = 0
+    coarse_ph = counts.argmax(axis=0).astype(np.uint8)
+    coarse_ph[coarse_ph == 4] = PHASE_OUTSIDE
+    coarse_ph[frac >= 0.5] = PHASE_ACTIVE
+    lab = np.where(ph == PHASE_ACTIVE, labels, 0)
+    lb = lab.reshape(s[0] // f, f, s[1] // f, f, s[2] // f, f).transpose(0, 2, 4, 1, 3, 5)
+    srt = np.sort(lb.reshape(lb.shape[:3] + (-1,)), axis=-1)
+    best = np.zeros(srt.shape[:3], dtype=np.int32)
+    best_count = np.zeros(srt.shape[:3], dtype=np.int32)
+    for k in range(srt.shape[-1]):
+        v = srt[..., k]
+        cnt = (srt == v[..., None]).sum(axis=-1)
+        better = (v > 0) & (cnt > best_count)
+        best = np.where(better, v, best)
+        best_count = np.where(better, cnt, best_count)
+    return coarse_ph, np.where(frac >= 0.5, best, 0).astype(np.int32), frac
+
+
+def write_microstructure(path, ms: Microstructure, *, oversample: int, scenario_toml: str,
+                         seed: int, target: dict[str, float]) -> None:
+    """Write the microstructure file: fine and coarse grids, the particle record, targets."""
+    from xtwin.io._h5 import write_h5
+
+    coarse_ph, coarse_lab, _ = coarsen(ms.phases, ms.labels, oversample)
+    ds = {
+        "/microstructure/fine/phases": ms.phases,
+        "/microstructure/fine/labels": ms.labels,
+        "/microstructure/fine/internal": ms.internal,
+        "/microstructure/coarse/phases": coarse_ph,
+        "/microstructure/coarse/labels": coarse_lab,
+    }
+    for key, col in ms.particles.items():
+        ds[f"/microstructure/particles/{key}"] = np.asarray(col)
+    attrs = {"/microstructure": {
+        "fine_voxel_m": ms.voxel_m, "coarse_voxel_m": ms.voxel_m * oversample,
+        "target": target, "achieved": ms.achieved, "scenario": scenario_toml, "seed": seed,
+        "axes": "z (electrode depth, from the separator side), y, x",
+        "phase_codes": {"pore": PHASE_PORE, "active": PHASE_ACTIVE, "cbd": PHASE_CBD,
+                        "closed_internal_pore": PHASE_CLOSED_PORE, "outside": PHASE_OUTSIDE},
+        "internal_codes": {"none": INTERNAL_NONE, "connected": INTERNAL_CONNECTED,
+                           "closed": INTERNAL_CLOSED}}}
+    write_h5(path, ds, attrs)

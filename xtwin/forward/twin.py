@@ -28,6 +28,8 @@ from xtwin.forward.microstructure import (
     PHASE_OUTSIDE,
     PHASE_PORE,
     Microstructure,
+    block_mean,
+    coarsen,
     generate,
 )
 from xtwin.forward.scenario import Scenario
@@ -80,50 +82,17 @@ def lithiation_field(ms: Microstructure, profile: LithiationProfile
     return w, table
 
 
-def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
-    s = a.shape
-    return a.reshape(s[0] // f, f, s[1] // f, f, s[2] // f, f).mean(axis=(1, 3, 5))
-
-
-def _block_mode(a: np.ndarray, f: int, n_values: int) -> np.ndarray:
-    s = a.shape
-    blocks = a.reshape(s[0] // f, f, s[1] // f, f, s[2] // f, f)
-    counts = np.stack([(blocks == v).sum(axis=(1, 3, 5)) for v in range(n_values)])
-    return counts.argmax(axis=0)
-
-
 def to_reconstruction_grid(phases: np.ndarray, labels: np.ndarray, w: np.ndarray, f: int
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Phases (majority), labels (majority inside NMC) and w (mean over NMC) per coarse voxel.
+    """Phases and labels (:func:`coarsen`) and w (mean over NMC) per coarse voxel.
 
     A coarse voxel is active if at least half of its fine voxels are; its w is the mean over
-    its fine active voxels; NaN elsewhere. Phase codes: 0 electrolyte (and air outside a
-    pillar), 1 active, 2 carbon-binder, 3 closed internal pore.
+    its fine active voxels; NaN elsewhere.
     """
-    ph = np.where(phases == PHASE_OUTSIDE, PHASE_PORE, phases)
-    labels = np.where(ph == PHASE_ACTIVE, labels, 0)
-    active = (ph == PHASE_ACTIVE).astype(np.float64)
-    frac = _block_mean(active, f)
-    with np.errstate(invalid="ignore"):
-        w_c = _block_mean(np.where(ph == PHASE_ACTIVE, w, 0.0), f) / frac
-    coarse_ph = _block_mode(ph, f, 4).astype(np.uint8)
-    coarse_ph[frac >= 0.5] = PHASE_ACTIVE
-    coarse_ph[(frac < 0.5) & (coarse_ph == PHASE_ACTIVE)] = PHASE_PORE
+    coarse_ph, coarse_lab, frac = coarsen(phases, labels, f)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w_c = block_mean(np.where(phases == PHASE_ACTIVE, w, 0.0), f) / frac
     w_c = np.where(frac >= 0.5, w_c, np.nan)
-    s = labels.shape
-    blocks = labels.reshape(s[0] // f, f, s[1] // f, f, s[2] // f, f).transpose(0, 2, 4, 1, 3, 5)
-    blocks = blocks.reshape(blocks.shape[:3] + (-1,))
-    srt = np.sort(blocks, axis=-1)
-    # most frequent non-zero label per block
-    best = np.zeros(blocks.shape[:3], dtype=np.int32)
-    best_count = np.zeros(blocks.shape[:3], dtype=np.int32)
-    for k in range(srt.shape[-1]):
-        v = srt[..., k]
-        cnt = (srt == v[..., None]).sum(axis=-1)
-        better = (v > 0) & (cnt > best_count)
-        best = np.where(better, v, best)
-        best_count = np.where(better, cnt, best_count)
-    coarse_lab = np.where(frac >= 0.5, best, 0).astype(np.int32)
     return coarse_ph, coarse_lab, w_c.astype(np.float32)
 
 
@@ -211,11 +180,10 @@ def simulate(scenario: Scenario, *, progress: Callable[[str, int], None] | None 
                     "seed": scenario.seed, "scenario": scenario.name})
 
     phases_c, labels_c, w_c = to_reconstruction_grid(ms.phases, ms.labels, w_fine, os_)
-    fine_ph = np.where(ms.phases == PHASE_OUTSIDE, PHASE_PORE, ms.phases).astype(np.uint8)
     truth = TruthData(
         lithiation=w_c, labels=labels_c, phases=phases_c,
         fine_lithiation=w_fine.astype(np.float32), fine_labels=np.where(am, ms.labels, 0),
-        fine_phases=fine_ph,
+        fine_phases=ms.phases,
         particles=table,
         pybamm={"time_s": profile.time_s, "voltage_V": profile.voltage_V,
                 "current_A": profile.current_A, "depth_m": profile.depth_m,
@@ -225,7 +193,8 @@ def simulate(scenario: Scenario, *, progress: Callable[[str, int], None] | None 
                "scenario": scenario.to_toml(), "seed": scenario.seed,
                "achieved_fractions": ms.achieved, "versions": _versions(),
                "phase_codes": {"pore": PHASE_PORE, "active": PHASE_ACTIVE, "cbd": PHASE_CBD,
-                               "closed_internal_pore": PHASE_CLOSED_PORE}})
+                               "closed_internal_pore": PHASE_CLOSED_PORE,
+                               "outside": PHASE_OUTSIDE}})
     ref_l, ref_d = reference_spectra(xanes, rng_ref)
     tick("files", 1)
     return TwinResult(scan, truth, ref_l, ref_d)

@@ -5,7 +5,7 @@ Layout::
     /truth/lithiation        (z, y, x) float32 on the reconstruction grid, NaN outside NMC
     /truth/labels            (z, y, x) int32 particle id (0 = none)
     /truth/phases            (z, y, x) uint8: 0 pore/electrolyte, 1 active, 2 carbon-binder,
-                             3 closed internal pore (void)
+                             3 closed internal pore (void), 255 outside the sample (air)
     /truth/fine/{lithiation,labels,phases}   the same on the fine simulation grid
     /truth/particles/{id,depth_m,radius_m,mean_lithiation,pybamm_lithiation,centre_m}
     /truth/pybamm/{time_s,voltage_V,current_A}

@@ -1,0 +1,1 @@
+"""Analysis of generated or reconstructed volumes: microstructure metrics, statistics."""
