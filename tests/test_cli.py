@@ -105,7 +105,9 @@ def test_process_refuses_overwrite(demo_run, refs, capsys):
     ("[grid]\nn_pixels = 'many'\n", "wrong type"),
     ("[grid]\nbogus = 1\n", "unknown key"),
     ("[acquisition]\nenergies_eV = [8.32, 8.347, 8.4]\n", "in eV"),
-    ("[electrochemistry]\nmode = 'sideways'\n", "charge or discharge"),
+    ("[electrochemistry]\nprotocol = 'Charge at 1C'\n", "wrong type"),
+    ("[electrochemistry]\nsnapshot_times_s = [1200.0, 600.0]\n", "increasing"),
+    ("[electrochemistry]\nprotocol = ['Charge sideways forever']\n", "PyBaMM cannot read"),
     ("seed = -3\n", "seed"),
 ])
 def test_simulate_malformed_scenario(tmp_path, capsys, text, match):

@@ -45,7 +45,8 @@ def _simulate(scenario, out_dir: Path, force: bool, desc: str = "simulate"):
     from xtwin.forward.twin import simulate as run_twin
     from xtwin.forward.twin import write_outputs
 
-    n_steps = 4 + len(scenario.acquisition.energies_eV)
+    n_snap = len(scenario.electrochemistry.snapshot_times_s)
+    n_steps = 3 + n_snap * (1 + len(scenario.acquisition.energies_eV))
     with _bar(n_steps, desc) as bar:
         def tick(stage: str, n: int) -> None:
             bar.set_postfix_str(stage)
@@ -65,12 +66,12 @@ def _simulate(scenario, out_dir: Path, force: bool, desc: str = "simulate"):
 def simulate(scenario_path: Path, out_dir: Path, seed: int | None, force: bool) -> None:
     """Run the twin: write DIR/scan.h5, truth.h5, scenario.toml and reference spectra."""
     from xtwin.forward.scenario import load_scenario
-    from xtwin.forward.twin import OUTPUT_FILES
+    from xtwin.forward.twin import output_names
 
     scenario = load_scenario(scenario_path)
     if seed is not None:
         scenario = scenario.replace_seed(seed)
-    existing = [str(out_dir / f) for f in OUTPUT_FILES if (out_dir / f).exists()]
+    existing = [str(out_dir / f) for f in output_names(scenario) if (out_dir / f).exists()]
     if existing and not force:
         raise XtwinInputError(f"{', '.join(existing)} already exist; choose another output "
                               "directory or pass --force to overwrite")
@@ -163,19 +164,19 @@ def compare(limap_path: Path, truth_path: Path, as_json: bool) -> None:
 def demo(out_dir: Path, force: bool) -> None:
     """Simulate the default scenario, process it, compare, and write a small report."""
     from xtwin.forward.scenario import default_scenario
-    from xtwin.forward.twin import OUTPUT_FILES
+    from xtwin.forward.twin import output_names
     from xtwin.io.truth import read_truth
     from xtwin.validate.metrics import compare as run_compare
     from xtwin.validate.report import write_report
 
     t0 = time.perf_counter()
-    names = list(OUTPUT_FILES) + ["limap.h5", "slices.png", "error_histogram.png",
-                                  "metrics.json"]
+    scenario = default_scenario()
+    names = output_names(scenario) + ["limap.h5", "slices.png", "error_histogram.png",
+                                      "metrics.json"]
     existing = [str(out_dir / f) for f in names if (out_dir / f).exists()]
     if existing and not force:
         raise XtwinInputError(f"{out_dir} already holds demo outputs; pass --force to "
                               "overwrite them or choose another directory with -o")
-    scenario = default_scenario()
     _, paths = _simulate(scenario, out_dir, force, desc="1/2 simulate")
     limap = _process([paths["scan.h5"]], paths["reference_lithiated.csv"],
                      paths["reference_delithiated.csv"], out_dir / "limap.h5", force,

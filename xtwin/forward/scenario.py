@@ -57,13 +57,31 @@ class MicrostructureSpec:
 
 @dataclass(frozen=True)
 class ElectrochemistrySpec:
-    """PyBaMM DFN run: constant current from the discharged state to a snapshot time."""
+    """The operando protocol and how PyBaMM's solution is mapped onto the particles.
+
+    ``protocol`` is a list of PyBaMM experiment steps ("Charge at 1C for 1200 seconds",
+    "Rest for 10 minutes", "Discharge at C/2 until 3.0 V", ...), run from ``initial_soc``
+    (0 = fully discharged). ``snapshot_times_s`` are the times (from the start) at which the
+    twin images the cell: one scan and one truth per snapshot.
+
+    Heterogeneity (see docs/electrochemistry.md): ``activity_spread`` (log-normal sigma of a
+    particle's electrochemical activity, e.g. electronic wiring) and ``activity_cbd_weight``
+    (how much a particle's CBD coverage raises it) act through the particle's effective size
+    in PyBaMM's size distribution; ``hotspot_strength`` and ``hotspot_length_m`` make the
+    reaction preferred near CBD contacts inside each particle (zero-sum per particle).
+    """
 
     parameter_set: str = "Mohtat2020"
-    mode: str = "charge"
-    c_rate: float = 1.0
-    snapshot_time_s: float = 1200.0
+    protocol: tuple[str, ...] = ("Charge at 1C for 1200 seconds",)
+    snapshot_times_s: tuple[float, ...] = (1200.0,)
+    initial_soc: float = 0.0
+    particle_size_distribution: bool = True
+    couple_geometry: bool = True
     electrolyte_molarity_mol_l: float = 1.2
+    activity_spread: float = 0.0
+    activity_cbd_weight: float = 0.0
+    hotspot_strength: float = 0.0
+    hotspot_length_m: float = 0.5e-6
 
 
 @dataclass(frozen=True)
@@ -142,7 +160,13 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
             if isinstance(default, tuple):
                 if not isinstance(val, list):
                     raise TypeError
-                val = tuple(float(x) for x in val)
+                kind = type(default[0]) if default else float
+                if kind is str:
+                    if not all(isinstance(x, str) for x in val):
+                        raise TypeError
+                    val = tuple(val)
+                else:
+                    val = tuple(float(x) for x in val)
             elif isinstance(default, bool):
                 if not isinstance(val, bool):
                     raise TypeError
@@ -215,9 +239,15 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
          <= m.electrode_thickness_m * 1.0001,
          "the imaged window (depth_offset_m + n_rows * pixel_size_m) must lie inside "
          "electrode_thickness_m"),
-        (e.mode in ("charge", "discharge"), "electrochemistry.mode must be charge or discharge"),
-        (0 < e.c_rate <= 10, "electrochemistry.c_rate must be within 0-10"),
-        (e.snapshot_time_s >= 0, "electrochemistry.snapshot_time_s must be >= 0"),
+        (len(e.protocol) >= 1, "electrochemistry.protocol needs at least one PyBaMM step"),
+        (len(e.snapshot_times_s) >= 1 and all(t >= 0 for t in e.snapshot_times_s),
+         "electrochemistry.snapshot_times_s needs one or more times >= 0 (seconds)"),
+        (list(e.snapshot_times_s) == sorted(e.snapshot_times_s),
+         "electrochemistry.snapshot_times_s must be in increasing order"),
+        (0 <= e.initial_soc <= 1, "electrochemistry.initial_soc must be within 0-1"),
+        (0 <= e.activity_spread <= 1, "electrochemistry.activity_spread must be within 0-1"),
+        (0 <= e.hotspot_strength <= 1, "electrochemistry.hotspot_strength must be within 0-1"),
+        (e.hotspot_length_m > 0, "electrochemistry.hotspot_length_m must be positive"),
         (len(a.energies_eV) >= 3, "acquisition.energies_eV needs at least three energies"),
         (all(1000 < x < 100000 for x in a.energies_eV),
          "acquisition.energies_eV must be in eV (e.g. 8347, not 8.347)"),

@@ -1,10 +1,13 @@
-"""The twin, end to end: scenario -> microstructure -> Li field -> projections -> files.
+"""The twin, end to end: scenario -> microstructure -> PyBaMM -> Li field -> projections -> files.
 
 Inverse crime avoided: the object lives on a grid ``oversample`` times finer than the
 reconstruction grid, is projected there (ASTRA strip projector, area-weighted), and the
 transmitted intensity (not the absorbance) is averaged over each detector pixel; detector blur,
 flat-field non-uniformity, Poisson noise on projections and flats, and Gaussian dark/read
 noise follow.
+
+One scan and one truth per snapshot of the operando protocol; the microstructure, the PyBaMM
+solve and the reference spectra are shared by all snapshots.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from scipy import ndimage
 from xtwin import __version__
 from xtwin._files import write_text_atomic
 from xtwin.errors import XtwinInputError
-from xtwin.forward.electrochem import LithiationProfile, solve
+from xtwin.forward.electrochem import ElectrochemResult, Geometry, solve
+from xtwin.forward.lifield import (
+    map_lithiation,
+    particle_activity,
+    slab_conservation,
+    wetted_distance,
+)
 from xtwin.forward.microstructure import (
     PHASE_ACTIVE,
     PHASE_CBD,
@@ -31,6 +40,7 @@ from xtwin.forward.microstructure import (
     block_mean,
     coarsen,
     generate,
+    sample_mask,
 )
 from xtwin.forward.scenario import Scenario
 from xtwin.io.scan import ScanData, write_scan
@@ -40,46 +50,48 @@ from xtwin.physics.attenuation import mu_per_m
 from xtwin.physics.spectra import Spectrum, write_spectrum
 from xtwin.physics.xanes import XanesModel
 
-OUTPUT_FILES = ("scan.h5", "truth.h5", "scenario.toml", "reference_lithiated.csv",
-                "reference_delithiated.csv")
+SHARED_FILES = ("scenario.toml", "reference_lithiated.csv", "reference_delithiated.csv")
+
+
+def output_names(scenario: Scenario) -> list[str]:
+    """Files ``simulate`` writes: scan.h5/truth.h5, or scan_tNNN.h5/truth_tNNN.h5 per snapshot."""
+    n = len(scenario.electrochemistry.snapshot_times_s)
+    if n == 1:
+        return ["scan.h5", "truth.h5", *SHARED_FILES]
+    return ([f"scan_t{k:03d}.h5" for k in range(n)] + [f"truth_t{k:03d}.h5" for k in range(n)]
+            + list(SHARED_FILES))
 
 
 @dataclass(frozen=True)
 class TwinResult:
-    """Everything the twin made for one time point."""
+    """Everything the twin made: one scan and one truth per snapshot."""
 
-    scan: ScanData
-    truth: TruthData
+    scans: list[ScanData]
+    truths: list[TruthData]
     reference_lithiated: Spectrum
     reference_delithiated: Spectrum
 
+    @property
+    def scan(self) -> ScanData:
+        """The first (or only) scan."""
+        return self.scans[0]
 
-def lithiation_field(ms: Microstructure, profile: LithiationProfile
-                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Fill every active voxel with PyBaMM's w(r/R) at its particle's depth.
+    @property
+    def truth(self) -> TruthData:
+        """The first (or only) truth."""
+        return self.truths[0]
 
-    Each particle's voxel mean is then shifted to PyBaMM's volume average at its depth, so Li
-    is conserved per particle whatever the voxelization does to the radial weighting.
-    Internal pores, CBD and electrolyte are NaN.
-    """
-    n = len(ms.radii_m)
-    depth = ms.particles["depth_m"]
-    am = ms.phases == PHASE_ACTIVE
-    lab = ms.labels[am]
-    w = np.full(ms.labels.shape, np.nan, dtype=np.float64)
-    w_am = profile.at(np.concatenate([[0.0], depth])[lab], ms.radial[am])
-    target = profile.mean_at(depth)
-    idx = np.arange(1, n + 1)
-    if n:
-        means = np.asarray(ndimage.mean(w_am, labels=lab, index=idx))
-        means = np.where(np.isfinite(means), means, target)
-        w_am += np.concatenate([[0.0], target - means])[lab]
-    w[am] = w_am
-    table = dict(ms.particles)
-    table["mean_lithiation"] = (np.asarray(ndimage.mean(w_am, labels=lab, index=idx))
-                                if n else np.zeros(0))
-    table["pybamm_lithiation"] = target
-    return w, table
+
+def geometry_of(ms: Microstructure, scenario: Scenario) -> Geometry:
+    """What PyBaMM is told about the cathode: the generated microstructure's numbers."""
+    m = scenario.microstructure
+    inside = sample_mask(ms.phases.shape, m)
+    n_in = int(inside.sum())
+    porosity = float(np.count_nonzero(ms.phases == PHASE_PORE) / n_in)
+    return Geometry(thickness_m=m.electrode_thickness_m, porosity=porosity,
+                    active_fraction=ms.achieved["active"],
+                    median_radius_m=m.particle_d50_m / 2.0,
+                    size_log_sigma=m.particle_size_log_sigma)
 
 
 def to_reconstruction_grid(phases: np.ndarray, labels: np.ndarray, w: np.ndarray, f: int
@@ -104,100 +116,136 @@ def _projector(n: int, theta_deg: np.ndarray):
     return astra, astra.create_projector("strip", pg, vg)
 
 
+class _Acquisition:
+    """Fine-grid projections with noise, for one microstructure and its materials."""
+
+    def __init__(self, scenario: Scenario, ms: Microstructure) -> None:
+        a, g = scenario.acquisition, scenario.grid
+        self.scenario, self.ms = scenario, ms
+        self.xanes = XanesModel(bandwidth_rel=a.bandwidth_rel,
+                                energy_offset_eV=a.energy_offset_eV)
+        self.energies = np.asarray(a.energies_eV, dtype=float)
+        true_e = self.energies + a.energy_offset_eV
+        elyte = materials.electrolyte(scenario.electrochemistry.electrolyte_molarity_mol_l)
+        cbd = materials.carbon_binder(nanoporosity=scenario.microstructure.cbd_nanoporosity,
+                                      electrolyte_material=elyte)
+        self.mu_elyte = mu_per_m(elyte, true_e)
+        self.mu_cbd = mu_per_m(cbd, true_e)
+        self.coef_a, self.coef_c = self.xanes.linear_coefficients(self.energies)
+        self.theta = np.linspace(0.0, 180.0, a.n_angles, endpoint=False)
+        n_rows, n_cols = g.n_rows, g.n_pixels
+        yy, xx = np.mgrid[:n_rows, :n_cols]
+        illum = 1.0 + a.flat_nonuniformity * np.cos(2 * np.pi * xx / n_cols * 0.7) * np.cos(
+            2 * np.pi * yy / max(n_rows, 2) * 0.5)
+        self.beam = a.photons_per_pixel * illum
+
+    def transmission(self, w_fine: np.ndarray, tick) -> np.ndarray:
+        ms, g, a = self.ms, self.scenario.grid, self.scenario.acquisition
+        os_ = g.oversample
+        nz, n = ms.phases.shape[0], ms.phases.shape[1]
+        astra, pid = _projector(n, self.theta)
+        am = ms.phases == PHASE_ACTIVE
+        w_am = w_fine[am]
+        trans = np.empty((len(self.energies), a.n_angles, g.n_rows, g.n_pixels))
+        try:
+            for ie in range(len(self.energies)):
+                mu = np.zeros(ms.phases.shape, dtype=np.float32)  # air, closed pores: 0
+                mu[ms.phases == PHASE_PORE] = self.mu_elyte[ie]
+                mu[ms.phases == PHASE_CBD] = self.mu_cbd[ie]
+                mu[am] = self.coef_a[ie] + self.coef_c[ie] * w_am
+                mu *= ms.voxel_m
+                t_fine = np.empty((a.n_angles, nz, n))
+                for z in range(nz):
+                    sid, sino = astra.create_sino(np.ascontiguousarray(mu[z]), pid)
+                    astra.data2d.delete(sid)
+                    t_fine[:, z, :] = np.exp(-sino)
+                trans[ie] = t_fine.reshape(a.n_angles, g.n_rows, os_, g.n_pixels, os_).mean(
+                    axis=(2, 4))
+                tick("projections", 1)
+        finally:
+            astra.projector.delete(pid)
+        if a.detector_blur_px > 0:
+            trans = ndimage.gaussian_filter(
+                trans, (0, 0, a.detector_blur_px, a.detector_blur_px), mode="nearest")
+        return trans
+
+    def counts(self, trans: np.ndarray, rng: np.random.Generator
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        a = self.scenario.acquisition
+
+        def dark_noise(shape: tuple[int, ...]) -> np.ndarray:
+            return a.dark_counts + a.read_noise_counts * rng.standard_normal(shape)
+
+        def to_u16(x: np.ndarray) -> np.ndarray:
+            return np.clip(np.rint(x), 0, 65535).astype(np.uint16)
+
+        proj = rng.poisson(self.beam * trans) + dark_noise(trans.shape)
+        shape = (len(self.energies), a.n_flats) + self.beam.shape
+        flats = rng.poisson(np.broadcast_to(self.beam, shape)) + dark_noise(shape)
+        darks = to_u16(dark_noise((a.n_darks,) + self.beam.shape)) if a.n_darks else None
+        return to_u16(proj), to_u16(flats), darks
+
+
 def simulate(scenario: Scenario, *, progress: Callable[[str, int], None] | None = None
              ) -> TwinResult:
     """Run the twin for one scenario and seed (bit-identical for the same inputs)."""
     tick = progress or (lambda stage, n: None)
     ss = np.random.SeedSequence(scenario.seed)
-    rng_ms, rng_acq, rng_ref = (np.random.default_rng(s) for s in ss.spawn(3))
-    g, a = scenario.grid, scenario.acquisition
+    rng_ms, rng_acq, rng_ref, rng_li = (np.random.default_rng(s) for s in ss.spawn(4))
+    g, e = scenario.grid, scenario.electrochemistry
     ms = generate(g, scenario.microstructure, rng_ms)
     tick("microstructure", 1)
-    profile = solve(scenario.electrochemistry)
+    echem = solve(e, geometry_of(ms, scenario))
     tick("electrochemistry", 1)
-    w_fine, table = lithiation_field(ms, profile)
-    tick("lithiation", 1)
+    activity = particle_activity(ms, e, rng_li)
+    dist_wet = wetted_distance(ms)
+    acq = _Acquisition(scenario, ms)
+    scans, truths = [], []
+    for k, snap in enumerate(echem.snapshots):
+        w_fine, table = map_lithiation(ms, echem, k, e, activity, dist_wet)
+        tick("lithiation", 1)
+        proj, flats, darks = acq.counts(acq.transmission(w_fine, tick), rng_acq)
+        scans.append(ScanData(
+            data=proj, flats=flats, darks=darks, theta_deg=acq.theta, energy_eV=acq.energies,
+            pixel_size_m=g.pixel_size_m, counts_per_photon=1.0,
+            metadata={"sample": "synthetic NMC532 electrode", "time_s": snap.time_s,
+                      "snapshot": k, "scenario": scenario.name},
+            provenance={"writer": "xtwin simulate", "xtwin_version": __version__,
+                        "seed": scenario.seed, "scenario": scenario.name}))
+        truths.append(_truth(scenario, ms, echem, k, w_fine, table))
+    ref_l, ref_d = reference_spectra(acq.xanes, rng_ref)
+    tick("files", 1)
+    return TwinResult(scans, truths, ref_l, ref_d)
 
-    xanes = XanesModel(bandwidth_rel=a.bandwidth_rel, energy_offset_eV=a.energy_offset_eV)
-    energies = np.asarray(a.energies_eV, dtype=float)
-    true_e = energies + a.energy_offset_eV
-    elyte = materials.electrolyte(scenario.electrochemistry.electrolyte_molarity_mol_l)
-    cbd = materials.carbon_binder(nanoporosity=scenario.microstructure.cbd_nanoporosity,
-                                  electrolyte_material=elyte)
-    mu_elyte = mu_per_m(elyte, true_e)
-    mu_cbd = mu_per_m(cbd, true_e)
-    coef_a, coef_c = xanes.linear_coefficients(energies)
 
-    os_ = g.oversample
-    nz, n = ms.phases.shape[0], ms.phases.shape[1]
-    theta = np.linspace(0.0, 180.0, a.n_angles, endpoint=False)
-    astra, pid = _projector(n, theta)
-    n_rows, n_cols = g.n_rows, g.n_pixels
-    trans = np.empty((len(energies), a.n_angles, n_rows, n_cols), dtype=np.float64)
+def _truth(scenario: Scenario, ms: Microstructure, echem: ElectrochemResult, k: int,
+           w_fine: np.ndarray, table: dict[str, np.ndarray]) -> TruthData:
+    g = scenario.grid
+    phases_c, labels_c, w_c = to_reconstruction_grid(ms.phases, ms.labels, w_fine,
+                                                     g.oversample)
     am = ms.phases == PHASE_ACTIVE
-    w_am = np.nan_to_num(w_fine)
-    try:
-        for ie in range(len(energies)):
-            mu = np.zeros(ms.phases.shape, dtype=np.float32)
-            mu[ms.phases == PHASE_PORE] = mu_elyte[ie]
-            mu[ms.phases == PHASE_CBD] = mu_cbd[ie]
-            mu[am] = (coef_a[ie] + coef_c[ie] * w_am[am])  # closed pores, air stay 0
-            mu *= ms.voxel_m  # per fine voxel
-            t_fine = np.empty((a.n_angles, nz, n))
-            for z in range(nz):
-                sid, sino = astra.create_sino(np.ascontiguousarray(mu[z]), pid)
-                astra.data2d.delete(sid)
-                t_fine[:, z, :] = np.exp(-sino)
-            trans[ie] = t_fine.reshape(a.n_angles, n_rows, os_, n_cols, os_).mean(axis=(2, 4))
-            tick("projections", 1)
-    finally:
-        astra.projector.delete(pid)
-    if a.detector_blur_px > 0:
-        trans = ndimage.gaussian_filter(trans, (0, 0, a.detector_blur_px, a.detector_blur_px),
-                                        mode="nearest")
-
-    yy, xx = np.mgrid[:n_rows, :n_cols]
-    illum = 1.0 + a.flat_nonuniformity * np.cos(2 * np.pi * xx / n_cols * 0.7) * np.cos(
-        2 * np.pi * yy / max(n_rows, 2) * 0.5)
-    beam = a.photons_per_pixel * illum
-    def dark_noise(shape: tuple[int, ...]) -> np.ndarray:
-        return a.dark_counts + a.read_noise_counts * rng_acq.standard_normal(shape)
-    proj = rng_acq.poisson(beam * trans) + dark_noise(trans.shape)
-    flats = rng_acq.poisson(np.broadcast_to(beam, (len(energies), a.n_flats, n_rows, n_cols)))
-    flats = flats + dark_noise(flats.shape)
-    darks = dark_noise((a.n_darks, n_rows, n_cols))
-
-    def to_u16(x: np.ndarray) -> np.ndarray:
-        return np.clip(np.rint(x), 0, 65535).astype(np.uint16)
-
-    scan = ScanData(
-        data=to_u16(proj), flats=to_u16(flats), darks=to_u16(darks) if a.n_darks else None,
-        theta_deg=theta, energy_eV=energies, pixel_size_m=g.pixel_size_m,
-        counts_per_photon=1.0,
-        metadata={"sample": "synthetic NMC532 electrode pillar", "time_s":
-                  float(scenario.electrochemistry.snapshot_time_s), "scenario": scenario.name},
-        provenance={"writer": "xtwin simulate", "xtwin_version": __version__,
-                    "seed": scenario.seed, "scenario": scenario.name})
-
-    phases_c, labels_c, w_c = to_reconstruction_grid(ms.phases, ms.labels, w_fine, os_)
-    truth = TruthData(
+    snap = echem.snapshots[k]
+    slabs = slab_conservation(w_fine, ms, table, echem, k,
+                              depth_offset_m=scenario.microstructure.depth_offset_m)
+    return TruthData(
         lithiation=w_c, labels=labels_c, phases=phases_c,
         fine_lithiation=w_fine.astype(np.float32), fine_labels=np.where(am, ms.labels, 0),
-        fine_phases=ms.phases,
-        particles=table,
-        pybamm={"time_s": profile.time_s, "voltage_V": profile.voltage_V,
-                "current_A": profile.current_A, "depth_m": profile.depth_m,
-                "volume_average_lithiation": profile.volume_average},
+        fine_phases=ms.phases, particles=table,
+        pybamm={"time_s": echem.time_s, "voltage_V": echem.voltage_V,
+                "current_A": echem.current_A, "depth_m": echem.depth_m,
+                "radius_m": echem.radius_m, "volume_weights": echem.volume_weights,
+                "volume_average_lithiation": snap.volume_average,
+                "psd_average_lithiation": snap.psd_average},
         attrs={"pixel_size_m": g.pixel_size_m, "fine_pixel_size_m": ms.voxel_m,
-               "snapshot_time_s": scenario.electrochemistry.snapshot_time_s,
+               "snapshot_time_s": snap.time_s, "snapshot_index": k,
                "scenario": scenario.to_toml(), "seed": scenario.seed,
                "achieved_fractions": ms.achieved, "versions": _versions(),
+               "pybamm_parameter_set": echem.parameter_set,
+               "theta_0": echem.theta_0, "theta_100": echem.theta_100,
+               "geometry": vars(echem.geometry), "slab_conservation": slabs,
                "phase_codes": {"pore": PHASE_PORE, "active": PHASE_ACTIVE, "cbd": PHASE_CBD,
                                "closed_internal_pore": PHASE_CLOSED_PORE,
                                "outside": PHASE_OUTSIDE}})
-    ref_l, ref_d = reference_spectra(xanes, rng_ref)
-    tick("files", 1)
-    return TwinResult(scan, truth, ref_l, ref_d)
 
 
 def reference_spectra(xanes: XanesModel, rng: np.random.Generator,
@@ -223,24 +271,30 @@ def reference_spectra(xanes: XanesModel, rng: np.random.Generator,
 def _versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {p: version(p) for p in ("numpy", "scipy", "pybamm", "xraylib", "astra-toolbox")}
+    return {p: version(p) for p in ("numpy", "scipy", "pybamm", "xraylib", "astra-toolbox",
+                                    "porespy")}
 
 
 def write_outputs(result: TwinResult, scenario: Scenario, out_dir: str | os.PathLike, *,
                   force: bool = False) -> dict[str, Path]:
-    """Write scan, truth, scenario and reference spectra into ``out_dir``.
+    """Write scans, truths, scenario and reference spectra into ``out_dir``.
 
     Refuses to overwrite existing outputs unless ``force``; each file is written atomically.
     """
     out = Path(out_dir)
-    paths = {name: out / name for name in OUTPUT_FILES}
+    names = output_names(scenario)
+    paths = {name: out / name for name in names}
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not force:
         raise XtwinInputError(f"{', '.join(existing)} already exist; choose another output "
                               "directory or pass --force to overwrite")
     out.mkdir(parents=True, exist_ok=True)
-    write_scan(paths["scan.h5"], result.scan)
-    write_truth(paths["truth.h5"], result.truth)
+    scan_names = [n for n in names if n.startswith("scan")]
+    truth_names = [n for n in names if n.startswith("truth")]
+    for name, scan in zip(scan_names, result.scans):
+        write_scan(paths[name], scan)
+    for name, truth in zip(truth_names, result.truths):
+        write_truth(paths[name], truth)
     write_text_atomic(paths["scenario.toml"], scenario.to_toml())
     hdr = ("synthetic reference spectrum of a dense NMC532 standard written by xtwin simulate\n"
            "absorbance = -ln(I/I0), raw (not normalized)")
