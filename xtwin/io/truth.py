@@ -7,10 +7,10 @@ Layout::
     /truth/phases            (z, y, x) uint8: 0 pore/electrolyte, 1 active, 2 carbon-binder,
                              3 closed internal pore (void), 255 outside the sample (air)
     /truth/fine/{lithiation,labels,phases}   the same on the fine simulation grid
-    /truth/particles/{id,depth_m,radius_m,mean_lithiation,pybamm_lithiation,centre_m}
-    /truth/pybamm/{time_s,voltage_V,current_A}
+    /truth/particles/{id,depth_m,radius_m,mean_lithiation,pybamm_lithiation,centre_m,...}
+    /truth/pybamm/{time_s,voltage_V,current_A,depth_m,radius_m,...}
     /truth attrs: pixel_size_m, fine_pixel_size_m, snapshot_time_s, scenario (TOML), seed,
-                  versions
+                  slab_conservation, versions, ... (docs/file-formats.md)
 """
 
 from __future__ import annotations
