@@ -87,3 +87,14 @@ def test_physics_spectra_png(tmp_path):
     out = tmp_path / "s.png"
     assert main(["physics", "--energies", "8320,8347,8400", "spectra", "-o", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_physics_dose_command(capsys):
+    assert main(["physics", "--energies", "8300", "dose", "--photons", "20000", "--angles",
+                 "121", "--pixel-size-nm", "400", "--lithiation", "1", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    # the hand calculation of test_dose_hand_calculation, with the XANES-aware mu_en (x=0.95)
+    assert rec["total_dose_Gy"]["NMC532"] == pytest.approx(1.5363e5, rel=0.01)
+    assert rec["total_dose_Gy"]["electrolyte"] < 0.2 * rec["total_dose_Gy"]["NMC532"]
+    assert 0 < rec["transmission_sample"][0] < 1
+    assert main(["physics", "dose", "--photons", "-1"]) == 2

@@ -121,3 +121,23 @@ def test_shape_goes_from_zero_to_one(w):
     s = XanesModel().shape(np.array([8250.0, 8300.0, 8640.0, 8700.0]), w)
     assert abs(s[0]) < 1e-3 and abs(s[1]) < 1e-3
     assert abs(s[2] - 1) < 0.01 and abs(s[3] - 1) < 0.01
+
+
+def test_measured_end_members_from_files(shared_data):
+    """A XANES model built from the measured NMC622 spectra: edge positions and limits."""
+    from xtwin.physics.xanes import tabulated_end_member
+
+    spec = shared_data / "spectra"
+    model = XanesModel(tabulated_end_member(spec / "nmc622_ni_k_3p0V_1.csv"),
+                       tabulated_end_member(spec / "nmc622_ni_k_4p3V_1.csv"))
+    e = np.arange(8300.0, 8500.0, 0.2)
+    s_l, s_d = model.end_members(e)
+    assert abs(s_l[0]) < 0.02 and abs(s_d[0]) < 0.02
+    assert s_l[-1] == pytest.approx(1.0, abs=1e-6) and s_d[-1] == pytest.approx(1.0, abs=1e-6)
+    # the charged end member's edge sits about 2 eV higher, as measured
+    shift = _e_half_max(e[e < 8369], s_d[e < 8369]) - _e_half_max(e[e < 8369], s_l[e < 8369])
+    assert 1.5 < shift < 3.0
+    # and the model stays linear in w and positive
+    mu = model.nmc532_mu_per_m(e, np.array([0.0, 0.5, 1.0]))
+    np.testing.assert_allclose(mu[1], 0.5 * (mu[0] + mu[2]), rtol=1e-9)
+    assert np.all(mu > 0)

@@ -343,6 +343,48 @@ def physics_spectra(ctx: click.Context, out: Path, force: bool) -> None:
     click.echo(str(out))
 
 
+@physics.command("dose")
+@click.option("--photons", type=float, default=20000.0, show_default=True,
+              help="Photons per pixel per projection (flat-field level).")
+@click.option("--angles", type=int, default=121, show_default=True,
+              help="Projections per energy.")
+@click.option("--pixel-size-nm", type=float, default=400.0, show_default=True,
+              help="Pixel size at the sample, nm.")
+@click.option("--lithiation", type=float, default=0.5, show_default=True,
+              help="Lithiation fraction w of the NMC532.")
+@click.option("--sample-thickness-um", type=float, default=20.0, show_default=True,
+              help="Electrode thickness crossed by the beam, um.")
+@click.option("--window-um", type=float, default=0.0, show_default=True,
+              help="Thickness of each of two Kapton cell windows, um.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def physics_dose(ctx: click.Context, photons: float, angles: int, pixel_size_nm: float,
+                 lithiation: float, sample_thickness_um: float, window_um: float,
+                 as_json: bool) -> None:
+    """Dose (Gy) to NMC532 and electrolyte for a whole acquisition, and transmissions."""
+    from xtwin.physics.tables import dose_records
+
+    if photons <= 0 or angles <= 0 or pixel_size_nm <= 0:
+        raise XtwinInputError("--photons, --angles and --pixel-size-nm must be positive")
+    rec = dose_records(_float_list(ctx.obj["energies"], "--energies"),
+                       photons_per_pixel=photons, n_projections=angles,
+                       pixel_size_m=pixel_size_nm * 1e-9, lithiation=lithiation,
+                       sample_thickness_m=sample_thickness_um * 1e-6,
+                       window_thickness_m=window_um * 1e-6)
+    if as_json:
+        click.echo(json.dumps(rec, indent=2))
+        return
+    click.echo(f"fluence per energy {rec['fluence_per_m2_per_energy']:.4g} photons/m2")
+    click.echo(f"{'E (eV)':>8s} {'dose NMC532 (Gy)':>17s} {'dose electrolyte (Gy)':>22s} "
+               f"{'T sample':>9s} {'T windows':>10s}")
+    for i, e in enumerate(rec["energy_eV"]):
+        click.echo(f"{e:8.1f} {rec['dose_Gy']['NMC532'][i]:17.4g} "
+                   f"{rec['dose_Gy']['electrolyte'][i]:22.4g} "
+                   f"{rec['transmission_sample'][i]:9.3f} {rec['transmission_windows'][i]:10.3f}")
+    click.echo(f"total dose: NMC532 {rec['total_dose_Gy']['NMC532']:.4g} Gy, electrolyte "
+               f"{rec['total_dose_Gy']['electrolyte']:.4g} Gy")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and map errors to exit codes (0 ok, 2 user error, 1 bug)."""
     try:

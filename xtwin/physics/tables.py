@@ -91,3 +91,50 @@ def plot_end_members(energies_eV: list[float], out: str | os.PathLike) -> None:
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def dose_records(energies_eV: list[float], *, photons_per_pixel: float, n_projections: int,
+                 pixel_size_m: float, lithiation: float = 0.5,
+                 sample_thickness_m: float = 20e-6, active_fraction: float = 0.445,
+                 porosity: float = 0.30, window_thickness_m: float = 0.0
+                 ) -> dict[str, Any]:
+    """Dose to the active material and the electrolyte for a whole acquisition, and the
+    transmission through the sample (and two Kapton windows) at each energy.
+
+    The sample is an electrode of the given thickness whose active, electrolyte and
+    carbon-binder fractions set its mean attenuation; the dose is at its entrance.
+    """
+    from xtwin.physics.dose import acquisition_dose, transmission
+
+    e = _as_energy_eV(np.asarray(energies_eV, dtype=float))
+    if not 0 <= lithiation <= 1:
+        raise XtwinInputError(f"--lithiation must be within 0-1, got {lithiation}")
+    if sample_thickness_m < 0 or window_thickness_m < 0:
+        raise XtwinInputError("thicknesses must be >= 0")
+    kw = {"photons_per_pixel": photons_per_pixel, "n_projections": n_projections,
+          "pixel_size_m": pixel_size_m}
+    elyte = materials.electrolyte()
+    cbd = materials.carbon_binder(electrolyte_material=elyte)
+    nmc = acquisition_dose(nmc532_mu_en_rho_cm2_g(e, lithiation), e, **kw)
+    ely = acquisition_dose(mu_en_rho_cm2_g(elyte, e), e, **kw)
+    xanes = XanesModel()
+    mu_sample = (active_fraction * xanes.nmc532_mu_per_m(e, lithiation)
+                 + porosity * mu_rho_cm2_g(elyte, e) * elyte.density_g_cm3 * 100
+                 + (1 - active_fraction - porosity) * mu_rho_cm2_g(cbd, e)
+                 * cbd.density_g_cm3 * 100)
+    t_sample = np.exp(-mu_sample * sample_thickness_m)
+    t_window = transmission([(materials.kapton(), 2 * window_thickness_m)], e)
+    return {
+        "energy_eV": e.tolist(),
+        "dose_Gy": {"NMC532": nmc.dose_Gy.tolist(), "electrolyte": ely.dose_Gy.tolist()},
+        "total_dose_Gy": {"NMC532": nmc.total_Gy, "electrolyte": ely.total_Gy},
+        "fluence_per_m2_per_energy": float(nmc.fluence_per_m2[0]),
+        "transmission_sample": t_sample.tolist(),
+        "transmission_windows": t_window.tolist(),
+        "transmission_total": (t_sample * t_window).tolist(),
+        "inputs": {"photons_per_pixel": photons_per_pixel, "n_projections": n_projections,
+                   "pixel_size_m": pixel_size_m, "lithiation": lithiation,
+                   "sample_thickness_m": sample_thickness_m,
+                   "active_fraction": active_fraction, "porosity": porosity,
+                   "kapton_window_thickness_m": window_thickness_m},
+    }

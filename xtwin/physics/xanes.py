@@ -135,6 +135,24 @@ class TabulatedEndMember:
 EndMember = ParametricEndMember | TabulatedEndMember
 
 
+def tabulated_end_member(path, *, tail_eV: float = 60.0) -> TabulatedEndMember:
+    """An end member from a measured spectrum file (two columns, eV or keV, raw or normalized).
+
+    The spectrum is normalized and flattened (:func:`xtwin.physics.spectra.normalize`). Above
+    its last point it relaxes to 1 over ``tail_eV`` (a cosine blend), so short scans (the
+    NMC622 files end 23 eV above the edge) still give S -> 1 far above the edge.
+    """
+    from xtwin.physics.spectra import normalize, read_spectrum
+
+    n = normalize(read_spectrum(path))
+    e_last, s_last = float(n.energy_eV[-1]), float(n.flat[-1])
+    tail_e = np.linspace(e_last, e_last + tail_eV, 31)[1:]
+    blend = 0.5 * (1 - np.cos(np.pi * (tail_e - e_last) / tail_eV))
+    energy = np.concatenate([n.energy_eV, tail_e, [e_last + tail_eV + 1e4]])
+    values = np.concatenate([n.flat, s_last + (1.0 - s_last) * blend, [1.0]])
+    return TabulatedEndMember(energy, values)
+
+
 @dataclass(frozen=True)
 class XanesModel:
     """Two end members, the monochromator bandwidth and an energy calibration offset.
