@@ -37,6 +37,17 @@ def check_can_write(path: str | os.PathLike, *, force: bool) -> Path:
     return path
 
 
+def refuse_existing(out_dir: str | os.PathLike, names: list[str], *, force: bool) -> None:
+    """Refuse to run when any of ``out_dir/name`` exists, unless ``force`` is set.
+
+    Called before any work starts, so a refused command writes nothing.
+    """
+    existing = [str(Path(out_dir) / n) for n in names if (Path(out_dir) / n).exists()]
+    if existing and not force:
+        raise XtwinInputError(f"{', '.join(existing)} already exist; choose another output "
+                              "directory or pass --force to overwrite")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.

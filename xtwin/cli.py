@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from xtwin._files import refuse_existing
 from xtwin.errors import XtwinInputError
 
 
@@ -71,10 +72,7 @@ def simulate(scenario_path: Path, out_dir: Path, seed: int | None, force: bool) 
     scenario = load_scenario(scenario_path)
     if seed is not None:
         scenario = scenario.replace_seed(seed)
-    existing = [str(out_dir / f) for f in output_names(scenario) if (out_dir / f).exists()]
-    if existing and not force:
-        raise XtwinInputError(f"{', '.join(existing)} already exist; choose another output "
-                              "directory or pass --force to overwrite")
+    refuse_existing(out_dir, output_names(scenario), force=force)
     _, paths = _simulate(scenario, out_dir, force)
     for p in paths.values():
         click.echo(str(p))
@@ -173,10 +171,7 @@ def demo(out_dir: Path, force: bool) -> None:
     scenario = default_scenario()
     names = output_names(scenario) + ["limap.h5", "slices.png", "error_histogram.png",
                                       "metrics.json"]
-    existing = [str(out_dir / f) for f in names if (out_dir / f).exists()]
-    if existing and not force:
-        raise XtwinInputError(f"{out_dir} already holds demo outputs; pass --force to "
-                              "overwrite them or choose another directory with -o")
+    refuse_existing(out_dir, names, force=force)
     _, paths = _simulate(scenario, out_dir, force, desc="1/2 simulate")
     limap = _process([paths["scan.h5"]], paths["reference_lithiated.csv"],
                      paths["reference_delithiated.csv"], out_dir / "limap.h5", force,
@@ -226,10 +221,7 @@ def microstructure(scenario_path: Path, out_dir: Path, seed: int | None, as_json
     if seed is not None:
         scenario = scenario.replace_seed(seed)
     names = ("microstructure.h5", "slices.png", "metrics.json")
-    existing = [str(out_dir / n) for n in names if (out_dir / n).exists()]
-    if existing and not force:
-        raise XtwinInputError(f"{', '.join(existing)} already exist; choose another output "
-                              "directory or pass --force to overwrite")
+    refuse_existing(out_dir, list(names), force=force)
     m = scenario.microstructure
     target = {"active": m.active_fraction, "cbd": m.cbd_fraction, "pore": m.pore_fraction,
               "internal_pore_of_particles": m.internal_porosity,

@@ -21,8 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from xtwin import __version__
-from xtwin._files import write_text_atomic
-from xtwin.errors import XtwinInputError
+from xtwin._files import refuse_existing, write_text_atomic
 from xtwin.forward.electrochem import ElectrochemResult, Geometry, solve
 from xtwin.forward.lifield import (
     map_lithiation,
@@ -284,10 +283,7 @@ def write_outputs(result: TwinResult, scenario: Scenario, out_dir: str | os.Path
     out = Path(out_dir)
     names = output_names(scenario)
     paths = {name: out / name for name in names}
-    existing = [str(p) for p in paths.values() if p.exists()]
-    if existing and not force:
-        raise XtwinInputError(f"{', '.join(existing)} already exist; choose another output "
-                              "directory or pass --force to overwrite")
+    refuse_existing(out, names, force=force)
     out.mkdir(parents=True, exist_ok=True)
     scan_names = [n for n in names if n.startswith("scan")]
     truth_names = [n for n in names if n.startswith("truth")]
