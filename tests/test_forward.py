@@ -76,3 +76,30 @@ def test_pybamm_charge_lowers_lithiation():
     assert np.all(late.lithiation[-1] < late.lithiation[0])
     mid = res.depth_m.size // 2
     assert late.volume_average[2, mid] < late.volume_average[-3, mid]
+
+
+def test_geometry_coupling_keeps_c_rate_meaning():
+    """PyBaMM takes the microstructure's geometry; 1C still passes 1/3 of capacity in 20 min."""
+    from xtwin.forward.electrochem import Geometry, solve
+
+    sc = default_scenario()
+    geo = Geometry(thickness_m=100e-6, porosity=0.25, active_fraction=0.55,
+                   median_radius_m=4e-6, size_log_sigma=0.25)
+    res = solve(sc.electrochemistry, geo)
+    assert res.geometry == geo
+    assert res.depth_m[-1] == pytest.approx(100e-6, rel=0.05)
+    assert 1 - res.snapshots[0].psd_average.mean() == pytest.approx(1 / 3, abs=0.06)
+    # the size mesh is centred on the microstructure's median radius
+    median = res.radius_m[np.searchsorted(np.cumsum(res.volume_weights), 0.5)]
+    assert 3e-6 < median < 6e-6
+
+
+def test_other_parameter_set_by_name():
+    from xtwin.forward.electrochem import solve
+
+    sc = default_scenario()
+    res = solve(dataclasses.replace(sc.electrochemistry, parameter_set="Chen2020",
+                                    protocol=("Charge at 1C for 600 seconds",),
+                                    snapshot_times_s=(600.0,)))
+    assert res.parameter_set == "Chen2020"
+    assert 1 - res.snapshots[0].psd_average.mean() == pytest.approx(1 / 6, abs=0.05)

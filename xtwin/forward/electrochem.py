@@ -4,7 +4,8 @@ The DFN (``Mohtat2020`` by default, any PyBaMM parameter set by name) is run wit
 ``"particle size": "distribution"`` option, so particles of different radius lithiate
 differently. When ``couple_geometry`` is set, the cathode thickness, porosity, active-material
 fraction, median particle radius and size spread come from the generated microstructure, and
-the nominal capacity is scaled with thickness x active fraction so that "1C" keeps its meaning.
+the nominal capacity and the anode thickness are scaled with cathode thickness x active
+fraction, so that "1C" keeps its meaning and the set's N/P balance is kept.
 
 At each snapshot we keep c(r/R, R, x) and convert it to lithiation fraction
 ``w = (theta - theta_100) / (theta_0 - theta_100)`` with the parameter set's own 0 % / 100 %
@@ -137,6 +138,10 @@ def _parameters(spec: ElectrochemistrySpec, geometry: Geometry | None):
             "Positive electrode active material volume fraction": geometry.active_fraction,
             "Positive particle radius [m]": geometry.median_radius_m,
             "Nominal cell capacity [A.h]": params["Nominal cell capacity [A.h]"] * scale,
+            # the anode grows with the cathode, so the set's N/P balance (and with it the
+            # stoichiometries at 0 % and 100 % SOC) is kept
+            "Negative electrode thickness [m]": params["Negative electrode thickness [m]"]
+            * scale,
         })
     if spec.particle_size_distribution:
         params = pybamm.get_size_distribution_parameters(
