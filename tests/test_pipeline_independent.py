@@ -95,6 +95,7 @@ def test_process_recovers_uniform_spheres(independent_files):
     rc = main(["process", *map(str, paths), "--lithiated", str(refs["lith"]),
                "--delithiated", str(refs["delith"]), "-o", str(out)])
     assert rc == 0
+    assert not (d / "limap.h5.resume.zarr").exists()  # the checkpoint goes once done
     lm = read_limap(out)
     assert lm.lithiation.shape == (N_ROW, N_COL, N_COL)
     assert lm.pixel_size_m == pytest.approx(PIXEL_UM * 1e-6)

@@ -77,3 +77,31 @@ def test_refuses_limited_angle():
     p = np.zeros((1, 50, 2, 32), np.float32)
     with pytest.raises(XtwinInputError, match="180"):
         reconstruct(Absorbance(p, p, theta, np.array([8300.0]), 1e-6))
+
+
+def test_interrupted_reconstruction_resumes_identically(tmp_path):
+    n, na, rows = 32, 60, 6
+    theta = np.arange(na) * 180.0 / na
+    rng = np.random.default_rng(0)
+    sino = _disc_sinogram(n, theta, 10.0, 0.02)
+    p = (sino[None, :, None, :] + 0.01 * rng.standard_normal((2, na, rows, n))).astype(
+        np.float32)
+    ab = Absorbance(p, np.full_like(p, 1e-4), theta, np.array([8300.0, 8400.0]), 1e-6)
+    full = reconstruct(ab)
+    ck = tmp_path / "ck.zarr"
+    calls = []
+
+    def stop_after_three(k):
+        calls.append(k)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reconstruct(ab, checkpoint=ck, checkpoint_key="a", progress=stop_after_three)
+    resumed = reconstruct(ab, checkpoint=ck, checkpoint_key="a")
+    assert any("resumed: 3 of 6" in n for n in resumed.notes)
+    np.testing.assert_array_equal(resumed.mu_per_m, full.mu_per_m)
+    np.testing.assert_array_equal(resumed.mu_sigma_per_m, full.mu_sigma_per_m)
+    # another key (another input) does not reuse the slices
+    other = reconstruct(ab, checkpoint=ck, checkpoint_key="b")
+    assert not any("resumed" in n for n in other.notes)

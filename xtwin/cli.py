@@ -80,6 +80,8 @@ def simulate(scenario_path: Path, out_dir: Path, seed: int | None, force: bool) 
 
 def _process(scans: list[Path], lithiated: Path, delithiated: Path, out: Path, force: bool,
              center_offset: float = 0.0, desc: str = "process"):
+    import shutil
+
     from xtwin._files import check_can_write
     from xtwin.io.limap import write_limap
     from xtwin.io.scan import read_scans
@@ -87,10 +89,14 @@ def _process(scans: list[Path], lithiated: Path, delithiated: Path, out: Path, f
 
     check_can_write(out, force=force)
     scan = read_scans(list(scans))
+    resume = out.with_name(out.name + ".resume.zarr")
+    if resume.exists():
+        click.echo(f"resuming from {resume}", err=True)
     with _bar(scan.data.shape[2], desc) as bar:
         limap = process_scan(scan, lithiated, delithiated, center_offset_px=center_offset,
-                             progress=bar.update, inputs=list(scans))
+                             progress=bar.update, inputs=list(scans), checkpoint=resume)
     write_limap(out, limap)
+    shutil.rmtree(resume, ignore_errors=True)
     return limap
 
 
@@ -110,7 +116,8 @@ def process(scans: tuple[Path, ...], lithiated: Path, delithiated: Path, out: Pa
     """The shared pipeline: normalize, reconstruct each energy, three-energy retrieval.
 
     SCAN is a Data Exchange HDF5 file with all energies, or several files with one energy
-    each of the same acquisition.
+    each of the same acquisition. Finished slices are kept in OUT.h5.resume.zarr until the
+    Li map is written, so an interrupted run resumes where it stopped.
     """
     limap = _process(list(scans), lithiated, delithiated, out, force, center_offset)
     n = int(limap.mask.sum())

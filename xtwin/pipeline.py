@@ -31,6 +31,7 @@ def process_scan(
     min_jump_fraction: float = 0.2,
     progress: Callable[[int], None] | None = None,
     inputs: list[str | os.PathLike] | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> LiMap:
     """Run the whole pipeline on one scan.
 
@@ -48,6 +49,9 @@ def process_scan(
         Called with the number of reconstructed slices done since the last call.
     inputs : list of path-like, optional
         Input scan files, hashed into the provenance.
+    checkpoint : path-like, optional
+        A zarr store for finished reconstruction slices, so an interrupted run resumes
+        (see :func:`xtwin.recon.reconstruct`); keyed by the input hashes.
 
     Returns
     -------
@@ -58,8 +62,10 @@ def process_scan(
     order = np.argsort(scan.energy_eV)
     cal = calibrate(scan.energy_eV[order], ref_l, ref_d)
     absorb = normalize_scan(scan)
+    hashes = {str(p): sha256_of(p) for p in (inputs or [])}
     if scan.is_tomography:
-        vol = reconstruct(absorb, center_offset_px=center_offset_px, progress=progress)
+        vol = reconstruct(absorb, center_offset_px=center_offset_px, progress=progress,
+                          checkpoint=checkpoint, checkpoint_key=repr(sorted(hashes.values())))
         mu, mu_sigma, notes = vol.mu_per_m, vol.mu_sigma_per_m, vol.notes
     else:
         mu = absorb.absorbance[:, 0]
@@ -72,7 +78,7 @@ def process_scan(
                    min_jump_fraction=min_jump_fraction)
     prov = {
         "xtwin_version": __version__,
-        "inputs": {str(p): sha256_of(p) for p in (inputs or [])},
+        "inputs": hashes,
         "lithiated_reference": {"path": str(lithiated), "sha256": sha256_of(lithiated),
                                 **ref_l.summary()},
         "delithiated_reference": {"path": str(delithiated), "sha256": sha256_of(delithiated),

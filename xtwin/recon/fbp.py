@@ -15,8 +15,10 @@ check the prediction against the empirical variance of reconstructed Poisson noi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -89,11 +91,46 @@ class _Slicer:
         self.astra.projector.delete(self.projector)
 
 
+class _Checkpoint:
+    """Finished slices kept in a zarr store, so an interrupted reconstruction resumes."""
+
+    def __init__(self, path, key: str, shape: tuple[int, ...]) -> None:
+        import shutil
+
+        import zarr
+
+        self.path = Path(path)
+        if self.path.exists():
+            old = zarr.open_group(str(self.path), mode="r")
+            if old.attrs.get("key") != key or tuple(old["mu"].shape) != shape:
+                shutil.rmtree(self.path)
+        g = zarr.open_group(str(self.path), mode="a")
+        g.attrs["key"] = key
+        chunks = (shape[0], 1) + shape[2:]
+        self.mu = g.require_array("mu", shape=shape, chunks=chunks, dtype="float32")
+        self.sig = g.require_array("sigma", shape=shape, chunks=chunks, dtype="float32")
+        self.done = g.require_array("done", shape=(shape[1],), chunks=(shape[1],), dtype="bool",
+                                    fill_value=False)
+
+    def finished(self) -> np.ndarray:
+        return np.asarray(self.done[:], dtype=bool)
+
+    def save(self, r: int, mu: np.ndarray, sig: np.ndarray) -> None:
+        self.mu[:, r] = mu
+        self.sig[:, r] = sig
+        self.done[r] = True  # written last: a slice counts only once its data are stored
+
+    def load(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.mu[:, r], self.sig[:, r]
+
+
 def reconstruct(
     absorbance: Absorbance,
     *,
     center_offset_px: float = 0.0,
     progress: Callable[[int], None] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_key: str = "",
 ) -> Volume:
     """Reconstruct every energy, slice by slice (slice z = detector row z).
 
@@ -105,6 +142,12 @@ def reconstruct(
         Rotation axis minus detector centre ((n_col - 1) / 2), in pixels.
     progress : callable, optional
         Called with the number of slices finished since the last call.
+    checkpoint : path-like, optional
+        A zarr store where finished slices are kept; a later call with the same store and
+        ``checkpoint_key`` (identify the input and options with it) skips them. A store made
+        for another key or shape is discarded.
+    checkpoint_key : str
+        Identity of the input and options.
 
     Returns
     -------
@@ -128,14 +171,25 @@ def reconstruct(
     mu = np.empty((n_e, n_r, n_c, n_c), dtype=np.float32)
     sig = np.empty_like(mu)
     px = absorbance.pixel_size_m
+    ck = _Checkpoint(checkpoint, f"{checkpoint_key}|{center_offset_px}", mu.shape) if (
+        checkpoint is not None) else None
+    done = ck.finished() if ck else np.zeros(n_r, dtype=bool)
+    notes = absorbance.notes + ((f"resumed: {int(done.sum())} of {n_r} slices were taken "
+                                 "from the checkpoint",) if done.any() else ())
     try:
         for r in range(n_r):
-            for e in range(n_e):
-                mu[e, r] = slicer.fbp(np.ascontiguousarray(p[e, :, r, :])) / px
-                var = gain * slicer.backproject(np.ascontiguousarray(v[e, :, r, :])) / bp_ones
-                sig[e, r] = np.sqrt(np.maximum(var, 0.0)) / px
+            if done[r]:
+                mu[:, r], sig[:, r] = ck.load(r)  # type: ignore[union-attr]
+            else:
+                for e in range(n_e):
+                    mu[e, r] = slicer.fbp(np.ascontiguousarray(p[e, :, r, :])) / px
+                    var = gain * slicer.backproject(
+                        np.ascontiguousarray(v[e, :, r, :])) / bp_ones
+                    sig[e, r] = np.sqrt(np.maximum(var, 0.0)) / px
+                if ck:
+                    ck.save(r, mu[:, r], sig[:, r])
             if progress is not None:
                 progress(1)
     finally:
         slicer.close()
-    return Volume(mu, sig, absorbance.energy_eV, px, absorbance.notes)
+    return Volume(mu, sig, absorbance.energy_eV, px, notes)
