@@ -79,7 +79,7 @@ def test_refuses_limited_angle():
         reconstruct(Absorbance(p, p, theta, np.array([8300.0]), 1e-6))
 
 
-def test_interrupted_reconstruction_resumes_identically(tmp_path):
+def test_parallel_and_interrupted_reconstruction_give_identical_results(tmp_path):
     n, na, rows = 32, 60, 6
     theta = np.arange(na) * 180.0 / na
     rng = np.random.default_rng(0)
@@ -87,7 +87,8 @@ def test_interrupted_reconstruction_resumes_identically(tmp_path):
     p = (sino[None, :, None, :] + 0.01 * rng.standard_normal((2, na, rows, n))).astype(
         np.float32)
     ab = Absorbance(p, np.full_like(p, 1e-4), theta, np.array([8300.0, 8400.0]), 1e-6)
-    full = reconstruct(ab)
+    full = reconstruct(ab, workers=1)
+    np.testing.assert_array_equal(reconstruct(ab, workers=3).mu_per_m, full.mu_per_m)
     ck = tmp_path / "ck.zarr"
     calls = []
 

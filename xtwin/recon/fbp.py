@@ -16,7 +16,9 @@ check the prediction against the empirical variance of reconstructed Poisson noi
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +133,7 @@ def reconstruct(
     progress: Callable[[int], None] | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_key: str = "",
+    workers: int | None = None,
 ) -> Volume:
     """Reconstruct every energy, slice by slice (slice z = detector row z).
 
@@ -148,6 +151,9 @@ def reconstruct(
         for another key or shape is discarded.
     checkpoint_key : str
         Identity of the input and options.
+    workers : int, optional
+        Threads reconstructing slices in parallel (default: the CPU count, at most 8); each
+        has its own ASTRA projector. The result does not depend on it.
 
     Returns
     -------
@@ -176,20 +182,39 @@ def reconstruct(
     done = ck.finished() if ck else np.zeros(n_r, dtype=bool)
     notes = absorbance.notes + ((f"resumed: {int(done.sum())} of {n_r} slices were taken "
                                  "from the checkpoint",) if done.any() else ())
+    local = threading.local()
+    slicers = [slicer]
+    lock = threading.Lock()
+
+    def one_slice(r: int) -> tuple[np.ndarray, np.ndarray]:
+        sl = getattr(local, "slicer", None)
+        if sl is None:
+            sl = local.slicer = _Slicer(n_c, theta, center_offset_px)
+            with lock:
+                slicers.append(sl)
+        m = np.empty((n_e, n_c, n_c), dtype=np.float32)
+        sd = np.empty_like(m)
+        for e in range(n_e):
+            m[e] = sl.fbp(np.ascontiguousarray(p[e, :, r, :])) / px
+            var = gain * sl.backproject(np.ascontiguousarray(v[e, :, r, :])) / bp_ones
+            sd[e] = np.sqrt(np.maximum(var, 0.0)) / px
+        return m, sd
+
+    n_workers = max(1, min(workers or os.cpu_count() or 1, 8))
     try:
-        for r in range(n_r):
-            if done[r]:
-                mu[:, r], sig[:, r] = ck.load(r)  # type: ignore[union-attr]
-            else:
-                for e in range(n_e):
-                    mu[e, r] = slicer.fbp(np.ascontiguousarray(p[e, :, r, :])) / px
-                    var = gain * slicer.backproject(
-                        np.ascontiguousarray(v[e, :, r, :])) / bp_ones
-                    sig[e, r] = np.sqrt(np.maximum(var, 0.0)) / px
-                if ck:
-                    ck.save(r, mu[:, r], sig[:, r])
+        for r in np.flatnonzero(done):
+            mu[:, r], sig[:, r] = ck.load(int(r))  # type: ignore[union-attr]
             if progress is not None:
                 progress(1)
+        todo = [int(r) for r in np.flatnonzero(~done)]
+        with ThreadPoolExecutor(n_workers) as pool:  # ASTRA releases the GIL
+            for r, (m, sd) in zip(todo, pool.map(one_slice, todo)):
+                mu[:, r], sig[:, r] = m, sd
+                if ck:
+                    ck.save(r, m, sd)  # in this thread only: zarr chunks are not shared
+                if progress is not None:
+                    progress(1)
     finally:
-        slicer.close()
+        for sl in slicers:
+            sl.close()
     return Volume(mu, sig, absorbance.energy_eV, px, notes)
