@@ -36,6 +36,7 @@ def cli() -> None:
     xtwin process SCAN ... -o OUT  the shared pipeline: Li map from a scan file
     xtwin compare OUT TRUTH        error metrics against the truth
     xtwin info FILE                what a file holds
+    xtwin convert *.xrm -o SCAN    Xradia files to a scan file
     xtwin physics --energies ...   attenuation and dose numbers for planning
     xtwin microstructure SCENARIO -o DIR   an electrode microstructure and its metrics
     xtwin metrics FILE             microstructure metrics of any volume
@@ -190,6 +191,31 @@ def demo(out_dir: Path, force: bool) -> None:
     click.echo("\n".join(_summary_lines(metrics)))
     click.echo(f"report: {report['slices']}, {report['histogram']}, {report['metrics']} "
                f"({metrics['elapsed_s']} s)")
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
+              help="Output scan file (Data Exchange HDF5).")
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+def convert(files: tuple[Path, ...], out: Path, force: bool) -> None:
+    """Convert Xradia .xrm/.txrm files (sample images and _ref_ references) to a scan file.
+
+    Repeated images are summed and used to measure the detector's counts per photon; flats
+    are scaled to the sample exposure; an energy missing from the file is read from its name.
+    """
+    from xtwin._files import check_can_write
+    from xtwin.io.scan import write_scan
+    from xtwin.io.xradia import xrm_to_scan
+
+    check_can_write(out, force=force)
+    scan = xrm_to_scan(list(files))
+    write_scan(out, scan)
+    n_e, n_a, n_r, n_c = scan.shape
+    click.echo(f"{out}: {n_e} energies {scan.energy_eV.tolist()} eV, {n_a} angle(s), "
+               f"{n_r} x {n_c} pixels of {scan.pixel_size_m * 1e9:.1f} nm, "
+               f"{scan.flats.shape[1]} flats per energy, counts per photon "
+               f"{scan.counts_per_photon:.3f}")
 
 
 @cli.command()

@@ -17,6 +17,19 @@ def describe(path: str | os.PathLike) -> str:
     path = Path(path)
     if not path.is_file():
         raise XtwinInputError(f"{path} does not exist; check the path")
+    import olefile
+
+    if olefile.isOleFile(str(path)):
+        from xtwin.io.xradia import read_xrm
+
+        x = read_xrm(path)
+        kind = "flat-field reference" if x.is_reference else "sample"
+        return (f"{path}: Xradia {kind}, {x.images.shape[0]} image(s) of {x.images.shape[1]} x "
+                f"{x.images.shape[2]} {x.images.dtype}, {x.pixel_size_m * 1e9:.1f} nm pixels, "
+                f"energy {np.unique(x.energy_eV).tolist()} eV, angle "
+                f"{np.round(np.unique(x.angle_deg), 3).tolist()} deg, exposure "
+                f"{np.unique(x.exposure_s).round(3).tolist()} s" +
+                "".join(f"\n  note: {n}" for n in x.notes))
     if not h5py.is_hdf5(path):
         from xtwin.physics.spectra import normalize, read_spectrum
 

@@ -27,6 +27,8 @@ from xtwin.io._h5 import attrs_dict, open_h5, require, write_h5
 ENERGY_PATH = "/measurement/instrument/monochromator/energy"
 PIXEL_PATH = "/measurement/instrument/detector/pixel_size"
 GAIN_PATH = "/measurement/instrument/detector/counts_per_photon"
+EXPOSURE_PATH = "/measurement/instrument/detector/exposure_time"
+FLAT_EXPOSURE_PATH = "/measurement/instrument/detector/exposure_time_white"
 
 _LENGTH_UNITS = {"m": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "micron": 1e-6, "microns": 1e-6,
                  "nm": 1e-9}
@@ -56,6 +58,9 @@ class ScanData:
         Pixel size at the sample.
     counts_per_photon : float
         Detector gain; Poisson statistics apply to ``counts / counts_per_photon``.
+    exposure_s, flat_exposure_s : ndarray (n_energy,) or None
+        Exposure time of each projection and of each flat frame, per energy; when both are
+        given the flats are scaled by their ratio (Xradia references are often shorter).
     metadata : dict
         Sample and time metadata (``sample``, ``time_s``, ...).
     provenance : dict
@@ -71,6 +76,8 @@ class ScanData:
     energy_eV: np.ndarray
     pixel_size_m: float
     counts_per_photon: float = 1.0
+    exposure_s: np.ndarray | None = None
+    flat_exposure_s: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
@@ -127,6 +134,11 @@ def validate_scan(scan: ScanData, source: str = "scan") -> None:
     if len(np.unique(scan.energy_eV)) != n_e:
         raise XtwinInputError(f"{source}: energies repeat ({scan.energy_eV}); give distinct "
                               "energies")
+    for name in ("exposure_s", "flat_exposure_s"):
+        val = getattr(scan, name)
+        if val is not None and (np.shape(val) != (n_e,) or not np.all(np.asarray(val) > 0)):
+            raise XtwinInputError(f"{source}: {name} must hold one positive time per energy, "
+                                  f"got {val}")
     if not (np.isfinite(scan.pixel_size_m) and 1e-10 < scan.pixel_size_m < 1e-2):
         raise XtwinInputError(f"{source}: pixel size {scan.pixel_size_m} m is not plausible; "
                               "check its units attribute")
@@ -218,12 +230,16 @@ def read_scan(path: str | os.PathLike) -> ScanData:
             notes.append(f"no {PIXEL_PATH}; assumed {pixel:g} m (scales mu only; "
                          "lithiation is unaffected)")
         gain = float(f[GAIN_PATH][()]) if GAIN_PATH in f else 1.0
+        exposure = [np.broadcast_to(np.asarray(f[pth][()], dtype=float).ravel(),
+                                    (data.shape[0],)).copy() if pth in f else None
+                    for pth in (EXPOSURE_PATH, FLAT_EXPOSURE_PATH)]
         meta = attrs_dict(f["/measurement/sample"]) if "/measurement/sample" in f else {}
         prov = attrs_dict(f["/provenance"]) if "/provenance" in f else {}
     try:
         scan = ScanData(data=data, flats=flats, darks=darks, theta_deg=theta, energy_eV=energy,
-                        pixel_size_m=pixel, counts_per_photon=gain, metadata=meta,
-                        provenance=prov, notes=tuple(notes))
+                        pixel_size_m=pixel, counts_per_photon=gain, exposure_s=exposure[0],
+                        flat_exposure_s=exposure[1], metadata=meta, provenance=prov,
+                        notes=tuple(notes))
     except XtwinInputError as exc:
         raise XtwinInputError(f"scan file {path}: {exc}") from None
     return scan
@@ -259,8 +275,13 @@ def read_scans(paths: list[str | os.PathLike]) -> ScanData:
         flats = np.concatenate([s.flats[:, :n_flat] for s in scans])
     darks = np.concatenate([s.darks for s in scans if s.darks is not None]) if any(
         s.darks is not None for s in scans) else None
+    def cat(name: str) -> np.ndarray | None:
+        vals = [getattr(s, name) for s in scans]
+        return None if any(v is None for v in vals) else np.concatenate(vals)
+
     return ScanData(
         data=np.concatenate([s.data for s in scans]), flats=flats, darks=darks,
+        exposure_s=cat("exposure_s"), flat_exposure_s=cat("flat_exposure_s"),
         theta_deg=ref.theta_deg, energy_eV=np.concatenate([s.energy_eV for s in scans]),
         pixel_size_m=ref.pixel_size_m, counts_per_photon=ref.counts_per_photon,
         metadata=ref.metadata, provenance={"merged_from": [str(p) for p in paths]},
@@ -280,10 +301,16 @@ def write_scan(path: str | os.PathLike, scan: ScanData) -> None:
         datasets["/exchange/data_white"] = scan.flats
     if scan.darks is not None:
         datasets["/exchange/data_dark"] = scan.darks
+    if scan.exposure_s is not None:
+        datasets[EXPOSURE_PATH] = np.asarray(scan.exposure_s, dtype=np.float64)
+    if scan.flat_exposure_s is not None:
+        datasets[FLAT_EXPOSURE_PATH] = np.asarray(scan.flat_exposure_s, dtype=np.float64)
     attrs = {
         "/exchange/theta": {"units": "degrees"},
         ENERGY_PATH: {"units": "eV"},
         PIXEL_PATH: {"units": "m"},
+        **({EXPOSURE_PATH: {"units": "s"}} if scan.exposure_s is not None else {}),
+        **({FLAT_EXPOSURE_PATH: {"units": "s"}} if scan.flat_exposure_s is not None else {}),
         "/measurement/sample": dict(scan.metadata),
         "/provenance": dict(scan.provenance),
         "/": {"implements": "exchange:measurement:provenance", "writer": "xtwin"},

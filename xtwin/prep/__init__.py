@@ -1,5 +1,5 @@
 """Preprocessing: flat/dark normalization and -log with per-pixel variance."""
 
-from xtwin.prep.normalize import Absorbance, normalize_scan
+from xtwin.prep.normalize import Absorbance, estimate_counts_per_photon, normalize_scan
 
-__all__ = ["Absorbance", "normalize_scan"]
+__all__ = ["Absorbance", "estimate_counts_per_photon", "normalize_scan"]

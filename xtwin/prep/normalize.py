@@ -44,6 +44,25 @@ def _robust_white_variance(p: np.ndarray) -> np.ndarray:
     return (1.4826 * mad) ** 2 / 6.0
 
 
+def estimate_counts_per_photon(frame_a: np.ndarray, frame_b: np.ndarray, *,
+                               min_counts: float = 50.0) -> float:
+    """Detector counts per Poisson event from two repeated frames of the same scene.
+
+    For counts ``c = g n`` with Poisson ``n``, ``var(a - b) = g (a + b)``; so
+    ``g = median((a - b)^2 / (a + b)) / 0.4549`` (0.4549 is the median of chi-square with one
+    degree of freedom), robust to edges and a slow drift. A scintillator's blur correlates
+    neighbouring pixels and lowers g below the true gain: g here is what the per-pixel noise
+    model needs.
+    """
+    a = np.asarray(frame_a, dtype=np.float64)
+    b = np.asarray(frame_b, dtype=np.float64)
+    ok = (a + b) > 2 * min_counts
+    if ok.sum() < 100:
+        raise XtwinInputError("too few bright pixels in the repeated frames to estimate the "
+                              "detector gain")
+    return float(np.median((a[ok] - b[ok]) ** 2 / (a[ok] + b[ok])) / 0.4549)
+
+
 def normalize_scan(scan: ScanData) -> Absorbance:
     """Turn raw projections into absorbance with per-value variance.
 
@@ -79,6 +98,13 @@ def normalize_scan(scan: ScanData) -> Absorbance:
             raise XtwinInputError("flat fields are not above the dark level everywhere; check "
                                   "that flats and darks are not swapped")
         trans = None
+        # relative variance of the flat mean, in its own counts (scaling does not change it)
+        flat_rel_var = scan.counts_per_photon * flat_raw / (n_flat * flat**2)
+        if scan.exposure_s is not None and scan.flat_exposure_s is not None:
+            ratio = np.asarray(scan.exposure_s) / np.asarray(scan.flat_exposure_s)
+            if not np.allclose(ratio, 1.0):
+                notes.append(f"flats scaled to the projection exposure by {ratio.round(4)}")
+            flat = flat * ratio[:, None, None, None]
     signal = data - dark if trans is None else data
     clamped = int(np.count_nonzero(signal < (MIN_COUNTS if counts else 1e-6)))
     if clamped:
@@ -89,7 +115,7 @@ def normalize_scan(scan: ScanData) -> Absorbance:
     if counts:
         g = scan.counts_per_photon
         var = g * np.maximum(data, floor) / signal**2
-        var = var + g * (flat + dark) / (n_flat * flat**2)
+        var = var + flat_rel_var
     else:
         var = np.broadcast_to(_robust_white_variance(p)[..., None, None], p.shape).copy()
         notes.append("float projections: noise variance estimated per image from second "
