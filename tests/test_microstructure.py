@@ -159,3 +159,14 @@ def test_cli_microstructure_json(tmp_path, capsys):
     vol = read_phase_volume(tmp_path / "m" / "microstructure.h5", fine=True)
     assert phase_fractions(vol.phases)["active"] == pytest.approx(0.4, abs=0.01)
     assert main(["microstructure", str(sc), "-o", str(tmp_path / "m")]) == 2
+
+
+def test_microstructure_command_matches_simulate(demo_run, tmp_path):
+    """`xtwin microstructure` builds exactly the electrode `simulate` images (same seed)."""
+    from xtwin.forward.microstructure_report import microstructure_report
+    from xtwin.io.truth import read_truth
+    from xtwin.io.volumes import read_phase_volume
+
+    doc = microstructure_report(default_scenario(), tmp_path)
+    vol = read_phase_volume(doc["files"]["microstructure.h5"], fine=True)
+    np.testing.assert_array_equal(vol.phases, read_truth(demo_run / "truth.h5").fine_phases)

@@ -58,21 +58,31 @@ def _simulate(scenario, out_dir: Path, force: bool, desc: str = "simulate"):
     return result, paths
 
 
-@cli.command()
-@click.argument("scenario_path", metavar="SCENARIO.toml", type=click.Path(path_type=Path))
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path),
-              help="Output directory.")
-@click.option("--seed", type=click.IntRange(min=0), default=None,
-              help="Override the scenario's seed.")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-def simulate(scenario_path: Path, out_dir: Path, seed: int | None, force: bool) -> None:
-    """Run the twin: write DIR/scan.h5, truth.h5, scenario.toml and reference spectra."""
+def _scenario_command(fn):
+    """The arguments shared by commands that build from a scenario into a directory."""
+    fn = click.option("--force", is_flag=True, help="Overwrite existing outputs.")(fn)
+    fn = click.option("--seed", type=click.IntRange(min=0), default=None,
+                      help="Override the scenario's seed.")(fn)
+    fn = click.option("-o", "--out", "out_dir", required=True,
+                      type=click.Path(path_type=Path), help="Output directory.")(fn)
+    return click.argument("scenario_path", metavar="SCENARIO.toml",
+                          type=click.Path(path_type=Path))(fn)
+
+
+def _load(scenario_path: Path, seed: int | None):
     from xtwin.forward.scenario import load_scenario
-    from xtwin.forward.twin import output_names
 
     scenario = load_scenario(scenario_path)
-    if seed is not None:
-        scenario = scenario.replace_seed(seed)
+    return scenario if seed is None else scenario.replace_seed(seed)
+
+
+@cli.command()
+@_scenario_command
+def simulate(scenario_path: Path, out_dir: Path, seed: int | None, force: bool) -> None:
+    """Run the twin: write DIR/scan.h5, truth.h5, scenario.toml and reference spectra."""
+    from xtwin.forward.twin import output_names
+
+    scenario = _load(scenario_path, seed)
     refuse_existing(out_dir, output_names(scenario), force=force)
     _, paths = _simulate(scenario, out_dir, force)
     for p in paths.values():
@@ -228,13 +238,8 @@ def info(path: Path) -> None:
 
 
 @cli.command()
-@click.argument("scenario_path", metavar="SCENARIO.toml", type=click.Path(path_type=Path))
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path),
-              help="Output directory.")
-@click.option("--seed", type=click.IntRange(min=0), default=None,
-              help="Override the scenario's seed.")
+@_scenario_command
 @click.option("--json", "as_json", is_flag=True, help="Print targets, achieved and metrics.")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 def microstructure(scenario_path: Path, out_dir: Path, seed: int | None, as_json: bool,
                    force: bool) -> None:
     """Generate the scenario's electrode microstructure, with its record and metrics.
@@ -242,53 +247,21 @@ def microstructure(scenario_path: Path, out_dir: Path, seed: int | None, as_json
     Writes DIR/microstructure.h5 (fine and reconstruction grids, particle record),
     DIR/slices.png (orthogonal slices) and DIR/metrics.json.
     """
-    import numpy as np
+    from xtwin.forward.microstructure_report import OUTPUT_NAMES, microstructure_report
 
-    from xtwin._files import write_text_atomic
-    from xtwin.analysis.microstructure import microstructure_metrics
-    from xtwin.forward.microstructure import generate, write_microstructure
-    from xtwin.forward.scenario import load_scenario
-    from xtwin.validate.report import plot_orthoslices
-
-    scenario = load_scenario(scenario_path)
-    if seed is not None:
-        scenario = scenario.replace_seed(seed)
-    names = ("microstructure.h5", "slices.png", "metrics.json")
-    refuse_existing(out_dir, list(names), force=force)
-    m = scenario.microstructure
-    target = {"active": m.active_fraction, "cbd": m.cbd_fraction, "pore": m.pore_fraction,
-              "internal_pore_of_particles": m.internal_porosity,
-              "internal_connected_fraction": m.internal_connected_fraction}
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(np.random.SeedSequence(scenario.seed).spawn(3)[0])
-    ms = generate(scenario.grid, m, rng)
-    t_gen = time.perf_counter() - t0
-    write_microstructure(out_dir / names[0], ms, oversample=scenario.grid.oversample,
-                         scenario_toml=scenario.to_toml(), seed=scenario.seed, target=target)
-    metrics = microstructure_metrics(ms.phases, ms.voxel_m,
-                                     labels=np.where(ms.phases == 1, ms.labels, 0))
-    p = ms.particles
-    doc = {"target": target, "achieved": ms.achieved, "metrics": metrics,
-           "particles": {"n": int(p["id"].size),
-                         "internal_pore_fraction_mean": float(np.mean(
-                             p["internal_pore_fraction"])) if p["id"].size else 0.0,
-                         "cbd_coverage_mean": float(np.mean(p["cbd_coverage"]))
-                         if p["id"].size else 0.0},
-           "seed": scenario.seed, "generation_s": round(t_gen, 2),
-           "files": {n: str(out_dir / n) for n in names}}
-    plot_orthoslices(ms.phases, ms.voxel_m, out_dir / names[1], title=scenario.name)
-    write_text_atomic(out_dir / names[2], json.dumps(doc, indent=2) + "\n")
+    scenario = _load(scenario_path, seed)
+    refuse_existing(out_dir, list(OUTPUT_NAMES), force=force)
+    doc = microstructure_report(scenario, out_dir)
     if as_json:
         click.echo(json.dumps(doc, indent=2))
-    else:
-        a = ms.achieved
-        click.echo(f"active {a['active']:.4f} (target {m.active_fraction}), cbd {a['cbd']:.4f} "
-                   f"(target {m.cbd_fraction}), pore {a['pore']:.4f} (target "
-                   f"{m.pore_fraction:.3f}); {p['id'].size} particles; internal pores "
-                   f"{a['internal_pore']:.4f} of the sample, "
-                   f"{a['internal_connected_fraction']:.2f} connected")
-        for n in names:
-            click.echo(str(out_dir / n))
+        return
+    a, t = doc["achieved"], doc["target"]
+    click.echo(f"active {a['active']:.4f} (target {t['active']}), cbd {a['cbd']:.4f} "
+               f"(target {t['cbd']}), pore {a['pore']:.4f} (target {t['pore']:.3f}); "
+               f"{doc['particles']['n']} particles; internal pores {a['internal_pore']:.4f} "
+               f"of the sample, {a['internal_connected_fraction']:.2f} connected")
+    for path in doc["files"].values():
+        click.echo(path)
 
 
 @cli.command()

@@ -81,11 +81,6 @@ class ElectrochemResult:
     parameter_set: str
     initial_lithiation: float = 1.0
 
-    def shell_weights(self) -> np.ndarray:
-        """Volume weight of each radial cell of the unit sphere (sums to 1)."""
-        edges = np.concatenate([[0.0], 0.5 * (self.r_norm[1:] + self.r_norm[:-1]), [1.0]])
-        return np.diff(edges**3)
-
     def particle_average(self, k: int, depth_m: np.ndarray, radius_m: np.ndarray) -> np.ndarray:
         """PyBaMM's volume-averaged w of snapshot k for particles at (depth, radius)."""
         from scipy.interpolate import RegularGridInterpolator

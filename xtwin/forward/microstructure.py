@@ -92,12 +92,6 @@ class Microstructure:
     achieved: dict[str, float]
     particles: dict[str, np.ndarray]
 
-    @property
-    def radial_m(self) -> np.ndarray:
-        """Nominal radius of each voxel's particle (0 outside particles), metres."""
-        return np.concatenate([[0.0], self.radii_m])[self.labels]
-
-
 def sample_mask(shape: tuple[int, int, int], spec: MicrostructureSpec) -> np.ndarray:
     """Boolean (z, y, x) mask of the sample: the whole box, or the pillar cylinder."""
     nz, ny, nx = shape

@@ -148,16 +148,6 @@ def li_site_density_mol_m3() -> float:
     return rho / molar_mass
 
 
-def lithiation_from_stoichiometry(
-    theta: np.ndarray | float,
-    *,
-    theta_0: float = THETA_0_SOC,
-    theta_100: float = THETA_100_SOC,
-) -> np.ndarray:
-    """Lithiation fraction ``w`` from PyBaMM's positive stoichiometry (see module docstring)."""
-    return (np.asarray(theta, dtype=float) - theta_100) / (theta_0 - theta_100)
-
-
 def x_from_lithiation(
     w: np.ndarray | float,
     *,

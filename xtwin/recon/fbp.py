@@ -39,11 +39,6 @@ class Volume:
     notes: tuple[str, ...] = ()
 
 
-def fbp_variance_factor() -> float:
-    """kappa of the module docstring (ideal ramp + two-tap interpolation), for reference."""
-    return 1.0 / 18.0 - 1.0 / (6.0 * np.pi**2)
-
-
 def _white_noise_gain(slicer: _Slicer, n_a: int, n_c: int, *, n_draws: int = 16) -> float:
     rng = np.random.default_rng(20261125)
     yy, xx = np.mgrid[:n_c, :n_c] - (n_c - 1) / 2.0
