@@ -120,6 +120,7 @@ class TabulatedEndMember:
     normalized_absorbance: np.ndarray
 
     def normalized(self, energy_eV: np.ndarray, *, bandwidth_sigma_eV: float = 0.0) -> np.ndarray:
+        """Normalized absorbance at ``energy_eV`` after Gaussian broadening (sigma, eV)."""
         e = np.asarray(energy_eV, dtype=float)
         if bandwidth_sigma_eV <= 0:
             return np.interp(e, self.energy_eV, self.normalized_absorbance, left=0.0)
