@@ -90,7 +90,7 @@ def simulate(scenario_path: Path, out_dir: Path, seed: int | None, force: bool) 
 
 
 def _process(scans: list[Path], lithiated: Path, delithiated: Path, out: Path, force: bool,
-             center_offset: float = 0.0, desc: str = "process"):
+             center_offset: float | str = 0.0, desc: str = "process"):
     import shutil
 
     from xtwin._files import check_can_write
@@ -119,18 +119,26 @@ def _process(scans: list[Path], lithiated: Path, delithiated: Path, out: Path, f
               help="Reference spectrum of the delithiated (charged) end member.")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
               help="Output Li-map file (HDF5).")
-@click.option("--center-offset", type=float, default=0.0, show_default=True,
-              help="Rotation axis minus detector centre, in pixels.")
+@click.option("--center-offset", default="0", show_default=True,
+              help="Rotation axis minus detector centre, in pixels, or 'auto' to find it.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 def process(scans: tuple[Path, ...], lithiated: Path, delithiated: Path, out: Path,
-            center_offset: float, force: bool) -> None:
+            center_offset: str, force: bool) -> None:
     """The shared pipeline: normalize, reconstruct each energy, three-energy retrieval.
 
     SCAN is a Data Exchange HDF5 file with all energies, or several files with one energy
     each of the same acquisition. Finished slices are kept in OUT.h5.resume.zarr until the
     Li map is written, so an interrupted run resumes where it stopped.
     """
-    limap = _process(list(scans), lithiated, delithiated, out, force, center_offset)
+    if center_offset.strip().lower() == "auto":
+        offset: float | str = "auto"
+    else:
+        try:
+            offset = float(center_offset)
+        except ValueError:
+            raise XtwinInputError(f"--center-offset {center_offset!r} is neither a number of "
+                                  "pixels nor 'auto'") from None
+    limap = _process(list(scans), lithiated, delithiated, out, force, offset)
     n = int(limap.mask.sum())
     click.echo(f"{out}: {n} voxels with Ni; median lithiation "
                f"{_nanmedian(limap.lithiation):.3f}, median sigma {_nanmedian(limap.sigma):.3f}")

@@ -13,9 +13,11 @@ import numpy as np
 
 from xtwin import __version__
 from xtwin._files import sha256_of
+from xtwin.errors import XtwinInputError
 from xtwin.io.limap import LiMap
 from xtwin.io.scan import ScanData
 from xtwin.physics.spectra import normalize, read_spectrum
+from xtwin.prep.center import find_rotation_center
 from xtwin.prep.normalize import normalize_scan
 from xtwin.recon.fbp import reconstruct
 from xtwin.retrieve.three_energy import calibrate, retrieve
@@ -26,7 +28,7 @@ def process_scan(
     lithiated: str | os.PathLike,
     delithiated: str | os.PathLike,
     *,
-    center_offset_px: float = 0.0,
+    center_offset_px: float | str = 0.0,
     min_jump_snr: float = 3.0,
     min_jump_fraction: float = 0.2,
     progress: Callable[[int], None] | None = None,
@@ -41,8 +43,9 @@ def process_scan(
         The acquisition (tomography or 2D XANES).
     lithiated, delithiated : path-like
         Reference spectra of the two end members (two-column text).
-    center_offset_px : float
-        Rotation axis minus detector centre, pixels.
+    center_offset_px : float or "auto"
+        Rotation axis minus detector centre, pixels; ``"auto"`` finds it from the data
+        (:func:`xtwin.prep.find_rotation_center`) and records the estimate in provenance.
     min_jump_snr, min_jump_fraction : float
         Ni masking thresholds (see :func:`xtwin.retrieve.retrieve`).
     progress : callable, optional
@@ -62,6 +65,18 @@ def process_scan(
     order = np.argsort(scan.energy_eV)
     cal = calibrate(scan.energy_eV[order], ref_l, ref_d)
     absorb = normalize_scan(scan)
+    center_note: dict[str, object] = {}
+    if center_offset_px == "auto":
+        if not scan.is_tomography:
+            center_offset_px = 0.0
+        else:
+            est = find_rotation_center(absorb)
+            center_offset_px = est.offset_px
+            center_note = {"center_offset_px": est.offset_px, "spread_px": est.spread_px,
+                           "rows": est.rows.tolist(), "energy_eV": est.energy_eV}
+    elif isinstance(center_offset_px, str):
+        raise XtwinInputError(f"center offset {center_offset_px!r} is neither a number of "
+                              "pixels nor 'auto'")
     hashes = {str(p): sha256_of(p) for p in (inputs or [])}
     if scan.is_tomography:
         vol = reconstruct(absorb, center_offset_px=center_offset_px, progress=progress,
@@ -85,6 +100,7 @@ def process_scan(
                                   **ref_d.summary()},
         "options": {"center_offset_px": center_offset_px, "min_jump_snr": min_jump_snr,
                     "min_jump_fraction": min_jump_fraction},
+        "rotation_center_search": center_note,
         "calibration": cal.as_dict(),
         "notes": list(notes),
         "versions": _versions(),

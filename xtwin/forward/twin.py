@@ -48,6 +48,7 @@ from xtwin.physics import materials
 from xtwin.physics.attenuation import mu_per_m
 from xtwin.physics.spectra import Spectrum, write_spectrum
 from xtwin.physics.xanes import XanesModel
+from xtwin.prep.center import shift_rows
 
 SHARED_FILES = ("scenario.toml", "reference_lithiated.csv", "reference_delithiated.csv")
 
@@ -108,6 +109,7 @@ def to_reconstruction_grid(phases: np.ndarray, labels: np.ndarray, w: np.ndarray
 
 
 def _projector(n: int, theta_deg: np.ndarray):
+    """ASTRA strip (area-weighted) projector on the fine grid."""
     import astra
 
     vg = astra.create_vol_geom(n, n)
@@ -143,6 +145,7 @@ class _Acquisition:
         os_ = g.oversample
         nz, n = ms.phases.shape[0], ms.phases.shape[1]
         astra, pid = _projector(n, self.theta)
+        shift = a.rotation_axis_offset_px * os_  # the axis projects this far from the centre
         am = ms.phases == PHASE_ACTIVE
         w_am = w_fine[am]
         trans = np.empty((len(self.energies), a.n_angles, g.n_rows, g.n_pixels))
@@ -157,6 +160,8 @@ class _Acquisition:
                 for z in range(nz):
                     sid, sino = astra.create_sino(np.ascontiguousarray(mu[z]), pid)
                     astra.data2d.delete(sid)
+                    if shift:
+                        sino = shift_rows(sino, shift)
                     t_fine[:, z, :] = np.exp(-sino)
                 trans[ie] = t_fine.reshape(a.n_angles, g.n_rows, os_, g.n_pixels, os_).mean(
                     axis=(2, 4))

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from xtwin.errors import XtwinInputError
+from xtwin.prep.center import shift_rows
 from xtwin.prep.normalize import Absorbance
 
 
@@ -56,14 +57,16 @@ class _Slicer:
 
         self.astra = astra
         self.vol_geom = astra.create_vol_geom(n_col, n_col)
-        pg = astra.create_proj_geom("parallel", 1.0, n_col, np.radians(theta_deg))
-        if center_offset_px:
-            pg = astra.geom_postalignment(pg, -center_offset_px)
-        self.proj_geom = pg
-        self.projector = astra.create_projector("linear", pg, self.vol_geom)
+        # ASTRA's CPU FBP takes only plain parallel geometries, so an off-centre rotation axis
+        # is handled by shifting the sinogram (Fourier shift) to the detector centre
+        self.shift_px = -float(center_offset_px)
+        self.proj_geom = astra.create_proj_geom("parallel", 1.0, n_col, np.radians(theta_deg))
+        self.projector = astra.create_projector("linear", self.proj_geom, self.vol_geom)
 
     def _run(self, algorithm: str, sino: np.ndarray) -> np.ndarray:
         astra = self.astra
+        if self.shift_px:
+            sino = shift_rows(sino, self.shift_px)
         sid = astra.data2d.create("-sino", self.proj_geom, sino)
         rid = astra.data2d.create("-vol", self.vol_geom, 0.0)
         cfg = astra.astra_dict(algorithm)
