@@ -6,6 +6,7 @@ scan file, and the retrieval is calibrated only from reference spectra.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 
@@ -19,6 +20,7 @@ from xtwin.io.scan import ScanData
 from xtwin.physics.spectra import normalize, read_spectrum
 from xtwin.prep.center import find_rotation_center
 from xtwin.prep.normalize import normalize_scan
+from xtwin.prep.register import register_energies
 from xtwin.recon.fbp import reconstruct
 from xtwin.retrieve.three_energy import calibrate, retrieve
 
@@ -34,6 +36,7 @@ def process_scan(
     progress: Callable[[int], None] | None = None,
     inputs: list[str | os.PathLike] | None = None,
     checkpoint: str | os.PathLike | None = None,
+    register: bool = True,
 ) -> LiMap:
     """Run the whole pipeline on one scan.
 
@@ -55,6 +58,9 @@ def process_scan(
     checkpoint : path-like, optional
         A zarr store for finished reconstruction slices, so an interrupted run resumes
         (see :func:`xtwin.recon.reconstruct`); keyed by the input hashes.
+    register : bool
+        Register the energies to each other before anything else
+        (:func:`xtwin.prep.register.register_energies`); the shifts go into provenance.
 
     Returns
     -------
@@ -65,6 +71,9 @@ def process_scan(
     order = np.argsort(scan.energy_eV)
     cal = calibrate(scan.energy_eV[order], ref_l, ref_d)
     absorb = normalize_scan(scan)
+    shifts = np.zeros((scan.data.shape[0], 2))
+    if register and scan.data.shape[0] > 1:
+        absorb, shifts = register_energies(absorb)
     center_note: dict[str, object] = {}
     if center_offset_px == "auto":
         if not scan.is_tomography:
@@ -91,6 +100,16 @@ def process_scan(
     mu, mu_sigma = mu[order], mu_sigma[order]
     res = retrieve(mu, mu_sigma, cal, min_jump_snr=min_jump_snr,
                    min_jump_fraction=min_jump_fraction)
+    lost = _rows_not_seen_at_all_energies(shifts, scan.data.shape[2])
+    if lost.any():
+        res = dataclasses.replace(
+            res, lithiation=np.where(lost[:, None, None] if res.lithiation.ndim == 3
+                                     else lost[:, None], np.nan, res.lithiation),
+            sigma=np.where(lost[:, None, None] if res.sigma.ndim == 3 else lost[:, None],
+                           np.nan, res.sigma),
+            mask=res.mask & ~(lost[:, None, None] if res.mask.ndim == 3 else lost[:, None]))
+        notes = tuple(notes) + (f"{int(lost.sum())} detector rows not seen at every energy "
+                                "after registration: no lithiation there",)
     prov = {
         "xtwin_version": __version__,
         "inputs": hashes,
@@ -101,6 +120,8 @@ def process_scan(
         "options": {"center_offset_px": center_offset_px, "min_jump_snr": min_jump_snr,
                     "min_jump_fraction": min_jump_fraction},
         "rotation_center_search": center_note,
+        "energy_registration_px": {f"{e:.2f}": [round(float(x), 3) for x in sh]
+                                   for e, sh in zip(scan.energy_eV, shifts)},
         "calibration": cal.as_dict(),
         "notes": list(notes),
         "versions": _versions(),
@@ -108,6 +129,18 @@ def process_scan(
     }
     return LiMap(res.lithiation, res.sigma, res.mask, res.edge_jump, mu, mu_sigma,
                  cal.energy_eV, scan.pixel_size_m, prov)
+
+
+def _rows_not_seen_at_all_energies(shifts: np.ndarray, n_rows: int) -> np.ndarray:
+    """Rows that some energy's registration shift moved in from outside the detector."""
+    lost = np.zeros(n_rows, dtype=bool)
+    for dy in shifts[:, 0]:
+        k = int(np.ceil(abs(dy) - 1e-3))
+        if k and dy > 0:
+            lost[n_rows - k:] = True  # content moved up by dy: the bottom rows came from outside
+        elif k:
+            lost[:k] = True
+    return lost
 
 
 def _versions() -> dict[str, str]:

@@ -100,6 +100,7 @@ class AcquisitionSpec:
     detector_blur_px: float = 0.5
     flat_nonuniformity: float = 0.1
     rotation_axis_offset_px: float = 0.0
+    energy_drift_px: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,8 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
         (a.n_darks >= 0, "acquisition.n_darks must be >= 0"),
         (0 <= a.bandwidth_rel < 1e-2, "acquisition.bandwidth_rel (dE/E) must be within 0-0.01"),
         (a.detector_blur_px >= 0, "acquisition.detector_blur_px must be >= 0"),
+        (0 <= a.energy_drift_px < g.n_pixels / 8,
+         "acquisition.energy_drift_px must be >= 0 and below an eighth of the detector"),
         (abs(a.rotation_axis_offset_px) < g.n_pixels / 4,
          "acquisition.rotation_axis_offset_px must stay within a quarter of the detector"),
     ]

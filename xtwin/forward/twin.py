@@ -49,6 +49,7 @@ from xtwin.physics.attenuation import mu_per_m
 from xtwin.physics.spectra import Spectrum, write_spectrum
 from xtwin.physics.xanes import XanesModel
 from xtwin.prep.center import shift_rows
+from xtwin.prep.register import _shift_image_stack
 
 SHARED_FILES = ("scenario.toml", "reference_lithiated.csv", "reference_delithiated.csv")
 
@@ -139,6 +140,8 @@ class _Acquisition:
         illum = 1.0 + a.flat_nonuniformity * np.cos(2 * np.pi * xx / n_cols * 0.7) * np.cos(
             2 * np.pi * yy / max(n_rows, 2) * 0.5)
         self.beam = a.photons_per_pixel * illum
+        drift_rng = np.random.default_rng(np.random.SeedSequence(scenario.seed).spawn(5)[4])
+        self.drift_px = a.energy_drift_px * drift_rng.standard_normal((len(self.energies), 2))
 
     def transmission(self, w_fine: np.ndarray, tick) -> np.ndarray:
         ms, g, a = self.ms, self.scenario.grid, self.scenario.acquisition
@@ -168,10 +171,13 @@ class _Acquisition:
                 tick("projections", 1)
         finally:
             astra.projector.delete(pid)
+        for ie, (dy, dx) in enumerate(self.drift_px):
+            if dy or dx:
+                trans[ie] = _shift_image_stack(trans[ie], dy, dx)
         if a.detector_blur_px > 0:
             trans = ndimage.gaussian_filter(
                 trans, (0, 0, a.detector_blur_px, a.detector_blur_px), mode="nearest")
-        return trans
+        return np.clip(trans, 0.0, 1.0)
 
     def counts(self, trans: np.ndarray, rng: np.random.Generator
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -216,14 +222,15 @@ def simulate(scenario: Scenario, *, progress: Callable[[str, int], None] | None 
                       "snapshot": k, "scenario": scenario.name},
             provenance={"writer": "xtwin simulate", "xtwin_version": __version__,
                         "seed": scenario.seed, "scenario": scenario.name}))
-        truths.append(_truth(scenario, ms, echem, k, w_fine, table))
+        truths.append(_truth(scenario, ms, echem, k, w_fine, table, acq.drift_px))
     ref_l, ref_d = reference_spectra(acq.xanes, rng_ref)
     tick("files", 1)
     return TwinResult(scans, truths, ref_l, ref_d)
 
 
 def _truth(scenario: Scenario, ms: Microstructure, echem: ElectrochemResult, k: int,
-           w_fine: np.ndarray, table: dict[str, np.ndarray]) -> TruthData:
+           w_fine: np.ndarray, table: dict[str, np.ndarray], drift_px: np.ndarray
+           ) -> TruthData:
     g = scenario.grid
     phases_c, labels_c, w_c = to_reconstruction_grid(ms.phases, ms.labels, w_fine,
                                                      g.oversample)
@@ -247,6 +254,7 @@ def _truth(scenario: Scenario, ms: Microstructure, echem: ElectrochemResult, k: 
                "pybamm_parameter_set": echem.parameter_set,
                "theta_0": echem.theta_0, "theta_100": echem.theta_100,
                "geometry": vars(echem.geometry), "slab_conservation": slabs,
+               "energy_drift_px": drift_px.tolist(),
                "phase_codes": {"pore": PHASE_PORE, "active": PHASE_ACTIVE, "cbd": PHASE_CBD,
                                "closed_internal_pore": PHASE_CLOSED_PORE,
                                "outside": PHASE_OUTSIDE}})
