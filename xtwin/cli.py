@@ -127,21 +127,38 @@ def process(scans: tuple[Path, ...], lithiated: Path, delithiated: Path, out: Pa
     """The shared pipeline: normalize, reconstruct each energy, three-energy retrieval.
 
     SCAN is a Data Exchange HDF5 file with all energies, or several files with one energy
-    each of the same acquisition. Finished slices are kept in OUT.h5.resume.zarr until the
-    Li map is written, so an interrupted run resumes where it stopped.
+    each of the same acquisition, or the files of an operando series (several files with
+    several energies each): then one Li map per time point, OUT_t000.h5, OUT_t001.h5, ...
+    in time order. Finished slices are kept in OUT.h5.resume.zarr until the Li map is
+    written, so an interrupted run resumes where it stopped.
     """
-    if center_offset.strip().lower() == "auto":
-        offset: float | str = "auto"
-    else:
-        try:
-            offset = float(center_offset)
-        except ValueError:
-            raise XtwinInputError(f"--center-offset {center_offset!r} is neither a number of "
-                                  "pixels nor 'auto'") from None
+    from xtwin.io.scan import series_order
+
+    offset = _center(center_offset)
+    order = series_order(list(scans))
+    if order is not None:  # an operando series: one Li map per time point
+        outs = [out.with_name(f"{out.stem}_t{k:03d}{out.suffix or '.h5'}")
+                for k in range(len(order))]
+        refuse_existing(out.parent, [o.name for o in outs], force=force)
+        for k, i in enumerate(order):
+            _process([scans[i]], lithiated, delithiated, outs[k], force, offset,
+                     desc=f"t{k:03d}")
+            click.echo(f"{outs[k]}: time point {k} from {scans[i]}")
+        return
     limap = _process(list(scans), lithiated, delithiated, out, force, offset)
     n = int(limap.mask.sum())
     click.echo(f"{out}: {n} voxels with Ni; median lithiation "
                f"{_nanmedian(limap.lithiation):.3f}, median sigma {_nanmedian(limap.sigma):.3f}")
+
+
+def _center(center_offset: str) -> float | str:
+    if center_offset.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(center_offset)
+    except ValueError:
+        raise XtwinInputError(f"--center-offset {center_offset!r} is neither a number of "
+                              "pixels nor 'auto'") from None
 
 
 def _nanmedian(a) -> float:

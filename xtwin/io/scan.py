@@ -245,14 +245,36 @@ def read_scan(path: str | os.PathLike) -> ScanData:
     return scan
 
 
+def series_order(paths: list[str | os.PathLike]) -> list[int] | None:
+    """If ``paths`` are an operando series (several files, each with several energies), their
+    order in time (by ``/measurement/sample`` attribute ``time_s``, else as given); else None.
+    """
+    import h5py
+
+    if len(paths) < 2:
+        return None
+    times = []
+    for p in paths:
+        if not (Path(p).is_file() and h5py.is_hdf5(p)):
+            return None
+        with h5py.File(p, "r") as f:
+            ds = f.get("/exchange/data")
+            if ds is None or ds.ndim != 4 or ds.shape[0] < 2:
+                return None
+            t = f["/measurement/sample"].attrs.get("time_s") if "/measurement/sample" in f \
+                else None
+            times.append(float(t) if t is not None else float(len(times)))
+    return sorted(range(len(paths)), key=lambda i: times[i])
+
+
 def read_scans(paths: list[str | os.PathLike]) -> ScanData:
     """Read one scan, or merge single-energy files of one acquisition into one scan.
 
     Raises
     ------
     XtwinInputError
-        If several files hold several energies each (an operando series: process one time
-        point per call) or their geometry differs.
+        If several files hold several energies each (an operando series: see
+        :func:`series_order`) or their geometry differs.
     """
     scans = [read_scan(p) for p in paths]
     if len(scans) == 1:
