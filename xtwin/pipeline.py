@@ -66,6 +66,9 @@ def process_scan(
     -------
     LiMap
     """
+    if isinstance(center_offset_px, str) and center_offset_px != "auto":
+        raise XtwinInputError(f"center offset {center_offset_px!r} is neither a number of "
+                              "pixels nor 'auto'")
     ref_l = normalize(read_spectrum(lithiated))
     ref_d = normalize(read_spectrum(delithiated))
     order = np.argsort(scan.energy_eV)
@@ -83,9 +86,6 @@ def process_scan(
             center_offset_px = est.offset_px
             center_note = {"center_offset_px": est.offset_px, "spread_px": est.spread_px,
                            "rows": est.rows.tolist(), "energy_eV": est.energy_eV}
-    elif isinstance(center_offset_px, str):
-        raise XtwinInputError(f"center offset {center_offset_px!r} is neither a number of "
-                              "pixels nor 'auto'")
     hashes = {str(p): sha256_of(p) for p in (inputs or [])}
     if scan.is_tomography:
         vol = reconstruct(absorb, center_offset_px=center_offset_px, progress=progress,
@@ -102,12 +102,10 @@ def process_scan(
                    min_jump_fraction=min_jump_fraction)
     lost = _rows_not_seen_at_all_energies(shifts, scan.data.shape[2])
     if lost.any():
-        res = dataclasses.replace(
-            res, lithiation=np.where(lost[:, None, None] if res.lithiation.ndim == 3
-                                     else lost[:, None], np.nan, res.lithiation),
-            sigma=np.where(lost[:, None, None] if res.sigma.ndim == 3 else lost[:, None],
-                           np.nan, res.sigma),
-            mask=res.mask & ~(lost[:, None, None] if res.mask.ndim == 3 else lost[:, None]))
+        rows = lost.reshape((-1,) + (1,) * (res.lithiation.ndim - 1))  # row = axis 0
+        res = dataclasses.replace(res, lithiation=np.where(rows, np.nan, res.lithiation),
+                                  sigma=np.where(rows, np.nan, res.sigma),
+                                  mask=res.mask & ~rows)
         notes = tuple(notes) + (f"{int(lost.sum())} detector rows not seen at every energy "
                                 "after registration: no lithiation there",)
     prov = {
