@@ -103,3 +103,39 @@ def test_other_parameter_set_by_name():
                                     snapshot_times_s=(600.0,)))
     assert res.parameter_set == "Chen2020"
     assert 1 - res.snapshots[0].psd_average.mean() == pytest.approx(1 / 6, abs=0.05)
+
+
+def test_li_moving_during_the_scan():
+    """At 2C a 3 x 64 x 2 s acquisition lasts 384 s (w falls by about 0.2): the truth is the
+    field at mid-acquisition, and the pipeline's particle means follow it, not the start."""
+    import tempfile
+    from pathlib import Path
+
+    from xtwin.forward.twin import simulate
+    from xtwin.physics.spectra import write_spectrum
+    from xtwin.pipeline import process_scan
+    from xtwin.validate.metrics import compare
+
+    sc = default_scenario()
+    sc = dataclasses.replace(
+        sc, grid=dataclasses.replace(sc.grid, n_rows=16),
+        electrochemistry=dataclasses.replace(sc.electrochemistry,
+                                             protocol=("Charge at 2C for 1200 seconds",),
+                                             snapshot_times_s=(300.0,)),
+        acquisition=dataclasses.replace(sc.acquisition, n_angles=64, exposure_s=2.0))
+    moving = simulate(sc)
+    frozen = simulate(dataclasses.replace(
+        sc, acquisition=dataclasses.replace(sc.acquisition, exposure_s=0.0)))
+    assert moving.truth.attrs["acquisition_window_s"] == [300.0, 300.0 + 384.0]
+    assert moving.truth.attrs["snapshot_time_s"] == pytest.approx(492.0, abs=5)
+    drop = np.nanmean(frozen.truth.lithiation) - np.nanmean(moving.truth.lithiation)
+    assert drop == pytest.approx(2 * 192 / 3600, abs=0.03)
+    with tempfile.TemporaryDirectory() as d:
+        lith, delith = Path(d) / "l.csv", Path(d) / "d.csv"
+        write_spectrum(lith, moving.reference_lithiated)
+        write_spectrum(delith, moving.reference_delithiated)
+        lm = process_scan(moving.scan, lith, delith)
+    vs_mid = compare(lm, moving.truth)["particle"]
+    vs_start = compare(lm, frozen.truth)["particle"]
+    assert vs_mid["mae"] < 0.03
+    assert vs_start["mae"] > 2 * vs_mid["mae"]

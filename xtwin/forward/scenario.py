@@ -86,7 +86,12 @@ class ElectrochemistrySpec:
 
 @dataclass(frozen=True)
 class AcquisitionSpec:
-    """Parallel-beam TXM acquisition at several energies."""
+    """Parallel-beam TXM acquisition at several energies.
+
+    ``exposure_s`` is the time per projection (with overheads); the energies are scanned one
+    after the other, so an acquisition lasts ``n_energies * n_angles * exposure_s`` during
+    which the Li keeps moving (0: the field is frozen during the scan).
+    """
 
     energies_eV: tuple[float, ...] = (8320.0, 8347.0, 8400.0)
     n_angles: int = 121
@@ -101,6 +106,7 @@ class AcquisitionSpec:
     flat_nonuniformity: float = 0.1
     rotation_axis_offset_px: float = 0.0
     energy_drift_px: float = 0.0
+    exposure_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -260,6 +266,7 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
         (a.n_darks >= 0, "acquisition.n_darks must be >= 0"),
         (0 <= a.bandwidth_rel < 1e-2, "acquisition.bandwidth_rel (dE/E) must be within 0-0.01"),
         (a.detector_blur_px >= 0, "acquisition.detector_blur_px must be >= 0"),
+        (a.exposure_s >= 0, "acquisition.exposure_s must be >= 0 (seconds per projection)"),
         (0 <= a.energy_drift_px < g.n_pixels / 8,
          "acquisition.energy_drift_px must be >= 0 and below an eighth of the detector"),
         (abs(a.rotation_axis_offset_px) < g.n_pixels / 4,

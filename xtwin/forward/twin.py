@@ -12,6 +12,7 @@ solve and the reference spectra are shared by all snapshots.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,26 +144,49 @@ class _Acquisition:
         drift_rng = np.random.default_rng(np.random.SeedSequence(scenario.seed).spawn(5)[4])
         self.drift_px = a.energy_drift_px * drift_rng.standard_normal((len(self.energies), 2))
 
-    def transmission(self, w_fine: np.ndarray, tick) -> np.ndarray:
+    def elapsed_fraction(self) -> np.ndarray:
+        """(n_energy, n_angle) fraction of the acquisition elapsed at each projection's middle
+        (energies one after the other)."""
+        n_e, n_a = len(self.energies), self.scenario.acquisition.n_angles
+        return (np.arange(n_e * n_a).reshape(n_e, n_a) + 0.5) / (n_e * n_a)
+
+    def _mu(self, ie: int, w_am: np.ndarray) -> np.ndarray:
+        ms = self.ms
+        mu = np.zeros(ms.phases.shape, dtype=np.float32)  # air, closed pores: 0
+        mu[ms.phases == PHASE_PORE] = self.mu_elyte[ie]
+        mu[ms.phases == PHASE_CBD] = self.mu_cbd[ie]
+        mu[ms.phases == PHASE_ACTIVE] = self.coef_a[ie] + self.coef_c[ie] * w_am
+        return mu * np.float32(ms.voxel_m)
+
+    def transmission(self, w_start: np.ndarray, tick, w_end: np.ndarray | None = None
+                     ) -> np.ndarray:
+        """Transmission per energy, angle and detector pixel.
+
+        With ``w_end`` the Li field moves linearly from ``w_start`` to ``w_end`` during the
+        acquisition: mu is linear in w and projection is linear in mu, so each angle's line
+        integrals are the same mix of the two fields' line integrals.
+        """
         ms, g, a = self.ms, self.scenario.grid, self.scenario.acquisition
         os_ = g.oversample
         nz, n = ms.phases.shape[0], ms.phases.shape[1]
         astra, pid = _projector(n, self.theta)
         shift = a.rotation_axis_offset_px * os_  # the axis projects this far from the centre
         am = ms.phases == PHASE_ACTIVE
-        w_am = w_fine[am]
+        fields = [w_start[am]] + ([w_end[am]] if w_end is not None else [])
+        frac = self.elapsed_fraction()
         trans = np.empty((len(self.energies), a.n_angles, g.n_rows, g.n_pixels))
         try:
             for ie in range(len(self.energies)):
-                mu = np.zeros(ms.phases.shape, dtype=np.float32)  # air, closed pores: 0
-                mu[ms.phases == PHASE_PORE] = self.mu_elyte[ie]
-                mu[ms.phases == PHASE_CBD] = self.mu_cbd[ie]
-                mu[am] = self.coef_a[ie] + self.coef_c[ie] * w_am
-                mu *= ms.voxel_m
+                mus = [self._mu(ie, f) for f in fields]
                 t_fine = np.empty((a.n_angles, nz, n))
                 for z in range(nz):
-                    sid, sino = astra.create_sino(np.ascontiguousarray(mu[z]), pid)
-                    astra.data2d.delete(sid)
+                    sinos = []
+                    for mu in mus:
+                        sid, sino = astra.create_sino(np.ascontiguousarray(mu[z]), pid)
+                        astra.data2d.delete(sid)
+                        sinos.append(sino)
+                    sino = sinos[0] if len(sinos) == 1 else (
+                        (1 - frac[ie])[:, None] * sinos[0] + frac[ie][:, None] * sinos[1])
                     if shift:
                         sino = shift_rows(sino, shift)
                     t_fine[:, z, :] = np.exp(-sino)
@@ -202,35 +226,48 @@ def simulate(scenario: Scenario, *, progress: Callable[[str, int], None] | None 
     tick = progress or (lambda stage, n: None)
     ss = np.random.SeedSequence(scenario.seed)
     rng_ms, rng_acq, rng_ref, rng_li = (np.random.default_rng(s) for s in ss.spawn(4))
-    g, e = scenario.grid, scenario.electrochemistry
+    g, e, a = scenario.grid, scenario.electrochemistry, scenario.acquisition
     ms = generate(g, scenario.microstructure, rng_ms)
     tick("microstructure", 1)
-    echem = solve(e, geometry_of(ms, scenario))
+    duration = len(a.energies_eV) * a.n_angles * a.exposure_s
+    # PyBaMM at each acquisition's start, middle and end (the middle is the truth's time)
+    windows = [(t, t + 0.5 * duration, t + duration) for t in e.snapshot_times_s]
+    times = sorted({t for w in windows for t in w})
+    echem = solve(dataclasses.replace(e, snapshot_times_s=tuple(times)),
+                  geometry_of(ms, scenario))
     tick("electrochemistry", 1)
     activity = particle_activity(ms, e, rng_li)
     dist_wet = wetted_distance(ms)
     acq = _Acquisition(scenario, ms)
     scans, truths = [], []
-    for k, snap in enumerate(echem.snapshots):
-        w_fine, table = map_lithiation(ms, echem, k, e, activity, dist_wet)
+    for k, (t0, t_mid, t1) in enumerate(windows):
+        i0, i_mid, i1 = (times.index(t) for t in (t0, t_mid, t1))
+        w_mid, table = map_lithiation(ms, echem, i_mid, e, activity, dist_wet)
+        w_start = map_lithiation(ms, echem, i0, e, activity, dist_wet)[0] if duration else w_mid
+        w_end = map_lithiation(ms, echem, i1, e, activity, dist_wet)[0] if duration else None
         tick("lithiation", 1)
-        proj, flats, darks = acq.counts(acq.transmission(w_fine, tick), rng_acq)
+        proj, flats, darks = acq.counts(acq.transmission(w_start, tick, w_end), rng_acq)
         scans.append(ScanData(
             data=proj, flats=flats, darks=darks, theta_deg=acq.theta, energy_eV=acq.energies,
             pixel_size_m=g.pixel_size_m, counts_per_photon=1.0,
-            metadata={"sample": "synthetic NMC532 electrode", "time_s": snap.time_s,
-                      "snapshot": k, "scenario": scenario.name},
+            exposure_s=np.full(len(acq.energies), a.exposure_s) if a.exposure_s else None,
+            flat_exposure_s=np.full(len(acq.energies), a.exposure_s) if a.exposure_s else None,
+            metadata={"sample": "synthetic NMC532 electrode", "time_s": t0,
+                      "acquisition_duration_s": duration, "snapshot": k,
+                      "scenario": scenario.name},
             provenance={"writer": "xtwin simulate", "xtwin_version": __version__,
                         "seed": scenario.seed, "scenario": scenario.name}))
-        truths.append(_truth(scenario, ms, echem, k, w_fine, table, acq.drift_px))
+        truths.append(_truth(scenario, ms, echem, i_mid, w_mid, table, acq.drift_px,
+                             window_s=(t0, t1), snapshot=k))
     ref_l, ref_d = reference_spectra(acq.xanes, rng_ref)
     tick("files", 1)
     return TwinResult(scans, truths, ref_l, ref_d)
 
 
 def _truth(scenario: Scenario, ms: Microstructure, echem: ElectrochemResult, k: int,
-           w_fine: np.ndarray, table: dict[str, np.ndarray], drift_px: np.ndarray
-           ) -> TruthData:
+           w_fine: np.ndarray, table: dict[str, np.ndarray], drift_px: np.ndarray,
+           window_s: tuple[float, float], snapshot: int) -> TruthData:
+    """The truth of one acquisition: the field at PyBaMM time index ``k`` (its middle)."""
     g = scenario.grid
     phases_c, labels_c, w_c = to_reconstruction_grid(ms.phases, ms.labels, w_fine,
                                                      g.oversample)
@@ -248,13 +285,14 @@ def _truth(scenario: Scenario, ms: Microstructure, echem: ElectrochemResult, k: 
                 "volume_average_lithiation": snap.volume_average,
                 "psd_average_lithiation": snap.psd_average},
         attrs={"pixel_size_m": g.pixel_size_m, "fine_pixel_size_m": ms.voxel_m,
-               "snapshot_time_s": snap.time_s, "snapshot_index": k,
+               "snapshot_time_s": snap.time_s, "snapshot_index": snapshot,
                "scenario": scenario.to_toml(), "seed": scenario.seed,
                "achieved_fractions": ms.achieved, "versions": _versions(),
                "pybamm_parameter_set": echem.parameter_set,
                "theta_0": echem.theta_0, "theta_100": echem.theta_100,
                "geometry": vars(echem.geometry), "slab_conservation": slabs,
                "energy_drift_px": drift_px.tolist(),
+               "acquisition_window_s": list(window_s),
                "phase_codes": {"pore": PHASE_PORE, "active": PHASE_ACTIVE, "cbd": PHASE_CBD,
                                "closed_internal_pore": PHASE_CLOSED_PORE,
                                "outside": PHASE_OUTSIDE}})
