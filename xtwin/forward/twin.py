@@ -50,7 +50,7 @@ from xtwin.physics.attenuation import mu_per_m
 from xtwin.physics.spectra import Spectrum, write_spectrum
 from xtwin.physics.xanes import XanesModel
 from xtwin.prep.center import shift_rows
-from xtwin.prep.register import _shift_image_stack
+from xtwin.prep.register import shift_image_stack
 
 SHARED_FILES = ("scenario.toml", "reference_lithiated.csv", "reference_delithiated.csv")
 
@@ -197,7 +197,7 @@ class _Acquisition:
             astra.projector.delete(pid)
         for ie, (dy, dx) in enumerate(self.drift_px):
             if dy or dx:
-                trans[ie] = _shift_image_stack(trans[ie], dy, dx)
+                trans[ie] = shift_image_stack(trans[ie], dy, dx)
         if a.detector_blur_px > 0:
             trans = ndimage.gaussian_filter(
                 trans, (0, 0, a.detector_blur_px, a.detector_blur_px), mode="nearest")

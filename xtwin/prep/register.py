@@ -16,7 +16,7 @@ from xtwin.prep.center import shift_rows
 from xtwin.prep.normalize import Absorbance
 
 
-def _shift_image_stack(a: np.ndarray, dy: float, dx: float) -> np.ndarray:
+def shift_image_stack(a: np.ndarray, dy: float, dx: float) -> np.ndarray:
     """Shift the last two axes of ``a`` by (dy, dx) pixels (Fourier shift, edge padding)."""
     out = shift_rows(a.reshape(-1, a.shape[-1]), dx).reshape(a.shape) if dx else a
     if dy:
@@ -71,8 +71,8 @@ def register_energies(absorbance: Absorbance) -> tuple[Absorbance, np.ndarray]:
     for e, (dy, dx) in enumerate(shifts):
         if abs(dy) < 1e-3 and abs(dx) < 1e-3:
             continue
-        p[e] = _shift_image_stack(p[e], -dy, -dx)
-        v[e] = np.maximum(_shift_image_stack(v[e], -dy, -dx), 0.0)
+        p[e] = shift_image_stack(p[e], -dy, -dx)
+        v[e] = np.maximum(shift_image_stack(v[e], -dy, -dx), 0.0)
     note = ("energies registered; detector shifts (rows, cols) in px: "
             + "; ".join(f"{e:.1f} eV: {dy:+.2f}, {dx:+.2f}"
                         for e, (dy, dx) in zip(absorbance.energy_eV, shifts)))
