@@ -14,6 +14,7 @@ import numpy as np
 
 from xtwin import __version__
 from xtwin._files import sha256_of
+from xtwin._provenance import package_versions
 from xtwin.errors import XtwinInputError
 from xtwin.io.limap import LiMap
 from xtwin.io.scan import ScanData
@@ -122,7 +123,7 @@ def process_scan(
                                    for e, sh in zip(scan.energy_eV, shifts)},
         "calibration": cal.as_dict(),
         "notes": list(notes),
-        "versions": _versions(),
+        "versions": package_versions("numpy", "h5py", "xraylib", "astra-toolbox"),
         "input_metadata": {str(k): v for k, v in scan.metadata.items()},
     }
     return LiMap(res.lithiation, res.sigma, res.mask, res.edge_jump, mu, mu_sigma,
@@ -139,16 +140,3 @@ def _rows_not_seen_at_all_energies(shifts: np.ndarray, n_rows: int) -> np.ndarra
         elif k:
             lost[:k] = True
     return lost
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("numpy", "h5py", "xraylib", "astra-toolbox"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "absent"
-    return out
-

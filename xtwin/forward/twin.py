@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from xtwin import __version__
 from xtwin._files import refuse_existing, write_text_atomic
+from xtwin._provenance import package_versions
 from xtwin.forward.electrochem import ElectrochemResult, Geometry, solve
 from xtwin.forward.lifield import (
     map_lithiation,
@@ -287,7 +288,9 @@ def _truth(scenario: Scenario, ms: Microstructure, echem: ElectrochemResult, k: 
         attrs={"pixel_size_m": g.pixel_size_m, "fine_pixel_size_m": ms.voxel_m,
                "snapshot_time_s": snap.time_s, "snapshot_index": snapshot,
                "scenario": scenario.to_toml(), "seed": scenario.seed,
-               "achieved_fractions": ms.achieved, "versions": _versions(),
+               "achieved_fractions": ms.achieved,
+               "versions": package_versions("numpy", "scipy", "pybamm", "xraylib",
+                                            "astra-toolbox", "porespy"),
                "pybamm_parameter_set": echem.parameter_set,
                "theta_0": echem.theta_0, "theta_100": echem.theta_100,
                "geometry": vars(echem.geometry), "slab_conservation": slabs,
@@ -316,13 +319,6 @@ def reference_spectra(xanes: XanesModel, rng: np.random.Generator,
         out.append(Spectrum(e, mu * thickness_m + noise * rng.standard_normal(e.size),
                             f"synthetic standard w={w:g}"))
     return out[0], out[1]
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {p: version(p) for p in ("numpy", "scipy", "pybamm", "xraylib", "astra-toolbox",
-                                    "porespy")}
 
 
 def write_outputs(result: TwinResult, scenario: Scenario, out_dir: str | os.PathLike, *,
