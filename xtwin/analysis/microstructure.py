@@ -105,11 +105,11 @@ def specific_surface_area(active: np.ndarray, voxel_m: float, sample_voxels: int
     return float(area / (sample_voxels * voxel_m**3))
 
 
-def _block_majority(im: np.ndarray, f: int) -> np.ndarray:
-    s = tuple((n // f) * f for n in im.shape)
-    im = im[: s[0], : s[1], : s[2]].astype(np.float32)
-    b = im.reshape(s[0] // f, f, s[1] // f, f, s[2] // f, f).mean(axis=(1, 3, 5))
-    return b >= 0.5
+def block_mean(a: np.ndarray, f: int) -> np.ndarray:
+    """Mean over non-overlapping f x f x f blocks (a trailing partial block is dropped)."""
+    s = tuple((n // f) * f for n in a.shape)
+    a = a[: s[0], : s[1], : s[2]]
+    return a.reshape(s[0] // f, f, s[1] // f, f, s[2] // f, f).mean(axis=(1, 3, 5))
 
 
 def inscribed_box(inside: np.ndarray) -> tuple[slice, slice, slice]:
@@ -131,7 +131,7 @@ def tortuosity(pore: np.ndarray, *, axis: int = 0, max_size: int = 96) -> dict[s
     import porespy as ps
 
     f = int(np.ceil(max(pore.shape) / max_size))
-    im = _block_majority(pore, f) if f > 1 else pore.astype(bool)
+    im = block_mean(pore.astype(np.float32), f) >= 0.5 if f > 1 else pore.astype(bool)
     eps = float(im.mean())
     res = {"block_factor": f, "porosity": eps, "bruggeman": eps**-0.5 if eps > 0 else None}
     with _quiet_porespy():

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from xtwin.analysis.microstructure import block_mean
 from xtwin.forward.scenario import GridSpec, MicrostructureSpec
 
 #: Phase codes on the simulation grid.
@@ -464,12 +465,6 @@ def _cbd_coverage(labels: np.ndarray, phases: np.ndarray, n: int) -> np.ndarray:
     tot = np.bincount(labels[surf], minlength=n + 1)[1:].astype(float)
     cov = np.bincount(labels[surf & cbd], minlength=n + 1)[1:]
     return np.divide(cov, tot, out=np.zeros(n), where=tot > 0)
-
-
-def block_mean(a: np.ndarray, f: int) -> np.ndarray:
-    """Mean over non-overlapping f x f x f blocks."""
-    s = a.shape
-    return a.reshape(s[0] // f, f, s[1] // f, f, s[2] // f, f).mean(axis=(1, 3, 5))
 
 
 def coarsen(phases: np.ndarray, labels: np.ndarray, f: int

@@ -24,6 +24,7 @@ from scipy import ndimage
 from xtwin import __version__
 from xtwin._files import refuse_existing, write_text_atomic
 from xtwin._provenance import package_versions
+from xtwin.analysis.microstructure import block_mean
 from xtwin.forward.electrochem import ElectrochemResult, Geometry, solve
 from xtwin.forward.lifield import (
     map_lithiation,
@@ -38,7 +39,6 @@ from xtwin.forward.microstructure import (
     PHASE_OUTSIDE,
     PHASE_PORE,
     Microstructure,
-    block_mean,
     coarsen,
     generate,
     sample_mask,
@@ -142,6 +142,9 @@ class _Acquisition:
         illum = 1.0 + a.flat_nonuniformity * np.cos(2 * np.pi * xx / n_cols * 0.7) * np.cos(
             2 * np.pi * yy / max(n_rows, 2) * 0.5)
         self.beam = a.photons_per_pixel * illum
+        self.pore = ms.phases == PHASE_PORE
+        self.cbd = ms.phases == PHASE_CBD
+        self.active = ms.phases == PHASE_ACTIVE
         drift_rng = np.random.default_rng(np.random.SeedSequence(scenario.seed).spawn(5)[4])
         self.drift_px = a.energy_drift_px * drift_rng.standard_normal((len(self.energies), 2))
 
@@ -152,12 +155,11 @@ class _Acquisition:
         return (np.arange(n_e * n_a).reshape(n_e, n_a) + 0.5) / (n_e * n_a)
 
     def _mu(self, ie: int, w_am: np.ndarray) -> np.ndarray:
-        ms = self.ms
-        mu = np.zeros(ms.phases.shape, dtype=np.float32)  # air, closed pores: 0
-        mu[ms.phases == PHASE_PORE] = self.mu_elyte[ie]
-        mu[ms.phases == PHASE_CBD] = self.mu_cbd[ie]
-        mu[ms.phases == PHASE_ACTIVE] = self.coef_a[ie] + self.coef_c[ie] * w_am
-        return mu * np.float32(ms.voxel_m)
+        mu = np.zeros(self.ms.phases.shape, dtype=np.float32)  # air, closed pores: 0
+        mu[self.pore] = self.mu_elyte[ie]
+        mu[self.cbd] = self.mu_cbd[ie]
+        mu[self.active] = self.coef_a[ie] + self.coef_c[ie] * w_am
+        return mu * np.float32(self.ms.voxel_m)
 
     def transmission(self, w_start: np.ndarray, tick, w_end: np.ndarray | None = None
                      ) -> np.ndarray:
@@ -172,8 +174,7 @@ class _Acquisition:
         nz, n = ms.phases.shape[0], ms.phases.shape[1]
         astra, pid = _projector(n, self.theta)
         shift = a.rotation_axis_offset_px * os_  # the axis projects this far from the centre
-        am = ms.phases == PHASE_ACTIVE
-        fields = [w_start[am]] + ([w_end[am]] if w_end is not None else [])
+        fields = [w_start[self.active]] + ([w_end[self.active]] if w_end is not None else [])
         frac = self.elapsed_fraction()
         trans = np.empty((len(self.energies), a.n_angles, g.n_rows, g.n_pixels))
         try:
