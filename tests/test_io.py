@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xtwin.errors import XtwinInputError
-from xtwin.io.scan import ScanData, read_scan, read_scans, write_scan
+from xtwin.io.scan import ScanData, write_scan
+from xtwin.io.source import read_scan, read_scans
 from xtwin.physics.spectra import read_spectrum
 
 
@@ -109,7 +110,7 @@ def test_spectrum_formats(tmp_path, sep, scale, header):
 
 def test_real_xrm_is_not_a_scan(shared_data, tmp_path):
     """Real Xradia frames are OLE2, not HDF5: the scan reader says so (a reader comes later)."""
-    from xtwin.io.scan import read_scan
+    from xtwin.io.source import read_scan
 
     xrm = next((shared_data / "txm" / "ssrl_6-2c_nca").glob("*.xrm"))
     with pytest.raises(XtwinInputError, match="not an HDF5 file"):

@@ -29,7 +29,7 @@ def test_read_real_xrm_metadata(xrm_files):
 
 
 def test_convert_real_frames_and_noise_model(xrm_files, tmp_path, capsys):
-    from xtwin.io.scan import read_scan
+    from xtwin.io.source import read_scan
     from xtwin.io.xradia import xrm_to_scan
     from xtwin.prep import normalize_scan
 

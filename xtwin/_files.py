@@ -61,10 +61,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        apply_umask(tmp_path)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def apply_umask(path: str | os.PathLike) -> None:
+    """Give ``path`` the permissions a plain ``open()`` would have (0666 minus the umask).
+
+    ``tempfile.mkstemp`` creates files with mode 0600 whatever the umask; outputs are renamed
+    from such files, so without this a group could not read shared results.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -90,25 +90,52 @@ def simulate(scenario_path: Path, out_dir: Path, seed: int | None, force: bool) 
 
 
 def _process(scans: list[Path], lithiated: Path, delithiated: Path, out: Path, force: bool,
-             center_offset: float | str = 0.0, desc: str = "process"):
-    import shutil
-
+             options=None, desc: str = "process") -> Path:
     from xtwin._files import check_can_write
-    from xtwin.io.limap import write_limap
-    from xtwin.io.scan import read_scans
-    from xtwin.pipeline import process_scan
+    from xtwin.io.scan import read_header
+    from xtwin.pipeline import partial_path, process_file
 
     check_can_write(out, force=force)
-    scan = read_scans(list(scans))
-    resume = out.with_name(out.name + ".resume.zarr")
-    if resume.exists():
-        click.echo(f"resuming from {resume}", err=True)
-    with _bar(scan.data.shape[2], desc) as bar:
-        limap = process_scan(scan, lithiated, delithiated, center_offset_px=center_offset,
-                             progress=bar.update, inputs=list(scans), checkpoint=resume)
-    write_limap(out, limap)
-    shutil.rmtree(resume, ignore_errors=True)
-    return limap
+    n_rows = read_header(scans[0])[0].shape[2] if len(scans) else 0
+    if options is not None and options.rows:
+        n_rows = options.rows[1] - options.rows[0]
+    if partial_path(out).exists():
+        click.echo(f"resuming from {partial_path(out)}", err=True)
+
+    def said(plan: dict) -> None:
+        c = plan["center_offset_px"]
+        how = "found from the data" if plan["center_search"] else "as given"
+        click.echo(f"rotation axis: {c:+.2f} px from the detector centre ({how}); blocks of "
+                   f"{plan['rows_per_block']} rows, predicted peak memory "
+                   f"{plan['predicted_peak_bytes'] / 2**30:.2f} GiB", err=True)
+
+    try:
+        with _bar(n_rows, desc) as bar:
+            process_file(list(scans), lithiated, delithiated, out, options=options,
+                         progress=bar.update, on_plan=said)
+    except KeyboardInterrupt:
+        if partial_path(out).exists():
+            click.echo(f"interrupted: the finished rows are kept in {partial_path(out)}; run "
+                       "the same command again to resume", err=True)
+        raise
+    return out
+
+
+def _options(center_offset: str, recon: str, memory_limit: str | None, workers: int | None,
+             scheduler: str | None, rows: str | None):
+    from xtwin.memory import parse_bytes
+    from xtwin.pipeline import ProcessOptions
+
+    row_range = None
+    if rows:
+        try:
+            a, b = (int(x) for x in rows.split(":"))
+        except ValueError:
+            raise XtwinInputError(f"--rows {rows!r} is not START:STOP (e.g. 100:164)") from None
+        row_range = (a, b)
+    return ProcessOptions(center_offset_px=_center(center_offset), method=recon,
+                          memory_limit_bytes=parse_bytes(memory_limit) if memory_limit else None,
+                          workers=workers, scheduler=scheduler, rows=row_range)
 
 
 @cli.command()
@@ -119,36 +146,58 @@ def _process(scans: list[Path], lithiated: Path, delithiated: Path, out: Path, f
               help="Reference spectrum of the delithiated (charged) end member.")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
               help="Output Li-map file (HDF5).")
-@click.option("--center-offset", default="0", show_default=True,
+@click.option("--center-offset", default="auto", show_default=True,
               help="Rotation axis minus detector centre, in pixels, or 'auto' to find it.")
+@click.option("--recon", default="fourier", show_default=True,
+              type=click.Choice(["fourier", "fast", "astra", "gridrec"]),
+              help="Reconstruction backend (gridrec needs tomopy).")
+@click.option("--memory-limit", default=None,
+              help="Cap on peak memory, e.g. 2GB (default: half the available memory).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Threads (or dask workers) reconstructing at once (default: CPU count).")
+@click.option("--scheduler", default=None,
+              help="Run blocks on dask.distributed: 'local' or a scheduler address.")
+@click.option("--rows", default=None, help="Process only detector rows START:STOP.")
+@click.option("--block-rows", type=click.IntRange(min=1), default=None,
+              help="At most this many detector rows per block.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 def process(scans: tuple[Path, ...], lithiated: Path, delithiated: Path, out: Path,
-            center_offset: str, force: bool) -> None:
-    """The shared pipeline: normalize, reconstruct each energy, three-energy retrieval.
+            center_offset: str, recon: str, memory_limit: str | None, workers: int | None,
+            scheduler: str | None, rows: str | None, block_rows: int | None,
+            force: bool) -> None:
+    """The shared pipeline: normalize, register, reconstruct each energy, retrieve lithiation.
 
     SCAN is a Data Exchange HDF5 file with all energies, or several files with one energy
     each of the same acquisition, or the files of an operando series (several files with
     several energies each): then one Li map per time point, OUT_t000.h5, OUT_t001.h5, ...
-    in time order. Finished slices are kept in OUT.h5.resume.zarr until the Li map is
-    written, so an interrupted run resumes where it stopped.
+    in time order. The scan is streamed in blocks of detector rows within --memory-limit;
+    the Li map is built in OUT.h5.partial, so an interrupted run (even killed) resumes where
+    it stopped when the same command is run again.
     """
-    from xtwin.io.scan import series_order
+    import dataclasses
 
-    offset = _center(center_offset)
+    from xtwin.io.source import series_order
+    from xtwin.pipeline import check_series, series_outputs
+
+    options = dataclasses.replace(
+        _options(center_offset, recon, memory_limit, workers, scheduler, rows),
+        block_rows=block_rows)
     order = series_order(list(scans))
     if order is not None:  # an operando series: one Li map per time point
-        outs = [out.with_name(f"{out.stem}_t{k:03d}{out.suffix or '.h5'}")
-                for k in range(len(order))]
+        check_series([scans[i] for i in order])
+        outs = series_outputs(out, len(order))
         refuse_existing(out.parent, [o.name for o in outs], force=force)
         for k, i in enumerate(order):
-            _process([scans[i]], lithiated, delithiated, outs[k], force, offset,
+            _process([scans[i]], lithiated, delithiated, outs[k], force, options,
                      desc=f"t{k:03d}")
             click.echo(f"{outs[k]}: time point {k} from {scans[i]}")
         return
-    limap = _process(list(scans), lithiated, delithiated, out, force, offset)
-    n = int(limap.mask.sum())
-    click.echo(f"{out}: {n} voxels with Ni; median lithiation "
-               f"{_nanmedian(limap.lithiation):.3f}, median sigma {_nanmedian(limap.sigma):.3f}")
+    _process(list(scans), lithiated, delithiated, out, force, options)
+    from xtwin.io.limap import read_limap_summary
+
+    n, med, med_sig = read_limap_summary(out)
+    click.echo(f"{out}: {n} voxels with Ni; median lithiation {med:.3f}, median sigma "
+               f"{med_sig:.3f}")
 
 
 def _center(center_offset: str) -> float | str:
@@ -216,9 +265,12 @@ def demo(out_dir: Path, force: bool) -> None:
                                       "metrics.json"]
     refuse_existing(out_dir, names, force=force)
     _, paths = _simulate(scenario, out_dir, force, desc="1/2 simulate")
-    limap = _process([paths["scan.h5"]], paths["reference_lithiated.csv"],
-                     paths["reference_delithiated.csv"], out_dir / "limap.h5", force,
-                     desc="2/2 process")
+    _process([paths["scan.h5"]], paths["reference_lithiated.csv"],
+             paths["reference_delithiated.csv"], out_dir / "limap.h5", force,
+             desc="2/2 process")
+    from xtwin.io.limap import read_limap
+
+    limap = read_limap(out_dir / "limap.h5")
     metrics = run_compare(limap, read_truth(paths["truth.h5"]))
     metrics["elapsed_s"] = round(time.perf_counter() - t0, 1)
     metrics["scenario"] = scenario.name
@@ -408,21 +460,41 @@ def physics_dose(ctx: click.Context, photons: float, angles: int, pixel_size_nm:
                f"{rec['total_dose_Gy']['electrolyte']:.4g} Gy")
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that files are closed on the way out."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI and map errors to exit codes (0 ok, 2 user error, 1 bug)."""
+    """Entry point: run the CLI and map errors to exit codes (0 ok, 2 user error, 1 bug,
+    130 interrupted by SIGINT, 143 terminated by SIGTERM)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(args=argv, prog_name="xtwin", standalone_mode=False)
     except XtwinInputError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 1
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, _Terminated):
+            click.echo("terminated (SIGTERM); no finished output was replaced", err=True)
+            return 143
+        click.echo("interrupted (SIGINT); no finished output was replaced", err=True)
+        return 130
     except click.ClickException as exc:
         exc.show()
         return 2
+    except _Terminated:
+        click.echo("terminated (SIGTERM); no finished output was replaced", err=True)
+        return 143
     except KeyboardInterrupt:
-        click.echo("interrupted; no partial output was kept", err=True)
+        click.echo("interrupted (SIGINT); no finished output was replaced", err=True)
         return 130
     except Exception:
         import traceback

@@ -49,7 +49,7 @@ def describe(path: str | os.PathLike) -> str:
         f.visititems(lambda name, obj: lines.append(
             f"  /{name}  {obj.shape} {obj.dtype}") if isinstance(obj, h5py.Dataset) else None)
     if kind == "scan file":
-        from xtwin.io.scan import read_scan
+        from xtwin.io.source import read_scan
 
         scan = read_scan(path)
         n_e, n_a, n_r, n_c = scan.shape

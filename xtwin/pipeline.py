@@ -1,142 +1,771 @@
-"""The shared pipeline: scan file -> normalize -> reconstruct -> retrieve -> Li-map.
+"""The shared pipeline: scan -> normalize -> register -> reconstruct -> retrieve -> Li map.
 
-It never imports the twin (:mod:`xtwin.forward`): real and synthetic data meet only at the
-scan file, and the retrieval is calibrated only from reference spectra.
+It streams. The scan is read in blocks of detector rows straight from its file(s)
+(:class:`xtwin.io.source.ScanSource`); each block is normalized, registered, reconstructed and
+solved, and written to the Li-map file before the next is read, so memory stays bounded
+(:mod:`xtwin.memory` chooses the block from ``memory_limit_bytes`` and refuses, up front, a run
+that cannot fit). Every voxel depends only on its own rows (the registration kernel is finite
+and the block is read with a halo), so the result is the same, bit for bit, whatever the block
+size, the number of threads, or whether the blocks ran on a dask cluster.
+
+The Li-map file is built in ``OUT.h5.partial`` (contiguous datasets allocated up front, the
+finished rows recorded in the file): run the same command again after an interruption, even a
+SIGKILL, and it resumes where it stopped; the partial file becomes ``OUT.h5`` only when
+complete.
+
+The pipeline never imports the twin (:mod:`xtwin.forward`): real and synthetic data meet only
+at the scan file, and the retrieval is calibrated only from reference spectra.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from xtwin import __version__
-from xtwin._files import sha256_of
+from xtwin._files import apply_umask, sha256_of
 from xtwin._provenance import package_versions
 from xtwin.errors import XtwinInputError
 from xtwin.io.limap import LiMap
-from xtwin.io.scan import ScanData
-from xtwin.physics.spectra import normalize, read_spectrum
-from xtwin.prep.center import find_rotation_center
-from xtwin.prep.normalize import normalize_scan
-from xtwin.prep.register import register_energies
-from xtwin.recon.fbp import reconstruct
-from xtwin.retrieve.three_energy import calibrate, retrieve
+from xtwin.io.source import ScanSource, open_scan, source_from_scan
+from xtwin.memory import MemoryPlan, even_blocks, plan_memory
+from xtwin.physics.spectra import NormalizedSpectrum, normalize, read_spectrum
+from xtwin.prep.normalize import exposure_ratios, normalize_block
+from xtwin.prep.register import (
+    apply_shift,
+    registration_angles,
+    rows_not_seen_at_all_energies,
+    shifts_from_projections,
+)
+from xtwin.retrieve.three_energy import (
+    JUMP_REFERENCE_PERCENTILE,
+    Calibration,
+    Retrieval,
+    Solution,
+    apply_mask,
+    calibrate,
+    jump_histogram,
+    percentile_from_histogram,
+    solve,
+)
+from xtwin.shifts import LANCZOS_A, source_rows
 
 
-def process_scan(
-    scan: ScanData,
-    lithiated: str | os.PathLike,
-    delithiated: str | os.PathLike,
-    *,
-    center_offset_px: float | str = 0.0,
-    min_jump_snr: float = 3.0,
-    min_jump_fraction: float = 0.2,
-    progress: Callable[[int], None] | None = None,
-    inputs: list[str | os.PathLike] | None = None,
-    checkpoint: str | os.PathLike | None = None,
-    register: bool = True,
-) -> LiMap:
-    """Run the whole pipeline on one scan.
+@dataclass(frozen=True)
+class ProcessOptions:
+    """How to process a scan.
+
+    Attributes
+    ----------
+    center_offset_px : float or "auto"
+        Rotation axis minus detector centre, pixels; ``"auto"`` (default) finds it from the
+        data and records it.
+    method : str
+        Reconstruction backend: ``fourier`` (default), ``astra``, ``gridrec``.
+    min_jump_snr, min_jump_fraction : float
+        Ni masking thresholds (:func:`xtwin.retrieve.three_energy.apply_mask`).
+    register : bool
+        Register the energies to each other first.
+    rows : (int, int), optional
+        Process only detector rows ``[start, stop)`` (a row subset).
+    memory_limit_bytes : int, optional
+        Cap on the predicted peak memory (default: half the available memory).
+    workers : int, optional
+        Threads (or dask workers) reconstructing at once (default: the CPU count).
+    scheduler : str, optional
+        ``"local"`` for a dask.distributed LocalCluster, or a scheduler address
+        (``tcp://host:8786``); default: threads in this process.
+    block_rows : int, optional
+        At most this many detector rows per block (smaller than the memory plan allows).
+    """
+
+    center_offset_px: float | str = "auto"
+    method: str = "fourier"
+    min_jump_snr: float = 3.0
+    min_jump_fraction: float = 0.2
+    register: bool = True
+    rows: tuple[int, int] | None = None
+    memory_limit_bytes: int | None = None
+    workers: int | None = None
+    scheduler: str | None = None
+    block_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        c = self.center_offset_px
+        if isinstance(c, str) and c != "auto":
+            raise XtwinInputError(f"center offset {c!r} is neither a number of pixels nor "
+                                  "'auto'")
+        if not isinstance(c, str) and not np.isfinite(c):
+            raise XtwinInputError(f"center offset {c} is not a finite number of pixels")
+        from xtwin.recon.fbp import METHODS
+
+        if {"fast": "fourier"}.get(self.method, self.method) not in METHODS:
+            raise XtwinInputError(f"unknown reconstruction method {self.method!r}; choose one "
+                                  f"of {', '.join(METHODS)}")
+        if self.min_jump_snr < 0 or not 0 <= self.min_jump_fraction < 1:
+            raise XtwinInputError("min_jump_snr must be >= 0 and min_jump_fraction in [0, 1)")
+        if self.rows is not None and (len(self.rows) != 2 or self.rows[0] < 0
+                                      or self.rows[1] <= self.rows[0]):
+            raise XtwinInputError(f"rows {self.rows} is not a range START:STOP with "
+                                  "0 <= START < STOP")
+        if self.block_rows is not None and self.block_rows < 1:
+            raise XtwinInputError("block_rows must be at least 1")
+        if self.workers is not None and self.workers < 1:
+            raise XtwinInputError("workers must be at least 1")
+
+    def key(self) -> dict[str, Any]:
+        """The options that change the result (not memory, workers or scheduler)."""
+        return {"center_offset_px": self.center_offset_px, "method": self.method,
+                "min_jump_snr": self.min_jump_snr, "min_jump_fraction": self.min_jump_fraction,
+                "register": self.register, "rows": list(self.rows) if self.rows else None}
+
+
+@dataclass(frozen=True)
+class BlockContext:
+    """Everything one block needs (picklable: blocks may run on dask workers)."""
+
+    source: ScanSource
+    calibration: Calibration
+    shifts: np.ndarray
+    center_offset_px: float
+    method: str
+    exposure_ratio: np.ndarray
+    lost_rows: np.ndarray
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """Reconstruction and unmasked solution for output rows ``[lo, hi)`` (detector rows)."""
+
+    lo: int
+    hi: int
+    mu: np.ndarray
+    mu_sigma: np.ndarray
+    solution: Solution
+    clamped: int = 0
+
+
+def compute_block(ctx: BlockContext, lo: int, hi: int, pool=None) -> BlockResult:
+    """Normalize, register, reconstruct and solve detector rows ``[lo, hi)``.
 
     Parameters
     ----------
-    scan : ScanData
+    ctx : BlockContext
+        The scan and what was decided about it.
+    lo, hi : int
+        Detector rows.
+    pool : xtwin.recon.SlicePool, optional
+        Threads for the slices (made here, with ``ctx.threads``, when not given).
+
+    Returns
+    -------
+    BlockResult
+    """
+    src = ctx.source
+    h = src.header
+    n_e, n_a, _, n_c = h.shape
+    rows = hi - lo
+    p_all = np.empty((n_e, n_a, rows, n_c), dtype=np.float32)
+    v_all = np.empty_like(p_all)
+    clamped = 0
+    for e in range(n_e):
+        dy, dx = (float(x) for x in ctx.shifts[e])
+        a, b = source_rows(lo, hi, dy) if dy else (lo, hi)
+        p, v, notes = normalize_block(src.projections(e, a, b), src.flats(e, a, b),
+                                      src.dark_mean(a, b),
+                                      counts_per_photon=h.counts_per_photon,
+                                      exposure_ratio=float(ctx.exposure_ratio[e]))
+        clamped += sum(int(n.split()[0]) for n in notes if "were clamped" in n)
+        p_all[e] = apply_shift(p, lo, hi, dy, dx) if (dy or dx) else p
+        v_all[e] = apply_shift(v, lo, hi, dy, dx, variance=True) if (dy or dx) else v
+        del p, v
+    if h.is_tomography:
+        from xtwin.recon.volume import SlicePool
+
+        own = pool is None
+        pool = pool or SlicePool(ctx.method, n_c, h.theta_deg, ctx.center_offset_px,
+                                 ctx.threads)
+        try:
+            mu, mu_sig = pool.run(p_all, v_all, h.pixel_size_m)
+        finally:
+            if own:
+                pool.close()
+    else:
+        mu = p_all[:, 0]
+        mu_sig = np.sqrt(v_all[:, 0])
+    del p_all, v_all
+    parts = [solve(mu[:, k], mu_sig[:, k], ctx.calibration) for k in range(rows)]
+    sol = Solution(*(np.stack([getattr(s, f) for s in parts]) for f in
+                     ("lithiation", "sigma", "edge_jump", "edge_jump_sigma", "background")))
+    lost = ctx.lost_rows[lo:hi]
+    if lost.any():
+        shape = (-1,) + (1,) * (sol.lithiation.ndim - 1)
+        nan = np.float32(np.nan)
+        sol = Solution(np.where(lost.reshape(shape), nan, sol.lithiation),
+                       np.where(lost.reshape(shape), nan, sol.sigma),
+                       sol.edge_jump, sol.edge_jump_sigma, sol.background)
+    return BlockResult(lo, hi, mu, mu_sig, sol, clamped)
+
+
+# -- sinks: where blocks go ---------------------------------------------------------------
+
+_LI = ("lithiation", "sigma", "edge_jump_per_m", "edge_jump_sigma_per_m")
+
+
+class _ArraySink:
+    """Blocks into arrays (in-memory processing)."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        self.arrays = {k: np.full(s, np.nan, dtype=np.float32) for k, s in shapes.items()}
+        self.n = shapes["lithiation"][0]
+        self.done = np.zeros(self.n, dtype=bool)
+
+    def write(self, r0: int, res: BlockResult) -> None:
+        r1 = r0 + res.hi - res.lo
+        a = self.arrays
+        a["mu"][:, r0:r1], a["mu_sigma"][:, r0:r1] = res.mu, res.mu_sigma
+        s = res.solution
+        for name, val in zip(_LI, (s.lithiation, s.sigma, s.edge_jump, s.edge_jump_sigma)):
+            a[name][r0:r1] = val
+        self.done[r0:r1] = True
+
+    def read(self, name: str, r0: int, r1: int) -> np.ndarray:
+        return self.arrays[name][r0:r1]
+
+    def write_masked(self, r0: int, r1: int, ret: Retrieval) -> None:
+        self.arrays["lithiation"][r0:r1] = ret.lithiation
+        self.arrays["sigma"][r0:r1] = ret.sigma
+        self.arrays.setdefault("mask", np.zeros(self.arrays["lithiation"].shape, np.uint8))
+        self.arrays["mask"][r0:r1] = ret.mask
+
+
+class _H5Sink:
+    """Blocks into ``OUT.h5.partial``: contiguous datasets allocated up front, finished rows
+    recorded after their data, so a killed run leaves a consistent, resumable file."""
+
+    def __init__(self, path: Path, shapes: dict[str, tuple[int, ...]], key: str) -> None:
+        import h5py
+
+        self.path = path
+        self.resumed = 0
+        f = None
+        if path.exists():
+            try:
+                f = h5py.File(path, "r+")
+                ok = (f.attrs.get("resume_key") == key and all(
+                    name in f and f[name].shape == s for name, s in self._paths(shapes)))
+                if not ok:
+                    f.close()
+                    f = None
+            except (OSError, RuntimeError):
+                f = None
+            if f is None:
+                path.unlink()
+        if f is None:
+            f = h5py.File(path, "w", track_order=False)
+            for name, shape in self._paths(shapes):
+                self._create(f, name, shape, np.float32)
+            self._create(f, "/li/mask", shapes["lithiation"], np.uint8)
+            self._create(f, "/pipeline/rows_done", (shapes["lithiation"][0],), np.uint8)
+            f.attrs["resume_key"] = key
+            f.flush()
+        self.f = f
+        self.done = np.asarray(f["/pipeline/rows_done"][()], dtype=bool)
+        self.resumed = int(self.done.sum())
+
+    @staticmethod
+    def _paths(shapes: dict[str, tuple[int, ...]]) -> Iterator[tuple[str, tuple[int, ...]]]:
+        for k, s in shapes.items():
+            yield ("/recon/" + k if k.startswith("mu") else "/li/" + k), s
+
+    @staticmethod
+    def _create(f, name: str, shape: tuple[int, ...], dtype) -> None:
+        import h5py
+
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        space = h5py.h5s.create_simple(shape)
+        grp = f.require_group(name.rsplit("/", 1)[0])
+        h5py.h5d.create(grp.id, name.rsplit("/", 1)[1].encode(),
+                        h5py.h5t.py_create(np.dtype(dtype)), space, dcpl=dcpl)
+
+    def write(self, r0: int, res: BlockResult) -> None:
+        f = self.f
+        r1 = r0 + res.hi - res.lo
+        f["/recon/mu"][:, r0:r1] = res.mu
+        f["/recon/mu_sigma"][:, r0:r1] = res.mu_sigma
+        s = res.solution
+        for name, val in zip(_LI, (s.lithiation, s.sigma, s.edge_jump, s.edge_jump_sigma)):
+            f["/li/" + name][r0:r1] = val
+        f.flush()
+        f["/pipeline/rows_done"][r0:r1] = 1  # written last: rows count once their data are in
+        f.flush()
+        self.done[r0:r1] = True
+
+    def read(self, name: str, r0: int, r1: int) -> np.ndarray:
+        return self.f["/li/" + name][r0:r1]
+
+    def write_masked(self, r0: int, r1: int, ret: Retrieval) -> None:
+        self.f["/li/lithiation"][r0:r1] = ret.lithiation
+        self.f["/li/sigma"][r0:r1] = ret.sigma
+        self.f["/li/mask"][r0:r1] = ret.mask.astype(np.uint8)
+
+    def finish(self, out: Path, energy_eV: np.ndarray, pixel_size_m: float,
+               provenance: dict[str, Any]) -> None:
+        from xtwin.io._h5 import _attr_value
+
+        f = self.f
+        f["/recon/energy_eV"] = np.asarray(energy_eV, dtype=np.float64)
+        f["/recon/pixel_size_m"] = np.float64(pixel_size_m)
+        f["/li/lithiation"].attrs["units"] = "lithiation fraction"
+        f["/recon/mu"].attrs["units"] = "1/m"
+        f["/li/edge_jump_per_m"].attrs["units"] = "1/m (optical density for 2D XANES)"
+        g = f.require_group("/provenance")
+        for k, v in provenance.items():
+            g.attrs[k] = _attr_value(v)
+        del f["/pipeline"]
+        del f.attrs["resume_key"]
+        f.close()
+        apply_umask(self.path)
+        os.replace(self.path, out)
+
+    def close(self) -> None:
+        try:
+            self.f.close()
+        except Exception:  # noqa: BLE001 (closing after an error must not mask it)
+            pass
+
+
+# -- the pipeline ---------------------------------------------------------------------------
+
+@dataclass
+class _Plan:
+    ctx: BlockContext
+    row_range: tuple[int, int]
+    memory: MemoryPlan
+    center_note: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def _references(lithiated, delithiated) -> tuple[NormalizedSpectrum, NormalizedSpectrum]:
+    return normalize(read_spectrum(lithiated)), normalize(read_spectrum(delithiated))
+
+
+def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOptions) -> _Plan:
+    """Decide everything global before the blocks run: registration shifts, rotation axis,
+    rows, block size (refusing up front a run that cannot fit the memory limit)."""
+    h = source.header
+    n_e, n_a, n_r, n_c = h.shape
+    notes: list[str] = []
+    lo, hi = options.rows or (0, n_r)
+    if hi > n_r:
+        raise XtwinInputError(f"rows {lo}:{hi} reach beyond the detector's {n_r} rows")
+    workers = options.workers or os.cpu_count() or 1
+    idx = registration_angles(n_a)
+
+    def memory(halo: int) -> MemoryPlan:
+        return plan_memory(h.shape, np.dtype(h.dtype).itemsize, n_rows_out=hi - lo,
+                           halo=halo, workers=workers, n_flat=h.n_flat,
+                           tomography=h.is_tomography, n_sample=idx.size,
+                           limit=options.memory_limit_bytes, baseline=baseline)
+
+    from xtwin.memory import current_rss_bytes
+
+    baseline = current_rss_bytes()
+    memory(2 * LANCZOS_A)  # refuses, before any pixel is read, a run that cannot fit
+    ratio = exposure_ratios(h.exposure_s, h.flat_exposure_s, n_e)
+    if not np.allclose(ratio, 1.0):
+        notes.append(f"flats scaled to the projection exposure by {np.round(ratio, 4)}")
+    if h.n_dark == 0:
+        notes.append("no dark fields; assumed a zero dark level")
+    sample = None
+    if (options.register and n_e > 1) or (options.center_offset_px == "auto"
+                                          and h.is_tomography):
+        sample = np.empty((n_e, idx.size, n_r, n_c), dtype=np.float32)
+        for e in range(n_e):
+            sample[e] = normalize_block(source.projections(e, 0, n_r, idx),
+                                        source.flats(e, 0, n_r), source.dark_mean(0, n_r),
+                                        counts_per_photon=h.counts_per_photon,
+                                        exposure_ratio=float(ratio[e]))[0]
+    shifts = np.zeros((n_e, 2))
+    if options.register and n_e > 1 and sample is not None:
+        shifts = shifts_from_projections(sample)
+        notes.append("energies registered; detector shifts (rows, cols) in px: "
+                     + "; ".join(f"{e:.1f} eV: {dy:+.2f}, {dx:+.2f}"
+                                 for e, (dy, dx) in zip(h.energy_eV, shifts)))
+    plan = memory(2 * LANCZOS_A + 1 + int(np.ceil(np.abs(shifts[:, 0]).max())))
+    if options.block_rows is not None and options.block_rows < plan.rows_per_block:
+        import dataclasses
+
+        plan = dataclasses.replace(plan, rows_per_block=options.block_rows)
+    lost = rows_not_seen_at_all_energies(shifts, n_r)
+    if lost[lo:hi].any():
+        notes.append(f"{int(lost[lo:hi].sum())} detector rows not seen at every energy after "
+                     "registration: no lithiation there")
+    center = options.center_offset_px
+    center_note: dict[str, Any] = {}
+    if center == "auto":
+        center = 0.0
+        if h.is_tomography and sample is not None:
+            center, center_note = _find_center(source, sample, ratio)
+    del sample
+    ctx = BlockContext(source, cal, shifts, float(center), options.method, ratio, lost,
+                       threads=workers)
+    return _Plan(ctx, (lo, hi), plan, center_note, notes)
+
+
+def _find_center(source: ScanSource, sample: np.ndarray, ratio: np.ndarray
+                 ) -> tuple[float, dict[str, Any]]:
+    from xtwin.recon.center import center_from_sinograms, choose_rows
+    from xtwin.recon.fbp import check_tomography
+
+    h = source.header
+    check_tomography(h.theta_deg)
+    n_e = h.shape[0]
+    ie = int(np.argmax(sample.reshape(n_e, -1).mean(axis=1)))
+    rows = choose_rows(sample[ie].std(axis=(0, 2)))
+    sinos = np.stack([normalize_block(source.projections(ie, r, r + 1), source.flats(ie, r, r + 1),
+                                      source.dark_mean(r, r + 1),
+                                      counts_per_photon=h.counts_per_photon,
+                                      exposure_ratio=float(ratio[ie]))[0][:, 0] for r in rows])
+    per_row = center_from_sinograms(sinos, h.theta_deg)
+    offset = float(np.median(per_row))
+    spread = float(1.4826 * np.median(np.abs(per_row - offset)))
+    return offset, {"center_offset_px": round(offset, 4), "spread_px": round(spread, 4),
+                    "rows": rows.tolist(), "per_row_px": np.round(per_row, 3).tolist(),
+                    "energy_eV": float(h.energy_eV[ie])}
+
+
+def _shapes(source: ScanSource, n_rows: int) -> dict[str, tuple[int, ...]]:
+    n_e, _, _, n_c = source.header.shape
+    img = (n_rows, n_c, n_c) if source.header.is_tomography else (n_rows, n_c)
+    return {"mu": (n_e,) + img, "mu_sigma": (n_e,) + img, "lithiation": img, "sigma": img,
+            "edge_jump_per_m": img, "edge_jump_sigma_per_m": img}
+
+
+def _run_blocks(plan: _Plan, sink, options: ProcessOptions,
+                progress: Callable[[int], None] | None) -> int:
+    """Compute every unfinished block into ``sink``; return the clamped-value count."""
+    lo, hi = plan.row_range
+    blocks = [(a, b) for a, b in even_blocks(lo, hi, plan.memory.rows_per_block)
+              if not sink.done[a - lo:b - lo].all()]
+    if progress is not None and sink.done.any():
+        progress(int(sink.done.sum()))
+    clamped = 0
+    if options.scheduler:
+        for res in _dask_blocks(plan.ctx, blocks, options):
+            sink.write(res.lo - lo, res)
+            clamped += res.clamped
+            if progress is not None:
+                progress(res.hi - res.lo)
+        return clamped
+    ctx = plan.ctx
+    pool = None
+    if ctx.source.header.is_tomography:
+        from xtwin.recon.volume import SlicePool
+
+        pool = SlicePool(ctx.method, ctx.source.header.shape[3], ctx.source.header.theta_deg,
+                         ctx.center_offset_px, ctx.threads)
+    try:
+        for a, b in blocks:
+            res = compute_block(ctx, a, b, pool)
+            sink.write(a - lo, res)
+            clamped += res.clamped
+            if progress is not None:
+                progress(b - a)
+            del res
+    finally:
+        if pool is not None:
+            pool.close()
+    return clamped
+
+
+def _dask_blocks(ctx: BlockContext, blocks: list[tuple[int, int]], options: ProcessOptions
+                 ) -> Iterator[BlockResult]:
+    """Blocks as tasks on dask.distributed, at most two per worker in flight."""
+    import dataclasses
+
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if options.scheduler == "local":
+        cluster = LocalCluster(n_workers=options.workers or os.cpu_count() or 1,
+                               threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(options.scheduler, timeout="20s")
+        except OSError as exc:
+            raise XtwinInputError(f"cannot reach the dask scheduler {options.scheduler!r} "
+                                  f"({exc}); check the address, or leave --scheduler out") from None
+    task_ctx = dataclasses.replace(ctx, threads=1)
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        todo = list(blocks)
+        window = as_completed()
+        for _ in range(min(2 * n_workers, len(todo))):
+            a, b = todo.pop(0)
+            window.add(client.submit(compute_block, task_ctx, a, b, pure=False))
+        for fut in window:
+            res = fut.result()
+            fut.release()
+            if todo:
+                a, b = todo.pop(0)
+                window.add(client.submit(compute_block, task_ctx, a, b, pure=False))
+            yield res
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _mask_pass(sink, n_rows: int, block: int, options: ProcessOptions) -> float:
+    """The Ni mask needs the robust maximum of the edge jump over the whole map: a histogram
+    over blocks (exact integer counts, so independent of the block size), then the mask."""
+    lo_v, hi_v = np.inf, -np.inf
+    for a, b in even_blocks(0, n_rows, block):
+        j = sink.read("edge_jump_per_m", a, b)
+        fin = j[np.isfinite(j)]
+        if fin.size:
+            lo_v, hi_v = min(lo_v, float(fin.min())), max(hi_v, float(fin.max()))
+    if not np.isfinite(lo_v):
+        j_ref = 0.0
+    else:
+        counts = jump_histogram((sink.read("edge_jump_per_m", a, b)
+                                 for a, b in even_blocks(0, n_rows, block)), lo_v, hi_v)
+        j_ref = percentile_from_histogram(counts, lo_v, hi_v, JUMP_REFERENCE_PERCENTILE)
+    for a, b in even_blocks(0, n_rows, block):
+        sol = Solution(sink.read("lithiation", a, b), sink.read("sigma", a, b),
+                       sink.read("edge_jump_per_m", a, b),
+                       sink.read("edge_jump_sigma_per_m", a, b), np.empty(0))
+        sink.write_masked(a, b, apply_mask(sol, j_ref, min_jump_snr=options.min_jump_snr,
+                                           min_jump_fraction=options.min_jump_fraction))
+    return j_ref
+
+
+def _provenance(plan: _Plan, options: ProcessOptions, source: ScanSource,
+                refs: dict[str, Any], hashes: dict[str, str], clamped: int,
+                j_ref: float, resumed: int) -> dict[str, Any]:
+    h = source.header
+    ctx = plan.ctx
+    notes = list(h.notes) + plan.notes
+    if clamped:
+        notes.append(f"{clamped} values at or below zero after dark subtraction were clamped")
+    if resumed:
+        notes.append(f"resumed: {resumed} of {plan.row_range[1] - plan.row_range[0]} rows were "
+                     "taken from the interrupted run")
+    if not h.is_tomography:
+        notes.append("2D XANES: retrieval on optical density, no reconstruction")
+    return {
+        "xtwin_version": __version__,
+        "inputs": hashes,
+        **refs,
+        "options": {**options.key(), "center_offset_px": ctx.center_offset_px},
+        "rotation_center_search": plan.center_note,
+        "rotation_center_px": ctx.center_offset_px,
+        "rows": list(plan.row_range),
+        "reconstruction": {"method": options.method},
+        "energy_registration_px": {f"{e:.2f}": [round(float(x), 3) for x in sh]
+                                   for e, sh in zip(h.energy_eV, ctx.shifts)},
+        "calibration": ctx.calibration.as_dict(),
+        "mask": {"jump_reference_per_m": j_ref, "percentile": JUMP_REFERENCE_PERCENTILE,
+                 "min_jump_snr": options.min_jump_snr,
+                 "min_jump_fraction": options.min_jump_fraction},
+        "memory": plan.memory.as_dict(),
+        "notes": notes,
+        "versions": package_versions("numpy", "h5py", "xraylib", "astra-toolbox", "finufft"),
+        "input_metadata": {str(k): v for k, v in h.metadata.items()},
+    }
+
+
+def _ref_provenance(lithiated, delithiated, ref_l, ref_d) -> dict[str, Any]:
+    return {"lithiated_reference": {"path": str(lithiated), "sha256": sha256_of(lithiated),
+                                    **ref_l.summary()},
+            "delithiated_reference": {"path": str(delithiated),
+                                      "sha256": sha256_of(delithiated), **ref_d.summary()}}
+
+
+def process_scan(
+    scan,
+    lithiated: str | os.PathLike,
+    delithiated: str | os.PathLike,
+    *,
+    options: ProcessOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+    **kwargs: Any,
+) -> LiMap:
+    """Run the whole pipeline on an in-memory scan (or an open source) and return the Li map.
+
+    Parameters
+    ----------
+    scan : ScanData or ScanSource
         The acquisition (tomography or 2D XANES).
     lithiated, delithiated : path-like
         Reference spectra of the two end members (two-column text).
-    center_offset_px : float or "auto"
-        Rotation axis minus detector centre, pixels; ``"auto"`` finds it from the data
-        (:func:`xtwin.prep.find_rotation_center`) and records the estimate in provenance.
-    min_jump_snr, min_jump_fraction : float
-        Ni masking thresholds (see :func:`xtwin.retrieve.retrieve`).
+    options : ProcessOptions, optional
+        Processing options; keyword arguments (``center_offset_px=...``, ``register=...``)
+        override its fields.
     progress : callable, optional
-        Called with the number of reconstructed slices done since the last call.
-    inputs : list of path-like, optional
-        Input scan files, hashed into the provenance.
-    checkpoint : path-like, optional
-        A zarr store for finished reconstruction slices, so an interrupted run resumes
-        (see :func:`xtwin.recon.reconstruct`); keyed by the input hashes.
-    register : bool
-        Register the energies to each other before anything else
-        (:func:`xtwin.prep.register.register_energies`); the shifts go into provenance.
+        Called with the number of rows finished since the last call.
 
     Returns
     -------
     LiMap
+        The same values, bit for bit, as :func:`process_file` writes.
     """
-    if isinstance(center_offset_px, str) and center_offset_px != "auto":
-        raise XtwinInputError(f"center offset {center_offset_px!r} is neither a number of "
-                              "pixels nor 'auto'")
-    ref_l = normalize(read_spectrum(lithiated))
-    ref_d = normalize(read_spectrum(delithiated))
-    order = np.argsort(scan.energy_eV)
-    cal = calibrate(scan.energy_eV[order], ref_l, ref_d)
-    absorb = normalize_scan(scan)
-    shifts = np.zeros((scan.data.shape[0], 2))
-    if register and scan.data.shape[0] > 1:
-        absorb, shifts = register_energies(absorb)
-    center_note: dict[str, object] = {}
-    if center_offset_px == "auto":
-        if not scan.is_tomography:
-            center_offset_px = 0.0
-        else:
-            est = find_rotation_center(absorb)
-            center_offset_px = est.offset_px
-            center_note = {"center_offset_px": est.offset_px, "spread_px": est.spread_px,
-                           "rows": est.rows.tolist(), "energy_eV": est.energy_eV}
-    hashes = {str(p): sha256_of(p) for p in (inputs or [])}
-    if scan.is_tomography:
-        vol = reconstruct(absorb, center_offset_px=center_offset_px, progress=progress,
-                          checkpoint=checkpoint, checkpoint_key=repr(sorted(hashes.values())))
-        mu, mu_sigma, notes = vol.mu_per_m, vol.mu_sigma_per_m, vol.notes
-    else:
-        mu = absorb.absorbance[:, 0]
-        mu_sigma = np.sqrt(absorb.variance[:, 0])
-        notes = absorb.notes + ("2D XANES: retrieval on optical density, no reconstruction",)
-        if progress is not None:
-            progress(scan.data.shape[2])
-    mu, mu_sigma = mu[order], mu_sigma[order]
-    res = retrieve(mu, mu_sigma, cal, min_jump_snr=min_jump_snr,
-                   min_jump_fraction=min_jump_fraction)
-    lost = _rows_not_seen_at_all_energies(shifts, scan.data.shape[2])
-    if lost.any():
-        rows = lost.reshape((-1,) + (1,) * (res.lithiation.ndim - 1))  # row = axis 0
-        res = dataclasses.replace(res, lithiation=np.where(rows, np.nan, res.lithiation),
-                                  sigma=np.where(rows, np.nan, res.sigma),
-                                  mask=res.mask & ~rows)
-        notes = tuple(notes) + (f"{int(lost.sum())} detector rows not seen at every energy "
-                                "after registration: no lithiation there",)
-    prov = {
-        "xtwin_version": __version__,
-        "inputs": hashes,
-        "lithiated_reference": {"path": str(lithiated), "sha256": sha256_of(lithiated),
-                                **ref_l.summary()},
-        "delithiated_reference": {"path": str(delithiated), "sha256": sha256_of(delithiated),
-                                  **ref_d.summary()},
-        "options": {"center_offset_px": center_offset_px, "min_jump_snr": min_jump_snr,
-                    "min_jump_fraction": min_jump_fraction},
-        "rotation_center_search": center_note,
-        "energy_registration_px": {f"{e:.2f}": [round(float(x), 3) for x in sh]
-                                   for e, sh in zip(scan.energy_eV, shifts)},
-        "calibration": cal.as_dict(),
-        "notes": list(notes),
-        "versions": package_versions("numpy", "h5py", "xraylib", "astra-toolbox"),
-        "input_metadata": {str(k): v for k, v in scan.metadata.items()},
-    }
-    return LiMap(res.lithiation, res.sigma, res.mask, res.edge_jump, mu, mu_sigma,
-                 cal.energy_eV, scan.pixel_size_m, prov)
+    import dataclasses
+
+    opts = dataclasses.replace(options or ProcessOptions(), **kwargs)
+    source = scan if isinstance(scan, ScanSource) else source_from_scan(scan)
+    ref_l, ref_d = _references(lithiated, delithiated)
+    cal = calibrate(source.header.energy_eV, ref_l, ref_d)
+    plan = plan_processing(source, cal, opts)
+    n_rows = plan.row_range[1] - plan.row_range[0]
+    sink = _ArraySink(_shapes(source, n_rows))
+    clamped = _run_blocks(plan, sink, opts, progress)
+    j_ref = _mask_pass(sink, n_rows, max(plan.memory.rows_per_block, 1), opts)
+    prov = _provenance(plan, opts, source, _ref_provenance(lithiated, delithiated, ref_l, ref_d),
+                       {}, clamped, j_ref, 0)
+    a = sink.arrays
+    return LiMap(lithiation=a["lithiation"], sigma=a["sigma"], mask=a["mask"].astype(bool),
+                 edge_jump_per_m=a["edge_jump_per_m"], mu_per_m=a["mu"],
+                 mu_sigma_per_m=a["mu_sigma"], energy_eV=cal.energy_eV,
+                 pixel_size_m=source.header.pixel_size_m, provenance=prov,
+                 edge_jump_sigma_per_m=a["edge_jump_sigma_per_m"])
 
 
-def _rows_not_seen_at_all_energies(shifts: np.ndarray, n_rows: int) -> np.ndarray:
-    """Rows that some energy's registration shift moved in from outside the detector."""
-    lost = np.zeros(n_rows, dtype=bool)
-    for dy in shifts[:, 0]:
-        k = int(np.ceil(abs(dy) - 1e-3))
-        if k and dy > 0:
-            lost[n_rows - k:] = True  # content moved up by dy: the bottom rows came from outside
-        elif k:
-            lost[:k] = True
-    return lost
+def partial_path(out: str | os.PathLike) -> Path:
+    """Where an unfinished Li-map file is built (and resumed from)."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+def process_file(
+    scans: list[str | os.PathLike] | str | os.PathLike,
+    lithiated: str | os.PathLike,
+    delithiated: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    options: ProcessOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_plan: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Process scan file(s) into a Li-map file, streaming, with bounded memory and resume.
+
+    Parameters
+    ----------
+    scans : path-like or list of path-like
+        One Data Exchange file, or one file per energy of one acquisition.
+    lithiated, delithiated : path-like
+        Reference spectra.
+    out : path-like
+        Li-map file to write (built in ``OUT.partial`` and renamed when complete).
+    options : ProcessOptions, optional
+    progress : callable, optional
+        Called with the number of rows finished since the last call.
+    on_plan : callable, optional
+        Called once with the plan (rotation axis, memory, block size) before the blocks run.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
+    opts = options or ProcessOptions()
+    out = Path(out)
+    paths = [scans] if isinstance(scans, str | os.PathLike) else list(scans)
+    ref_l, ref_d = _references(lithiated, delithiated)
+    with open_scan(paths) as source:
+        cal = calibrate(source.header.energy_eV, ref_l, ref_d)
+        hashes = {str(p): sha256_of(p) for p in paths}
+        refs = _ref_provenance(lithiated, delithiated, ref_l, ref_d)
+        key = json.dumps({"inputs": hashes, "refs": [refs[k]["sha256"] for k in sorted(refs)],
+                          "options": opts.key(), "version": __version__}, sort_keys=True)
+        plan = plan_processing(source, cal, opts)
+        if on_plan is not None:
+            on_plan({"center_offset_px": plan.ctx.center_offset_px,
+                     "center_search": plan.center_note, **plan.memory.as_dict()})
+        n_rows = plan.row_range[1] - plan.row_range[0]
+        sink = _H5Sink(partial_path(out), _shapes(source, n_rows), key)
+        try:
+            clamped = _run_blocks(plan, sink, opts, progress)
+            j_ref = _mask_pass(sink, n_rows, max(plan.memory.rows_per_block, 1), opts)
+            prov = _provenance(plan, opts, source, refs, hashes, clamped, j_ref, sink.resumed)
+            sink.finish(out, cal.energy_eV, source.header.pixel_size_m, prov)
+        finally:
+            sink.close()
+    return out
+
+
+def series_outputs(out: str | os.PathLike, n: int) -> list[Path]:
+    """Names of the Li maps of an operando series: ``OUT_t000.h5``, ``OUT_t001.h5``, ..."""
+    out = Path(out)
+    return [out.with_name(f"{out.stem}_t{k:03d}{out.suffix or '.h5'}") for k in range(n)]
+
+
+def check_series(paths: list[str | os.PathLike]) -> None:
+    """Refuse an "operando series" whose files do not share sample, energies, pixel size and
+    detector shape."""
+    from xtwin.io.scan import read_header
+
+    heads = [read_header(p)[0] for p in paths]
+    ref = heads[0]
+    for p, h in zip(paths, heads):
+        problems = []
+        if h.shape[0] != ref.shape[0] or not np.allclose(h.energy_eV, ref.energy_eV, atol=0.5):
+            problems.append(f"energies {h.energy_eV.tolist()} vs {ref.energy_eV.tolist()} eV")
+        if h.shape[2:] != ref.shape[2:]:
+            problems.append(f"detector {h.shape[2:]} vs {ref.shape[2:]}")
+        if not np.isclose(h.pixel_size_m, ref.pixel_size_m, rtol=1e-3):
+            problems.append(f"pixel size {h.pixel_size_m:g} vs {ref.pixel_size_m:g} m")
+        s, s0 = h.metadata.get("sample"), ref.metadata.get("sample")
+        if s is not None and s0 is not None and s != s0:
+            problems.append(f"sample {s!r} vs {s0!r}")
+        if problems:
+            raise XtwinInputError(f"{p} does not belong to the same operando series as "
+                                  f"{paths[0]}: {'; '.join(problems)}; process them separately")
+
+
+def process_series(
+    scans: list[str | os.PathLike],
+    lithiated: str | os.PathLike,
+    delithiated: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    options: ProcessOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_file: Callable[[int, Path, Path], None] | None = None,
+) -> list[Path]:
+    """Process an operando series (one multi-energy scan file per time point) in time order.
+
+    Finished time points are kept (a rerun skips them when their output exists and is
+    complete), and each unfinished one resumes from its partial file.
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``OUT_t000.h5``, ``OUT_t001.h5``, ... in time order.
+    """
+    from xtwin.io.source import series_order
+
+    order = series_order(list(scans))
+    if order is None:
+        raise XtwinInputError("these files are not an operando series (several files with "
+                              "several energies each)")
+    check_series([scans[i] for i in order])
+    outs = series_outputs(out, len(order))
+    for k, i in enumerate(order):
+        if not outs[k].exists():
+            process_file([scans[i]], lithiated, delithiated, outs[k], options=options,
+                         progress=progress)
+        if on_file is not None:
+            on_file(k, Path(scans[i]), outs[k])
+    return outs

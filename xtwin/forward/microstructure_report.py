@@ -24,7 +24,7 @@ def microstructure_report(scenario: Scenario, out_dir: str | os.PathLike) -> dic
     Returns the document written to ``metrics.json``: ``target``, ``achieved``, ``metrics``,
     ``particles``, ``seed``, ``generation_s`` and ``files``.
     """
-    from xtwin.validate.report import plot_orthoslices
+    from xtwin.plotting import plot_orthoslices
 
     out = Path(out_dir)
     m = scenario.microstructure

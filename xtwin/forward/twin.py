@@ -50,8 +50,7 @@ from xtwin.physics import materials
 from xtwin.physics.attenuation import mu_per_m
 from xtwin.physics.spectra import Spectrum, write_spectrum
 from xtwin.physics.xanes import XanesModel
-from xtwin.prep.center import shift_rows
-from xtwin.prep.register import shift_image_stack
+from xtwin.shifts import shift_image_stack, shift_rows
 
 SHARED_FILES = ("scenario.toml", "reference_lithiated.csv", "reference_delithiated.csv")
 

@@ -1,13 +1,17 @@
 """File contracts: scan files (Data Exchange), truth files, Li-map files; real-data readers."""
 
 from xtwin.io.limap import LiMap, read_limap, write_limap
-from xtwin.io.scan import ScanData, read_scan, read_scans, write_scan
+from xtwin.io.scan import ScanData, ScanHeader, write_scan
+from xtwin.io.source import ScanSource, open_scan, read_scan, read_scans
 from xtwin.io.truth import TruthData, read_truth, write_truth
 
 __all__ = [
     "LiMap",
     "ScanData",
+    "ScanHeader",
+    "ScanSource",
     "TruthData",
+    "open_scan",
     "read_limap",
     "read_scan",
     "read_scans",

@@ -40,6 +40,22 @@ class LiMap:
     energy_eV: np.ndarray
     pixel_size_m: float
     provenance: dict[str, Any] = field(default_factory=dict)
+    edge_jump_sigma_per_m: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        shape = self.lithiation.shape
+        if self.lithiation.ndim not in (2, 3):
+            raise XtwinInputError(f"lithiation must be (z, y, x) or (y, x), got {shape}")
+        for name in ("sigma", "mask", "edge_jump_per_m"):
+            if getattr(self, name).shape != shape:
+                raise XtwinInputError(f"{name} has shape {getattr(self, name).shape}, "
+                                      f"lithiation {shape}")
+        if self.mu_per_m.shape != (np.size(self.energy_eV),) + shape or (
+                self.mu_sigma_per_m.shape != self.mu_per_m.shape):
+            raise XtwinInputError(f"mu has shape {self.mu_per_m.shape}; expected "
+                                  f"({np.size(self.energy_eV)},) + {shape}")
+        if not (np.isfinite(self.pixel_size_m) and self.pixel_size_m > 0):
+            raise XtwinInputError(f"pixel size {self.pixel_size_m} m is not positive")
 
     @property
     def is_tomography(self) -> bool:
@@ -58,12 +74,25 @@ def write_limap(path: str | os.PathLike, limap: LiMap) -> None:
         "/recon/mu_sigma": limap.mu_sigma_per_m.astype(np.float32),
         "/recon/energy_eV": np.asarray(limap.energy_eV, dtype=np.float64),
         "/recon/pixel_size_m": np.float64(limap.pixel_size_m),
+        **({"/li/edge_jump_sigma_per_m": limap.edge_jump_sigma_per_m.astype(np.float32)}
+           if limap.edge_jump_sigma_per_m is not None else {}),
     }, {"/provenance": dict(limap.provenance), "/li/lithiation": {"units": "lithiation fraction"},
         "/recon/mu": {"units": "1/m"}})
 
 
 def read_limap(path: str | os.PathLike) -> LiMap:
     """Read and validate a Li-map file."""
+    try:
+        return _read_limap(path)
+    except XtwinInputError as exc:
+        msg = str(exc)
+        raise XtwinInputError(msg if str(path) in msg else f"Li-map file {path}: {msg}") from None
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise XtwinInputError(f"Li-map file {path} could not be read ({exc}); it is damaged "
+                              "or not a Li-map file: process the scan again") from None
+
+
+def _read_limap(path: str | os.PathLike) -> LiMap:
     with open_h5(path, "Li-map file") as f:
         what = "Li-map file"
         lith = require(f, "/li/lithiation", what=what, ndim=(2, 3))
@@ -77,8 +106,29 @@ def read_limap(path: str | os.PathLike) -> LiMap:
             energy_eV=require(f, "/recon/energy_eV", what=what),
             pixel_size_m=float(require(f, "/recon/pixel_size_m", what=what)),
             provenance=attrs_dict(f["/provenance"]) if "/provenance" in f else {},
+            edge_jump_sigma_per_m=(f["/li/edge_jump_sigma_per_m"][()]
+                                   if "/li/edge_jump_sigma_per_m" in f else None),
         )
-    if out.sigma.shape != lith.shape or out.mask.shape != lith.shape:
-        raise XtwinInputError(f"Li-map file {path}: sigma or mask differ in shape from "
-                              "lithiation")
     return out
+
+
+def read_limap_summary(path: str | os.PathLike, *, block: int = 16) -> tuple[int, float, float]:
+    """(voxels with Ni, median lithiation, median sigma) of a Li-map file, read in blocks.
+
+    The medians are taken over a regular subsample of at most about 2 million voxels, so any
+    map size is summarized in bounded memory.
+    """
+    with open_h5(path, "Li-map file") as f:
+        lith, sig, mask = f["/li/lithiation"], f["/li/sigma"], f["/li/mask"]
+        n = lith.shape[0]
+        step = max(1, int(np.ceil(np.sqrt(lith.size / 2e6))))
+        count = 0
+        ls, ss = [], []
+        for a in range(0, n, block):
+            count += int(np.count_nonzero(mask[a:a + block]))
+            ls.append(lith[a:a + block][..., ::step].ravel())
+            ss.append(sig[a:a + block][..., ::step].ravel())
+    lv, sv = np.concatenate(ls), np.concatenate(ss)
+    med = float(np.nanmedian(lv)) if np.isfinite(lv).any() else float("nan")
+    med_s = float(np.nanmedian(sv)) if np.isfinite(sv).any() else float("nan")
+    return count, med, med_s

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from xtwin.errors import XtwinInputError
-from xtwin.io._h5 import attrs_dict, open_h5, require, write_h5
+from xtwin.io._h5 import attrs_dict, open_h5, write_h5
 
 ENERGY_PATH = "/measurement/instrument/monochromator/energy"
 PIXEL_PATH = "/measurement/instrument/detector/pixel_size"
@@ -164,150 +164,208 @@ def _unit_attr(ds) -> str | None:
     return u
 
 
-def read_scan(path: str | os.PathLike) -> ScanData:
-    """Read and validate one scan file (Data Exchange layout).
+@dataclass(frozen=True)
+class ScanHeader:
+    """Everything about a scan but its pixel values.
 
-    Files with 3D ``/exchange/data`` hold one energy. A file with one projection and no
-    ``/exchange/theta`` is a 2D XANES image (theta = [0]).
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(n_energy, n_angle, n_row, n_col)``.
+    dtype : numpy.dtype
+        Projection dtype (integer counts or float transmission).
+    theta_deg, energy_eV : ndarray
+        Angles (degrees) and energies (eV, ascending).
+    pixel_size_m : float
+        Pixel size at the sample.
+    counts_per_photon : float
+        Detector gain.
+    exposure_s, flat_exposure_s : ndarray or None
+        Per-energy exposure of projections and flats.
+    n_flat, n_dark : int
+        Flat frames per energy and dark frames (0 when absent).
+    metadata, provenance : dict
+        From the file.
+    notes : tuple of str
+        Assumptions the reader made.
+    paths : tuple of str
+        Files read (empty for in-memory data).
+    """
+
+    shape: tuple[int, int, int, int]
+    dtype: np.dtype
+    theta_deg: np.ndarray
+    energy_eV: np.ndarray
+    pixel_size_m: float
+    counts_per_photon: float = 1.0
+    exposure_s: np.ndarray | None = None
+    flat_exposure_s: np.ndarray | None = None
+    n_flat: int = 0
+    n_dark: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+
+    @property
+    def is_tomography(self) -> bool:
+        """True when there are several rotation angles (False for 2D XANES)."""
+        return self.shape[1] > 1
+
+    @property
+    def is_counts(self) -> bool:
+        """True for integer detector counts."""
+        return np.dtype(self.dtype).kind in "iu"
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the projections in memory."""
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Where one energy's pixels live: an HDF5 file (or arrays) and an index in it."""
+
+    path: str | None
+    index: int | None        # energy index in 4D data, None for 3D data
+    flat_index: int | None   # energy index in 4D flats, None for 3D flats
+
+
+def read_header(path: str | os.PathLike):
+    """Read and validate the header of one scan file (no pixel data).
+
+    Returns
+    -------
+    (ScanHeader, list of _Part)
+        The header and where each energy's pixels are.
 
     Raises
     ------
     XtwinInputError
-        Missing file, not HDF5, missing dataset, wrong shape, NaN projections, bad units.
+        Missing file, not HDF5, damaged file, missing dataset, wrong shape, bad units.
     """
     path = Path(path)
-    notes: list[str] = []
-    with open_h5(path, "scan file") as f:
-        data = require(f, "/exchange/data", what="scan file", ndim=(3, 4))
-        one_energy = data.ndim == 3
-        if one_energy:
-            data = data[None]
-        flats = darks = None
-        if "/exchange/data_white" in f:
-            flats = f["/exchange/data_white"][()]
-            if flats.ndim == 3:
-                flats = flats[None] if one_energy else np.broadcast_to(
-                    flats, (data.shape[0],) + flats.shape).copy()
-        if "/exchange/data_dark" in f:
-            darks = f["/exchange/data_dark"][()]
-            if darks.ndim == 4:
-                darks = darks.reshape((-1,) + darks.shape[2:])
-            if darks.ndim == 2:
-                darks = darks[None]
-        if "/exchange/theta" in f:
-            theta = np.asarray(f["/exchange/theta"][()], dtype=float).ravel()
-            if _unit_attr(f["/exchange/theta"]) in ("rad", "radian", "radians"):
-                theta = np.degrees(theta)
-        elif data.shape[1] == 1:
-            theta = np.zeros(1)
-        else:
-            raise XtwinInputError(f"scan file {path} has {data.shape[1]} projections but no "
-                                  "/exchange/theta; add the rotation angles in degrees")
-        if ENERGY_PATH not in f:
-            raise XtwinInputError(f"scan file {path} has no dataset {ENERGY_PATH}; add the "
-                                  "monochromator energies (attribute units = eV or keV)")
-        e_ds = f[ENERGY_PATH]
-        energy = np.atleast_1d(np.asarray(e_ds[()], dtype=float)).ravel()
-        e_units = _unit_attr(e_ds)
-        if e_units is None:
-            key = "kev" if np.nanmax(energy) < 100 else "ev"
-            unit = "keV" if key == "kev" else "eV"
-            notes.append(f"energy has no units attribute; assumed {unit}")
-        else:
-            key = e_units.strip().lower()
-            if key not in _ENERGY_UNITS:
-                raise XtwinInputError(f"scan file {path}: unknown energy unit {e_units!r}; "
-                                      "use eV or keV")
-        energy = energy * _ENERGY_UNITS[key]
-        if PIXEL_PATH in f:
-            p_ds = f[PIXEL_PATH]
-            p_units = _unit_attr(p_ds)
-            pixel = _length_m(np.ravel(p_ds[()])[0], p_units, f"scan file {path}")
-            if p_units is None:
-                notes.append("pixel_size has no units attribute; assumed metres")
-        else:
-            pixel = ASSUMED_PIXEL_SIZE_M
-            notes.append(f"no {PIXEL_PATH}; assumed {pixel:g} m (scales mu only; "
-                         "lithiation is unaffected)")
-        gain = float(f[GAIN_PATH][()]) if GAIN_PATH in f else 1.0
-        exposure = [np.broadcast_to(np.asarray(f[pth][()], dtype=float).ravel(),
-                                    (data.shape[0],)).copy() if pth in f else None
-                    for pth in (EXPOSURE_PATH, FLAT_EXPOSURE_PATH)]
-        meta = attrs_dict(f["/measurement/sample"]) if "/measurement/sample" in f else {}
-        prov = attrs_dict(f["/provenance"]) if "/provenance" in f else {}
     try:
-        scan = ScanData(data=data, flats=flats, darks=darks, theta_deg=theta, energy_eV=energy,
-                        pixel_size_m=pixel, counts_per_photon=gain, exposure_s=exposure[0],
-                        flat_exposure_s=exposure[1], metadata=meta, provenance=prov,
-                        notes=tuple(notes))
-    except XtwinInputError as exc:
-        raise XtwinInputError(f"scan file {path}: {exc}") from None
-    return scan
+        with open_h5(path, "scan file") as f:
+            return _parse_header(f, path, ScanHeader, _Part)
+    except XtwinInputError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise XtwinInputError(f"scan file {path} could not be read ({exc}); it is damaged or "
+                              "not a Data Exchange scan file: copy it again from the original "
+                              "or check docs/file-formats.md") from None
 
 
-def series_order(paths: list[str | os.PathLike]) -> list[int] | None:
-    """If ``paths`` are an operando series (several files, each with several energies), their
-    order in time (by ``/measurement/sample`` attribute ``time_s``, else as given); else None.
-    """
-    import h5py
-
-    if len(paths) < 2:
-        return None
-    times = []
-    for p in paths:
-        if not (Path(p).is_file() and h5py.is_hdf5(p)):
-            return None
-        with h5py.File(p, "r") as f:
-            ds = f.get("/exchange/data")
-            if ds is None or ds.ndim != 4 or ds.shape[0] < 2:
-                return None
-            t = f["/measurement/sample"].attrs.get("time_s") if "/measurement/sample" in f \
-                else None
-            times.append(float(t) if t is not None else float(len(times)))
-    return sorted(range(len(paths)), key=lambda i: times[i])
-
-
-def read_scans(paths: list[str | os.PathLike]) -> ScanData:
-    """Read one scan, or merge single-energy files of one acquisition into one scan.
-
-    Raises
-    ------
-    XtwinInputError
-        If several files hold several energies each (an operando series: see
-        :func:`series_order`) or their geometry differs.
-    """
-    scans = [read_scan(p) for p in paths]
-    if len(scans) == 1:
-        return scans[0]
-    if any(s.data.shape[0] != 1 for s in scans):
-        raise XtwinInputError(
-            "several scan files were given and at least one holds several energies: that is an "
-            "operando series; process one time point per call (one multi-energy file, or one "
-            "file per energy of the same acquisition)")
-    ref = scans[0]
-    for p, s in zip(paths, scans):
-        if s.data.shape[1:] != ref.data.shape[1:] or not np.allclose(s.theta_deg, ref.theta_deg):
-            raise XtwinInputError(f"{p}: its projections or angles differ from {paths[0]}; "
-                                  "all energies of one acquisition must share the geometry")
-    order = np.argsort([s.energy_eV[0] for s in scans])
-    scans = [scans[i] for i in order]
-    flats = None
-    if all(s.flats is not None for s in scans):
-        n_flat = min(s.flats.shape[1] for s in scans)
-        flats = np.concatenate([s.flats[:, :n_flat] for s in scans])
-    darks = np.concatenate([s.darks for s in scans if s.darks is not None]) if any(
-        s.darks is not None for s in scans) else None
-    def cat(name: str) -> np.ndarray | None:
-        vals = [getattr(s, name) for s in scans]
-        return None if any(v is None for v in vals) else np.concatenate(vals)
-
-    return ScanData(
-        data=np.concatenate([s.data for s in scans]), flats=flats, darks=darks,
-        exposure_s=cat("exposure_s"), flat_exposure_s=cat("flat_exposure_s"),
-        theta_deg=ref.theta_deg, energy_eV=np.concatenate([s.energy_eV for s in scans]),
-        pixel_size_m=ref.pixel_size_m, counts_per_photon=ref.counts_per_photon,
-        metadata=ref.metadata, provenance={"merged_from": [str(p) for p in paths]},
-        notes=tuple(n for s in scans for n in s.notes))
+def _parse_header(f, path: Path, ScanHeader, _Part):  # noqa: N803 (classes passed in)
+    notes: list[str] = []
+    if "/exchange/data" not in f:
+        raise XtwinInputError(f"scan file {path} has no dataset /exchange/data; "
+                              "see docs/file-formats.md for the layout it must follow")
+    ds = f["/exchange/data"]
+    if ds.ndim not in (3, 4):
+        raise XtwinInputError(f"scan file {path}: /exchange/data has shape {ds.shape} "
+                              f"({ds.ndim}-D); expected 3 or 4 dimensions")
+    if ds.dtype.kind not in "fiu":
+        raise XtwinInputError(f"scan file {path}: projections have dtype {ds.dtype}; expected "
+                              "integer counts or float")
+    one_energy = ds.ndim == 3
+    shape = ((1,) + ds.shape) if one_energy else tuple(ds.shape)
+    n_e, n_a, n_r, n_c = shape
+    if min(shape) < 1 or n_c < 2:
+        raise XtwinInputError(f"scan file {path}: projections have an empty axis: shape {shape}")
+    n_flat = 0
+    flat_4d = False
+    if "/exchange/data_white" in f:
+        fl = f["/exchange/data_white"]
+        flat_4d = fl.ndim == 4
+        ok = (fl.ndim == 3 and fl.shape[1:] == (n_r, n_c)) or (
+            fl.ndim == 4 and fl.shape[0] == n_e and fl.shape[2:] == (n_r, n_c))
+        if not ok or fl.shape[-3] < 1:
+            raise XtwinInputError(f"scan file {path}: flats have shape {fl.shape}; expected "
+                                  f"({n_e}, n_flat, {n_r}, {n_c}) or (n_flat, {n_r}, {n_c})")
+        n_flat = fl.shape[-3]
+    n_dark = 0
+    if "/exchange/data_dark" in f:
+        dk = f["/exchange/data_dark"]
+        if dk.ndim not in (3, 4) or dk.shape[-2:] != (n_r, n_c):
+            raise XtwinInputError(f"scan file {path}: darks have shape {dk.shape}; expected "
+                                  f"(n_dark, {n_r}, {n_c})")
+        n_dark = int(np.prod(dk.shape[:-2]))
+    if "/exchange/theta" in f:
+        theta = np.asarray(f["/exchange/theta"][()], dtype=float).ravel()
+        if _unit_attr(f["/exchange/theta"]) in ("rad", "radian", "radians"):
+            theta = np.degrees(theta)
+    elif n_a == 1:
+        theta = np.zeros(1)
+    else:
+        raise XtwinInputError(f"scan file {path} has {n_a} projections but no "
+                              "/exchange/theta; add the rotation angles in degrees")
+    if theta.shape != (n_a,) or not np.all(np.isfinite(theta)):
+        raise XtwinInputError(f"scan file {path}: theta has {theta.shape} values for {n_a} "
+                              "projection angles; give one finite angle (degrees) per "
+                              "projection")
+    if ENERGY_PATH not in f:
+        raise XtwinInputError(f"scan file {path} has no dataset {ENERGY_PATH}; add the "
+                              "monochromator energies (attribute units = eV or keV)")
+    e_ds = f[ENERGY_PATH]
+    energy = np.atleast_1d(np.asarray(e_ds[()], dtype=float)).ravel()
+    e_units = _unit_attr(e_ds)
+    if e_units is None:
+        key = "kev" if energy.size and np.nanmax(energy) < 100 else "ev"
+        unit = "keV" if key == "kev" else "eV"
+        notes.append(f"energy has no units attribute; assumed {unit}")
+    else:
+        key = e_units.strip().lower()
+        if key not in _ENERGY_UNITS:
+            raise XtwinInputError(f"scan file {path}: unknown energy unit {e_units!r}; "
+                                  "use eV or keV")
+    energy = energy * _ENERGY_UNITS[key]
+    if energy.shape != (n_e,) or not np.all(np.isfinite(energy)):
+        raise XtwinInputError(f"scan file {path}: {energy.shape} energies for {n_e} energy "
+                              "stacks; give one finite energy per stack")
+    if len(np.unique(energy)) != n_e:
+        raise XtwinInputError(f"scan file {path}: energies repeat ({energy}); give distinct "
+                              "energies")
+    if PIXEL_PATH in f:
+        p_ds = f[PIXEL_PATH]
+        p_units = _unit_attr(p_ds)
+        pixel = _length_m(np.ravel(p_ds[()])[0], p_units, f"scan file {path}")
+        if p_units is None:
+            notes.append("pixel_size has no units attribute; assumed metres")
+    else:
+        pixel = ASSUMED_PIXEL_SIZE_M
+        notes.append(f"no {PIXEL_PATH}; assumed {pixel:g} m (scales mu only; "
+                     "lithiation is unaffected)")
+    if not (np.isfinite(pixel) and 1e-10 < pixel < 1e-2):
+        raise XtwinInputError(f"scan file {path}: pixel size {pixel} m is not plausible; "
+                              "check its units attribute")
+    gain = float(np.ravel(f[GAIN_PATH][()])[0]) if GAIN_PATH in f else 1.0
+    if not (np.isfinite(gain) and gain > 0):
+        raise XtwinInputError(f"scan file {path}: counts per photon {gain} must be positive")
+    exposure = []
+    for pth in (EXPOSURE_PATH, FLAT_EXPOSURE_PATH):
+        if pth not in f:
+            exposure.append(None)
+            continue
+        val = np.asarray(f[pth][()], dtype=float).ravel()
+        if val.size not in (1, n_e) or not np.all(val > 0):
+            raise XtwinInputError(f"scan file {path}: {pth} must hold one positive time per "
+                                  f"energy, got {val}")
+        exposure.append(np.broadcast_to(val, (n_e,)).copy())
+    meta = attrs_dict(f["/measurement/sample"]) if "/measurement/sample" in f else {}
+    prov = attrs_dict(f["/provenance"]) if "/provenance" in f else {}
+    order = np.argsort(energy)
+    header = ScanHeader(
+        shape=shape, dtype=ds.dtype, theta_deg=theta, energy_eV=energy[order],
+        pixel_size_m=pixel, counts_per_photon=gain,
+        exposure_s=None if exposure[0] is None else exposure[0][order],
+        flat_exposure_s=None if exposure[1] is None else exposure[1][order],
+        n_flat=n_flat, n_dark=n_dark, metadata=meta, provenance=prov, notes=tuple(notes),
+        paths=(str(path),))
+    parts = [_Part(str(path), None if one_energy else int(e),
+                   (int(e) if flat_4d else None)) for e in order]
+    return header, parts
 
 
 def write_scan(path: str | os.PathLike, scan: ScanData) -> None:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from xtwin.errors import XtwinInputError
+from xtwin.io.detector import estimate_counts_per_photon
 from xtwin.io.scan import ScanData
-from xtwin.prep.normalize import estimate_counts_per_photon
 
 _DTYPES = {5: np.dtype("<u2"), 10: np.dtype("<f4")}
 _ENERGY_IN_NAME = re.compile(r"_(\d+(?:\.\d+)?)_?eV", re.IGNORECASE)

@@ -110,7 +110,7 @@ def background_energy_dependence(energy_eV: np.ndarray | float) -> np.ndarray:
     Taken from NMC532 without the Ni K jump; electrolyte, carbon and other light phases
     follow nearly the same power law (E^-2.6 to E^-2.8) in this 200 eV window.
     """
-    from xtwin.physics.xanes import nmc532_partial_densities_g_cm3
+    from xtwin.physics.materials import nmc532_partial_densities_g_cm3
 
     dens = nmc532_partial_densities_g_cm3(1.0)
 

@@ -27,8 +27,8 @@ from xtwin.physics.attenuation import (
     mu_per_m,
     ni_k_jump_cm2_g,
 )
-from xtwin.physics.materials import Material, x_from_lithiation
-from xtwin.physics.xanes import XanesModel, nmc532_partial_densities_g_cm3
+from xtwin.physics.materials import Material, nmc532_partial_densities_g_cm3, x_from_lithiation
+from xtwin.physics.xanes import XanesModel
 
 EV_TO_J = 1.602176634e-19
 

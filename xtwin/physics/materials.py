@@ -234,3 +234,11 @@ def glassy_carbon() -> Material:
 def aluminium() -> Material:
     """Al current collector, 2.70 g/cm3."""
     return material_from_formula("Al", "Al", 2.70)
+
+
+def nmc532_partial_densities_g_cm3(x: float) -> dict[int, float]:
+    """Partial density (g/cm3) of each element in Li_x NMC532 at fixed lattice volume."""
+    cell_cm3 = np.sqrt(3) / 2 * NMC532_A_ANGSTROM**2 * NMC532_C_ANGSTROM * 1e-24
+    per_fu = NMC532_FORMULA_UNITS_PER_CELL / AVOGADRO / cell_cm3
+    comp = {3: (x, 6.94), 28: (0.5, 58.693), 25: (0.3, 54.938), 27: (0.2, 58.933), 8: (2, 15.999)}
+    return {z: n * m * per_fu for z, (n, m) in comp.items()}

@@ -34,13 +34,7 @@ from xtwin.physics.attenuation import (
     ni_k_jump_cm2_g,
     ni_nonresonant_cm2_g,
 )
-from xtwin.physics.materials import (
-    AVOGADRO,
-    NMC532_A_ANGSTROM,
-    NMC532_C_ANGSTROM,
-    NMC532_FORMULA_UNITS_PER_CELL,
-    x_from_lithiation,
-)
+from xtwin.physics.materials import nmc532_partial_densities_g_cm3, x_from_lithiation
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 #: Relative bandwidth of a Si(111) double-crystal monochromator.
@@ -208,14 +202,6 @@ class XanesModel:
         mu0 = _nmc_mu_per_m(e_true, 0.0, s_d)
         mu1 = _nmc_mu_per_m(e_true, 1.0, s_l)
         return mu0, mu1 - mu0
-
-
-def nmc532_partial_densities_g_cm3(x: float) -> dict[int, float]:
-    """Partial density (g/cm3) of each element in Li_x NMC532 at fixed lattice volume."""
-    cell_cm3 = np.sqrt(3) / 2 * NMC532_A_ANGSTROM**2 * NMC532_C_ANGSTROM * 1e-24
-    per_fu = NMC532_FORMULA_UNITS_PER_CELL / AVOGADRO / cell_cm3
-    comp = {3: (x, 6.94), 28: (0.5, 58.693), 25: (0.3, 54.938), 27: (0.2, 58.933), 8: (2, 15.999)}
-    return {z: n * m * per_fu for z, (n, m) in comp.items()}
 
 
 def _nmc_mu_per_m(e_true: np.ndarray, w: float, shape: np.ndarray) -> np.ndarray:

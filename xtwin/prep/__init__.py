@@ -1,13 +1,10 @@
-"""Preprocessing: flat/dark normalization and -log with per-pixel variance."""
+"""Preprocessing: flat/dark normalization and -log with per-pixel variance; registration."""
 
-from xtwin.prep.center import CenterEstimate, find_rotation_center, shift_rows
-from xtwin.prep.normalize import Absorbance, estimate_counts_per_photon, normalize_scan
+from xtwin.prep.normalize import (
+    Absorbance,
+    estimate_counts_per_photon,
+    normalize_block,
+    normalize_scan,
+)
 
-__all__ = [
-    "Absorbance",
-    "CenterEstimate",
-    "estimate_counts_per_photon",
-    "find_rotation_center",
-    "normalize_scan",
-    "shift_rows",
-]
+__all__ = ["Absorbance", "estimate_counts_per_photon", "normalize_block", "normalize_scan"]

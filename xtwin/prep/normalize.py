@@ -17,7 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from xtwin.errors import XtwinInputError
+from xtwin.io.detector import estimate_counts_per_photon
 from xtwin.io.scan import ScanData
+
+__all__ = ["Absorbance", "estimate_counts_per_photon", "exposure_ratios", "normalize_block",
+           "normalize_scan"]
 
 #: Counts below this (after dark subtraction) are clamped before the log.
 MIN_COUNTS = 0.5
@@ -36,35 +40,103 @@ class Absorbance:
 
 
 def _robust_white_variance(p: np.ndarray) -> np.ndarray:
-    """White-noise variance per image (last two axes) from second differences along columns."""
-    d2 = p[..., 2:] - 2 * p[..., 1:-1] + p[..., :-2]
-    flat = d2.reshape(d2.shape[:-2] + (-1,))
-    med = np.median(flat, axis=-1, keepdims=True)
-    mad = np.median(np.abs(flat - med), axis=-1)
-    return (1.4826 * mad) ** 2 / 6.0
+    """White-noise variance per image row (last axis) from second differences (robust MAD).
 
-
-def estimate_counts_per_photon(frame_a: np.ndarray, frame_b: np.ndarray, *,
-                               min_counts: float = 50.0) -> float:
-    """Detector counts per Poisson event from two repeated frames of the same scene.
-
-    For counts ``c = g n`` with Poisson ``n``, ``var(a - b) = g (a + b)``; so
-    ``g = median((a - b)^2 / (a + b)) / 0.4549`` (0.4549 is the median of chi-square with one
-    degree of freedom), robust to edges and a slow drift. A scintillator's blur correlates
-    neighbouring pixels and lowers g below the true gain: g here is what the per-pixel noise
-    model needs.
+    Row-local, so a block of rows gives the same values as the whole detector.
     """
-    a = np.asarray(frame_a, dtype=np.float64)
-    b = np.asarray(frame_b, dtype=np.float64)
-    ok = (a + b) > 2 * min_counts
-    if ok.sum() < 100:
-        raise XtwinInputError("too few bright pixels in the repeated frames to estimate the "
-                              "detector gain")
-    return float(np.median((a[ok] - b[ok]) ** 2 / (a[ok] + b[ok])) / 0.4549)
+    d2 = p[..., 2:] - 2 * p[..., 1:-1] + p[..., :-2]
+    med = np.median(d2, axis=-1, keepdims=True)
+    mad = np.median(np.abs(d2 - med), axis=-1)
+    return ((1.4826 * mad) ** 2 / 6.0).astype(np.float32)
+
+
+def normalize_block(
+    data: np.ndarray,
+    flats: np.ndarray | None,
+    dark_mean: np.ndarray | None,
+    *,
+    counts_per_photon: float = 1.0,
+    exposure_ratio: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """-ln(I/I0) and its Poisson variance for one energy's block of detector rows.
+
+    Every value depends only on the same detector pixel (and, for float data without flats,
+    on its detector row), so blocks of rows give exactly what the whole detector gives.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_angle, n_row, n_col)
+        Raw projections: integer counts, or float transmission / intensity.
+    flats : ndarray, shape (n_flat, n_row, n_col), optional
+        Raw flat fields.
+    dark_mean : ndarray, shape (n_row, n_col), optional
+        Mean dark field.
+    counts_per_photon : float
+        Detector gain ``g``.
+    exposure_ratio : float
+        Projection exposure over flat exposure (the flats are scaled by it).
+
+    Returns
+    -------
+    absorbance, variance : ndarray, float32
+    notes : list of str
+        What was assumed or clamped.
+
+    References
+    ----------
+    .. [1] DESIGN.md, "Physics conventions": var(-ln(I/I0)) = 1/I + 1/I0 in photons.
+    """
+    notes: list[str] = []
+    counts = data.dtype.kind in "iu"
+    dark = np.float32(0.0) if dark_mean is None else dark_mean.astype(np.float32)
+    floor = np.float32(MIN_COUNTS if counts else 1e-6)
+    if flats is None:
+        if counts:
+            raise XtwinInputError("the scan has integer counts but no flat fields "
+                                  "(/exchange/data_white); add flats to normalize it")
+        signal = np.maximum(data.astype(np.float32), floor)
+        clamped = int(np.count_nonzero(data <= floor))
+        p = -np.log(signal)
+        var = np.broadcast_to(_robust_white_variance(p)[..., None], p.shape).astype(np.float32)
+        notes.append("no flat fields; float projections taken as transmission I/I0; noise "
+                     "variance estimated per detector row from second differences (robust MAD)")
+    else:
+        n_flat = flats.shape[0]
+        flat_raw = flats.astype(np.float32).mean(axis=0)
+        flat = flat_raw - dark
+        if np.any(flat <= 0):
+            raise XtwinInputError("flat fields are not above the dark level everywhere; check "
+                                  "that flats and darks are not swapped, and that no flat "
+                                  "frame is empty")
+        flat_rel_var = np.float32(counts_per_photon) * flat_raw / (n_flat * flat**2)
+        flat = flat * np.float32(exposure_ratio)
+        raw = data.astype(np.float32)
+        signal = raw - dark
+        clamped = int(np.count_nonzero(signal < floor))
+        signal = np.maximum(signal, floor)
+        p = -np.log(signal / flat)
+        if counts:
+            var = np.float32(counts_per_photon) * np.maximum(raw, floor) / signal**2
+            var += flat_rel_var
+        else:
+            var = np.broadcast_to(_robust_white_variance(p)[..., None], p.shape).astype(
+                np.float32)
+            notes.append("float projections: noise variance estimated per detector row from "
+                         "second differences (robust MAD)")
+    if clamped:
+        notes.append(f"{clamped} values at or below zero after dark subtraction were clamped")
+    return p.astype(np.float32, copy=False), var.astype(np.float32, copy=False), notes
+
+
+def exposure_ratios(exposure_s, flat_exposure_s, n_energy: int) -> np.ndarray:
+    """Projection over flat exposure per energy (ones when either is unknown)."""
+    if exposure_s is None or flat_exposure_s is None:
+        return np.ones(n_energy)
+    return np.asarray(exposure_s, dtype=float) / np.asarray(flat_exposure_s, dtype=float)
 
 
 def normalize_scan(scan: ScanData) -> Absorbance:
-    """Turn raw projections into absorbance with per-value variance.
+    """Turn raw projections of an in-memory scan into absorbance with per-value variance.
 
     Parameters
     ----------
@@ -74,51 +146,23 @@ def normalize_scan(scan: ScanData) -> Absorbance:
     Returns
     -------
     Absorbance
-        ``-ln(I/I0)`` (float32) and its variance.
+        ``-ln(I/I0)`` (float32) and its variance, energies in the scan's order.
     """
     notes = list(scan.notes)
-    data = scan.data.astype(np.float64)
-    dark = scan.darks.mean(axis=0) if scan.darks is not None and len(scan.darks) else 0.0
     if scan.darks is None:
         notes.append("no dark fields; assumed a zero dark level")
-    counts = scan.data.dtype.kind in "iu"
-    if scan.flats is None:
-        if counts:
-            raise XtwinInputError("the scan has integer counts but no flat fields "
-                                  "(/exchange/data_white); add flats to normalize it")
-        notes.append("no flat fields; float projections taken as transmission I/I0")
-        trans = data
-        n_flat = 0
-        flat = np.ones_like(data[:, :1])
-    else:
-        n_flat = scan.flats.shape[1]
-        flat_raw = scan.flats.astype(np.float64).mean(axis=1, keepdims=True)
-        flat = flat_raw - dark
-        if np.any(flat <= 0):
-            raise XtwinInputError("flat fields are not above the dark level everywhere; check "
-                                  "that flats and darks are not swapped")
-        trans = None
-        # relative variance of the flat mean, in its own counts (scaling does not change it)
-        flat_rel_var = scan.counts_per_photon * flat_raw / (n_flat * flat**2)
-        if scan.exposure_s is not None and scan.flat_exposure_s is not None:
-            ratio = np.asarray(scan.exposure_s) / np.asarray(scan.flat_exposure_s)
-            if not np.allclose(ratio, 1.0):
-                notes.append(f"flats scaled to the projection exposure by {ratio.round(4)}")
-            flat = flat * ratio[:, None, None, None]
-    signal = data - dark if trans is None else data
-    clamped = int(np.count_nonzero(signal < (MIN_COUNTS if counts else 1e-6)))
-    if clamped:
-        notes.append(f"{clamped} values at or below zero after dark subtraction were clamped")
-    floor = MIN_COUNTS if counts else 1e-6
-    signal = np.maximum(signal, floor)
-    p = -np.log(signal / flat) if trans is None else -np.log(signal)
-    if counts:
-        g = scan.counts_per_photon
-        var = g * np.maximum(data, floor) / signal**2
-        var = var + flat_rel_var
-    else:
-        var = np.broadcast_to(_robust_white_variance(p)[..., None, None], p.shape).copy()
-        notes.append("float projections: noise variance estimated per image from second "
-                     "differences (robust MAD)")
-    return Absorbance(p.astype(np.float32), var.astype(np.float32), scan.theta_deg,
-                      scan.energy_eV, scan.pixel_size_m, tuple(notes))
+    dark = scan.darks.astype(np.float64).mean(axis=0).astype(np.float32) if (
+        scan.darks is not None and len(scan.darks)) else None
+    ratio = exposure_ratios(scan.exposure_s, scan.flat_exposure_s, scan.data.shape[0])
+    if not np.allclose(ratio, 1.0):
+        notes.append(f"flats scaled to the projection exposure by {ratio.round(4)}")
+    ps, vs = [], []
+    for e in range(scan.data.shape[0]):
+        p, v, n = normalize_block(scan.data[e], None if scan.flats is None else scan.flats[e],
+                                  dark, counts_per_photon=scan.counts_per_photon,
+                                  exposure_ratio=float(ratio[e]))
+        ps.append(p)
+        vs.append(v)
+        notes.extend(x for x in n if x not in notes)
+    return Absorbance(np.stack(ps), np.stack(vs), scan.theta_deg, scan.energy_eV,
+                      scan.pixel_size_m, tuple(notes))

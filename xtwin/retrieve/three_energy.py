@@ -114,15 +114,19 @@ def calibrate(
     return cal
 
 
-def retrieve(
-    mu: np.ndarray,
-    mu_sigma: np.ndarray,
-    calibration: Calibration,
-    *,
-    min_jump_snr: float = 3.0,
-    min_jump_fraction: float = 0.2,
-) -> Retrieval:
-    """Solve for (B, J, w) in every voxel.
+@dataclass(frozen=True)
+class Solution:
+    """Unmasked per-voxel solution of the linear model (see :func:`solve`)."""
+
+    lithiation: np.ndarray
+    sigma: np.ndarray
+    edge_jump: np.ndarray
+    edge_jump_sigma: np.ndarray
+    background: np.ndarray
+
+
+def solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> Solution:
+    """Solve for (B, J, w) in every voxel, with first-order sigma and the ratio-bias correction.
 
     Parameters
     ----------
@@ -131,8 +135,11 @@ def retrieve(
         its standard uncertainty.
     calibration : Calibration
         From :func:`calibrate`.
-    min_jump_snr, min_jump_fraction : float
-        Masking thresholds (see module docstring).
+
+    Returns
+    -------
+    Solution
+        float32 arrays of shape ``mu.shape[1:]``; no mask applied.
     """
     m = calibration.matrix
     if mu.shape[0] != m.shape[0] or mu_sigma.shape != mu.shape:
@@ -148,11 +155,102 @@ def retrieve(
         w = k / j
         w = w - (w * c_jj - c_jk) / j**2
         sigma = np.sqrt(np.maximum(c_kk - 2 * w * c_jk + w**2 * c_jj, 0.0)) / np.abs(j)
-        snr = j / np.sqrt(c_jj)
-    j_ref = np.percentile(j[np.isfinite(j)], 99.5) if np.any(np.isfinite(j)) else 0.0
-    mask = (snr >= min_jump_snr) & (j >= min_jump_fraction * j_ref) & np.isfinite(w)
     shape = mu.shape[1:]
-    w = np.where(mask, w, np.nan).reshape(shape)
-    sigma = np.where(mask, sigma, np.nan).reshape(shape)
-    return Retrieval(w.astype(np.float32), sigma.astype(np.float32), mask.reshape(shape),
-                     j.reshape(shape).astype(np.float32), b.reshape(shape).astype(np.float32))
+
+    def f32(a: np.ndarray) -> np.ndarray:
+        return a.reshape(shape).astype(np.float32)
+
+    return Solution(f32(w), f32(sigma), f32(j), f32(np.sqrt(c_jj)), f32(b))
+
+
+#: Percentile of the edge jump taken as the "dense NMC" reference for masking.
+JUMP_REFERENCE_PERCENTILE = 99.5
+_HIST_BINS = 1 << 16
+
+
+def jump_histogram(chunks, lo: float, hi: float) -> np.ndarray:
+    """Counts of finite edge-jump values in ``2**16`` equal bins over ``[lo, hi]``.
+
+    Integer counts summed over chunks: exactly the same whatever the chunking.
+    """
+    counts = np.zeros(_HIST_BINS, dtype=np.int64)
+    for c in chunks:
+        v = np.asarray(c, dtype=np.float64).ravel()
+        v = v[np.isfinite(v)]
+        if v.size:
+            counts += np.histogram(v, bins=_HIST_BINS, range=(lo, hi if hi > lo else lo + 1))[0]
+    return counts
+
+
+def percentile_from_histogram(counts: np.ndarray, lo: float, hi: float, q: float) -> float:
+    """The ``q``-th percentile (linear within the bin) of the values histogrammed by
+    :func:`jump_histogram`; exact to one bin width, ``(hi - lo) / 2**16``."""
+    n = int(counts.sum())
+    if n == 0:
+        return 0.0
+    if hi <= lo:
+        return float(lo)
+    width = (hi - lo) / counts.size
+    rank = q / 100.0 * (n - 1)
+    cum = np.cumsum(counts)
+    i = int(np.searchsorted(cum, rank, side="right"))
+    i = min(i, counts.size - 1)
+    before = cum[i - 1] if i > 0 else 0
+    frac = (rank - before + 0.5) / max(int(counts[i]), 1)
+    return float(lo + (i + min(max(frac, 0.0), 1.0)) * width)
+
+
+def jump_reference(edge_jump: np.ndarray) -> float:
+    """Robust maximum of the edge jump (the 99.5th percentile, via :func:`jump_histogram`)."""
+    finite = edge_jump[np.isfinite(edge_jump)]
+    if finite.size == 0:
+        return 0.0
+    lo, hi = float(finite.min()), float(finite.max())
+    return percentile_from_histogram(jump_histogram([finite], lo, hi), lo, hi,
+                                     JUMP_REFERENCE_PERCENTILE)
+
+
+def apply_mask(solution: Solution, jump_reference_value: float, *, min_jump_snr: float = 3.0,
+               min_jump_fraction: float = 0.2) -> Retrieval:
+    """Keep voxels with a significant Ni edge jump; NaN elsewhere.
+
+    A voxel has Ni when ``J / sigma_J >= min_jump_snr`` and
+    ``J >= min_jump_fraction * jump_reference_value``.
+    """
+    s = solution
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = s.edge_jump / s.edge_jump_sigma
+    mask = ((snr >= min_jump_snr) & (s.edge_jump >= min_jump_fraction * jump_reference_value)
+            & np.isfinite(s.lithiation))
+    return Retrieval(np.where(mask, s.lithiation, np.float32(np.nan)),
+                     np.where(mask, s.sigma, np.float32(np.nan)), mask, s.edge_jump,
+                     s.background)
+
+
+def retrieve(
+    mu: np.ndarray,
+    mu_sigma: np.ndarray,
+    calibration: Calibration,
+    *,
+    min_jump_snr: float = 3.0,
+    min_jump_fraction: float = 0.2,
+) -> Retrieval:
+    """Solve for (B, J, w) in every voxel and mask voxels without Ni.
+
+    Parameters
+    ----------
+    mu, mu_sigma : ndarray, shape (n_energy, ...)
+        Attenuation (or optical density) per energy, in the calibration's energy order, and
+        its standard uncertainty.
+    calibration : Calibration
+        From :func:`calibrate`.
+    min_jump_snr, min_jump_fraction : float
+        Masking thresholds (see module docstring and :func:`apply_mask`).
+
+    Returns
+    -------
+    Retrieval
+    """
+    sol = solve(mu, mu_sigma, calibration)
+    return apply_mask(sol, jump_reference(sol.edge_jump), min_jump_snr=min_jump_snr,
+                      min_jump_fraction=min_jump_fraction)

@@ -1,0 +1,188 @@
+"""Memory model of the streaming pipeline: predict the peak before the run, choose the block.
+
+The pipeline holds, at its peak, the process's baseline (interpreter, libraries), plus either
+the registration sample (a few projections of every energy) or one block of detector rows with
+everything derived from it. The terms below count the arrays each stage allocates; their
+constants were checked against measured peak RSS (``benchmarks/run.py``; the issue's target is
+25 %).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from xtwin.errors import XtwinInputError
+
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20,
+          "MB": 1 << 20, "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30,
+          "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}
+
+
+def parse_bytes(text: str | int | float) -> int:
+    """``"2GB"``, ``"512 MiB"``, ``"1.5G"`` or a number of bytes -> bytes (binary units)."""
+    if isinstance(text, int | float):
+        return int(text)
+    s = text.strip().upper().replace(" ", "")
+    num = s.rstrip("KMGTIB")
+    unit = s[len(num):]
+    try:
+        value = float(num)
+    except ValueError:
+        value = -1.0
+    if unit not in _UNITS or value <= 0:
+        raise XtwinInputError(f"memory limit {text!r} is not a size; write e.g. 2GB or 512MB")
+    return int(value * _UNITS[unit])
+
+
+def current_rss_bytes() -> int:
+    """Resident set size of this process now (Linux /proc; 0 where unknown)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def available_bytes() -> int:
+    """Memory available to a new allocation (Linux MemAvailable; 4 GiB where unknown)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 4 << 30
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Block size and the predicted peak of each phase, in bytes."""
+
+    rows_per_block: int
+    baseline: int
+    registration: int
+    block: int
+    limit: int | None
+
+    @property
+    def peak(self) -> int:
+        """Predicted peak resident memory."""
+        return self.baseline + max(self.registration, self.block)
+
+    def as_dict(self) -> dict[str, int | None]:
+        """For provenance and benchmarks."""
+        return {"rows_per_block": self.rows_per_block, "baseline_bytes": self.baseline,
+                "registration_bytes": self.registration, "block_bytes": self.block,
+                "predicted_peak_bytes": self.peak, "limit_bytes": self.limit}
+
+
+def registration_bytes(shape: tuple[int, int, int, int], itemsize: int, n_sample: int) -> int:
+    """The registration sample: float32 absorbance of every energy at ``n_sample`` angles,
+    plus one energy's normalization temporaries."""
+    n_e, _, n_r, n_c = shape
+    if n_e < 2:
+        return 0
+    one = n_sample * n_r * n_c
+    return int(n_e * one * 4 + one * (itemsize + 24) + 8 * n_r * n_c * 8)
+
+
+def block_bytes(shape: tuple[int, int, int, int], itemsize: int, rows: int, *, halo: int,
+                workers: int, n_flat: int, tomography: bool) -> int:
+    """Memory for one block of ``rows`` detector rows, everything derived from it included."""
+    n_e, n_a, _, n_c = shape
+    window = n_a * (rows + halo) * n_c
+    # one energy being read and normalized: raw, float32 copy, signal, p, var, shifted p/var
+    reading = window * (itemsize + 4 * 6) + (n_flat + 4) * (rows + halo) * n_c * 4
+    absorb = n_e * n_a * rows * n_c * 4 * 2          # p and var of every energy
+    if tomography:
+        vol = n_e * rows * n_c * n_c * 4 * 2          # mu and sigma
+        n_pad = 2 * n_c
+        spectrum = n_e * n_a * (n_pad // 2 + 1) * 8 * 3  # complex64 spectra and products
+        grid = int((1.25 * n_pad) ** 2 * 8) + n_c * n_c * 8 * 4
+        per_worker = spectrum + grid + n_e * n_pad * n_a * 4 * 2
+        pix = rows * n_c * n_c
+    else:
+        vol = n_e * rows * n_c * 4 * 2
+        per_worker = 0
+        pix = rows * n_c
+    solve = min(pix, n_c * n_c * max(1, rows)) * (n_e * 8 * 2 + 8 * 10)
+    out = pix * 4 * 5
+    return int(reading + absorb + vol + workers * per_worker + solve + out)
+
+
+def plan_memory(shape: tuple[int, int, int, int], itemsize: int, *, n_rows_out: int,
+                halo: int, workers: int, n_flat: int, tomography: bool, n_sample: int,
+                limit: int | None, baseline: int | None = None) -> MemoryPlan:
+    """Choose the largest block of rows whose predicted peak fits ``limit``.
+
+    Parameters
+    ----------
+    shape : tuple
+        Scan shape (n_energy, n_angle, n_row, n_col).
+    itemsize : int
+        Bytes per raw projection value.
+    n_rows_out : int
+        Rows to reconstruct.
+    halo : int
+        Extra rows read per block for the registration kernel.
+    workers : int
+        Threads reconstructing slices at once.
+    n_flat : int
+        Flat frames per energy.
+    tomography : bool
+        False for 2D XANES.
+    n_sample : int
+        Projections per energy read for registration.
+    limit : int, optional
+        Memory limit in bytes (default: half the available memory).
+    baseline : int, optional
+        Resident memory before the run (default: measured now).
+
+    Returns
+    -------
+    MemoryPlan
+
+    Raises
+    ------
+    XtwinInputError
+        When not even one row fits, with the numbers.
+    """
+    base = current_rss_bytes() if baseline is None else baseline
+    cap = limit if limit is not None else max(base + (1 << 28), available_bytes() // 2)
+    reg = registration_bytes(shape, itemsize, n_sample)
+
+    def fits(r: int) -> bool:
+        return base + max(reg, block_bytes(shape, itemsize, r, halo=halo, workers=workers,
+                                           n_flat=n_flat, tomography=tomography)) <= cap
+
+    if not fits(1):
+        need = base + max(reg, block_bytes(shape, itemsize, 1, halo=halo, workers=workers,
+                                           n_flat=n_flat, tomography=tomography))
+        raise XtwinInputError(
+            f"this scan cannot be processed within {cap / 2**30:.2f} GiB: the smallest block "
+            f"(one detector row) needs about {need / 2**30:.2f} GiB ({base / 2**30:.2f} GiB "
+            f"baseline, {reg / 2**30:.2f} GiB registration sample, "
+            f"{block_bytes(shape, itemsize, 1, halo=halo, workers=workers, n_flat=n_flat, tomography=tomography) / 2**30:.2f} GiB per row block); "  # noqa: E501
+            "raise --memory-limit, use fewer --workers, or bin the detector")
+    lo, hi = 1, max(1, n_rows_out)
+    while lo < hi:  # largest fitting block
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    blk = block_bytes(shape, itemsize, lo, halo=halo, workers=workers, n_flat=n_flat,
+                      tomography=tomography)
+    return MemoryPlan(int(lo), int(base), int(reg), int(blk), limit)
+
+
+def even_blocks(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
+    """Split rows ``[lo, hi)`` into consecutive blocks of at most ``size`` rows."""
+    size = max(1, int(size))
+    return [(a, min(a + size, hi)) for a in range(lo, hi, size)]
+
+
+__all__ = ["MemoryPlan", "available_bytes", "block_bytes", "current_rss_bytes", "even_blocks",
+           "parse_bytes", "plan_memory", "registration_bytes"]

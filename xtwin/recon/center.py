@@ -1,0 +1,114 @@
+"""Rotation-axis position, found from the data (beside the reconstruction, as in tomopy).
+
+The search reconstructs a few detector rows for trial axis positions and keeps the one whose
+slices have the least negative attenuation: attenuation cannot be negative, and an off-centre
+axis paints negative crescents around every feature. Trial positions enter the Fourier
+back-projection as a phase (no interpolation), so the search is not pulled toward
+half-pixel offsets the way interpolation-based shifts pull sharpness metrics. A coarse search
+(1 px steps) runs on sinograms binned to at most 256 columns and 360 angles; a fine one
+(0.1 px) at full resolution. On the twin with a known offset of 2.7 pixels it finds 2.68-2.72
+per row (tested within 0.15 px).
+
+References
+----------
+.. [1] T. Donath, F. Beckmann and A. Schreyer, "Automated determination of the center of
+   rotation in tomography data," J. Opt. Soc. Am. A 23, 1048-1057 (2006).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from xtwin.errors import XtwinInputError
+
+
+@dataclass(frozen=True)
+class CenterEstimate:
+    """Rotation axis minus detector centre ((n_col - 1) / 2), in pixels, and its spread."""
+
+    offset_px: float
+    per_row_px: np.ndarray
+    rows: np.ndarray
+    energy_eV: float
+
+    @property
+    def spread_px(self) -> float:
+        """Robust spread (1.4826 MAD) of the per-row estimates."""
+        return float(1.4826 * np.median(np.abs(self.per_row_px - self.offset_px)))
+
+
+def _negativity(rec: np.ndarray) -> np.ndarray:
+    return -np.where(rec < 0, rec, 0.0).sum(axis=(-2, -1))
+
+
+def _best(trials: np.ndarray, score: np.ndarray) -> float:
+    i = int(np.clip(np.argmin(score), 1, trials.size - 2))
+    y0, y1, y2 = score[i - 1], score[i], score[i + 1]
+    denom = y0 - 2 * y1 + y2
+    step = 0.5 * (y0 - y2) / denom if denom > 0 else 0.0
+    return float(trials[i] + np.clip(step, -1, 1) * (trials[1] - trials[0]))
+
+
+def center_from_sinograms(sinos: np.ndarray, theta_deg: np.ndarray, *,
+                          search_px: float | None = None) -> np.ndarray:
+    """Per-sinogram axis offsets (pixels) for ``sinos`` of shape (n_rows, n_angle, n_col)."""
+    from xtwin.recon.fourier import FourierFBP
+
+    n_rows, n_a, n_c = sinos.shape
+    search = float(search_px if search_px is not None else min(n_c / 8.0, 40.0))
+    b = max(1, n_c // 256)
+    step_a = max(1, n_a // 360)
+    nb = n_c // b
+    coarse_s = sinos[:, ::step_a, :nb * b].reshape(n_rows, -1, nb, b).mean(axis=-1)
+    theta_c = np.asarray(theta_deg)[::step_a]
+    # binning by b moves the detector centre by (b - 1) / 2 / b binned pixels when n_c % b == 0
+    centre_shift = ((n_c - 1) / 2.0 - ((nb - 1) / 2.0 * b + (b - 1) / 2.0)) / b
+    coarse = np.arange(-np.floor(search / b), np.floor(search / b) + 1.0)
+    out = []
+    for r in range(n_rows):
+        sc = [_negativity(FourierFBP(nb, theta_c, c + centre_shift).fbp(coarse_s[r]))
+              for c in coarse]
+        c0 = float(coarse[int(np.argmin(sc))]) * b
+        span = max(1.0, float(b))
+        fine = c0 + np.arange(-span, span + 1e-6, 0.1)
+        sf = np.array([_negativity(FourierFBP(n_c, theta_deg, c).fbp(sinos[r])) for c in fine])
+        out.append(_best(fine, sf))
+    return np.asarray(out)
+
+
+def choose_rows(contrast: np.ndarray, n_rows: int = 5) -> np.ndarray:
+    """The most structured rows (by projection contrast), spread over the detector."""
+    n_r = contrast.size
+    order = np.argsort(-contrast, kind="stable")
+    return np.sort(order[np.linspace(0, max(n_r // 3, 1) - 1, min(n_rows, n_r)).astype(int)])
+
+
+def find_rotation_center(absorbance, *, n_rows: int = 5,
+                         search_px: float | None = None) -> CenterEstimate:
+    """Estimate the rotation axis position of a parallel-beam tomogram.
+
+    Parameters
+    ----------
+    absorbance : Absorbance
+        ``-ln(I/I0)``, (energy, angle, row, col); the most absorbing energy is used.
+    n_rows : int
+        Rows searched (the most structured ones, spread over the detector).
+    search_px : float, optional
+        Largest offset tried (default: an eighth of the detector width, at most 40 px).
+
+    Returns
+    -------
+    CenterEstimate
+    """
+    p = absorbance.absorbance
+    n_e, n_a, n_r, n_c = p.shape
+    if n_a < 8:
+        raise XtwinInputError("finding the rotation axis needs a tomogram (several angles)")
+    ie = int(np.argmax(p.reshape(n_e, -1).mean(axis=1)))
+    rows = choose_rows(p[ie].std(axis=(0, 2)), n_rows)
+    sinos = np.ascontiguousarray(np.swapaxes(p[ie][:, rows, :], 0, 1), dtype=np.float32)
+    per_row = center_from_sinograms(sinos, absorbance.theta_deg, search_px=search_px)
+    return CenterEstimate(float(np.median(per_row)), per_row, rows,
+                          float(absorbance.energy_eV[ie]))

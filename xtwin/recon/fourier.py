@@ -1,0 +1,239 @@
+"""Gridrec-class filtered back-projection: the back-projection as a non-uniform FFT.
+
+By the Fourier slice theorem the back-projection of filtered projections ``q_k`` is::
+
+    f(x) = dtheta * sum_k q_k(x . theta_k)
+         = dtheta / L * sum_k sum_m Q_k[m] H[m] exp(2 pi i nu_m (x . theta_k - s_0))
+
+a sum of plane waves at the polar points ``2 pi nu_m theta_k``: one type-1 NUFFT (FINUFFT [2])
+onto the image grid instead of ``n_angle x n^2`` interpolations, so the cost is
+``O(n^2 log n + n_angle n)`` per slice rather than ``O(n_angle n^2)``. The interpolation along
+the detector is band-limited (periodic sinc over the padded length ``L``), not linear.
+The filter is the spatial Ram-Lak kernel (Kak & Slaney [1], eq. 61), whose DFT does not zero
+the mean, sampled on ``L = 2 n`` points with edge-value padding (no cupping for samples wider
+than the field of view), times a window (Shepp-Logan by default; :func:`filter_response`).
+Only the non-negative frequencies are transformed (the image is real).
+
+Noise: for uncorrelated projection noise of variance ``v``, the reconstruction is
+``f(x) = dtheta sum_kj h(x . theta_k - s_j) p_kj`` with the band-limited kernel ``h``, so::
+
+    var f(x) = dtheta^2 sum_k sum_j h(x . theta_k - s_j)^2 v_kj
+             ~= dtheta^2 sum_k (h_d^2 * v_k)(x . theta_k)
+
+where ``h_d^2`` is the squared filter at integer lags (exact for slowly varying ``v``: for a
+band-limited ``h``, ``sum_j h(t - j)^2`` does not depend on ``t``, Parseval). The variance map
+is therefore one more back-projection of ``v`` through the squared filter: no noise
+simulation and no second reconstruction of random draws.
+
+:class:`FourierFBP` also gives the unfiltered back-projection and its exact adjoint, the
+projector (type-2 NUFFT), which the tests check with a dot test.
+
+References
+----------
+.. [1] A. C. Kak and M. Slaney, *Principles of Computerized Tomographic Imaging*, IEEE Press
+   (1988), ch. 3.3.
+.. [2] A. H. Barnett, J. Magland and L. af Klinteberg, "A parallel nonuniform fast Fourier
+   transform library based on an 'exponential of semicircle' kernel," SIAM J. Sci. Comput.
+   41, C479-C504 (2019).
+.. [3] B. A. Dowd et al., "Developments in synchrotron x-ray computed microtomography at the
+   National Synchrotron Light Source," Proc. SPIE 3772 (1999) (gridrec).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: FINUFFT tolerance (single precision); the reconstruction error it adds is far below noise.
+NUFFT_EPS = 1e-4
+
+
+#: Filters: the Ram-Lak ramp times a window of the frequency nu (cycles per pixel).
+FILTERS = ("shepp-logan", "ram-lak", "cosine", "hann")
+
+
+def filter_response(n_pad: int, name: str = "shepp-logan") -> np.ndarray:
+    """DFT (length ``n_pad``) of the reconstruction filter: Ram-Lak times a window.
+
+    ``shepp-logan`` (default): ``sinc(nu)``, the standard compromise between resolution and
+    noise (on a 512^2 phantom it gives both a lower noise-free error and the same noise as
+    ASTRA's Ram-Lak with linear interpolation); ``ram-lak``: no window (sharpest, noisiest);
+    ``cosine``: ``cos(pi nu)``; ``hann``: ``(1 + cos(2 pi nu)) / 2``.
+    """
+    h = ram_lak(n_pad)
+    nu = np.abs(np.fft.fftfreq(n_pad))
+    windows = {"ram-lak": np.ones_like(nu), "shepp-logan": np.sinc(nu),
+               "cosine": np.cos(np.pi * nu), "hann": 0.5 * (1 + np.cos(2 * np.pi * nu))}
+    if name not in windows:
+        raise ValueError(f"unknown filter {name!r}; choose one of {', '.join(FILTERS)}")
+    return h * windows[name]
+
+
+def ram_lak(n_pad: int) -> np.ndarray:
+    """DFT (length ``n_pad``) of the spatial Ram-Lak kernel for unit detector pixels.
+
+    Parameters
+    ----------
+    n_pad : int
+        Padded detector length.
+
+    Returns
+    -------
+    ndarray, shape (n_pad,)
+        Real filter response ``H[m]`` at ``numpy.fft.fftfreq(n_pad)``.
+    """
+    k = np.rint(np.fft.fftfreq(n_pad) * n_pad).astype(np.int64)  # integer lags, exactly
+    h = np.zeros(n_pad)
+    h[0] = 0.25
+    odd = np.abs(k) % 2 == 1
+    h[odd] = -1.0 / (np.pi * k[odd]) ** 2
+    return np.fft.fft(h).real
+
+
+class FourierFBP:
+    """Parallel-beam geometry of one slice, with its NUFFT plans' points precomputed.
+
+    Parameters
+    ----------
+    n_col : int
+        Detector columns; the slice is ``n_col x n_col`` pixels.
+    theta_deg : ndarray
+        Projection angles in degrees (ASTRA's parallel-beam convention, so results match
+        ASTRA's orientation).
+    center_offset_px : float
+        Rotation axis minus detector centre ``(n_col - 1) / 2``, in pixels.
+    eps : float
+        NUFFT tolerance.
+    filter_name : str
+        One of :data:`FILTERS`.
+
+    Notes
+    -----
+    Every call uses one thread: call it from several threads for parallel slices (the
+    C library releases the GIL). Results do not depend on the batch size or the thread.
+    """
+
+    def __init__(self, n_col: int, theta_deg: np.ndarray, center_offset_px: float = 0.0, *,
+                 eps: float = NUFFT_EPS, filter_name: str = "shepp-logan") -> None:
+        theta = np.radians(np.asarray(theta_deg, dtype=np.float64))
+        self.n_col = int(n_col)
+        self.n_angle = theta.size
+        self.n_pad = 2 * self.n_col
+        self.pad = (self.n_pad - self.n_col) // 2
+        self.eps = float(eps)
+        self.center_offset_px = float(center_offset_px)
+        self.dtheta = np.pi / self.n_angle
+        n_half = self.n_pad // 2 + 1
+        nu = np.arange(n_half) / self.n_pad
+        # coordinate of padded sample 0 along the detector (the axis sits at s = 0)
+        s0 = -self.pad - (self.n_col - 1) / 2.0 - self.center_offset_px
+        om = 2.0 * np.pi * nu
+        self._w_col = (om[None, :] * np.cos(theta)[:, None]).ravel()
+        self._w_row = (-om[None, :] * np.sin(theta)[:, None]).ravel()
+        delta = 0.5 if self.n_col % 2 == 0 else 0.0  # pixel centres vs NUFFT mode indices
+        weight = np.full(n_half, 2.0)
+        weight[0] = 1.0
+        weight[-1] = 0.0  # Nyquist dropped: the interpolation kernel stays real and even
+        phase = np.exp(-2j * np.pi * nu * s0)[None, :] * np.exp(
+            1j * delta * (self._w_col + self._w_row)).reshape(self.n_angle, n_half)
+        self._phase = (phase * weight[None, :] / self.n_pad).astype(np.complex64)
+        h = filter_response(self.n_pad, filter_name)
+        self._ramp = h[:n_half].astype(np.float32)
+        h_d = np.fft.ifft(h).real
+        self._ramp_sq = np.fft.fft(h_d**2).real[:n_half].astype(np.float32)
+        self._pts = (self._w_row.astype(np.float32), self._w_col.astype(np.float32))
+
+    # -- core -----------------------------------------------------------------------------
+    def _spectrum(self, sinos: np.ndarray, *, edge: bool) -> np.ndarray:
+        s = np.asarray(sinos, dtype=np.float32)
+        if s.shape[-2:] != (self.n_angle, self.n_col):
+            raise ValueError(f"sinograms of shape {s.shape[-2:]}; expected "
+                             f"({self.n_angle}, {self.n_col})")
+        width = [(0, 0)] * (s.ndim - 1) + [(self.pad, self.n_pad - self.n_col - self.pad)]
+        padded = np.pad(s, width, mode="edge" if edge else "constant")
+        return np.fft.rfft(padded, axis=-1).astype(np.complex64)
+
+    def _adjoint_nufft(self, coef: np.ndarray) -> np.ndarray:
+        import finufft
+
+        b = coef.shape[0]
+        c = np.ascontiguousarray((coef * self._phase).reshape(b, -1))
+        out = finufft.nufft2d1(self._pts[0], self._pts[1], c, (self.n_col, self.n_col),
+                               eps=self.eps, isign=1, nthreads=1,
+                               upsampfac=1.25)
+        return np.ascontiguousarray(out.real, dtype=np.float32)
+
+    def _batched(self, sinos: np.ndarray) -> tuple[np.ndarray, bool]:
+        s = np.asarray(sinos)
+        return (s[None], True) if s.ndim == 2 else (s, False)
+
+    # -- public ---------------------------------------------------------------------------
+    def fbp(self, sinos: np.ndarray) -> np.ndarray:
+        """Filtered back-projection of ``(n_angle, n_col)`` or ``(batch, n_angle, n_col)``.
+
+        Returns
+        -------
+        ndarray, float32
+            Attenuation per pixel, ``(n_col, n_col)`` or ``(batch, n_col, n_col)``; axis 0 is
+            the image row (ASTRA's orientation).
+        """
+        s, single = self._batched(sinos)
+        out = self._adjoint_nufft(self._spectrum(s, edge=True) * self._ramp) * np.float32(
+            self.dtheta)
+        return out[0] if single else out
+
+    def fbp_variance(self, var_sinos: np.ndarray) -> np.ndarray:
+        """Variance of :meth:`fbp` for uncorrelated projection noise of variance ``var_sinos``.
+
+        Returns
+        -------
+        ndarray, float32
+            Per-pixel variance (non-negative), same layout as :meth:`fbp`.
+        """
+        s, single = self._batched(var_sinos)
+        out = self._adjoint_nufft(self._spectrum(s, edge=True) * self._ramp_sq) * np.float32(
+            self.dtheta**2)
+        out = np.maximum(out, 0.0)
+        return out[0] if single else out
+
+    def backproject(self, sinos: np.ndarray) -> np.ndarray:
+        """Unfiltered back-projection (zero padding): the exact adjoint of :meth:`project`."""
+        s, single = self._batched(sinos)
+        out = self._adjoint_nufft(self._spectrum(s, edge=False))
+        return out[0] if single else out
+
+    def project(self, images: np.ndarray) -> np.ndarray:
+        """Forward projection with the band-limited kernel (type-2 NUFFT); adjoint of
+        :meth:`backproject`.
+
+        Parameters
+        ----------
+        images : ndarray, shape (n_col, n_col) or (batch, n_col, n_col)
+
+        Returns
+        -------
+        ndarray, shape (n_angle, n_col) or (batch, n_angle, n_col), float32
+        """
+        import finufft
+
+        im = np.asarray(images, dtype=np.complex64)
+        single = im.ndim == 2
+        im = im[None] if single else im
+        b = im.shape[0]
+        vals = finufft.nufft2d2(self._pts[0], self._pts[1], np.ascontiguousarray(im),
+                                eps=self.eps, isign=-1, nthreads=1,
+                                upsampfac=1.25)
+        spec = (vals.reshape(b, self.n_angle, -1) * self._phase.conj())
+        # the adjoint of "rfft, then weights": sum over m of conj(kernel) -> real part of an
+        # inverse-direction transform, evaluated on the padded grid
+        full = np.fft.ifft(_hermitian_full(spec, self.n_pad), axis=-1) * self.n_pad
+        out = full.real[..., self.pad:self.pad + self.n_col].astype(np.float32)
+        return out[0] if single else out
+
+
+def _hermitian_full(half: np.ndarray, n_pad: int) -> np.ndarray:
+    """Place the non-negative-frequency terms of a one-sided sum on a full FFT grid (zeros
+    elsewhere), so that ``Re(ifft(.) * n_pad)`` evaluates ``Re(sum_m c_m e^{+2 pi i m j / L})``.
+    """
+    full = np.zeros(half.shape[:-1] + (n_pad,), dtype=np.complex128)
+    full[..., :half.shape[-1]] = half
+    return full
