@@ -148,7 +148,7 @@ def test_streamed_blocks_match_in_memory_bit_for_bit(drifted_scan, tmp_path):
     in-memory result; so does a memory limit whose plan needs several blocks."""
     from xtwin.io.limap import read_limap
     from xtwin.io.source import read_scan
-    from xtwin.memory import block_bytes, current_rss_bytes
+    from xtwin.memory import block_bytes, current_rss_bytes, predicted_peak
     from xtwin.pipeline import ProcessOptions, process_file, process_scan
 
     scan_path, refs = drifted_scan
@@ -164,8 +164,8 @@ def test_streamed_blocks_match_in_memory_bit_for_bit(drifted_scan, tmp_path):
     _same(read_limap(out), whole)
     # a memory limit that fits about 5 rows: several blocks, the same result
     shape = (3, N_ANG, N_ROW, N_COL)
-    limit = current_rss_bytes() + block_bytes(shape, 2, 5, halo=12, workers=1, n_flat=10,
-                                              tomography=True) + (8 << 20)
+    limit = predicted_peak(current_rss_bytes(), 0, block_bytes(
+        shape, 2, 5, halo=12, workers=1, n_flat=10, tomography=True)) + (4 << 20)
     out2 = tmp_path / "limited.h5"
     process_file(scan_path, *ref_args, out2, options=ProcessOptions(
         center_offset_px=0.0, memory_limit_bytes=limit, workers=1))

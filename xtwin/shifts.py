@@ -41,13 +41,18 @@ def shift_rows(sino: np.ndarray, shift_px: float) -> np.ndarray:
     ndarray
         The shifted array, same shape and dtype.
     """
+    from scipy import fft
+
     n = sino.shape[-1]
     pad = int(np.ceil(abs(shift_px))) + n // 2
-    width = [(0, 0)] * (sino.ndim - 1) + [(pad, pad)]
+    total = fft.next_fast_len(n + 2 * pad, real=True)
+    width = [(0, 0)] * (sino.ndim - 1) + [(pad, total - n - pad)]
     padded = np.pad(sino, width, mode="edge")
-    freq = np.fft.rfftfreq(padded.shape[-1])
+    freq = np.fft.rfftfreq(total)
     ramp = np.exp(-2j * np.pi * freq * shift_px)
-    out = np.fft.irfft(np.fft.rfft(padded, axis=-1) * ramp, n=padded.shape[-1], axis=-1)
+    if padded.dtype == np.float32:
+        ramp = ramp.astype(np.complex64)
+    out = fft.irfft(fft.rfft(padded, axis=-1) * ramp, n=total, axis=-1)
     return np.ascontiguousarray(out[..., pad:pad + n], dtype=sino.dtype)
 
 

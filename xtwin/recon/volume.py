@@ -75,6 +75,10 @@ class SlicePool:
                 progress(1)
         return mu, sig
 
+    def map(self, fn, items):
+        """Run ``fn`` over ``items`` on the pool's threads, results in order."""
+        return self._pool.map(fn, items)
+
     def close(self) -> None:
         """Stop the threads and free the backends."""
         self._pool.shutdown()

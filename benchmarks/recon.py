@@ -1,0 +1,33 @@
+"""Reconstruction against the peers at 512^2 x 720 and 2048^2 x 1500 (one run, one machine).
+
+    python benchmarks/recon.py [--quick]
+
+Writes benchmarks/recon_results.json and prints seconds, ratio to xtwin and RMSE per method.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from xtwin.validate.bench import bench_recon
+
+CASES = [(512, 720, 8), (2048, 1500, 2)]
+
+if __name__ == "__main__":
+    cases = [(256, 360, 4)] if "--quick" in sys.argv else CASES
+    results = []
+    for size, angles, slices in cases:
+        r = bench_recon(size, angles, slices=slices)
+        results.append(r)
+        ref = r["methods"]["xtwin fourier"]["seconds"]
+        print(f"\n{size}^2 x {angles} angles, {slices} slices, {r['workers']} threads")
+        for name, m in r["methods"].items():
+            print(f"  {name:24s} {m['seconds']:9.3f} s  {m['seconds'] / ref:6.2f}x  "
+                  f"RMSE {m['rmse']:.4e}  noisy {m['rmse_noisy']:.4e}")
+        print(f"  fastest peer / xtwin: {r['speedup_vs_fastest_peer']:.2f}")
+    out = Path(__file__).with_name("recon_results.json")
+    if "--quick" not in sys.argv:
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"\nwrote {out}")
