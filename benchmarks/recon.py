@@ -13,19 +13,20 @@ from pathlib import Path
 
 from xtwin.validate.bench import bench_recon
 
-CASES = [(512, 720, 8), (2048, 1500, 2)]
+CASES = [(512, 720, 8, True), (2048, 1500, 2, False)]
 
 if __name__ == "__main__":
-    cases = [(256, 360, 4)] if "--quick" in sys.argv else CASES
+    cases = [(256, 360, 4, True)] if "--quick" in sys.argv else CASES
     results = []
-    for size, angles, slices in cases:
-        r = bench_recon(size, angles, slices=slices)
+    for size, angles, slices, noisy in cases:
+        r = bench_recon(size, angles, slices=slices, noisy=noisy)
         results.append(r)
         ref = r["methods"]["xtwin fourier"]["seconds"]
         print(f"\n{size}^2 x {angles} angles, {slices} slices, {r['workers']} threads")
         for name, m in r["methods"].items():
+            noisy_txt = f"{m['rmse_noisy']:.4e}" if m["rmse_noisy"] is not None else "-"
             print(f"  {name:24s} {m['seconds']:9.3f} s  {m['seconds'] / ref:6.2f}x  "
-                  f"RMSE {m['rmse']:.4e}  noisy {m['rmse_noisy']:.4e}")
+                  f"RMSE {m['rmse']:.4e}  noisy {noisy_txt}", flush=True)
         print(f"  fastest peer / xtwin: {r['speedup_vs_fastest_peer']:.2f}")
     out = Path(__file__).with_name("recon_results.json")
     if "--quick" not in sys.argv:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,10 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared reference data not found at {SHARED_DATA}")
+        msg = f"shared reference data not found at {SHARED_DATA}"
+        if os.environ.get("XTWIN_REQUIRE_SHARED_DATA"):
+            pytest.fail(msg + " (CI requires it: XTWIN_REQUIRE_SHARED_DATA is set)")
+        pytest.skip(msg)
     return SHARED_DATA
 
 

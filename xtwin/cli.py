@@ -304,7 +304,8 @@ def convert(files: tuple[Path, ...], out: Path, force: bool) -> None:
     n_e, n_a, n_r, n_c = scan.shape
     click.echo(f"{out}: {n_e} energies {scan.energy_eV.tolist()} eV, {n_a} angle(s), "
                f"{n_r} x {n_c} pixels of {scan.pixel_size_m * 1e9:.1f} nm, "
-               f"{scan.flats.shape[1]} flats per energy, counts per photon "
+               f"{0 if scan.flats is None else scan.flats.shape[1]} flats per energy, "
+               "counts per photon "
                f"{scan.counts_per_photon:.3f}")
 
 
@@ -502,8 +503,8 @@ def bench_recon_cmd(size: int, angles: int, slices: int, workers: int | None,
     click.echo(f"{'method':24s} {'seconds':>9s} {'x xtwin':>8s} {'RMSE':>10s} {'RMSE noisy':>11s}")
     for name, m in res["methods"].items():
         ratio = m["seconds"] / ref if ref else float("nan")
-        click.echo(f"{name:24s} {m['seconds']:9.3f} {ratio:8.2f} {m['rmse']:10.3e} "
-                   f"{m['rmse_noisy']:11.3e}")
+        noisy = f"{m['rmse_noisy']:11.3e}" if m["rmse_noisy"] is not None else f"{'-':>11s}"
+        click.echo(f"{name:24s} {m['seconds']:9.3f} {ratio:8.2f} {m['rmse']:10.3e} {noisy}")
 
 
 def main(argv: list[str] | None = None) -> int:

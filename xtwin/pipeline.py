@@ -731,11 +731,15 @@ def process_file(
     ref_l, ref_d = _references(lithiated, delithiated)
     with open_scan(paths) as source:
         cal = calibrate(source.header.energy_eV, ref_l, ref_d)
-        hashes = {str(p): sha256_of(p) for p in paths}
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as hasher:  # hashing overlaps the planning (GIL released)
+            hashing = hasher.submit(lambda: {str(p): sha256_of(p) for p in paths})
+            plan = plan_processing(source, cal, opts)
+            hashes = hashing.result()
         refs = _ref_provenance(lithiated, delithiated, ref_l, ref_d)
         key = json.dumps({"inputs": hashes, "refs": [refs[k]["sha256"] for k in sorted(refs)],
                           "options": opts.key(), "version": __version__}, sort_keys=True)
-        plan = plan_processing(source, cal, opts)
         if on_plan is not None:
             on_plan({"center_offset_px": plan.ctx.center_offset_px,
                      "center_search": plan.center_note, **plan.memory.as_dict()})

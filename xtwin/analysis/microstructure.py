@@ -118,7 +118,7 @@ def inscribed_box(inside: np.ndarray) -> tuple[slice, slice, slice]:
     ny, nx = cols.shape
     half = min(ny, nx) // 2
     cy, cx = ny // 2, nx // 2
-    while half > 1 and not cols[cy - half:cy + half, cx - half:cx + half].all():
+    while half > 1 and not np.asarray(cols)[cy - half:cy + half, cx - half:cx + half].all():
         half -= 1
     return slice(None), slice(cy - half, cy + half), slice(cx - half, cx + half)
 

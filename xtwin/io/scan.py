@@ -343,7 +343,7 @@ def _parse_header(f, path: Path, ScanHeader, _Part):  # noqa: N803 (classes pass
     gain = float(np.ravel(f[GAIN_PATH][()])[0]) if GAIN_PATH in f else 1.0
     if not (np.isfinite(gain) and gain > 0):
         raise XtwinInputError(f"scan file {path}: counts per photon {gain} must be positive")
-    exposure = []
+    exposure: list[np.ndarray | None] = []
     for pth in (EXPOSURE_PATH, FLAT_EXPOSURE_PATH):
         if pth not in f:
             exposure.append(None)

@@ -136,16 +136,16 @@ class ScanSource:
             return None
         a, b, pad = self._clip_rows(lo, hi, self.header.shape[2])
         paths = sorted({p.path for p in self._parts}, key=lambda p: (p is None, p or ""))
-        total = None
+        total = np.zeros((b - a, self.header.shape[3]))
         count = 0
         for path in paths:
             if path is not None and not self._has(path, "darks"):
                 continue
             block = self._read(path, "darks", (Ellipsis, slice(a, b), slice(None)))
             block = block.reshape((-1,) + block.shape[-2:]).astype(np.float64)
-            total = block.sum(axis=0) if total is None else total + block.sum(axis=0)
+            total += block.sum(axis=0)
             count += block.shape[0]
-        mean = (total / count).astype(np.float32)  # type: ignore[operator]
+        mean = (total / max(count, 1)).astype(np.float32)
         return _edge_pad_rows(mean, pad, axis=0)
 
     def _has(self, path: str, name: str) -> bool:
@@ -321,7 +321,7 @@ def series_order(paths: list[str | os.PathLike]) -> list[int] | None:
 
     if len(paths) < 2:
         return None
-    times = []
+    times: list[float] = []
     for p in paths:
         if not (Path(p).is_file() and h5py.is_hdf5(p)):
             return None

@@ -84,8 +84,9 @@ def read_xrm(path: str | os.PathLike) -> XrmImages:
             if not ole.exists(name):
                 raise XtwinInputError(f"{path}: image {i} of {n_img} ({name}) is missing")
             raw = ole.openstream(name).read()
-            images.append(np.frombuffer(raw[: shape[0] * shape[1] * dtype.itemsize],
-                                        dtype=dtype).reshape(shape))
+            dt = np.dtype(dtype)  # type: ignore[call-overload]
+            images.append(np.frombuffer(raw[: shape[0] * shape[1] * dt.itemsize],
+                                        dtype=dt).reshape(shape))
         pixel_um = (_read(ole, "ImageInfo/PixelSize", "f") or (0.0,))[0]
         energy = np.asarray(_read(ole, "ImageInfo/Energy", "f")[:n_img], dtype=float)
         angles = np.asarray(_read(ole, "ImageInfo/Angles", "f")[:n_img], dtype=float)
@@ -133,7 +134,7 @@ def xrm_to_scan(paths: list[str | os.PathLike]) -> ScanData:
     data = np.zeros((energies.size, angles.size) + shape, dtype=np.uint32)
     expo = np.zeros((energies.size, angles.size))
     first: dict[tuple[int, int], np.ndarray] = {}
-    gains = []
+    gains: list[float] = []
     for f in samples:
         for img, e, a, t in zip(f.images, f.energy_eV, f.angle_deg, f.exposure_s):
             ie = int(np.searchsorted(energies, round(e, 3)))

@@ -89,7 +89,7 @@ def read_spectrum(path: str | os.PathLike) -> Spectrum:
     if not path.is_file():
         raise XtwinInputError(f"reference spectrum {path} does not exist; give the path of a "
                               "two-column text file (energy, absorbance)")
-    rows = []
+    rows: list[tuple[float, float]] = []
     try:
         text = path.read_text(errors="strict")
     except UnicodeDecodeError:
@@ -181,7 +181,7 @@ def normalize(
                               "this an absorption spectrum across the Ni K edge?")
     norm = (mu - pre_line) / jump
     flat = norm.copy()
-    above = e > e0
+    above = np.asarray(e > e0)
     flat[above] -= (post_line[above] - pre_line[above] - jump) / jump
     i_max = int(np.argmax(flat))
     sub = mu - pre_line

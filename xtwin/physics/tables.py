@@ -111,8 +111,8 @@ def dose_records(energies_eV: list[float], *, photons_per_pixel: float, n_projec
         raise XtwinInputError(f"--lithiation must be within 0-1, got {lithiation}")
     if sample_thickness_m < 0 or window_thickness_m < 0:
         raise XtwinInputError("thicknesses must be >= 0")
-    kw = {"photons_per_pixel": photons_per_pixel, "n_projections": n_projections,
-          "pixel_size_m": pixel_size_m}
+    kw: dict[str, Any] = {"photons_per_pixel": photons_per_pixel,
+                          "n_projections": n_projections, "pixel_size_m": pixel_size_m}
     elyte = materials.electrolyte()
     cbd = materials.carbon_binder(electrolyte_material=elyte)
     nmc = acquisition_dose(nmc532_mu_en_rho_cm2_g(e, lithiation), e, **kw)

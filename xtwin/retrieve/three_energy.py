@@ -144,21 +144,27 @@ def solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> Sol
     m = calibration.matrix
     if mu.shape[0] != m.shape[0] or mu_sigma.shape != mu.shape:
         raise XtwinInputError(f"{mu.shape[0]} attenuation maps for {m.shape[0]} energies")
-    pinv = np.linalg.pinv(m)  # (3, n_e)
-    flat_mu = mu.reshape(mu.shape[0], -1).astype(np.float64)
-    var = mu_sigma.reshape(mu.shape[0], -1).astype(np.float64) ** 2
+    # float32 arithmetic (one BLAS product per quantity): w is a ratio, its relative
+    # rounding error (1e-7) is far below any noise
+    pinv = np.linalg.pinv(m).astype(np.float32)  # (3, n_e)
+    flat_mu = mu.reshape(mu.shape[0], -1).astype(np.float32, copy=False)
+    var = np.square(mu_sigma.reshape(mu.shape[0], -1), dtype=np.float32)
     b, j, k = pinv @ flat_mu
     c_jj = (pinv[1] ** 2) @ var
     c_kk = (pinv[2] ** 2) @ var
     c_jk = (pinv[1] * pinv[2]) @ var
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         w = k / j
-        w = w - (w * c_jj - c_jk) / j**2
-        sigma = np.sqrt(np.maximum(c_kk - 2 * w * c_jk + w**2 * c_jj, 0.0)) / np.abs(j)
+        j2 = j * j
+        w -= (w * c_jj - c_jk) / j2
+        sigma = c_kk - 2 * w * c_jk + w * w * c_jj
+        np.maximum(sigma, 0.0, out=sigma)
+        np.sqrt(sigma, out=sigma)
+        sigma /= np.abs(j)
     shape = mu.shape[1:]
 
     def f32(a: np.ndarray) -> np.ndarray:
-        return a.reshape(shape).astype(np.float32)
+        return a.reshape(shape).astype(np.float32, copy=False)
 
     return Solution(f32(w), f32(sigma), f32(j), f32(np.sqrt(c_jj)), f32(b))
 
