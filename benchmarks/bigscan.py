@@ -27,8 +27,8 @@ def _shape(e, edge, wl):
 
 def mu_per_px(e_eV, w, pixel_um=0.04):
     """Attenuation per pixel of dense NMC-like material (xraylib-free model)."""
-    bg = 95.7 * (e_eV / 8300.0) ** -2.7          # cm2/g below the edge
-    jump = 85.0 * (e_eV / 8350.0) ** -2.75       # cm2/g Ni edge jump
+    bg = 95.7 * (e_eV / 8300.0) ** -2.7  # cm2/g below the edge
+    jump = 85.0 * (e_eV / 8350.0) ** -2.75  # cm2/g Ni edge jump
     s = w * _shape(e_eV, 8345.5, 8349.5) + (1 - w) * _shape(e_eV, 8347.8, 8352.0)
     return (bg + jump * s) * 4.74 * pixel_um * 1e-4
 
@@ -56,8 +56,9 @@ def write_big_scan(out_dir, n_col=1024, n_row=512, n_angle=721, photons=20000.0,
     v = np.arange(n_row) + 0.5
     t0 = time.perf_counter()
     with h5py.File(path, "w") as f:
-        ds = f.create_dataset("/exchange/data", (3, n_angle, n_row, n_col), np.uint16,
-                              chunks=(1, 1, n_row, n_col))
+        ds = f.create_dataset(
+            "/exchange/data", (3, n_angle, n_row, n_col), np.uint16, chunks=(1, 1, n_row, n_col)
+        )
         f["/exchange/data_white"] = rng.poisson(photons, (3, 10, n_row, n_col)).astype(np.uint16)
         f["/exchange/data_dark"] = np.zeros((4, n_row, n_col), np.uint16)
         f["/exchange/theta"] = theta
@@ -71,20 +72,28 @@ def write_big_scan(out_dir, n_col=1024, n_row=512, n_angle=721, photons=20000.0,
             line = np.zeros((3, n_row, n_col))
             for i, (x, y, z, r, _) in enumerate(balls):
                 uc = x * np.cos(th) + y * np.sin(th)
-                c0, c1 = int(max(0, uc + (n_col - 1) / 2 - r - 1)), int(
-                    min(n_col, uc + (n_col - 1) / 2 + r + 2))
+                c0, c1 = (
+                    int(max(0, uc + (n_col - 1) / 2 - r - 1)),
+                    int(min(n_col, uc + (n_col - 1) / 2 + r + 2)),
+                )
                 r0, r1 = int(max(0, z - r - 1)), int(min(n_row, z + r + 2))
                 d2 = (u[None, c0:c1] - uc) ** 2 + (v[r0:r1, None] - z) ** 2
                 chord = 2 * np.sqrt(np.clip(r * r - d2, 0, None))
                 line[:, r0:r1, c0:c1] += mus[:, i, None, None] * chord[None]
             ds[:, k] = rng.poisson(photons * np.exp(-line)).astype(np.uint16)
-    e = np.concatenate([np.arange(8200, 8330, 5.0), np.arange(8330, 8380, 0.5),
-                        np.arange(8380, 8900, 5.0)])
+    e = np.concatenate(
+        [np.arange(8200, 8330, 5.0), np.arange(8330, 8380, 0.5), np.arange(8380, 8900, 5.0)]
+    )
     refs = {}
     for name, w in (("lithiated", 1.0), ("delithiated", 0.0)):
         refs[name] = out_dir / f"reference_{name}.csv"
-        np.savetxt(refs[name], np.column_stack([e, mu_per_px(e, w) * 100]), delimiter=",",
-                   header="energy_eV,absorbance", comments="")
+        np.savetxt(
+            refs[name],
+            np.column_stack([e, mu_per_px(e, w) * 100]),
+            delimiter=",",
+            header="energy_eV,absorbance",
+            comments="",
+        )
     return path, refs, time.perf_counter() - t0
 
 

@@ -29,11 +29,15 @@ def main() -> None:
     n = args.size
     sc = default_scenario()
     sc = dataclasses.replace(
-        sc, grid=dataclasses.replace(sc.grid, n_pixels=n // 2, n_rows=n // 2,
-                                     pixel_size_m=2e-7, oversample=2),
+        sc,
+        grid=dataclasses.replace(
+            sc.grid, n_pixels=n // 2, n_rows=n // 2, pixel_size_m=2e-7, oversample=2
+        ),
         microstructure=dataclasses.replace(sc.microstructure, sample="box"),
-        electrochemistry=dataclasses.replace(sc.electrochemistry, hotspot_strength=0.3,
-                                             activity_spread=0.2))
+        electrochemistry=dataclasses.replace(
+            sc.electrochemistry, hotspot_strength=0.3, activity_spread=0.2
+        ),
+    )
     res: dict[str, float] = {"size": n}
     t = time.perf_counter()
     ms = generate(sc.grid, sc.microstructure, np.random.default_rng(0))

@@ -23,10 +23,12 @@ import h5py
 sys.path.insert(0, str(Path(__file__).parent))
 from bigscan import write_big_scan  # noqa: E402
 
-CHILD = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-         "r = subprocess.run(sys.argv[1:]); "
-         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, "
-         "time.perf_counter() - t, r.returncode)")
+CHILD = (
+    "import resource, subprocess, sys, time; t = time.perf_counter(); "
+    "r = subprocess.run(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, "
+    "time.perf_counter() - t, r.returncode)"
+)
 
 
 def measure(cmd: list[str]) -> tuple[int, float, int]:
@@ -41,30 +43,56 @@ def run(sizes: list[tuple[int, int, int]], limit: str) -> list[dict]:
         with tempfile.TemporaryDirectory() as d:
             scan, refs, _ = write_big_scan(d, n_c, n_r, n_a)
             out = Path(d) / "limap.h5"
-            peak, wall, rc = measure(["xtwin", "process", str(scan), "--lithiated",
-                                      str(refs["lithiated"]), "--delithiated",
-                                      str(refs["delithiated"]), "-o", str(out),
-                                      "--memory-limit", limit])
+            peak, wall, rc = measure(
+                [
+                    "xtwin",
+                    "process",
+                    str(scan),
+                    "--lithiated",
+                    str(refs["lithiated"]),
+                    "--delithiated",
+                    str(refs["delithiated"]),
+                    "-o",
+                    str(out),
+                    "--memory-limit",
+                    limit,
+                ]
+            )
             if rc:
                 raise SystemExit(f"xtwin process failed at {n_c}x{n_r}x{n_a}")
             with h5py.File(out, "r") as f:
-                prov = {k: json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v
-                        for k, v in f["/provenance"].attrs.items()}
+                prov = {
+                    k: json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v
+                    for k, v in f["/provenance"].attrs.items()
+                }
             pred = prov["memory"]["predicted_peak_bytes"]
             timing = prov.get("timing_s", {})
             scan_bytes = scan.stat().st_size
-        rec = {"cols": n_c, "rows": n_r, "angles": n_a, "scan_GiB": scan_bytes / 2**30,
-               "limit": limit, "rows_per_block": prov["memory"]["rows_per_block"],
-               "peak_GiB": peak / 2**30, "predicted_GiB": pred / 2**30,
-               "prediction_error": pred / peak - 1, "wall_s": wall, "timing_s": timing,
-               "process_over_reconstruct": (timing.get("total", wall) /
-                                            max(timing.get("reconstruct", 1e-9), 1e-9))}
+        rec = {
+            "cols": n_c,
+            "rows": n_r,
+            "angles": n_a,
+            "scan_GiB": scan_bytes / 2**30,
+            "limit": limit,
+            "rows_per_block": prov["memory"]["rows_per_block"],
+            "peak_GiB": peak / 2**30,
+            "predicted_GiB": pred / 2**30,
+            "prediction_error": pred / peak - 1,
+            "wall_s": wall,
+            "timing_s": timing,
+            "process_over_reconstruct": (
+                timing.get("total", wall) / max(timing.get("reconstruct", 1e-9), 1e-9)
+            ),
+        }
         rows.append(rec)
-        print(f"{n_c}x{n_r}x{n_a}: scan {rec['scan_GiB']:.2f} GiB, blocks of "
-              f"{rec['rows_per_block']} rows, peak {rec['peak_GiB']:.3f} GiB, predicted "
-              f"{rec['predicted_GiB']:.3f} GiB ({100 * rec['prediction_error']:+.0f} %), "
-              f"{wall:.1f} s, process/reconstruct {rec['process_over_reconstruct']:.2f}; "
-              f"stages {timing}", flush=True)
+        print(
+            f"{n_c}x{n_r}x{n_a}: scan {rec['scan_GiB']:.2f} GiB, blocks of "
+            f"{rec['rows_per_block']} rows, peak {rec['peak_GiB']:.3f} GiB, predicted "
+            f"{rec['predicted_GiB']:.3f} GiB ({100 * rec['prediction_error']:+.0f} %), "
+            f"{wall:.1f} s, process/reconstruct {rec['process_over_reconstruct']:.2f}; "
+            f"stages {timing}",
+            flush=True,
+        )
     return rows
 
 

@@ -66,24 +66,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--metrics", action="store_true", help="also time the metrics")
-    ap.add_argument("--out", default=str(Path(__file__).with_name(
-        "microstructure_results.json")))
+    ap.add_argument("--out", default=str(Path(__file__).with_name("microstructure_results.json")))
     args = ap.parse_args()
     results = []
     for n in args.sizes:
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(n), "1" if args.metrics else "0"],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, str(n), "1" if args.metrics else "0"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         res["wall_s"] = time.perf_counter() - t
-        res["ratio_to_porespy_random_spheres"] = res["generate_s"] / res[
-            "porespy_random_spheres_s"]
-        res["blobs_speedup_vs_porespy"] = res["porespy_blobs_s"] / res[
-            "xtwin_smooth_field_blobs_s"]
+        res["ratio_to_porespy_random_spheres"] = res["generate_s"] / res["porespy_random_spheres_s"]
+        res["blobs_speedup_vs_porespy"] = res["porespy_blobs_s"] / res["xtwin_smooth_field_blobs_s"]
         results.append(res)
         print(json.dumps(res, indent=1), flush=True)
-    doc = {"results": results, "cpus": os.cpu_count(),
-           "this_process_maxrss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    doc = {
+        "results": results,
+        "cpus": os.cpu_count(),
+        "this_process_maxrss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -25,8 +25,11 @@ if __name__ == "__main__":
         print(f"\n{size}^2 x {angles} angles, {slices} slices, {r['workers']} threads")
         for name, m in r["methods"].items():
             noisy_txt = f"{m['rmse_noisy']:.4e}" if m["rmse_noisy"] is not None else "-"
-            print(f"  {name:24s} {m['seconds']:9.3f} s  {m['seconds'] / ref:6.2f}x  "
-                  f"RMSE {m['rmse']:.4e}  noisy {noisy_txt}", flush=True)
+            print(
+                f"  {name:24s} {m['seconds']:9.3f} s  {m['seconds'] / ref:6.2f}x  "
+                f"RMSE {m['rmse']:.4e}  noisy {noisy_txt}",
+                flush=True,
+            )
         print(f"  fastest peer / xtwin: {r['speedup_vs_fastest_peer']:.2f}")
     out = Path(__file__).with_name("recon_results.json")
     if "--quick" not in sys.argv:

@@ -45,13 +45,20 @@ def main() -> None:
     twin = timed("simulate_total", simulate, sc)
     ab = timed("normalize_scan", normalize_scan, twin.scan)
     vol = timed("reconstruct_fbp", reconstruct, ab)
-    cal = calibrate(vol.energy_eV, normalize(twin.reference_lithiated),
-                    normalize(twin.reference_delithiated))
+    cal = calibrate(
+        vol.energy_eV, normalize(twin.reference_lithiated), normalize(twin.reference_delithiated)
+    )
     timed("retrieve", retrieve, vol.mu_per_m, vol.mu_sigma_per_m, cal)
     n_slices = vol.mu_per_m.shape[0] * vol.mu_per_m.shape[1]
     res["fbp_ms_per_slice_64px_121ang"] = round(1000 * res["reconstruct_fbp"] / n_slices, 2)
-    doc = {"results_s": res, "machine": {"cpus": os.cpu_count(), "python":
-           platform.python_version(), "platform": platform.platform()}}
+    doc = {
+        "results_s": res,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+    }
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "xtwin"
-PIPELINE = ("xtwin.io", "xtwin.prep", "xtwin.recon", "xtwin.retrieve", "xtwin.analysis",
-            "xtwin.pipeline")
+PIPELINE = (
+    "xtwin.io",
+    "xtwin.prep",
+    "xtwin.recon",
+    "xtwin.retrieve",
+    "xtwin.analysis",
+    "xtwin.pipeline",
+)
 FORBIDDEN_FOR_PIPELINE = ("xtwin.forward", "xtwin.validate")
 
 
@@ -44,8 +50,9 @@ def _imports(path: Path, mods: dict[str, Path]) -> set[str]:
                 for _ in range(node.level - 1):
                     pkg = pkg.rsplit(".", 1)[0]
                 base = f"{pkg}.{base}" if base else pkg
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base
-                       for a in node.names]
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names
+            ]
         for t in targets:
             while t and t not in mods:
                 t = t.rsplit(".", 1)[0] if "." in t else ""
@@ -72,7 +79,7 @@ def _cycles(g: dict[str, set[str]]) -> list[list[str]]:
         stack.append(n)
         for m in sorted(g.get(n, ())):
             if state.get(m) == 1:
-                found.append(stack[stack.index(m):] + [m])
+                found.append(stack[stack.index(m) :] + [m])
             elif m not in state:
                 visit(m)
         stack.pop()
@@ -94,15 +101,21 @@ def test_cycle_detector_can_fail():
 
 
 def test_pipeline_never_imports_the_twin_or_validate():
-    bad = [(m, t) for m, targets in _graph().items() if m.startswith(PIPELINE)
-           for t in targets if t.startswith(FORBIDDEN_FOR_PIPELINE)]
+    bad = [
+        (m, t)
+        for m, targets in _graph().items()
+        if m.startswith(PIPELINE)
+        for t in targets
+        if t.startswith(FORBIDDEN_FOR_PIPELINE)
+    ]
     assert not bad, bad
 
 
 @pytest.mark.parametrize("module", ["xtwin.pipeline", "xtwin", "xtwin.cli"])
 def test_import_loads_no_heavy_dependency(module):
-    code = (f"import sys, {module}; heavy = [m for m in ('pybamm', 'porespy', 'astra', "
-            "'matplotlib', 'dask', 'finufft', 'skimage') if m in sys.modules]; print(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        f"import sys, {module}; heavy = [m for m in ('pybamm', 'porespy', 'astra', "
+        "'matplotlib', 'dask', 'finufft', 'skimage') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout

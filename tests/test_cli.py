@@ -19,8 +19,12 @@ def _run(args, capsys):
 
 @pytest.fixture()
 def refs(demo_run):
-    return ["--lithiated", str(demo_run / "reference_lithiated.csv"),
-            "--delithiated", str(demo_run / "reference_delithiated.csv")]
+    return [
+        "--lithiated",
+        str(demo_run / "reference_lithiated.csv"),
+        "--delithiated",
+        str(demo_run / "reference_delithiated.csv"),
+    ]
 
 
 def _copy_scan(demo_run, tmp_path, edit):
@@ -56,15 +60,21 @@ def _wrong_theta(f):
     f["/exchange/theta"] = np.arange(5.0)
 
 
-@pytest.mark.parametrize("case, edit, match", [
-    ("missing dataset", lambda f: f.__delitem__("/exchange/data"), "no dataset /exchange/data"),
-    ("wrong shape", _wrong_shape, "dimensions"),
-    ("nan projections", _nan_projection, "NaN"),
-    ("not bracketing", _no_bracket, "bracket"),
-    ("wrong theta", _wrong_theta, "theta"),
-    ("no energy", lambda f: f.__delitem__("/measurement/instrument/monochromator/energy"),
-     "energies"),
-])
+@pytest.mark.parametrize(
+    "case, edit, match",
+    [
+        ("missing dataset", lambda f: f.__delitem__("/exchange/data"), "no dataset /exchange/data"),
+        ("wrong shape", _wrong_shape, "dimensions"),
+        ("nan projections", _nan_projection, "NaN"),
+        ("not bracketing", _no_bracket, "bracket"),
+        ("wrong theta", _wrong_theta, "theta"),
+        (
+            "no energy",
+            lambda f: f.__delitem__("/measurement/instrument/monochromator/energy"),
+            "energies",
+        ),
+    ],
+)
 def test_process_bad_scan_exit_2_no_output(demo_run, tmp_path, refs, capsys, case, edit, match):
     scan = _copy_scan(demo_run, tmp_path, edit)
     out = tmp_path / "out.h5"
@@ -89,27 +99,42 @@ def test_process_missing_and_not_hdf5(tmp_path, refs, capsys):
 def test_process_bad_reference(demo_run, tmp_path, capsys):
     bad = tmp_path / "ref.csv"
     bad.write_text("energy,absorbance\n1,2\n")
-    rc, err = _run(["process", str(demo_run / "scan.h5"), "--lithiated", str(bad),
-                    "--delithiated", str(bad), "-o", str(tmp_path / "o.h5")], capsys)
+    rc, err = _run(
+        [
+            "process",
+            str(demo_run / "scan.h5"),
+            "--lithiated",
+            str(bad),
+            "--delithiated",
+            str(bad),
+            "-o",
+            str(tmp_path / "o.h5"),
+        ],
+        capsys,
+    )
     assert rc == 2 and "at least 10" in err
 
 
 def test_process_refuses_overwrite(demo_run, refs, capsys):
-    rc, err = _run(["process", str(demo_run / "scan.h5"), *refs, "-o",
-                    str(demo_run / "limap.h5")], capsys)
+    rc, err = _run(
+        ["process", str(demo_run / "scan.h5"), *refs, "-o", str(demo_run / "limap.h5")], capsys
+    )
     assert rc == 2 and "--force" in err
 
 
-@pytest.mark.parametrize("text, match", [
-    ("this is [not toml", "not valid TOML"),
-    ("[grid]\nn_pixels = 'many'\n", "wrong type"),
-    ("[grid]\nbogus = 1\n", "unknown key"),
-    ("[acquisition]\nenergies_eV = [8.32, 8.347, 8.4]\n", "in eV"),
-    ("[electrochemistry]\nprotocol = 'Charge at 1C'\n", "wrong type"),
-    ("[electrochemistry]\nsnapshot_times_s = [1200.0, 600.0]\n", "increasing"),
-    ("[electrochemistry]\nprotocol = ['Charge sideways forever']\n", "PyBaMM cannot read"),
-    ("seed = -3\n", "seed"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("this is [not toml", "not valid TOML"),
+        ("[grid]\nn_pixels = 'many'\n", "wrong type"),
+        ("[grid]\nbogus = 1\n", "unknown key"),
+        ("[acquisition]\nenergies_eV = [8.32, 8.347, 8.4]\n", "in eV"),
+        ("[electrochemistry]\nprotocol = 'Charge at 1C'\n", "wrong type"),
+        ("[electrochemistry]\nsnapshot_times_s = [1200.0, 600.0]\n", "increasing"),
+        ("[electrochemistry]\nprotocol = ['Charge sideways forever']\n", "PyBaMM cannot read"),
+        ("seed = -3\n", "seed"),
+    ],
+)
 def test_simulate_malformed_scenario(tmp_path, capsys, text, match):
     sc = tmp_path / "bad.toml"
     sc.write_text(text)
@@ -149,8 +174,12 @@ def test_compare_json(demo_run, capsys):
 
 
 def test_info_on_each_kind(demo_run, capsys):
-    for name, word in (("scan.h5", "scan file"), ("truth.h5", "truth file"),
-                       ("limap.h5", "Li-map file"), ("reference_lithiated.csv", "spectrum")):
+    for name, word in (
+        ("scan.h5", "scan file"),
+        ("truth.h5", "truth file"),
+        ("limap.h5", "Li-map file"),
+        ("reference_lithiated.csv", "spectrum"),
+    ):
         assert main(["info", str(demo_run / name)]) == 0
         assert word in capsys.readouterr().out
 
@@ -159,24 +188,78 @@ def test_operando_series_end_to_end(tmp_path, capsys):
     """Two snapshots of a charge: simulate writes scan/truth per time point, process writes a
     Li map per time point in time order (files given in reverse), and lithiation falls."""
     sc = tmp_path / "series.toml"
-    sc.write_text("seed = 3\n[grid]\nn_pixels = 48\nn_rows = 12\n"
-                  "[acquisition]\nn_angles = 80\n"
-                  "[electrochemistry]\nprotocol = ['Charge at 1C for 1800 seconds']\n"
-                  "snapshot_times_s = [600.0, 1800.0]\n")
+    sc.write_text(
+        "seed = 3\n[grid]\nn_pixels = 48\nn_rows = 12\n"
+        "[acquisition]\nn_angles = 80\n"
+        "[electrochemistry]\nprotocol = ['Charge at 1C for 1800 seconds']\n"
+        "snapshot_times_s = [600.0, 1800.0]\n"
+    )
     out = tmp_path / "sim"
     assert main(["simulate", str(sc), "-o", str(out)]) == 0
     assert (out / "scan_t001.h5").exists() and (out / "truth_t001.h5").exists()
-    refs = ["--lithiated", str(out / "reference_lithiated.csv"),
-            "--delithiated", str(out / "reference_delithiated.csv")]
+    refs = [
+        "--lithiated",
+        str(out / "reference_lithiated.csv"),
+        "--delithiated",
+        str(out / "reference_delithiated.csv"),
+    ]
     li = tmp_path / "li.h5"
-    assert main(["process", str(out / "scan_t001.h5"), str(out / "scan_t000.h5"), *refs,
-                 "-o", str(li)]) == 0
+    assert (
+        main(
+            ["process", str(out / "scan_t001.h5"), str(out / "scan_t000.h5"), *refs, "-o", str(li)]
+        )
+        == 0
+    )
     capsys.readouterr()
     means = []
     for k in (0, 1):
-        assert main(["compare", str(tmp_path / f"li_t{k:03d}.h5"),
-                     str(out / f"truth_t{k:03d}.h5"), "--json"]) == 0
+        assert (
+            main(
+                [
+                    "compare",
+                    str(tmp_path / f"li_t{k:03d}.h5"),
+                    str(out / f"truth_t{k:03d}.h5"),
+                    "--json",
+                ]
+            )
+            == 0
+        )
         m = json.loads(capsys.readouterr().out)
         assert m["particle"]["mae"] < 0.05
         means.append(m["recovered_mean_lithiation"])
     assert means[0] > means[1] + 0.2  # 600 s vs 1800 s of 1C charge: about 0.33 apart
+
+
+def test_unwritable_output_refused_before_any_work(demo_run, tmp_path, refs, capsys):
+    """A file where the output directory should be: exit 2 at once, nothing computed."""
+    import time
+
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("x")
+    t0 = time.perf_counter()
+    rc, err = _run(
+        ["process", str(demo_run / "scan.h5"), *refs, "-o", str(blocker / "out.h5")], capsys
+    )
+    assert rc == 2 and "cannot write" in err and "Traceback" not in err
+    assert time.perf_counter() - t0 < 5.0  # refused before the reconstruction
+    from pathlib import Path
+
+    scenario = Path(__file__).resolve().parents[1] / "synthetic" / "default.toml"
+    rc, err = _run(["simulate", str(scenario), "-o", str(blocker / "sim")], capsys)
+    assert rc == 2 and "cannot write" in err
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_outputs_honour_the_umask(demo_run, tmp_path, refs, capsys, umask):
+    import os
+
+    old = os.umask(umask)
+    try:
+        out = tmp_path / f"u{umask:o}.h5"
+        rc, _ = _run(
+            ["process", str(demo_run / "scan.h5"), *refs, "-o", str(out), "--rows", "10:14"], capsys
+        )
+    finally:
+        os.umask(old)
+    assert rc == 0
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask

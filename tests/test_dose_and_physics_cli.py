@@ -21,8 +21,13 @@ def test_dose_hand_calculation():
     """
     mu_en = xraylib.CS_Energy_CP("LiNi0.5Mn0.3Co0.2O2", 8.3)
     assert mu_en == pytest.approx(76.38, abs=0.01)
-    rep = acquisition_dose(np.array([mu_en]), np.array([8300.0]), photons_per_pixel=2e4,
-                           n_projections=121, pixel_size_m=4e-7)
+    rep = acquisition_dose(
+        np.array([mu_en]),
+        np.array([8300.0]),
+        photons_per_pixel=2e4,
+        n_projections=121,
+        pixel_size_m=4e-7,
+    )
     assert rep.fluence_per_m2[0] == pytest.approx(1.5125e19, rel=1e-6)
     assert rep.total_Gy == pytest.approx(1.5363e5, rel=1e-3)
 
@@ -30,11 +35,16 @@ def test_dose_hand_calculation():
 def test_dose_adds_over_energies_and_attenuates_upstream():
     e = np.array([8320.0, 8347.0, 8400.0])
     mu_en = nmc532_mu_en_rho_cm2_g(e, 0.5)
-    one = acquisition_dose(mu_en, e, photons_per_pixel=1e4, n_projections=100,
-                           pixel_size_m=3e-8)
+    one = acquisition_dose(mu_en, e, photons_per_pixel=1e4, n_projections=100, pixel_size_m=3e-8)
     assert one.total_Gy == pytest.approx(one.dose_Gy.sum())
-    deep = acquisition_dose(mu_en, e, photons_per_pixel=1e4, n_projections=100,
-                            pixel_size_m=3e-8, upstream_optical_depth=1.0)
+    deep = acquisition_dose(
+        mu_en,
+        e,
+        photons_per_pixel=1e4,
+        n_projections=100,
+        pixel_size_m=3e-8,
+        upstream_optical_depth=1.0,
+    )
     np.testing.assert_allclose(deep.dose_Gy, one.dose_Gy * np.exp(-1.0))
 
 
@@ -43,12 +53,13 @@ def test_nmc_mu_en_matches_xraylib_far_above_edge():
 
     from xtwin.physics.xanes import DELITHIATED_DEFAULT, LITHIATED_DEFAULT, XanesModel
 
-    model = XanesModel(dataclasses.replace(LITHIATED_DEFAULT, exafs_amplitude=0),
-                       dataclasses.replace(DELITHIATED_DEFAULT, exafs_amplitude=0))
+    model = XanesModel(
+        dataclasses.replace(LITHIATED_DEFAULT, exafs_amplitude=0),
+        dataclasses.replace(DELITHIATED_DEFAULT, exafs_amplitude=0),
+    )
     x = float(materials.x_from_lithiation(1.0))
     ref = xraylib.CS_Energy_CP(materials.nmc532_formula(x), 8.5)
-    assert nmc532_mu_en_rho_cm2_g(np.array([8500.0]), 1.0, model)[0] == pytest.approx(
-        ref, rel=0.01)
+    assert nmc532_mu_en_rho_cm2_g(np.array([8500.0]), 1.0, model)[0] == pytest.approx(ref, rel=0.01)
 
 
 def test_transmission_beer_lambert():
@@ -58,11 +69,17 @@ def test_transmission_beer_lambert():
 
 
 def test_physics_json_records(capsys):
-    assert main(["physics", "--energies", "8300,8345,8400", "--lithiation", "0,1",
-                 "--json"]) == 0
+    assert main(["physics", "--energies", "8300,8345,8400", "--lithiation", "0,1", "--json"]) == 0
     recs = json.loads(capsys.readouterr().out)
-    keys = {"material", "energy_eV", "lithiation", "mu_rho_cm2_g", "mu_per_um",
-            "attenuation_length_um", "mu_en_rho_cm2_g"}
+    keys = {
+        "material",
+        "energy_eV",
+        "lithiation",
+        "mu_rho_cm2_g",
+        "mu_per_um",
+        "attenuation_length_um",
+        "mu_en_rho_cm2_g",
+    }
     assert all(keys <= set(r) for r in recs)
     nmc = [r for r in recs if r["material"] == "NMC532"]
     assert len(nmc) == 6
@@ -90,8 +107,26 @@ def test_physics_spectra_png(tmp_path):
 
 
 def test_physics_dose_command(capsys):
-    assert main(["physics", "--energies", "8300", "dose", "--photons", "20000", "--angles",
-                 "121", "--pixel-size-nm", "400", "--lithiation", "1", "--json"]) == 0
+    assert (
+        main(
+            [
+                "physics",
+                "--energies",
+                "8300",
+                "dose",
+                "--photons",
+                "20000",
+                "--angles",
+                "121",
+                "--pixel-size-nm",
+                "400",
+                "--lithiation",
+                "1",
+                "--json",
+            ]
+        )
+        == 0
+    )
     rec = json.loads(capsys.readouterr().out)
     # the hand calculation of test_dose_hand_calculation, with the XANES-aware mu_en (x=0.95)
     assert rec["total_dose_Gy"]["NMC532"] == pytest.approx(1.5363e5, rel=0.01)

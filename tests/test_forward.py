@@ -13,8 +13,11 @@ from xtwin.forward.scenario import default_scenario
 
 def _small():
     sc = default_scenario()
-    return dataclasses.replace(sc, grid=dataclasses.replace(sc.grid, n_pixels=40, n_rows=16),
-                               acquisition=dataclasses.replace(sc.acquisition, n_angles=64))
+    return dataclasses.replace(
+        sc,
+        grid=dataclasses.replace(sc.grid, n_pixels=40, n_rows=16),
+        acquisition=dataclasses.replace(sc.acquisition, n_angles=64),
+    )
 
 
 def test_same_seed_bit_identical_files(tmp_path):
@@ -43,8 +46,9 @@ def test_li_conserved_per_particle_and_truth_consistent(demo_run):
     assert np.all(tr.labels[~active] == 0)
     assert tr.fine_lithiation.shape == tuple(2 * s for s in tr.lithiation.shape)
     # coarse truth is the block mean of the fine truth where blocks are fully active
-    f = tr.fine_lithiation.reshape(tr.lithiation.shape[0], 2, tr.lithiation.shape[1], 2,
-                                   tr.lithiation.shape[2], 2)
+    f = tr.fine_lithiation.reshape(
+        tr.lithiation.shape[0], 2, tr.lithiation.shape[1], 2, tr.lithiation.shape[2], 2
+    )
     full = np.all(np.isfinite(f), axis=(1, 3, 5))
     block_mean = np.where(np.isfinite(f), f, 0).sum(axis=(1, 3, 5)) / 8.0
     np.testing.assert_allclose(block_mean[full], tr.lithiation[full], atol=1e-5)
@@ -83,8 +87,13 @@ def test_geometry_coupling_keeps_c_rate_meaning():
     from xtwin.forward.electrochem import Geometry, solve
 
     sc = default_scenario()
-    geo = Geometry(thickness_m=100e-6, porosity=0.25, active_fraction=0.55,
-                   median_radius_m=4e-6, size_log_sigma=0.25)
+    geo = Geometry(
+        thickness_m=100e-6,
+        porosity=0.25,
+        active_fraction=0.55,
+        median_radius_m=4e-6,
+        size_log_sigma=0.25,
+    )
     res = solve(sc.electrochemistry, geo)
     assert res.geometry == geo
     assert res.depth_m[-1] == pytest.approx(100e-6, rel=0.05)
@@ -98,9 +107,14 @@ def test_other_parameter_set_by_name():
     from xtwin.forward.electrochem import solve
 
     sc = default_scenario()
-    res = solve(dataclasses.replace(sc.electrochemistry, parameter_set="Chen2020",
-                                    protocol=("Charge at 1C for 600 seconds",),
-                                    snapshot_times_s=(600.0,)))
+    res = solve(
+        dataclasses.replace(
+            sc.electrochemistry,
+            parameter_set="Chen2020",
+            protocol=("Charge at 1C for 600 seconds",),
+            snapshot_times_s=(600.0,),
+        )
+    )
     assert res.parameter_set == "Chen2020"
     assert 1 - res.snapshots[0].psd_average.mean() == pytest.approx(1 / 6, abs=0.05)
 
@@ -118,14 +132,19 @@ def test_li_moving_during_the_scan():
 
     sc = default_scenario()
     sc = dataclasses.replace(
-        sc, grid=dataclasses.replace(sc.grid, n_rows=16),
-        electrochemistry=dataclasses.replace(sc.electrochemistry,
-                                             protocol=("Charge at 2C for 1200 seconds",),
-                                             snapshot_times_s=(300.0,)),
-        acquisition=dataclasses.replace(sc.acquisition, n_angles=64, exposure_s=2.0))
+        sc,
+        grid=dataclasses.replace(sc.grid, n_rows=16),
+        electrochemistry=dataclasses.replace(
+            sc.electrochemistry,
+            protocol=("Charge at 2C for 1200 seconds",),
+            snapshot_times_s=(300.0,),
+        ),
+        acquisition=dataclasses.replace(sc.acquisition, n_angles=64, exposure_s=2.0),
+    )
     moving = simulate(sc)
-    frozen = simulate(dataclasses.replace(
-        sc, acquisition=dataclasses.replace(sc.acquisition, exposure_s=0.0)))
+    frozen = simulate(
+        dataclasses.replace(sc, acquisition=dataclasses.replace(sc.acquisition, exposure_s=0.0))
+    )
     assert moving.truth.attrs["acquisition_window_s"] == [300.0, 300.0 + 384.0]
     assert moving.truth.attrs["snapshot_time_s"] == pytest.approx(492.0, abs=5)
     drop = np.nanmean(frozen.truth.lithiation) - np.nanmean(moving.truth.lithiation)

@@ -21,13 +21,20 @@ def _scan(n_e=3, n_a=4, n_r=3, n_c=5, dtype=np.uint16):
         flats=rng.integers(1000, 2000, (n_e, 2, n_r, n_c)).astype(dtype),
         darks=rng.integers(0, 10, (2, n_r, n_c)).astype(dtype),
         theta_deg=np.linspace(0, 180, n_a, endpoint=False),
-        energy_eV=np.array([8320.0, 8347.0, 8400.0])[:n_e], pixel_size_m=3e-8,
-        metadata={"sample": "x"}, provenance={"k": 1})
+        energy_eV=np.array([8320.0, 8347.0, 8400.0])[:n_e],
+        pixel_size_m=3e-8,
+        metadata={"sample": "x"},
+        provenance={"k": 1},
+    )
 
 
 @settings(max_examples=15, deadline=None)
-@given(n_a=st.integers(1, 6), n_r=st.integers(1, 4), n_c=st.integers(2, 6),
-       dtype=st.sampled_from([np.uint16, np.float32]))
+@given(
+    n_a=st.integers(1, 6),
+    n_r=st.integers(1, 4),
+    n_c=st.integers(2, 6),
+    dtype=st.sampled_from([np.uint16, np.float32]),
+)
 def test_scan_round_trip(tmp_path_factory, n_a, n_r, n_c, dtype):
     scan = _scan(n_a=n_a, n_r=n_r, n_c=n_c, dtype=dtype)
     p = tmp_path_factory.mktemp("rt") / "s.h5"
@@ -40,8 +47,10 @@ def test_scan_round_trip(tmp_path_factory, n_a, n_r, n_c, dtype):
     assert back.metadata == scan.metadata and back.provenance["k"] == 1
 
 
-@pytest.mark.parametrize("units, value, expected", [("nm", 30.0, 3e-8), ("um", 0.03, 3e-8),
-                                                    ("mm", 3e-5, 3e-8), ("m", 3e-8, 3e-8)])
+@pytest.mark.parametrize(
+    "units, value, expected",
+    [("nm", 30.0, 3e-8), ("um", 0.03, 3e-8), ("mm", 3e-5, 3e-8), ("m", 3e-8, 3e-8)],
+)
 def test_pixel_units_honoured(tmp_path, units, value, expected):
     p = tmp_path / "s.h5"
     write_scan(p, _scan())
@@ -93,12 +102,19 @@ def test_one_file_per_energy_merges_and_sorts(tmp_path):
 def test_negative_counts_refused():
     bad = _scan(dtype=np.float32)
     with pytest.raises(XtwinInputError, match="negative"):
-        ScanData(data=-bad.data, flats=bad.flats, darks=bad.darks, theta_deg=bad.theta_deg,
-                 energy_eV=bad.energy_eV, pixel_size_m=1e-8)
+        ScanData(
+            data=-bad.data,
+            flats=bad.flats,
+            darks=bad.darks,
+            theta_deg=bad.theta_deg,
+            energy_eV=bad.energy_eV,
+            pixel_size_m=1e-8,
+        )
 
 
-@pytest.mark.parametrize("sep, scale, header", [(",", 1.0, "energy,mu"), ("  ", 1e-3, ""),
-                                                ("\t", 1.0, "# comment")])
+@pytest.mark.parametrize(
+    "sep, scale, header", [(",", 1.0, "energy,mu"), ("  ", 1e-3, ""), ("\t", 1.0, "# comment")]
+)
 def test_spectrum_formats(tmp_path, sep, scale, header):
     e = np.arange(8300.0, 8400.0, 5.0)
     p = tmp_path / "s.txt"

@@ -27,8 +27,9 @@ from xtwin.forward.twin import geometry_of
 def _scenario(**echem):
     sc = default_scenario()
     grid = dataclasses.replace(sc.grid, n_pixels=48, n_rows=32)
-    return dataclasses.replace(sc, grid=grid, electrochemistry=dataclasses.replace(
-        sc.electrochemistry, **echem))
+    return dataclasses.replace(
+        sc, grid=grid, electrochemistry=dataclasses.replace(sc.electrochemistry, **echem)
+    )
 
 
 def _field(sc, seed=1, ms=None):
@@ -52,13 +53,13 @@ def test_conservation_per_particle_and_slab(source_case, hetero):
     else:
         sc = _scenario()
         ms, echem, w, table = source_case
-    np.testing.assert_allclose(table["mean_lithiation"], table["pybamm_lithiation"],
-                               rtol=0.01)
+    np.testing.assert_allclose(table["mean_lithiation"], table["pybamm_lithiation"], rtol=0.01)
     am = ms.phases == PHASE_ACTIVE
     assert np.all(np.isfinite(w[am])) and np.all(np.isnan(w[~am]))
     assert np.nanmin(w) >= 0 and np.nanmax(w) <= 1
-    slabs = slab_conservation(w, ms, table, echem, 0,
-                              depth_offset_m=sc.microstructure.depth_offset_m)
+    slabs = slab_conservation(
+        w, ms, table, echem, 0, depth_offset_m=sc.microstructure.depth_offset_m
+    )
     assert slabs["max_relative_error"] < 0.01
     # PyBaMM's continuum (size-distribution) average at each slab depth is close too
     assert slabs["max_relative_error_continuum"] < 0.05
@@ -78,12 +79,13 @@ def test_c20_gives_nearly_uniform_field():
 
 def _depth_gradient(thickness_m, protocol, t):
     sc = default_scenario()
-    grid = dataclasses.replace(sc.grid, n_pixels=16, n_rows=int(thickness_m / 1.5e-6),
-                               pixel_size_m=1.5e-6, oversample=1)
-    micro = dataclasses.replace(sc.microstructure, sample="box", depth_offset_m=0.0,
-                                electrode_thickness_m=thickness_m)
-    echem = dataclasses.replace(sc.electrochemistry, protocol=(protocol,),
-                                snapshot_times_s=(t,))
+    grid = dataclasses.replace(
+        sc.grid, n_pixels=16, n_rows=int(thickness_m / 1.5e-6), pixel_size_m=1.5e-6, oversample=1
+    )
+    micro = dataclasses.replace(
+        sc.microstructure, sample="box", depth_offset_m=0.0, electrode_thickness_m=thickness_m
+    )
+    echem = dataclasses.replace(sc.electrochemistry, protocol=(protocol,), snapshot_times_s=(t,))
     sc = dataclasses.replace(sc, grid=grid, microstructure=micro, electrochemistry=echem)
     ms, echem_res, w, table = _field(sc)
     slabs = slab_conservation(w, ms, table, echem_res, 0, n_slabs=4)
@@ -103,21 +105,27 @@ def test_rate_limited_gradient_and_source_case_without():
 def test_connected_internal_pores_lithiate_first():
     sc = default_scenario()
     grid = dataclasses.replace(sc.grid, n_pixels=48, n_rows=32)
-    micro = dataclasses.replace(sc.microstructure, internal_porosity=0.08,
-                                internal_connected_fraction=1.0)
-    echem = dataclasses.replace(sc.electrochemistry, initial_soc=1.0,
-                                protocol=("Discharge at 1C for 600 seconds",),
-                                snapshot_times_s=(600.0,))
+    micro = dataclasses.replace(
+        sc.microstructure, internal_porosity=0.08, internal_connected_fraction=1.0
+    )
+    echem = dataclasses.replace(
+        sc.electrochemistry,
+        initial_soc=1.0,
+        protocol=("Discharge at 1C for 600 seconds",),
+        snapshot_times_s=(600.0,),
+    )
     sc = dataclasses.replace(sc, grid=grid, microstructure=micro, electrochemistry=echem)
     ms = generate(grid, micro, np.random.default_rng(2))
     assert ms.achieved["internal_connected_fraction"] > 0.8
-    closed = dataclasses.replace(ms, phases=np.where(ms.internal == INTERNAL_CONNECTED,
-                                                     PHASE_CLOSED_PORE, ms.phases))
+    closed = dataclasses.replace(
+        ms, phases=np.where(ms.internal == INTERNAL_CONNECTED, PHASE_CLOSED_PORE, ms.phases)
+    )
     _, _, w_open, t_open = _field(sc, ms=ms)
     _, _, w_closed, t_closed = _field(sc, ms=closed)
     # same particle means (PyBaMM), but inside: voxels next to the cracks gain Li first
-    np.testing.assert_allclose(t_open["mean_lithiation"], t_closed["mean_lithiation"],
-                               atol=0.005)  # PyBaMM sees a slightly lower porosity
+    np.testing.assert_allclose(
+        t_open["mean_lithiation"], t_closed["mean_lithiation"], atol=0.005
+    )  # PyBaMM sees a slightly lower porosity
     from scipy import ndimage
 
     near = ndimage.binary_dilation(ms.internal > 0) & (ms.phases == PHASE_ACTIVE)

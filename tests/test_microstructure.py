@@ -30,13 +30,20 @@ def _grid(n=40, rows=20):
     return sc, dataclasses.replace(sc.grid, n_pixels=n, n_rows=rows)
 
 
-@pytest.mark.parametrize("sample, active, cbd", [
-    ("pillar", 0.445, 0.255), ("box", 0.35, 0.10), ("box", 0.55, 0.15), ("pillar", 0.5, 0.05),
-])
+@pytest.mark.parametrize(
+    "sample, active, cbd",
+    [
+        ("pillar", 0.445, 0.255),
+        ("box", 0.35, 0.10),
+        ("box", 0.55, 0.15),
+        ("pillar", 0.5, 0.05),
+    ],
+)
 def test_fractions_meet_targets(sample, active, cbd):
     sc, grid = _grid()
-    spec = dataclasses.replace(sc.microstructure, sample=sample, active_fraction=active,
-                               cbd_fraction=cbd)
+    spec = dataclasses.replace(
+        sc.microstructure, sample=sample, active_fraction=active, cbd_fraction=cbd
+    )
     ms = generate(grid, spec, np.random.default_rng(3))
     a = ms.achieved
     assert a["active"] == pytest.approx(active, abs=0.01)
@@ -49,8 +56,9 @@ def test_fractions_meet_targets(sample, active, cbd):
 
 def test_internal_pores_closed_only_and_open():
     sc, grid = _grid(48, 24)
-    closed = dataclasses.replace(sc.microstructure, internal_porosity=0.05,
-                                 internal_connected_fraction=0.0)
+    closed = dataclasses.replace(
+        sc.microstructure, internal_porosity=0.05, internal_connected_fraction=0.0
+    )
     ms = generate(grid, closed, np.random.default_rng(4))
     assert ms.achieved["internal_pore"] > 0.01
     assert ms.achieved["internal_connected_fraction"] == 0.0
@@ -60,7 +68,7 @@ def test_internal_pores_closed_only_and_open():
     ms2 = generate(grid, opened, np.random.default_rng(4))
     assert ms2.achieved["internal_connected_fraction"] > 0.8
     # internal pores lie inside particles and their fraction of particle volume is as asked
-    env = (ms.labels > 0)
+    env = ms.labels > 0
     assert np.all(env[ms.internal == INTERNAL_CLOSED])
     frac = np.count_nonzero(ms.internal) / np.count_nonzero(env)
     assert frac == pytest.approx(0.05, abs=0.01)
@@ -68,8 +76,11 @@ def test_internal_pores_closed_only_and_open():
 
 def test_no_internal_pores_when_none_asked():
     sc, grid = _grid()
-    ms = generate(grid, dataclasses.replace(sc.microstructure, internal_porosity=0.0),
-                  np.random.default_rng(5))
+    ms = generate(
+        grid,
+        dataclasses.replace(sc.microstructure, internal_porosity=0.0),
+        np.random.default_rng(5),
+    )
     assert ms.achieved["internal_pore"] == 0.0 and not ms.internal.any()
 
 
@@ -149,8 +160,10 @@ def test_cli_microstructure_json(tmp_path, capsys):
     from xtwin.io.volumes import read_phase_volume
 
     sc = tmp_path / "s.toml"
-    sc.write_text("[grid]\nn_pixels = 32\nn_rows = 12\n[microstructure]\nsample = 'box'\n"
-                  "active_fraction = 0.4\ncbd_fraction = 0.1\n")
+    sc.write_text(
+        "[grid]\nn_pixels = 32\nn_rows = 12\n[microstructure]\nsample = 'box'\n"
+        "active_fraction = 0.4\ncbd_fraction = 0.1\n"
+    )
     assert main(["microstructure", str(sc), "-o", str(tmp_path / "m"), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert set(doc["target"]) >= {"active", "cbd", "pore"}

@@ -16,10 +16,17 @@ from xtwin.physics.xanes import DELITHIATED_DEFAULT, LITHIATED_DEFAULT, XanesMod
 ENERGIES = np.linspace(8200.0, 8500.0, 10)
 
 
-@pytest.mark.parametrize("material", [
-    materials.nmc532(1.0), materials.nmc532(0.4), materials.kapton(), materials.aluminium(),
-    materials.glassy_carbon(), materials.material_from_formula("LiPF6", "LiPF6", 2.84),
-])
+@pytest.mark.parametrize(
+    "material",
+    [
+        materials.nmc532(1.0),
+        materials.nmc532(0.4),
+        materials.kapton(),
+        materials.aluminium(),
+        materials.glassy_carbon(),
+        materials.material_from_formula("LiPF6", "LiPF6", 2.84),
+    ],
+)
 def test_mu_rho_equals_xraylib_compound(material):
     ours = mu_rho_cm2_g(material, ENERGIES)
     ref = np.array([xraylib.CS_Total_CP(material.formula, e / 1000) for e in ENERGIES])
@@ -67,7 +74,8 @@ def test_parametric_shift_matches_measured_nmc622(shared_data):
     pristine = read_spectrum(spec / "nmc622_ni_k_pristine_1.csv")
     charged = [read_spectrum(spec / f"nmc622_ni_k_4p3V_{i}.csv") for i in (1, 2)]
     measured = np.mean([_e_half_max(s.energy_eV, s.absorbance) for s in charged]) - _e_half_max(
-        pristine.energy_eV, pristine.absorbance)
+        pristine.energy_eV, pristine.absorbance
+    )
     e = pristine.energy_eV
     s_l, s_d = XanesModel().end_members(e)
     model = _e_half_max(e, s_d) - _e_half_max(e, s_l)
@@ -128,8 +136,10 @@ def test_measured_end_members_from_files(shared_data):
     from xtwin.physics.xanes import tabulated_end_member
 
     spec = shared_data / "spectra"
-    model = XanesModel(tabulated_end_member(spec / "nmc622_ni_k_3p0V_1.csv"),
-                       tabulated_end_member(spec / "nmc622_ni_k_4p3V_1.csv"))
+    model = XanesModel(
+        tabulated_end_member(spec / "nmc622_ni_k_3p0V_1.csv"),
+        tabulated_end_member(spec / "nmc622_ni_k_4p3V_1.csv"),
+    )
     e = np.arange(8300.0, 8500.0, 0.2)
     s_l, s_d = model.end_members(e)
     assert abs(s_l[0]) < 0.02 and abs(s_d[0]) < 0.02

@@ -30,8 +30,11 @@ def mu_nmc_per_um(e_eV, w):
     """Independent model: xraylib below-edge NMC, E^-2.7 background, Ni jump E^-2.75."""
     rho = 4.74
     bg = xraylib.CS_Total_CP("LiNi0.5Mn0.3Co0.2O2", 8.32) * (e_eV / 8320.0) ** -2.7
-    jump = 0.3039 * (xraylib.CS_Total(28, 8.5) - xraylib.CS_Total(28, 8.3) *
-                     (8500 / 8300) ** -2.7) * (e_eV / 8500.0) ** -2.75
+    jump = (
+        0.3039
+        * (xraylib.CS_Total(28, 8.5) - xraylib.CS_Total(28, 8.3) * (8500 / 8300) ** -2.7)
+        * (e_eV / 8500.0) ** -2.75
+    )
     s = w * shape(e_eV, 8345.5, 8349.5) + (1 - w) * shape(e_eV, 8347.8, 8352.0)
     return (bg + jump * s) * rho * 1e-4
 
@@ -76,13 +79,15 @@ def independent_files(tmp_path_factory):
             f["/measurement/instrument/detector/pixel_size"] = PIXEL_UM
             f["/measurement/instrument/detector/pixel_size"].attrs["units"] = "um"
         paths.append(p)
-    e = np.concatenate([np.arange(8200, 8330, 5.0), np.arange(8330, 8380, 0.5),
-                        np.arange(8380, 8900, 5.0)])
+    e = np.concatenate(
+        [np.arange(8200, 8330, 5.0), np.arange(8330, 8380, 0.5), np.arange(8380, 8900, 5.0)]
+    )
     refs = {}
     for name, w in (("lith", 1.0), ("delith", 0.0)):
         refs[name] = d / f"{name}.txt"
-        rows = "\n".join(f"{a / 1000:.6f}  {b:.6f}" for a, b in zip(e, 3 * mu_nmc_per_um(e, w)
-                                                                   + 0.1))
+        rows = "\n".join(
+            f"{a / 1000:.6f}  {b:.6f}" for a, b in zip(e, 3 * mu_nmc_per_um(e, w) + 0.1)
+        )
         refs[name].write_text("# standard pellet\nEnergy(keV)  Absorbance\n" + rows + "\n")
     return d, paths, refs
 
@@ -92,15 +97,25 @@ def test_process_recovers_uniform_spheres(independent_files):
 
     d, paths, refs = independent_files
     out = d / "limap.h5"
-    rc = main(["process", *map(str, paths), "--lithiated", str(refs["lith"]),
-               "--delithiated", str(refs["delith"]), "-o", str(out)])
+    rc = main(
+        [
+            "process",
+            *map(str, paths),
+            "--lithiated",
+            str(refs["lith"]),
+            "--delithiated",
+            str(refs["delith"]),
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     assert not (d / "limap.h5.partial").exists()  # the partial file becomes the output
     lm = read_limap(out)
     assert lm.lithiation.shape == (N_ROW, N_COL, N_COL)
     assert lm.pixel_size_m == pytest.approx(PIXEL_UM * 1e-6)
     for ((z0, _, _), _r), w in zip(SPHERES, W_TRUE):
-        core = lm.lithiation[int(z0) - 2:int(z0) + 3]
+        core = lm.lithiation[int(z0) - 2 : int(z0) + 3]
         vals = core[np.isfinite(core)]
         assert vals.size > 100
         assert np.mean(vals) == pytest.approx(w, abs=0.03)
@@ -110,6 +125,7 @@ def test_process_recovers_uniform_spheres(independent_files):
 
 
 # -- streaming, bounded memory, dask, resume ------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def drifted_scan(tmp_path_factory, independent_files):
@@ -125,8 +141,11 @@ def drifted_scan(tmp_path_factory, independent_files):
             data.append(f["/exchange/data"][()])
             flats.append(f["/exchange/data_white"][()])
             theta = f["/exchange/theta"][()]
-    data[2] = np.clip(np.rint(ndimage.shift(data[2].astype(float), (0, 1.6, -0.7), order=3,
-                                            mode="nearest")), 0, 65535).astype(np.uint16)
+    data[2] = np.clip(
+        np.rint(ndimage.shift(data[2].astype(float), (0, 1.6, -0.7), order=3, mode="nearest")),
+        0,
+        65535,
+    ).astype(np.uint16)
     with h5py.File(out, "w") as f:
         f["/exchange/data"] = np.stack(data)
         f["/exchange/data_white"] = np.stack(flats)
@@ -159,16 +178,24 @@ def test_streamed_blocks_match_in_memory_bit_for_bit(drifted_scan, tmp_path):
     assert reg["8400.00"] == [0.0, 0.0]
     np.testing.assert_allclose(reg["8320.00"], [-1.6, 0.7], atol=0.15)
     out = tmp_path / "blocks.h5"
-    process_file(scan_path, *ref_args, out, options=ProcessOptions(center_offset_px=0.0,
-                                                                   block_rows=7))
+    process_file(
+        scan_path, *ref_args, out, options=ProcessOptions(center_offset_px=0.0, block_rows=7)
+    )
     _same(read_limap(out), whole)
     # a memory limit that fits about 5 rows: several blocks, the same result
     shape = (3, N_ANG, N_ROW, N_COL)
-    limit = predicted_peak(current_rss_bytes(), 0, block_bytes(
-        shape, 2, 5, halo=12, workers=1, n_flat=10, tomography=True)) + (4 << 20)
+    limit = predicted_peak(
+        current_rss_bytes(),
+        0,
+        block_bytes(shape, 2, 5, halo=12, workers=1, n_flat=10, tomography=True),
+    ) + (4 << 20)
     out2 = tmp_path / "limited.h5"
-    process_file(scan_path, *ref_args, out2, options=ProcessOptions(
-        center_offset_px=0.0, memory_limit_bytes=limit, workers=1))
+    process_file(
+        scan_path,
+        *ref_args,
+        out2,
+        options=ProcessOptions(center_offset_px=0.0, memory_limit_bytes=limit, workers=1),
+    )
     lm2 = read_limap(out2)
     assert lm2.provenance["memory"]["rows_per_block"] < N_ROW
     _same(lm2, whole)
@@ -185,18 +212,38 @@ def test_dask_two_workers_identical_to_threads(drifted_scan):
 
     scan_path, refs = drifted_scan
     scan = read_scan(scan_path)
-    threads = process_scan(scan, refs["lith"], refs["delith"], center_offset_px=0.0,
-                           block_rows=8, workers=1)
-    dask2 = process_scan(scan, refs["lith"], refs["delith"], center_offset_px=0.0,
-                         block_rows=8, workers=2, scheduler="local")
+    threads = process_scan(
+        scan, refs["lith"], refs["delith"], center_offset_px=0.0, block_rows=8, workers=1
+    )
+    dask2 = process_scan(
+        scan,
+        refs["lith"],
+        refs["delith"],
+        center_offset_px=0.0,
+        block_rows=8,
+        workers=2,
+        scheduler="local",
+    )
     _same(dask2, threads)
 
 
 def test_memory_limit_too_small_is_refused_up_front(drifted_scan, tmp_path):
     scan_path, refs = drifted_scan
     out = tmp_path / "x.h5"
-    rc = main(["process", str(scan_path), "--lithiated", str(refs["lith"]), "--delithiated",
-               str(refs["delith"]), "-o", str(out), "--memory-limit", "10MB"])
+    rc = main(
+        [
+            "process",
+            str(scan_path),
+            "--lithiated",
+            str(refs["lith"]),
+            "--delithiated",
+            str(refs["delith"]),
+            "-o",
+            str(out),
+            "--memory-limit",
+            "10MB",
+        ]
+    )
     assert rc == 2
     assert not out.exists() and not (tmp_path / "x.h5.partial").exists()
 
@@ -234,9 +281,23 @@ def test_interrupted_process_resumes_bit_identical(independent_files, tmp_path, 
     _, _, refs = independent_files
     scan = tmp_path / "slow.h5"
     _slow_scan(scan)
-    args = [sys.executable, "-m", "xtwin.cli", "process", str(scan), "--lithiated",
-            str(refs["lith"]), "--delithiated", str(refs["delith"]), "--block-rows", "1",
-            "--workers", "1", "--center-offset", "0"]
+    args = [
+        sys.executable,
+        "-m",
+        "xtwin.cli",
+        "process",
+        str(scan),
+        "--lithiated",
+        str(refs["lith"]),
+        "--delithiated",
+        str(refs["delith"]),
+        "--block-rows",
+        "1",
+        "--workers",
+        "1",
+        "--center-offset",
+        "0",
+    ]
     out = tmp_path / "killed.h5"
     partial = tmp_path / "killed.h5.partial"
     proc = subprocess.Popen(args + ["-o", str(out)], stderr=subprocess.PIPE, text=True)

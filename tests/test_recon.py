@@ -21,8 +21,9 @@ def test_fbp_of_analytic_disc():
     theta = np.arange(na) * 180.0 / na
     sino = _disc_sinogram(n, theta, 20.0, 0.02)
     p = np.repeat(sino[None, :, None, :], 4, axis=2)
-    ab = Absorbance(p.astype(np.float32), np.zeros_like(p, dtype=np.float32), theta,
-                    np.array([8300.0]), 2e-7)
+    ab = Absorbance(
+        p.astype(np.float32), np.zeros_like(p, dtype=np.float32), theta, np.array([8300.0]), 2e-7
+    )
     vol = reconstruct(ab)
     yy, xx = np.mgrid[:n, :n] - (n - 1) / 2.0
     r = np.hypot(yy, xx)
@@ -58,9 +59,15 @@ def test_predicted_sigma_matches_empirical_noise():
     var = 1e-4 * np.exp(sino)  # var(-ln T) = 1/(I0 T) grows with absorption
     rng = np.random.default_rng(11)
     p = sino[None, :, None, :] + np.sqrt(var)[None, :, None, :] * rng.standard_normal(
-        (1, na, rows, n))
-    ab = Absorbance(p.astype(np.float32), np.broadcast_to(var[None, :, None, :], p.shape)
-                    .astype(np.float32), theta, np.array([8300.0]), 1.0)
+        (1, na, rows, n)
+    )
+    ab = Absorbance(
+        p.astype(np.float32),
+        np.broadcast_to(var[None, :, None, :], p.shape).astype(np.float32),
+        theta,
+        np.array([8300.0]),
+        1.0,
+    )
     vol = reconstruct(ab)
     yy, xx = np.mgrid[:n, :n] - (n - 1) / 2.0
     r = np.hypot(yy, xx)
@@ -84,8 +91,7 @@ def test_parallel_reconstruction_gives_identical_results():
     theta = np.arange(na) * 180.0 / na
     rng = np.random.default_rng(0)
     sino = _disc_sinogram(n, theta, 10.0, 0.02)
-    p = (sino[None, :, None, :] + 0.01 * rng.standard_normal((2, na, rows, n))).astype(
-        np.float32)
+    p = (sino[None, :, None, :] + 0.01 * rng.standard_normal((2, na, rows, n))).astype(np.float32)
     ab = Absorbance(p, np.full_like(p, 1e-4), theta, np.array([8300.0, 8400.0]), 1e-6)
     full = reconstruct(ab, workers=1)
     three = reconstruct(ab, workers=3)
@@ -153,9 +159,15 @@ def test_predicted_sigma_matches_empirical_noise_each_backend(method):
     var = 1e-4 * np.exp(sino)
     rng = np.random.default_rng(12)
     p = sino[None, :, None, :] + np.sqrt(var)[None, :, None, :] * rng.standard_normal(
-        (1, na, rows, n))
-    ab = Absorbance(p.astype(np.float32), np.broadcast_to(var[None, :, None, :], p.shape)
-                    .astype(np.float32), theta, np.array([8300.0]), 1.0)
+        (1, na, rows, n)
+    )
+    ab = Absorbance(
+        p.astype(np.float32),
+        np.broadcast_to(var[None, :, None, :], p.shape).astype(np.float32),
+        theta,
+        np.array([8300.0]),
+        1.0,
+    )
     vol = reconstruct(ab, method=method)
     yy, xx = np.mgrid[:n, :n] - (n - 1) / 2.0
     r = np.hypot(yy, xx)
@@ -182,20 +194,30 @@ def test_off_centre_axis_found_and_corrected(tmp_path):
 
     sc = default_scenario()
     sc = dataclasses.replace(
-        sc, grid=dataclasses.replace(sc.grid, n_rows=16),
-        acquisition=dataclasses.replace(sc.acquisition, rotation_axis_offset_px=2.7))
+        sc,
+        grid=dataclasses.replace(sc.grid, n_rows=16),
+        acquisition=dataclasses.replace(sc.acquisition, rotation_axis_offset_px=2.7),
+    )
     res = simulate(sc)
     est = find_rotation_center(normalize_scan(res.scan))
     assert est.offset_px == pytest.approx(2.7, abs=0.15)
     paths = write_outputs(res, sc, tmp_path)
-    refs = ["--lithiated", str(paths["reference_lithiated.csv"]),
-            "--delithiated", str(paths["reference_delithiated.csv"])]
+    refs = [
+        "--lithiated",
+        str(paths["reference_lithiated.csv"]),
+        "--delithiated",
+        str(paths["reference_delithiated.csv"]),
+    ]
     truth = read_truth(paths["truth.h5"])
     maes = {}
     for name, offset in (("auto", "auto"), ("centred", "0")):
         out = tmp_path / f"{name}.h5"
-        assert main(["process", str(paths["scan.h5"]), *refs, "-o", str(out),
-                     "--center-offset", offset]) == 0
+        assert (
+            main(
+                ["process", str(paths["scan.h5"]), *refs, "-o", str(out), "--center-offset", offset]
+            )
+            == 0
+        )
         lm = read_limap(out)
         maes[name] = compare(lm, truth)
         if name == "auto":
@@ -222,8 +244,10 @@ def test_energy_drift_registered():
 
     sc = default_scenario()
     sc = dataclasses.replace(
-        sc, grid=dataclasses.replace(sc.grid, n_rows=24),
-        acquisition=dataclasses.replace(sc.acquisition, energy_drift_px=1.0))
+        sc,
+        grid=dataclasses.replace(sc.grid, n_rows=24),
+        acquisition=dataclasses.replace(sc.acquisition, energy_drift_px=1.0),
+    )
     res = simulate(sc)
     import tempfile
     from pathlib import Path

@@ -44,9 +44,12 @@ def test_ignoring_the_traps_biases_w(refs):
 
     model, l, d = refs
     cal = calibrate(E3, l, d)
-    naive = dataclasses.replace(cal, jump=np.ones(3), s_lithiated=np.array(
-        [cal.s_lithiated[0], cal.s_lithiated[1], 1.0]), s_delithiated=np.array(
-        [cal.s_delithiated[0], cal.s_delithiated[1], 1.0]))
+    naive = dataclasses.replace(
+        cal,
+        jump=np.ones(3),
+        s_lithiated=np.array([cal.s_lithiated[0], cal.s_lithiated[1], 1.0]),
+        s_delithiated=np.array([cal.s_delithiated[0], cal.s_delithiated[1], 1.0]),
+    )
     mu = model.nmc532_mu_per_m(E3, np.array([0.5])).T
     good = retrieve(mu, np.full(mu.shape, 1e-3), cal, min_jump_fraction=0).lithiation
     bad = retrieve(mu, np.full(mu.shape, 1e-3), naive, min_jump_fraction=0).lithiation
@@ -62,8 +65,13 @@ def test_sigma_matches_monte_carlo(refs):
     sig = 0.02 * mu0
     n = 20000
     mu = mu0[:, None] + sig[:, None] * rng.standard_normal((3, n))
-    res = retrieve(mu, np.broadcast_to(sig[:, None], mu.shape).copy(), cal,
-                   min_jump_fraction=0.0, min_jump_snr=0.0)
+    res = retrieve(
+        mu,
+        np.broadcast_to(sig[:, None], mu.shape).copy(),
+        cal,
+        min_jump_fraction=0.0,
+        min_jump_snr=0.0,
+    )
     w = res.lithiation
     assert np.nanmean(w) == pytest.approx(0.4, abs=0.01)  # bias-corrected ratio
     assert np.nanmedian(res.sigma) == pytest.approx(np.nanstd(w), rel=0.1)
@@ -81,12 +89,15 @@ def test_no_ni_is_masked(refs):
     assert not res.mask.any() and np.all(np.isnan(res.lithiation))
 
 
-@pytest.mark.parametrize("energies, match", [
-    ([8300.0, 8310.0, 8320.0], "bracket"),
-    ([8380.0, 8400.0, 8420.0], "bracket"),
-    ([8320.0, 8400.0], "three"),
-    ([8100.0, 8347.0, 8400.0], "outside"),
-])
+@pytest.mark.parametrize(
+    "energies, match",
+    [
+        ([8300.0, 8310.0, 8320.0], "bracket"),
+        ([8380.0, 8400.0, 8420.0], "bracket"),
+        ([8320.0, 8400.0], "three"),
+        ([8100.0, 8347.0, 8400.0], "outside"),
+    ],
+)
 def test_bad_energies_are_refused(refs, energies, match):
     _, l, d = refs
     with pytest.raises(XtwinInputError, match=match):

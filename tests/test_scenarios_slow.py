@@ -22,8 +22,12 @@ def test_scenario_end_to_end(scenario, tmp_path, capsys):
     assert main(["simulate", str(scenario), "-o", str(out)]) == 0
     scans = sorted(out.glob("scan*.h5"))
     truths = sorted(out.glob("truth*.h5"))
-    refs = ["--lithiated", str(out / "reference_lithiated.csv"),
-            "--delithiated", str(out / "reference_delithiated.csv")]
+    refs = [
+        "--lithiated",
+        str(out / "reference_lithiated.csv"),
+        "--delithiated",
+        str(out / "reference_delithiated.csv"),
+    ]
     li = tmp_path / "li.h5"
     assert main(["process", *map(str, scans), *refs, "-o", str(li)]) == 0
     maps = [li] if len(scans) == 1 else sorted(tmp_path.glob("li_t*.h5"))

@@ -71,8 +71,18 @@ def test_process_refuses_two_energies(xrm_files, tmp_path, capsys, shared_data):
     assert main(["convert", *map(str, xrm_files), "-o", str(out)]) == 0
     capsys.readouterr()
     ref = shared_data / "spectra" / "nca_ni_k_ssrl_txm_spectrum.csv"
-    rc = main(["process", str(out), "--lithiated", str(ref), "--delithiated", str(ref),
-               "-o", str(tmp_path / "li.h5")])
+    rc = main(
+        [
+            "process",
+            str(out),
+            "--lithiated",
+            str(ref),
+            "--delithiated",
+            str(ref),
+            "-o",
+            str(tmp_path / "li.h5"),
+        ]
+    )
     assert rc == 2 and "three" in capsys.readouterr().err
 
 

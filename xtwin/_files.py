@@ -32,9 +32,34 @@ def check_can_write(path: str | os.PathLike, *, force: bool) -> Path:
         raise XtwinInputError(
             f"output {path} already exists; choose another name or pass --force to overwrite it"
         )
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise XtwinInputError(f"output {path} is a directory; give a file name")
+    ensure_writable_dir(path.parent if str(path.parent) else Path("."))
     return path
+
+
+def ensure_writable_dir(directory: str | os.PathLike) -> Path:
+    """Create ``directory`` if needed and prove that files can be created in it, before any
+    computation starts (so a long run never fails at its very end).
+
+    Raises
+    ------
+    XtwinInputError
+        The directory cannot be created or written (read-only, no permission, a file in
+        the way).
+    """
+    d = Path(directory)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".xtwin-write-test.", dir=d)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise XtwinInputError(
+            f"cannot write to {d} ({exc.strerror or exc}); choose an output location you can "
+            "write to"
+        ) from None
+    return d
 
 
 def refuse_existing(out_dir: str | os.PathLike, names: list[str], *, force: bool) -> None:
@@ -43,9 +68,13 @@ def refuse_existing(out_dir: str | os.PathLike, names: list[str], *, force: bool
     Called before any work starts, so a refused command writes nothing.
     """
     existing = [str(Path(out_dir) / n) for n in names if (Path(out_dir) / n).exists()]
+    if not existing or force:
+        ensure_writable_dir(out_dir)
     if existing and not force:
-        raise XtwinInputError(f"{', '.join(existing)} already exist; choose another output "
-                              "directory or pass --force to overwrite")
+        raise XtwinInputError(
+            f"{', '.join(existing)} already exist; choose another output "
+            "directory or pass --force to overwrite"
+        )
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -23,8 +22,15 @@ def _bar(total: int, desc: str):
 
     tty = sys.stderr.isatty()
     # in a batch job (no terminal) the bar still reports, every 30 s, as plain lines
-    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=True,
-                mininterval=0.1 if tty else 30.0, ascii=not tty)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="step",
+        file=sys.stderr,
+        leave=True,
+        mininterval=0.1 if tty else 30.0,
+        ascii=not tty,
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,9 +59,11 @@ def _simulate(scenario, out_dir: Path, force: bool, desc: str = "simulate"):
     n_snap = len(scenario.electrochemistry.snapshot_times_s)
     n_steps = 3 + n_snap * (1 + len(scenario.acquisition.energies_eV))
     with _bar(n_steps, desc) as bar:
+
         def tick(stage: str, n: int) -> None:
             bar.set_postfix_str(stage)
             bar.update(n)
+
         result = run_twin(scenario, progress=tick)
         paths = write_outputs(result, scenario, out_dir, force=force)
     return result, paths
@@ -64,12 +72,20 @@ def _simulate(scenario, out_dir: Path, force: bool, desc: str = "simulate"):
 def _scenario_command(fn):
     """The arguments shared by commands that build from a scenario into a directory."""
     fn = click.option("--force", is_flag=True, help="Overwrite existing outputs.")(fn)
-    fn = click.option("--seed", type=click.IntRange(min=0), default=None,
-                      help="Override the scenario's seed.")(fn)
-    fn = click.option("-o", "--out", "out_dir", required=True,
-                      type=click.Path(path_type=Path), help="Output directory.")(fn)
-    return click.argument("scenario_path", metavar="SCENARIO.toml",
-                          type=click.Path(path_type=Path))(fn)
+    fn = click.option(
+        "--seed", type=click.IntRange(min=0), default=None, help="Override the scenario's seed."
+    )(fn)
+    fn = click.option(
+        "-o",
+        "--out",
+        "out_dir",
+        required=True,
+        type=click.Path(path_type=Path),
+        help="Output directory.",
+    )(fn)
+    return click.argument(
+        "scenario_path", metavar="SCENARIO.toml", type=click.Path(path_type=Path)
+    )(fn)
 
 
 def _load(scenario_path: Path, seed: int | None):
@@ -92,8 +108,15 @@ def simulate(scenario_path: Path, out_dir: Path, seed: int | None, force: bool) 
         click.echo(str(p))
 
 
-def _process(scans: list[Path], lithiated: Path, delithiated: Path, out: Path, force: bool,
-             options=None, desc: str = "process") -> Path:
+def _process(
+    scans: list[Path],
+    lithiated: Path,
+    delithiated: Path,
+    out: Path,
+    force: bool,
+    options=None,
+    desc: str = "process",
+) -> Path:
     from xtwin._files import check_can_write
     from xtwin.io.scan import read_header
     from xtwin.pipeline import partial_path, process_file
@@ -108,24 +131,43 @@ def _process(scans: list[Path], lithiated: Path, delithiated: Path, out: Path, f
     def said(plan: dict) -> None:
         c = plan["center_offset_px"]
         how = "found from the data" if plan["center_search"] else "as given"
-        click.echo(f"rotation axis: {c:+.2f} px from the detector centre ({how}); blocks of "
-                   f"{plan['rows_per_block']} rows, predicted peak memory "
-                   f"{plan['predicted_peak_bytes'] / 2**30:.2f} GiB", err=True)
+        click.echo(
+            f"rotation axis: {c:+.2f} px from the detector centre ({how}); blocks of "
+            f"{plan['rows_per_block']} rows, predicted peak memory "
+            f"{plan['predicted_peak_bytes'] / 2**30:.2f} GiB",
+            err=True,
+        )
 
     try:
         with _bar(n_rows, desc) as bar:
-            process_file(list(scans), lithiated, delithiated, out, options=options,
-                         progress=bar.update, on_plan=said)
+            process_file(
+                list(scans),
+                lithiated,
+                delithiated,
+                out,
+                options=options,
+                progress=bar.update,
+                on_plan=said,
+            )
     except KeyboardInterrupt:
         if partial_path(out).exists():
-            click.echo(f"interrupted: the finished rows are kept in {partial_path(out)}; run "
-                       "the same command again to resume", err=True)
+            click.echo(
+                f"interrupted: the finished rows are kept in {partial_path(out)}; run "
+                "the same command again to resume",
+                err=True,
+            )
         raise
     return out
 
 
-def _options(center_offset: str, recon: str, memory_limit: str | None, workers: int | None,
-             scheduler: str | None, rows: str | None):
+def _options(
+    center_offset: str,
+    recon: str,
+    memory_limit: str | None,
+    workers: int | None,
+    scheduler: str | None,
+    rows: str | None,
+):
     from xtwin.memory import parse_bytes
     from xtwin.pipeline import ProcessOptions
 
@@ -136,38 +178,84 @@ def _options(center_offset: str, recon: str, memory_limit: str | None, workers: 
         except ValueError:
             raise XtwinInputError(f"--rows {rows!r} is not START:STOP (e.g. 100:164)") from None
         row_range = (a, b)
-    return ProcessOptions(center_offset_px=_center(center_offset), method=recon,
-                          memory_limit_bytes=parse_bytes(memory_limit) if memory_limit else None,
-                          workers=workers, scheduler=scheduler, rows=row_range)
+    return ProcessOptions(
+        center_offset_px=_center(center_offset),
+        method=recon,
+        memory_limit_bytes=parse_bytes(memory_limit) if memory_limit else None,
+        workers=workers,
+        scheduler=scheduler,
+        rows=row_range,
+    )
 
 
 @cli.command()
 @click.argument("scans", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--lithiated", required=True, type=click.Path(path_type=Path),
-              help="Reference spectrum of the lithiated (discharged) end member.")
-@click.option("--delithiated", required=True, type=click.Path(path_type=Path),
-              help="Reference spectrum of the delithiated (charged) end member.")
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
-              help="Output Li-map file (HDF5).")
-@click.option("--center-offset", default="auto", show_default=True,
-              help="Rotation axis minus detector centre, in pixels, or 'auto' to find it.")
-@click.option("--recon", default="fourier", show_default=True,
-              type=click.Choice(["fourier", "fast", "astra", "gridrec"]),
-              help="Reconstruction backend (gridrec needs tomopy).")
-@click.option("--memory-limit", default=None,
-              help="Cap on peak memory, e.g. 2GB (default: half the available memory).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Threads (or dask workers) reconstructing at once (default: CPU count).")
-@click.option("--scheduler", default=None,
-              help="Run blocks on dask.distributed: 'local' or a scheduler address.")
+@click.option(
+    "--lithiated",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Reference spectrum of the lithiated (discharged) end member.",
+)
+@click.option(
+    "--delithiated",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Reference spectrum of the delithiated (charged) end member.",
+)
+@click.option(
+    "-o", "--out", required=True, type=click.Path(path_type=Path), help="Output Li-map file (HDF5)."
+)
+@click.option(
+    "--center-offset",
+    default="auto",
+    show_default=True,
+    help="Rotation axis minus detector centre, in pixels, or 'auto' to find it.",
+)
+@click.option(
+    "--recon",
+    default="fourier",
+    show_default=True,
+    type=click.Choice(["fourier", "fast", "astra", "gridrec"]),
+    help="Reconstruction backend (gridrec needs tomopy).",
+)
+@click.option(
+    "--memory-limit",
+    default=None,
+    help="Cap on peak memory, e.g. 2GB (default: half the available memory).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads (or dask workers) reconstructing at once (default: CPU count).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    help="Run blocks on dask.distributed: 'local' or a scheduler address.",
+)
 @click.option("--rows", default=None, help="Process only detector rows START:STOP.")
-@click.option("--block-rows", type=click.IntRange(min=1), default=None,
-              help="At most this many detector rows per block.")
+@click.option(
+    "--block-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most this many detector rows per block.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
-def process(scans: tuple[Path, ...], lithiated: Path, delithiated: Path, out: Path,
-            center_offset: str, recon: str, memory_limit: str | None, workers: int | None,
-            scheduler: str | None, rows: str | None, block_rows: int | None,
-            force: bool) -> None:
+def process(
+    scans: tuple[Path, ...],
+    lithiated: Path,
+    delithiated: Path,
+    out: Path,
+    center_offset: str,
+    recon: str,
+    memory_limit: str | None,
+    workers: int | None,
+    scheduler: str | None,
+    rows: str | None,
+    block_rows: int | None,
+    force: bool,
+) -> None:
     """The shared pipeline: normalize, register, reconstruct each energy, retrieve lithiation.
 
     SCAN is a Data Exchange HDF5 file with all energies, or several files with one energy
@@ -184,23 +272,24 @@ def process(scans: tuple[Path, ...], lithiated: Path, delithiated: Path, out: Pa
 
     options = dataclasses.replace(
         _options(center_offset, recon, memory_limit, workers, scheduler, rows),
-        block_rows=block_rows)
+        block_rows=block_rows,
+    )
     order = series_order(list(scans))
     if order is not None:  # an operando series: one Li map per time point
         check_series([scans[i] for i in order])
         outs = series_outputs(out, len(order))
         refuse_existing(out.parent, [o.name for o in outs], force=force)
         for k, i in enumerate(order):
-            _process([scans[i]], lithiated, delithiated, outs[k], force, options,
-                     desc=f"t{k:03d}")
+            _process([scans[i]], lithiated, delithiated, outs[k], force, options, desc=f"t{k:03d}")
             click.echo(f"{outs[k]}: time point {k} from {scans[i]}")
         return
     _process(list(scans), lithiated, delithiated, out, force, options)
     from xtwin.io.limap import read_limap_summary
 
     n, med, med_sig = read_limap_summary(out)
-    click.echo(f"{out}: {n} voxels with Ni; median lithiation {med:.3f}, median sigma "
-               f"{med_sig:.3f}")
+    click.echo(
+        f"{out}: {n} voxels with Ni; median lithiation {med:.3f}, median sigma {med_sig:.3f}"
+    )
 
 
 def _center(center_offset: str) -> float | str:
@@ -209,8 +298,9 @@ def _center(center_offset: str) -> float | str:
     try:
         return float(center_offset)
     except ValueError:
-        raise XtwinInputError(f"--center-offset {center_offset!r} is neither a number of "
-                              "pixels nor 'auto'") from None
+        raise XtwinInputError(
+            f"--center-offset {center_offset!r} is neither a number of pixels nor 'auto'"
+        ) from None
 
 
 def _nanmedian(a) -> float:
@@ -251,42 +341,48 @@ def compare(limap_path: Path, truth_path: Path, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default="xtwin-demo",
-              show_default=True, help="Output directory.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default="xtwin-demo",
+    show_default=True,
+    help="Output directory.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing demo directory's files.")
 def demo(out_dir: Path, force: bool) -> None:
     """Simulate the default scenario, process it, compare, and write a small report."""
     from xtwin.forward.scenario import default_scenario
-    from xtwin.forward.twin import output_names
-    from xtwin.io.truth import read_truth
-    from xtwin.validate.metrics import compare as run_compare
-    from xtwin.validate.report import write_report
+    from xtwin.validate.demo import demo as run_demo
 
-    t0 = time.perf_counter()
     scenario = default_scenario()
-    names = output_names(scenario) + ["limap.h5", "slices.png", "error_histogram.png",
-                                      "metrics.json"]
-    refuse_existing(out_dir, names, force=force)
-    _, paths = _simulate(scenario, out_dir, force, desc="1/2 simulate")
-    _process([paths["scan.h5"]], paths["reference_lithiated.csv"],
-             paths["reference_delithiated.csv"], out_dir / "limap.h5", force,
-             desc="2/2 process")
-    from xtwin.io.limap import read_limap
-
-    limap = read_limap(out_dir / "limap.h5")
-    metrics = run_compare(limap, read_truth(paths["truth.h5"]))
-    metrics["elapsed_s"] = round(time.perf_counter() - t0, 1)
-    metrics["scenario"] = scenario.name
-    report = write_report(limap, read_truth(paths["truth.h5"]), metrics, out_dir)
+    n_snap = len(scenario.electrochemistry.snapshot_times_s)
+    n_steps = 3 + n_snap * (1 + len(scenario.acquisition.energies_eV))
+    with _bar(n_steps, "1/2 simulate") as b1, _bar(scenario.grid.n_rows, "2/2 process") as b2:
+        res = run_demo(
+            out_dir,
+            force=force,
+            simulate_progress=lambda stage, n: b1.update(n),
+            process_progress=b2.update,
+        )
+    metrics = res["metrics"]
     click.echo("\n".join(_summary_lines(metrics)))
-    click.echo(f"report: {report['slices']}, {report['histogram']}, {report['metrics']} "
-               f"({metrics['elapsed_s']} s)")
+    f = res["files"]
+    click.echo(
+        f"report: {f['slices']}, {f['histogram']}, {f['metrics']} ({metrics['elapsed_s']} s)"
+    )
 
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
-              help="Output scan file (Data Exchange HDF5).")
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output scan file (Data Exchange HDF5).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 def convert(files: tuple[Path, ...], out: Path, force: bool) -> None:
     """Convert Xradia .xrm/.txrm files (sample images and _ref_ references) to a scan file.
@@ -302,11 +398,13 @@ def convert(files: tuple[Path, ...], out: Path, force: bool) -> None:
     scan = xrm_to_scan(list(files))
     write_scan(out, scan)
     n_e, n_a, n_r, n_c = scan.shape
-    click.echo(f"{out}: {n_e} energies {scan.energy_eV.tolist()} eV, {n_a} angle(s), "
-               f"{n_r} x {n_c} pixels of {scan.pixel_size_m * 1e9:.1f} nm, "
-               f"{0 if scan.flats is None else scan.flats.shape[1]} flats per energy, "
-               "counts per photon "
-               f"{scan.counts_per_photon:.3f}")
+    click.echo(
+        f"{out}: {n_e} energies {scan.energy_eV.tolist()} eV, {n_a} angle(s), "
+        f"{n_r} x {n_c} pixels of {scan.pixel_size_m * 1e9:.1f} nm, "
+        f"{0 if scan.flats is None else scan.flats.shape[1]} flats per energy, "
+        "counts per photon "
+        f"{scan.counts_per_photon:.3f}"
+    )
 
 
 @cli.command()
@@ -321,8 +419,9 @@ def info(path: Path) -> None:
 @cli.command()
 @_scenario_command
 @click.option("--json", "as_json", is_flag=True, help="Print targets, achieved and metrics.")
-def microstructure(scenario_path: Path, out_dir: Path, seed: int | None, as_json: bool,
-                   force: bool) -> None:
+def microstructure(
+    scenario_path: Path, out_dir: Path, seed: int | None, as_json: bool, force: bool
+) -> None:
     """Generate the scenario's electrode microstructure, with its record and metrics.
 
     Writes DIR/microstructure.h5 (fine and reconstruction grids, particle record),
@@ -337,18 +436,21 @@ def microstructure(scenario_path: Path, out_dir: Path, seed: int | None, as_json
         click.echo(json.dumps(doc, indent=2))
         return
     a, t = doc["achieved"], doc["target"]
-    click.echo(f"active {a['active']:.4f} (target {t['active']}), cbd {a['cbd']:.4f} "
-               f"(target {t['cbd']}), pore {a['pore']:.4f} (target {t['pore']:.3f}); "
-               f"{doc['particles']['n']} particles; internal pores {a['internal_pore']:.4f} "
-               f"of the sample, {a['internal_connected_fraction']:.2f} connected")
+    click.echo(
+        f"active {a['active']:.4f} (target {t['active']}), cbd {a['cbd']:.4f} "
+        f"(target {t['cbd']}), pore {a['pore']:.4f} (target {t['pore']:.3f}); "
+        f"{doc['particles']['n']} particles; internal pores {a['internal_pore']:.4f} "
+        f"of the sample, {a['internal_connected_fraction']:.2f} connected"
+    )
     for path in doc["files"].values():
         click.echo(path)
 
 
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--fine", is_flag=True, help="Use the fine simulation grid of a truth or "
-              "microstructure file.")
+@click.option(
+    "--fine", is_flag=True, help="Use the fine simulation grid of a truth or microstructure file."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def metrics(path: Path, fine: bool, as_json: bool) -> None:
     """Microstructure metrics of any volume: microstructure, truth or Li-map file."""
@@ -366,12 +468,16 @@ def metrics(path: Path, fine: bool, as_json: bool) -> None:
     tau = out["tortuosity_electrolyte_thickness"]
     click.echo(f"{path} ({vol.kind}): {fr}")
     if ps_.get("n"):
-        click.echo(f"particles {ps_['n']} ({ps_['method']}): D10/D50/D90 "
-                   f"{ps_['d10_m'] * 1e6:.2f}/{ps_['d50_m'] * 1e6:.2f}/"
-                   f"{ps_['d90_m'] * 1e6:.2f} um")
+        click.echo(
+            f"particles {ps_['n']} ({ps_['method']}): D10/D50/D90 "
+            f"{ps_['d10_m'] * 1e6:.2f}/{ps_['d50_m'] * 1e6:.2f}/"
+            f"{ps_['d90_m'] * 1e6:.2f} um"
+        )
     click.echo(f"specific surface area {out['specific_surface_area_per_m'] / 1e6:.3f} 1/um")
-    click.echo(f"electrolyte tortuosity along depth {tau.get('tortuosity')} (Bruggeman "
-               f"{tau.get('bruggeman')})")
+    click.echo(
+        f"electrolyte tortuosity along depth {tau.get('tortuosity')} (Bruggeman "
+        f"{tau.get('bruggeman')})"
+    )
 
 
 def _float_list(text: str, what: str) -> list[float]:
@@ -385,10 +491,18 @@ def _float_list(text: str, what: str) -> list[float]:
 
 
 @cli.group(invoke_without_command=True)
-@click.option("--energies", default="8320,8347,8400", show_default=True,
-              help="Comma-separated energies in eV.")
-@click.option("--lithiation", default="0,1", show_default=True,
-              help="Comma-separated lithiation fractions w for NMC532.")
+@click.option(
+    "--energies",
+    default="8320,8347,8400",
+    show_default=True,
+    help="Comma-separated energies in eV.",
+)
+@click.option(
+    "--lithiation",
+    default="0,1",
+    show_default=True,
+    help="Comma-separated lithiation fractions w for NMC532.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a list of records as JSON.")
 @click.pass_context
 def physics(ctx: click.Context, energies: str, lithiation: str, as_json: bool) -> None:
@@ -402,14 +516,21 @@ def physics(ctx: click.Context, energies: str, lithiation: str, as_json: bool) -
         return
     from xtwin.physics.tables import attenuation_records, format_records
 
-    recs = attenuation_records(_float_list(energies, "--energies"),
-                               _float_list(lithiation, "--lithiation"))
+    recs = attenuation_records(
+        _float_list(energies, "--energies"), _float_list(lithiation, "--lithiation")
+    )
     click.echo(json.dumps(recs, indent=2) if as_json else format_records(recs))
 
 
 @physics.command("spectra")
-@click.option("-o", "--out", type=click.Path(path_type=Path), default="spectra.png",
-              show_default=True, help="Output PNG.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default="spectra.png",
+    show_default=True,
+    help="Output PNG.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.pass_context
 def physics_spectra(ctx: click.Context, out: Path, force: bool) -> None:
@@ -423,45 +544,86 @@ def physics_spectra(ctx: click.Context, out: Path, force: bool) -> None:
 
 
 @physics.command("dose")
-@click.option("--photons", type=float, default=20000.0, show_default=True,
-              help="Photons per pixel per projection (flat-field level).")
-@click.option("--angles", type=int, default=121, show_default=True,
-              help="Projections per energy.")
-@click.option("--pixel-size-nm", type=float, default=400.0, show_default=True,
-              help="Pixel size at the sample, nm.")
-@click.option("--lithiation", type=float, default=0.5, show_default=True,
-              help="Lithiation fraction w of the NMC532.")
-@click.option("--sample-thickness-um", type=float, default=20.0, show_default=True,
-              help="Electrode thickness crossed by the beam, um.")
-@click.option("--window-um", type=float, default=0.0, show_default=True,
-              help="Thickness of each of two Kapton cell windows, um.")
+@click.option(
+    "--photons",
+    type=float,
+    default=20000.0,
+    show_default=True,
+    help="Photons per pixel per projection (flat-field level).",
+)
+@click.option("--angles", type=int, default=121, show_default=True, help="Projections per energy.")
+@click.option(
+    "--pixel-size-nm",
+    type=float,
+    default=400.0,
+    show_default=True,
+    help="Pixel size at the sample, nm.",
+)
+@click.option(
+    "--lithiation",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Lithiation fraction w of the NMC532.",
+)
+@click.option(
+    "--sample-thickness-um",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="Electrode thickness crossed by the beam, um.",
+)
+@click.option(
+    "--window-um",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Thickness of each of two Kapton cell windows, um.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def physics_dose(ctx: click.Context, photons: float, angles: int, pixel_size_nm: float,
-                 lithiation: float, sample_thickness_um: float, window_um: float,
-                 as_json: bool) -> None:
+def physics_dose(
+    ctx: click.Context,
+    photons: float,
+    angles: int,
+    pixel_size_nm: float,
+    lithiation: float,
+    sample_thickness_um: float,
+    window_um: float,
+    as_json: bool,
+) -> None:
     """Dose (Gy) to NMC532 and electrolyte for a whole acquisition, and transmissions."""
     from xtwin.physics.tables import dose_records
 
     if photons <= 0 or angles <= 0 or pixel_size_nm <= 0:
         raise XtwinInputError("--photons, --angles and --pixel-size-nm must be positive")
-    rec = dose_records(_float_list(ctx.obj["energies"], "--energies"),
-                       photons_per_pixel=photons, n_projections=angles,
-                       pixel_size_m=pixel_size_nm * 1e-9, lithiation=lithiation,
-                       sample_thickness_m=sample_thickness_um * 1e-6,
-                       window_thickness_m=window_um * 1e-6)
+    rec = dose_records(
+        _float_list(ctx.obj["energies"], "--energies"),
+        photons_per_pixel=photons,
+        n_projections=angles,
+        pixel_size_m=pixel_size_nm * 1e-9,
+        lithiation=lithiation,
+        sample_thickness_m=sample_thickness_um * 1e-6,
+        window_thickness_m=window_um * 1e-6,
+    )
     if as_json:
         click.echo(json.dumps(rec, indent=2))
         return
     click.echo(f"fluence per energy {rec['fluence_per_m2_per_energy']:.4g} photons/m2")
-    click.echo(f"{'E (eV)':>8s} {'dose NMC532 (Gy)':>17s} {'dose electrolyte (Gy)':>22s} "
-               f"{'T sample':>9s} {'T windows':>10s}")
+    click.echo(
+        f"{'E (eV)':>8s} {'dose NMC532 (Gy)':>17s} {'dose electrolyte (Gy)':>22s} "
+        f"{'T sample':>9s} {'T windows':>10s}"
+    )
     for i, e in enumerate(rec["energy_eV"]):
-        click.echo(f"{e:8.1f} {rec['dose_Gy']['NMC532'][i]:17.4g} "
-                   f"{rec['dose_Gy']['electrolyte'][i]:22.4g} "
-                   f"{rec['transmission_sample'][i]:9.3f} {rec['transmission_windows'][i]:10.3f}")
-    click.echo(f"total dose: NMC532 {rec['total_dose_Gy']['NMC532']:.4g} Gy, electrolyte "
-               f"{rec['total_dose_Gy']['electrolyte']:.4g} Gy")
+        click.echo(
+            f"{e:8.1f} {rec['dose_Gy']['NMC532'][i]:17.4g} "
+            f"{rec['dose_Gy']['electrolyte'][i]:22.4g} "
+            f"{rec['transmission_sample'][i]:9.3f} {rec['transmission_windows'][i]:10.3f}"
+        )
+    click.echo(
+        f"total dose: NMC532 {rec['total_dose_Gy']['NMC532']:.4g} Gy, electrolyte "
+        f"{rec['total_dose_Gy']['electrolyte']:.4g} Gy"
+    )
 
 
 class _Terminated(KeyboardInterrupt):
@@ -478,17 +640,37 @@ def bench() -> None:
 
 
 @bench.command("recon")
-@click.option("--size", type=click.IntRange(min=16), default=512, show_default=True,
-              help="Slice width in pixels.")
-@click.option("--angles", type=click.IntRange(min=8), default=720, show_default=True,
-              help="Projections over 180 degrees.")
-@click.option("--slices", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Slices reconstructed (and timed) per method.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Threads for every method (default: CPU count).")
+@click.option(
+    "--size",
+    type=click.IntRange(min=16),
+    default=512,
+    show_default=True,
+    help="Slice width in pixels.",
+)
+@click.option(
+    "--angles",
+    type=click.IntRange(min=8),
+    default=720,
+    show_default=True,
+    help="Projections over 180 degrees.",
+)
+@click.option(
+    "--slices",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Slices reconstructed (and timed) per method.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads for every method (default: CPU count).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def bench_recon_cmd(size: int, angles: int, slices: int, workers: int | None,
-                    as_json: bool) -> None:
+def bench_recon_cmd(
+    size: int, angles: int, slices: int, workers: int | None, as_json: bool
+) -> None:
     """Reconstruction: xtwin's FBP against ASTRA CPU FBP, algotom FBP and scikit-image iradon
     (seconds and RMSE against the Shepp-Logan phantom)."""
     from xtwin.validate.bench import bench_recon
@@ -498,8 +680,9 @@ def bench_recon_cmd(size: int, angles: int, slices: int, workers: int | None,
         click.echo(json.dumps(res, indent=2))
         return
     ref = res["methods"].get("xtwin fourier", {}).get("seconds")
-    click.echo(f"{size}^2 x {angles} angles, {slices} slices, {res['workers']} threads "
-               f"({res['machine']})")
+    click.echo(
+        f"{size}^2 x {angles} angles, {slices} slices, {res['workers']} threads ({res['machine']})"
+    )
     click.echo(f"{'method':24s} {'seconds':>9s} {'x xtwin':>8s} {'RMSE':>10s} {'RMSE noisy':>11s}")
     for name, m in res["methods"].items():
         ratio = m["seconds"] / ref if ref else float("nan")
@@ -539,8 +722,10 @@ def main(argv: list[str] | None = None) -> int:
         import traceback
 
         traceback.print_exc()
-        click.echo("internal error: this is a bug in xtwin; please report it with the "
-                   "traceback above", err=True)
+        click.echo(
+            "internal error: this is a bug in xtwin; please report it with the traceback above",
+            err=True,
+        )
         return 1
     return 0
 

@@ -24,48 +24,71 @@ def describe(path: str | os.PathLike) -> str:
 
         x = read_xrm(path)
         kind = "flat-field reference" if x.is_reference else "sample"
-        return (f"{path}: Xradia {kind}, {x.images.shape[0]} image(s) of {x.images.shape[1]} x "
-                f"{x.images.shape[2]} {x.images.dtype}, {x.pixel_size_m * 1e9:.1f} nm pixels, "
-                f"energy {np.unique(x.energy_eV).tolist()} eV, angle "
-                f"{np.round(np.unique(x.angle_deg), 3).tolist()} deg, exposure "
-                f"{np.unique(x.exposure_s).round(3).tolist()} s" +
-                "".join(f"\n  note: {n}" for n in x.notes))
+        return (
+            f"{path}: Xradia {kind}, {x.images.shape[0]} image(s) of {x.images.shape[1]} x "
+            f"{x.images.shape[2]} {x.images.dtype}, {x.pixel_size_m * 1e9:.1f} nm pixels, "
+            f"energy {np.unique(x.energy_eV).tolist()} eV, angle "
+            f"{np.round(np.unique(x.angle_deg), 3).tolist()} deg, exposure "
+            f"{np.unique(x.exposure_s).round(3).tolist()} s"
+            + "".join(f"\n  note: {n}" for n in x.notes)
+        )
     if not h5py.is_hdf5(path):
         from xtwin.physics.spectra import normalize, read_spectrum
 
         try:
             norm = normalize(read_spectrum(path))
         except XtwinInputError as exc:
-            raise XtwinInputError(f"{path} is neither HDF5 nor a readable spectrum: {exc}"
-                                  ) from None
+            raise XtwinInputError(
+                f"{path} is neither HDF5 nor a readable spectrum: {exc}"
+            ) from None
         s = norm.summary()
-        return (f"{path}: reference spectrum, {norm.energy_eV.size} points "
-                f"{norm.energy_eV[0]:.1f}-{norm.energy_eV[-1]:.1f} eV\n" +
-                "\n".join(f"  {k}: {v}" for k, v in s.items() if k != "source"))
+        return (
+            f"{path}: reference spectrum, {norm.energy_eV.size} points "
+            f"{norm.energy_eV[0]:.1f}-{norm.energy_eV[-1]:.1f} eV\n"
+            + "\n".join(f"  {k}: {v}" for k, v in s.items() if k != "source")
+        )
     with h5py.File(path, "r") as f:
-        kind = ("Li-map file" if "/li/lithiation" in f else "truth file" if "/truth/lithiation"
-                in f else "scan file" if "/exchange/data" in f else "HDF5 file")
+        kind = (
+            "Li-map file"
+            if "/li/lithiation" in f
+            else "truth file"
+            if "/truth/lithiation" in f
+            else "scan file"
+            if "/exchange/data" in f
+            else "HDF5 file"
+        )
         lines = [f"{path}: {kind}"]
-        f.visititems(lambda name, obj: lines.append(
-            f"  /{name}  {obj.shape} {obj.dtype}") if isinstance(obj, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, obj: (
+                lines.append(f"  /{name}  {obj.shape} {obj.dtype}")
+                if isinstance(obj, h5py.Dataset)
+                else None
+            )
+        )
     if kind == "scan file":
         from xtwin.io.source import read_scan
 
         scan = read_scan(path)
         n_e, n_a, n_r, n_c = scan.shape
-        lines.append(f"  {n_e} energies {np.round(scan.energy_eV, 2).tolist()} eV, {n_a} "
-                     f"angles, {n_r} x {n_c} pixels of {scan.pixel_size_m * 1e9:.1f} nm")
+        lines.append(
+            f"  {n_e} energies {np.round(scan.energy_eV, 2).tolist()} eV, {n_a} "
+            f"angles, {n_r} x {n_c} pixels of {scan.pixel_size_m * 1e9:.1f} nm"
+        )
         lines += [f"  note: {n}" for n in scan.notes]
     elif kind == "Li-map file":
         from xtwin.io.limap import read_limap
 
         lm = read_limap(path)
-        lines.append(f"  Ni voxels {int(lm.mask.sum())}, median lithiation "
-                     f"{np.nanmedian(lm.lithiation):.3f} +- {np.nanmedian(lm.sigma):.3f}")
+        lines.append(
+            f"  Ni voxels {int(lm.mask.sum())}, median lithiation "
+            f"{np.nanmedian(lm.lithiation):.3f} +- {np.nanmedian(lm.sigma):.3f}"
+        )
     elif kind == "truth file":
         from xtwin.io.truth import read_truth
 
         tr = read_truth(path)
-        lines.append(f"  {len(tr.particles.get('id', []))} particles, mean lithiation "
-                     f"{np.nanmean(tr.lithiation):.3f}")
+        lines.append(
+            f"  {len(tr.particles.get('id', []))} particles, mean lithiation "
+            f"{np.nanmean(tr.lithiation):.3f}"
+        )
     return "\n".join(lines)

@@ -14,9 +14,22 @@ from dataclasses import dataclass
 
 from xtwin.errors import XtwinInputError
 
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20,
-          "MB": 1 << 20, "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30,
-          "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1 << 10,
+    "KB": 1 << 10,
+    "KIB": 1 << 10,
+    "M": 1 << 20,
+    "MB": 1 << 20,
+    "MIB": 1 << 20,
+    "G": 1 << 30,
+    "GB": 1 << 30,
+    "GIB": 1 << 30,
+    "T": 1 << 40,
+    "TB": 1 << 40,
+    "TIB": 1 << 40,
+}
 
 
 def parse_bytes(text: str | int | float) -> int:
@@ -25,7 +38,7 @@ def parse_bytes(text: str | int | float) -> int:
         return int(text)
     s = text.strip().upper().replace(" ", "")
     num = s.rstrip("KMGTIB")
-    unit = s[len(num):]
+    unit = s[len(num) :]
     try:
         value = float(num)
     except ValueError:
@@ -95,9 +108,14 @@ class MemoryPlan:
 
     def as_dict(self) -> dict[str, int | None]:
         """For provenance and benchmarks."""
-        return {"rows_per_block": self.rows_per_block, "baseline_bytes": self.baseline,
-                "registration_bytes": self.registration, "block_bytes": self.block,
-                "predicted_peak_bytes": self.peak, "limit_bytes": self.limit}
+        return {
+            "rows_per_block": self.rows_per_block,
+            "baseline_bytes": self.baseline,
+            "registration_bytes": self.registration,
+            "block_bytes": self.block,
+            "predicted_peak_bytes": self.peak,
+            "limit_bytes": self.limit,
+        }
 
 
 #: Allocator, FFT-plan and library overhead on top of the arrays counted (measured: the arrays
@@ -121,8 +139,16 @@ def registration_bytes(shape: tuple[int, int, int, int], itemsize: int, n_sample
     return int(n_e * one * 4 + one * (itemsize + 24) + 8 * n_r * n_c * 8)
 
 
-def block_bytes(shape: tuple[int, int, int, int], itemsize: int, rows: int, *, halo: int,
-                workers: int, n_flat: int, tomography: bool) -> int:
+def block_bytes(
+    shape: tuple[int, int, int, int],
+    itemsize: int,
+    rows: int,
+    *,
+    halo: int,
+    workers: int,
+    n_flat: int,
+    tomography: bool,
+) -> int:
     """Peak memory of one block of ``rows`` detector rows: the largest of its three phases.
 
     * reading: one energy's raw window (``rows + halo`` rows) and its normalization
@@ -142,16 +168,25 @@ def block_bytes(shape: tuple[int, int, int, int], itemsize: int, rows: int, *, h
     vol = n_e * rows * pix * 4 * 2
     n_pad = 2 * n_c
     n_half = n_pad // 2 + 1
-    per_worker = (n_e * n_a * (n_pad * 4 + n_half * 40) + int((1.25 * n_c) ** 2 * 8)
-                  + n_e * pix * 8)
+    per_worker = n_e * n_a * (n_pad * 4 + n_half * 40) + int((1.25 * n_c) ** 2 * 8) + n_e * pix * 8
     recon = absorb + vol + workers * per_worker
     solve = vol + rows * pix * 4 * 5 + workers * pix * 8 * 20
     return int(max(reading, recon, solve))
 
 
-def plan_memory(shape: tuple[int, int, int, int], itemsize: int, *, n_rows_out: int,
-                halo: int, workers: int, n_flat: int, tomography: bool, n_sample: int,
-                limit: int | None, baseline: int | None = None) -> MemoryPlan:
+def plan_memory(
+    shape: tuple[int, int, int, int],
+    itemsize: int,
+    *,
+    n_rows_out: int,
+    halo: int,
+    workers: int,
+    n_flat: int,
+    tomography: bool,
+    n_sample: int,
+    limit: int | None,
+    baseline: int | None = None,
+) -> MemoryPlan:
     """Choose the largest block of rows whose predicted peak fits ``limit``.
 
     Parameters
@@ -191,20 +226,38 @@ def plan_memory(shape: tuple[int, int, int, int], itemsize: int, *, n_rows_out: 
     reg = registration_bytes(shape, itemsize, n_sample)
 
     def fits(r: int) -> bool:
-        return predicted_peak(base, reg, block_bytes(
-            shape, itemsize, r, halo=halo, workers=workers, n_flat=n_flat,
-            tomography=tomography)) <= cap
+        return (
+            predicted_peak(
+                base,
+                reg,
+                block_bytes(
+                    shape,
+                    itemsize,
+                    r,
+                    halo=halo,
+                    workers=workers,
+                    n_flat=n_flat,
+                    tomography=tomography,
+                ),
+            )
+            <= cap
+        )
 
     if not fits(1):
-        need = predicted_peak(base, reg, block_bytes(
-            shape, itemsize, 1, halo=halo, workers=workers, n_flat=n_flat,
-            tomography=tomography))
+        need = predicted_peak(
+            base,
+            reg,
+            block_bytes(
+                shape, itemsize, 1, halo=halo, workers=workers, n_flat=n_flat, tomography=tomography
+            ),
+        )
         raise XtwinInputError(
             f"this scan cannot be processed within {cap / 2**30:.2f} GiB: the smallest block "
             f"(one detector row) needs about {need / 2**30:.2f} GiB ({base / 2**30:.2f} GiB "
             f"baseline, {reg / 2**30:.2f} GiB registration sample, "
             f"{block_bytes(shape, itemsize, 1, halo=halo, workers=workers, n_flat=n_flat, tomography=tomography) / 2**30:.2f} GiB per row block); "  # noqa: E501
-            "raise --memory-limit, use fewer --workers, or bin the detector")
+            "raise --memory-limit, use fewer --workers, or bin the detector"
+        )
     lo, hi = 1, max(1, n_rows_out)
     while lo < hi:  # largest fitting block
         mid = (lo + hi + 1) // 2
@@ -212,8 +265,9 @@ def plan_memory(shape: tuple[int, int, int, int], itemsize: int, *, n_rows_out: 
             lo = mid
         else:
             hi = mid - 1
-    blk = block_bytes(shape, itemsize, lo, halo=halo, workers=workers, n_flat=n_flat,
-                      tomography=tomography)
+    blk = block_bytes(
+        shape, itemsize, lo, halo=halo, workers=workers, n_flat=n_flat, tomography=tomography
+    )
     return MemoryPlan(int(lo), int(base), int(reg), int(blk), limit)
 
 
@@ -223,5 +277,13 @@ def even_blocks(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
     return [(a, min(a + size, hi)) for a in range(lo, hi, size)]
 
 
-__all__ = ["MemoryPlan", "available_bytes", "block_bytes", "current_rss_bytes", "even_blocks",
-           "parse_bytes", "plan_memory", "registration_bytes"]
+__all__ = [
+    "MemoryPlan",
+    "available_bytes",
+    "block_bytes",
+    "current_rss_bytes",
+    "even_blocks",
+    "parse_bytes",
+    "plan_memory",
+    "registration_bytes",
+]

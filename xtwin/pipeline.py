@@ -102,21 +102,23 @@ class ProcessOptions:
     def __post_init__(self) -> None:
         c = self.center_offset_px
         if isinstance(c, str) and c != "auto":
-            raise XtwinInputError(f"center offset {c!r} is neither a number of pixels nor "
-                                  "'auto'")
+            raise XtwinInputError(f"center offset {c!r} is neither a number of pixels nor 'auto'")
         if not isinstance(c, str) and not np.isfinite(c):
             raise XtwinInputError(f"center offset {c} is not a finite number of pixels")
         from xtwin.recon.fbp import METHODS
 
         if {"fast": "fourier"}.get(self.method, self.method) not in METHODS:
-            raise XtwinInputError(f"unknown reconstruction method {self.method!r}; choose one "
-                                  f"of {', '.join(METHODS)}")
+            raise XtwinInputError(
+                f"unknown reconstruction method {self.method!r}; choose one of {', '.join(METHODS)}"
+            )
         if self.min_jump_snr < 0 or not 0 <= self.min_jump_fraction < 1:
             raise XtwinInputError("min_jump_snr must be >= 0 and min_jump_fraction in [0, 1)")
-        if self.rows is not None and (len(self.rows) != 2 or self.rows[0] < 0
-                                      or self.rows[1] <= self.rows[0]):
-            raise XtwinInputError(f"rows {self.rows} is not a range START:STOP with "
-                                  "0 <= START < STOP")
+        if self.rows is not None and (
+            len(self.rows) != 2 or self.rows[0] < 0 or self.rows[1] <= self.rows[0]
+        ):
+            raise XtwinInputError(
+                f"rows {self.rows} is not a range START:STOP with 0 <= START < STOP"
+            )
         if self.block_rows is not None and self.block_rows < 1:
             raise XtwinInputError("block_rows must be at least 1")
         if self.workers is not None and self.workers < 1:
@@ -124,9 +126,14 @@ class ProcessOptions:
 
     def key(self) -> dict[str, Any]:
         """The options that change the result (not memory, workers or scheduler)."""
-        return {"center_offset_px": self.center_offset_px, "method": self.method,
-                "min_jump_snr": self.min_jump_snr, "min_jump_fraction": self.min_jump_fraction,
-                "register": self.register, "rows": list(self.rows) if self.rows else None}
+        return {
+            "center_offset_px": self.center_offset_px,
+            "method": self.method,
+            "min_jump_snr": self.min_jump_snr,
+            "min_jump_fraction": self.min_jump_fraction,
+            "register": self.register,
+            "rows": list(self.rows) if self.rows else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -185,10 +192,13 @@ def compute_block(ctx: BlockContext, lo: int, hi: int, pool=None) -> BlockResult
     for e in range(n_e):
         dy, dx = (float(x) for x in ctx.shifts[e])
         a, b = source_rows(lo, hi, dy) if dy else (lo, hi)
-        p, v, notes = normalize_block(src.projections(e, a, b), src.flats(e, a, b),
-                                      src.dark_mean(a, b),
-                                      counts_per_photon=h.counts_per_photon,
-                                      exposure_ratio=float(ctx.exposure_ratio[e]))
+        p, v, notes = normalize_block(
+            src.projections(e, a, b),
+            src.flats(e, a, b),
+            src.dark_mean(a, b),
+            counts_per_photon=h.counts_per_photon,
+            exposure_ratio=float(ctx.exposure_ratio[e]),
+        )
         clamped += sum(int(n.split()[0]) for n in notes if "were clamped" in n)
         p_all[e] = apply_shift(p, lo, hi, dy, dx) if (dy or dx) else p
         v_all[e] = apply_shift(v, lo, hi, dy, dx, variance=True) if (dy or dx) else v
@@ -198,8 +208,7 @@ def compute_block(ctx: BlockContext, lo: int, hi: int, pool=None) -> BlockResult
         from xtwin.recon.volume import SlicePool
 
         own = pool is None
-        pool = pool or SlicePool(ctx.method, n_c, h.theta_deg, ctx.center_offset_px,
-                                 ctx.threads)
+        pool = pool or SlicePool(ctx.method, n_c, h.theta_deg, ctx.center_offset_px, ctx.threads)
         try:
             mu, mu_sig = pool.run(p_all, v_all, h.pixel_size_m)
         finally:
@@ -229,13 +238,23 @@ def compute_block(ctx: BlockContext, lo: int, hi: int, pool=None) -> BlockResult
     if lost.any():
         shape = (-1,) + (1,) * (sol.lithiation.ndim - 1)
         nan = np.float32(np.nan)
-        sol = Solution(np.where(lost.reshape(shape), nan, sol.lithiation),
-                       np.where(lost.reshape(shape), nan, sol.sigma),
-                       sol.edge_jump, sol.edge_jump_sigma, sol.background)
+        sol = Solution(
+            np.where(lost.reshape(shape), nan, sol.lithiation),
+            np.where(lost.reshape(shape), nan, sol.sigma),
+            sol.edge_jump,
+            sol.edge_jump_sigma,
+            sol.background,
+        )
     t3 = time.perf_counter()
-    return BlockResult(lo, hi, mu, mu_sig, sol, clamped,
-                       {"read_normalize_register": t1 - t0, "reconstruct": t2 - t1,
-                        "retrieve": t3 - t2})
+    return BlockResult(
+        lo,
+        hi,
+        mu,
+        mu_sig,
+        sol,
+        clamped,
+        {"read_normalize_register": t1 - t0, "reconstruct": t2 - t1, "retrieve": t3 - t2},
+    )
 
 
 # -- sinks: where blocks go ---------------------------------------------------------------
@@ -283,8 +302,9 @@ class _H5Sink:
         if path.exists():
             try:
                 f = h5py.File(path, "r+")
-                ok = (f.attrs.get("resume_key") == key and all(
-                    name in f and f[name].shape == s for name, s in self._paths(shapes)))
+                ok = f.attrs.get("resume_key") == key and all(
+                    name in f and f[name].shape == s for name, s in self._paths(shapes)
+                )
                 if not ok:
                     f.close()
                     f = None
@@ -318,8 +338,13 @@ class _H5Sink:
         dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
         space = h5py.h5s.create_simple(shape)
         grp = f.require_group(name.rsplit("/", 1)[0])
-        h5py.h5d.create(grp.id, name.rsplit("/", 1)[1].encode(),
-                        h5py.h5t.py_create(np.dtype(dtype)), space, dcpl=dcpl)
+        h5py.h5d.create(
+            grp.id,
+            name.rsplit("/", 1)[1].encode(),
+            h5py.h5t.py_create(np.dtype(dtype)),
+            space,
+            dcpl=dcpl,
+        )
 
     def write(self, r0: int, res: BlockResult) -> None:
         f = self.f
@@ -342,8 +367,9 @@ class _H5Sink:
         self.f["/li/sigma"][r0:r1] = ret.sigma
         self.f["/li/mask"][r0:r1] = ret.mask.astype(np.uint8)
 
-    def finish(self, out: Path, energy_eV: np.ndarray, pixel_size_m: float,
-               provenance: dict[str, Any]) -> None:
+    def finish(
+        self, out: Path, energy_eV: np.ndarray, pixel_size_m: float, provenance: dict[str, Any]
+    ) -> None:
         from xtwin.io._h5 import _attr_value
 
         f = self.f
@@ -369,6 +395,7 @@ class _H5Sink:
 
 
 # -- the pipeline ---------------------------------------------------------------------------
+
 
 @dataclass
 class _Plan:
@@ -396,10 +423,18 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
     idx = registration_angles(n_a)
 
     def memory(halo: int) -> MemoryPlan:
-        return plan_memory(h.shape, np.dtype(h.dtype).itemsize, n_rows_out=hi - lo,
-                           halo=halo, workers=workers, n_flat=h.n_flat,
-                           tomography=h.is_tomography, n_sample=idx.size,
-                           limit=options.memory_limit_bytes, baseline=baseline)
+        return plan_memory(
+            h.shape,
+            np.dtype(h.dtype).itemsize,
+            n_rows_out=hi - lo,
+            halo=halo,
+            workers=workers,
+            n_flat=h.n_flat,
+            tomography=h.is_tomography,
+            n_sample=idx.size,
+            limit=options.memory_limit_bytes,
+            baseline=baseline,
+        )
 
     import finufft  # noqa: F401  (loaded now, so the baseline counts the libraries)
     import skimage.registration  # noqa: F401
@@ -414,22 +449,27 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
     if h.n_dark == 0:
         notes.append("no dark fields; assumed a zero dark level")
     sample = None
-    if (options.register and n_e > 1) or (options.center_offset_px == "auto"
-                                          and h.is_tomography):
+    if (options.register and n_e > 1) or (options.center_offset_px == "auto" and h.is_tomography):
         sample = np.empty((n_e, idx.size, n_r, n_c), dtype=np.float32)
         for e in range(n_e):
-            sample[e] = normalize_block(source.projections(e, 0, n_r, idx),
-                                        source.flats(e, 0, n_r), source.dark_mean(0, n_r),
-                                        counts_per_photon=h.counts_per_photon,
-                                        exposure_ratio=float(ratio[e]))[0]
+            sample[e] = normalize_block(
+                source.projections(e, 0, n_r, idx),
+                source.flats(e, 0, n_r),
+                source.dark_mean(0, n_r),
+                counts_per_photon=h.counts_per_photon,
+                exposure_ratio=float(ratio[e]),
+            )[0]
     shifts = np.zeros((n_e, 2))
     if options.register and n_e > 1 and sample is not None:
         shifts = shifts_from_projections(sample)
         # below the estimator's resolution (1/20 px, median of 16 angles): not applied
         shifts = np.where(np.abs(shifts) < MIN_SHIFT_PX, 0.0, shifts)
-        notes.append("energies registered; detector shifts (rows, cols) in px: "
-                     + "; ".join(f"{e:.1f} eV: {dy:+.2f}, {dx:+.2f}"
-                                 for e, (dy, dx) in zip(h.energy_eV, shifts)))
+        notes.append(
+            "energies registered; detector shifts (rows, cols) in px: "
+            + "; ".join(
+                f"{e:.1f} eV: {dy:+.2f}, {dx:+.2f}" for e, (dy, dx) in zip(h.energy_eV, shifts)
+            )
+        )
     plan = memory(2 * LANCZOS_A + 1 + int(np.ceil(np.abs(shifts[:, 0]).max())))
     if options.block_rows is not None and options.block_rows < plan.rows_per_block:
         import dataclasses
@@ -437,8 +477,10 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
         plan = dataclasses.replace(plan, rows_per_block=options.block_rows)
     lost = rows_not_seen_at_all_energies(shifts, n_r)
     if lost[lo:hi].any():
-        notes.append(f"{int(lost[lo:hi].sum())} detector rows not seen at every energy after "
-                     "registration: no lithiation there")
+        notes.append(
+            f"{int(lost[lo:hi].sum())} detector rows not seen at every energy after "
+            "registration: no lithiation there"
+        )
     center = options.center_offset_px
     center_note: dict[str, Any] = {}
     if center == "auto":
@@ -446,13 +488,15 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
         if h.is_tomography and sample is not None:
             center, center_note = _find_center(source, sample, ratio)
     del sample
-    ctx = BlockContext(source, cal, shifts, float(center), options.method, ratio, lost,
-                       threads=workers)
+    ctx = BlockContext(
+        source, cal, shifts, float(center), options.method, ratio, lost, threads=workers
+    )
     return _Plan(ctx, (lo, hi), plan, center_note, notes)
 
 
-def _find_center(source: ScanSource, sample: np.ndarray, ratio: np.ndarray
-                 ) -> tuple[float, dict[str, Any]]:
+def _find_center(
+    source: ScanSource, sample: np.ndarray, ratio: np.ndarray
+) -> tuple[float, dict[str, Any]]:
     from xtwin.recon.center import center_from_sinograms, choose_rows
     from xtwin.recon.fbp import check_tomography
 
@@ -461,27 +505,50 @@ def _find_center(source: ScanSource, sample: np.ndarray, ratio: np.ndarray
     n_e = h.shape[0]
     ie = int(np.argmax(sample.reshape(n_e, -1).mean(axis=1)))
     rows = choose_rows(sample[ie].std(axis=(0, 2)))
-    sinos = np.stack([normalize_block(source.projections(ie, r, r + 1), source.flats(ie, r, r + 1),
-                                      source.dark_mean(r, r + 1),
-                                      counts_per_photon=h.counts_per_photon,
-                                      exposure_ratio=float(ratio[ie]))[0][:, 0] for r in rows])
+    sinos = np.stack(
+        [
+            normalize_block(
+                source.projections(ie, r, r + 1),
+                source.flats(ie, r, r + 1),
+                source.dark_mean(r, r + 1),
+                counts_per_photon=h.counts_per_photon,
+                exposure_ratio=float(ratio[ie]),
+            )[0][:, 0]
+            for r in rows
+        ]
+    )
     per_row = center_from_sinograms(sinos, h.theta_deg)
     offset = float(np.median(per_row))
     spread = float(1.4826 * np.median(np.abs(per_row - offset)))
-    return offset, {"center_offset_px": round(offset, 4), "spread_px": round(spread, 4),
-                    "rows": rows.tolist(), "per_row_px": np.round(per_row, 3).tolist(),
-                    "energy_eV": float(h.energy_eV[ie])}
+    return offset, {
+        "center_offset_px": round(offset, 4),
+        "spread_px": round(spread, 4),
+        "rows": rows.tolist(),
+        "per_row_px": np.round(per_row, 3).tolist(),
+        "energy_eV": float(h.energy_eV[ie]),
+    }
 
 
 def _shapes(source: ScanSource, n_rows: int) -> dict[str, tuple[int, ...]]:
     n_e, _, _, n_c = source.header.shape
     img = (n_rows, n_c, n_c) if source.header.is_tomography else (n_rows, n_c)
-    return {"mu": (n_e,) + img, "mu_sigma": (n_e,) + img, "lithiation": img, "sigma": img,
-            "edge_jump_per_m": img, "edge_jump_sigma_per_m": img}
+    return {
+        "mu": (n_e,) + img,
+        "mu_sigma": (n_e,) + img,
+        "lithiation": img,
+        "sigma": img,
+        "edge_jump_per_m": img,
+        "edge_jump_sigma_per_m": img,
+    }
 
 
-def _run_blocks(plan: _Plan, sink, options: ProcessOptions,
-                progress: Callable[[int], None] | None, timing: dict[str, float]) -> int:
+def _run_blocks(
+    plan: _Plan,
+    sink,
+    options: ProcessOptions,
+    progress: Callable[[int], None] | None,
+    timing: dict[str, float],
+) -> int:
     """Compute every unfinished block into ``sink``; return the clamped-value count and add
     the seconds of each stage to ``timing``."""
     import time
@@ -492,8 +559,11 @@ def _run_blocks(plan: _Plan, sink, options: ProcessOptions,
         timing["write"] = timing.get("write", 0.0) + t_write
 
     lo, hi = plan.row_range
-    blocks = [(a, b) for a, b in even_blocks(lo, hi, plan.memory.rows_per_block)
-              if not sink.done[a - lo:b - lo].all()]
+    blocks = [
+        (a, b)
+        for a, b in even_blocks(lo, hi, plan.memory.rows_per_block)
+        if not sink.done[a - lo : b - lo].all()
+    ]
     if progress is not None and sink.done.any():
         progress(int(sink.done.sum()))
     clamped = 0
@@ -511,8 +581,13 @@ def _run_blocks(plan: _Plan, sink, options: ProcessOptions,
     if ctx.source.header.is_tomography:
         from xtwin.recon.volume import SlicePool
 
-        pool = SlicePool(ctx.method, ctx.source.header.shape[3], ctx.source.header.theta_deg,
-                         ctx.center_offset_px, ctx.threads)
+        pool = SlicePool(
+            ctx.method,
+            ctx.source.header.shape[3],
+            ctx.source.header.theta_deg,
+            ctx.center_offset_px,
+            ctx.threads,
+        )
     try:
         for a, b in blocks:
             res = compute_block(ctx, a, b, pool)
@@ -529,8 +604,9 @@ def _run_blocks(plan: _Plan, sink, options: ProcessOptions,
     return clamped
 
 
-def _dask_blocks(ctx: BlockContext, blocks: list[tuple[int, int]], options: ProcessOptions
-                 ) -> Iterator[BlockResult]:
+def _dask_blocks(
+    ctx: BlockContext, blocks: list[tuple[int, int]], options: ProcessOptions
+) -> Iterator[BlockResult]:
     """Blocks as tasks on dask.distributed, at most two per worker in flight."""
     import dataclasses
 
@@ -538,15 +614,21 @@ def _dask_blocks(ctx: BlockContext, blocks: list[tuple[int, int]], options: Proc
 
     cluster = None
     if options.scheduler == "local":
-        cluster = LocalCluster(n_workers=options.workers or os.cpu_count() or 1,
-                               threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=options.workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
         client = Client(cluster)
     else:
         try:
             client = Client(options.scheduler, timeout="20s")
         except OSError as exc:
-            raise XtwinInputError(f"cannot reach the dask scheduler {options.scheduler!r} "
-                                  f"({exc}); check the address, or leave --scheduler out") from None
+            raise XtwinInputError(
+                f"cannot reach the dask scheduler {options.scheduler!r} "
+                f"({exc}); check the address, or leave --scheduler out"
+            ) from None
     task_ctx = dataclasses.replace(ctx, threads=1)
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
@@ -580,29 +662,53 @@ def _mask_pass(sink, n_rows: int, block: int, options: ProcessOptions) -> float:
     if not np.isfinite(lo_v):
         j_ref = 0.0
     else:
-        counts = jump_histogram((sink.read("edge_jump_per_m", a, b)
-                                 for a, b in even_blocks(0, n_rows, block)), lo_v, hi_v)
+        counts = jump_histogram(
+            (sink.read("edge_jump_per_m", a, b) for a, b in even_blocks(0, n_rows, block)),
+            lo_v,
+            hi_v,
+        )
         j_ref = percentile_from_histogram(counts, lo_v, hi_v, JUMP_REFERENCE_PERCENTILE)
     for a, b in even_blocks(0, n_rows, block):
-        sol = Solution(sink.read("lithiation", a, b), sink.read("sigma", a, b),
-                       sink.read("edge_jump_per_m", a, b),
-                       sink.read("edge_jump_sigma_per_m", a, b), np.empty(0))
-        sink.write_masked(a, b, apply_mask(sol, j_ref, min_jump_snr=options.min_jump_snr,
-                                           min_jump_fraction=options.min_jump_fraction))
+        sol = Solution(
+            sink.read("lithiation", a, b),
+            sink.read("sigma", a, b),
+            sink.read("edge_jump_per_m", a, b),
+            sink.read("edge_jump_sigma_per_m", a, b),
+            np.empty(0),
+        )
+        sink.write_masked(
+            a,
+            b,
+            apply_mask(
+                sol,
+                j_ref,
+                min_jump_snr=options.min_jump_snr,
+                min_jump_fraction=options.min_jump_fraction,
+            ),
+        )
     return j_ref
 
 
-def _provenance(plan: _Plan, options: ProcessOptions, source: ScanSource,
-                refs: dict[str, Any], hashes: dict[str, str], clamped: int,
-                j_ref: float, resumed: int) -> dict[str, Any]:
+def _provenance(
+    plan: _Plan,
+    options: ProcessOptions,
+    source: ScanSource,
+    refs: dict[str, Any],
+    hashes: dict[str, str],
+    clamped: int,
+    j_ref: float,
+    resumed: int,
+) -> dict[str, Any]:
     h = source.header
     ctx = plan.ctx
     notes = list(h.notes) + plan.notes
     if clamped:
         notes.append(f"{clamped} values at or below zero after dark subtraction were clamped")
     if resumed:
-        notes.append(f"resumed: {resumed} of {plan.row_range[1] - plan.row_range[0]} rows were "
-                     "taken from the interrupted run")
+        notes.append(
+            f"resumed: {resumed} of {plan.row_range[1] - plan.row_range[0]} rows were "
+            "taken from the interrupted run"
+        )
     if not h.is_tomography:
         notes.append("2D XANES: retrieval on optical density, no reconstruction")
     return {
@@ -614,12 +720,16 @@ def _provenance(plan: _Plan, options: ProcessOptions, source: ScanSource,
         "rotation_center_px": ctx.center_offset_px,
         "rows": list(plan.row_range),
         "reconstruction": {"method": options.method},
-        "energy_registration_px": {f"{e:.2f}": [round(float(x), 3) for x in sh]
-                                   for e, sh in zip(h.energy_eV, ctx.shifts)},
+        "energy_registration_px": {
+            f"{e:.2f}": [round(float(x), 3) for x in sh] for e, sh in zip(h.energy_eV, ctx.shifts)
+        },
         "calibration": ctx.calibration.as_dict(),
-        "mask": {"jump_reference_per_m": j_ref, "percentile": JUMP_REFERENCE_PERCENTILE,
-                 "min_jump_snr": options.min_jump_snr,
-                 "min_jump_fraction": options.min_jump_fraction},
+        "mask": {
+            "jump_reference_per_m": j_ref,
+            "percentile": JUMP_REFERENCE_PERCENTILE,
+            "min_jump_snr": options.min_jump_snr,
+            "min_jump_fraction": options.min_jump_fraction,
+        },
         "memory": plan.memory.as_dict(),
         "notes": notes,
         "versions": package_versions("numpy", "h5py", "xraylib", "astra-toolbox", "finufft"),
@@ -628,10 +738,18 @@ def _provenance(plan: _Plan, options: ProcessOptions, source: ScanSource,
 
 
 def _ref_provenance(lithiated, delithiated, ref_l, ref_d) -> dict[str, Any]:
-    return {"lithiated_reference": {"path": str(lithiated), "sha256": sha256_of(lithiated),
-                                    **ref_l.summary()},
-            "delithiated_reference": {"path": str(delithiated),
-                                      "sha256": sha256_of(delithiated), **ref_d.summary()}}
+    return {
+        "lithiated_reference": {
+            "path": str(lithiated),
+            "sha256": sha256_of(lithiated),
+            **ref_l.summary(),
+        },
+        "delithiated_reference": {
+            "path": str(delithiated),
+            "sha256": sha256_of(delithiated),
+            **ref_d.summary(),
+        },
+    }
 
 
 def process_scan(
@@ -674,15 +792,30 @@ def process_scan(
     timing: dict[str, float] = {}
     clamped = _run_blocks(plan, sink, opts, progress, timing)
     j_ref = _mask_pass(sink, n_rows, max(plan.memory.rows_per_block, 1), opts)
-    prov = _provenance(plan, opts, source, _ref_provenance(lithiated, delithiated, ref_l, ref_d),
-                       {}, clamped, j_ref, 0)
+    prov = _provenance(
+        plan,
+        opts,
+        source,
+        _ref_provenance(lithiated, delithiated, ref_l, ref_d),
+        {},
+        clamped,
+        j_ref,
+        0,
+    )
     prov["timing_s"] = {k: round(v, 3) for k, v in timing.items()}
     a = sink.arrays
-    return LiMap(lithiation=a["lithiation"], sigma=a["sigma"], mask=a["mask"].astype(bool),
-                 edge_jump_per_m=a["edge_jump_per_m"], mu_per_m=a["mu"],
-                 mu_sigma_per_m=a["mu_sigma"], energy_eV=cal.energy_eV,
-                 pixel_size_m=source.header.pixel_size_m, provenance=prov,
-                 edge_jump_sigma_per_m=a["edge_jump_sigma_per_m"])
+    return LiMap(
+        lithiation=a["lithiation"],
+        sigma=a["sigma"],
+        mask=a["mask"].astype(bool),
+        edge_jump_per_m=a["edge_jump_per_m"],
+        mu_per_m=a["mu"],
+        mu_sigma_per_m=a["mu_sigma"],
+        energy_eV=cal.energy_eV,
+        pixel_size_m=source.header.pixel_size_m,
+        provenance=prov,
+        edge_jump_sigma_per_m=a["edge_jump_sigma_per_m"],
+    )
 
 
 def partial_path(out: str | os.PathLike) -> Path:
@@ -738,11 +871,23 @@ def process_file(
             plan = plan_processing(source, cal, opts)
             hashes = hashing.result()
         refs = _ref_provenance(lithiated, delithiated, ref_l, ref_d)
-        key = json.dumps({"inputs": hashes, "refs": [refs[k]["sha256"] for k in sorted(refs)],
-                          "options": opts.key(), "version": __version__}, sort_keys=True)
+        key = json.dumps(
+            {
+                "inputs": hashes,
+                "refs": [refs[k]["sha256"] for k in sorted(refs)],
+                "options": opts.key(),
+                "version": __version__,
+            },
+            sort_keys=True,
+        )
         if on_plan is not None:
-            on_plan({"center_offset_px": plan.ctx.center_offset_px,
-                     "center_search": plan.center_note, **plan.memory.as_dict()})
+            on_plan(
+                {
+                    "center_offset_px": plan.ctx.center_offset_px,
+                    "center_search": plan.center_note,
+                    **plan.memory.as_dict(),
+                }
+            )
         n_rows = plan.row_range[1] - plan.row_range[0]
         sink = _H5Sink(partial_path(out), _shapes(source, n_rows), key)
         try:
@@ -785,8 +930,10 @@ def check_series(paths: list[str | os.PathLike]) -> None:
         if s is not None and s0 is not None and s != s0:
             problems.append(f"sample {s!r} vs {s0!r}")
         if problems:
-            raise XtwinInputError(f"{p} does not belong to the same operando series as "
-                                  f"{paths[0]}: {'; '.join(problems)}; process them separately")
+            raise XtwinInputError(
+                f"{p} does not belong to the same operando series as "
+                f"{paths[0]}: {'; '.join(problems)}; process them separately"
+            )
 
 
 def process_series(
@@ -813,14 +960,16 @@ def process_series(
 
     order = series_order(list(scans))
     if order is None:
-        raise XtwinInputError("these files are not an operando series (several files with "
-                              "several energies each)")
+        raise XtwinInputError(
+            "these files are not an operando series (several files with several energies each)"
+        )
     check_series([scans[i] for i in order])
     outs = series_outputs(out, len(order))
     for k, i in enumerate(order):
         if not outs[k].exists():
-            process_file([scans[i]], lithiated, delithiated, outs[k], options=options,
-                         progress=progress)
+            process_file(
+                [scans[i]], lithiated, delithiated, outs[k], options=options, progress=progress
+            )
         if on_file is not None:
             on_file(k, Path(scans[i]), outs[k])
     return outs

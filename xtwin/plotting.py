@@ -10,8 +10,9 @@ import numpy as np
 from xtwin._files import atomic_path
 
 
-def plot_orthoslices(phases: np.ndarray, voxel_m: float, out: str | os.PathLike,
-                     title: str = "") -> Path:
+def plot_orthoslices(
+    phases: np.ndarray, voxel_m: float, out: str | os.PathLike, title: str = ""
+) -> Path:
     """Orthogonal slices (xy at mid depth, xz and yz through the centre) of a phase volume."""
     import matplotlib
 
@@ -24,17 +25,23 @@ def plot_orthoslices(phases: np.ndarray, voxel_m: float, out: str | os.PathLike,
     nz, ny, nx = codes.shape
     um = voxel_m * 1e6
     fig, axes = plt.subplots(1, 3, figsize=(15, 5), constrained_layout=True)
-    views = ((codes[nz // 2], "xy at mid depth", (0, nx * um, ny * um, 0), "x", "y"),
-             (codes[:, ny // 2, :], "xz (depth down)", (0, nx * um, nz * um, 0), "x", "z"),
-             (codes[:, :, nx // 2], "yz (depth down)", (0, ny * um, nz * um, 0), "y", "z"))
+    views = (
+        (codes[nz // 2], "xy at mid depth", (0, nx * um, ny * um, 0), "x", "y"),
+        (codes[:, ny // 2, :], "xz (depth down)", (0, nx * um, nz * um, 0), "x", "z"),
+        (codes[:, :, nx // 2], "yz (depth down)", (0, ny * um, nz * um, 0), "y", "z"),
+    )
     for ax, (img, name, ext, xl, yl) in zip(axes, views):
         ax.imshow(img, cmap=cmap, vmin=0, vmax=4, extent=ext, interpolation="nearest")
         ax.set_title(name)
         ax.set_xlabel(f"{xl} (um)")
         ax.set_ylabel(f"{yl} (um)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(4)]
-    fig.legend(handles, ["electrolyte", "NMC532", "carbon-binder", "closed pore"],
-               loc="lower center", ncol=4)
+    fig.legend(
+        handles,
+        ["electrolyte", "NMC532", "carbon-binder", "closed pore"],
+        loc="lower center",
+        ncol=4,
+    )
     fig.suptitle(title)
     out = Path(out)
     with atomic_path(out) as tmp:

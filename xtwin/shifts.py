@@ -53,7 +53,7 @@ def shift_rows(sino: np.ndarray, shift_px: float) -> np.ndarray:
     if padded.dtype == np.float32:
         ramp = ramp.astype(np.complex64)
     out = fft.irfft(fft.rfft(padded, axis=-1) * ramp, n=total, axis=-1)
-    return np.ascontiguousarray(out[..., pad:pad + n], dtype=sino.dtype)
+    return np.ascontiguousarray(out[..., pad : pad + n], dtype=sino.dtype)
 
 
 def shift_image_stack(a: np.ndarray, dy: float, dx: float) -> np.ndarray:
@@ -108,8 +108,9 @@ def source_rows(lo: int, hi: int, shift_px: float) -> tuple[int, int]:
     return lo + base - LANCZOS_A + 1, hi + base + LANCZOS_A
 
 
-def shift_axis_local(block: np.ndarray, lo: int, hi: int, shift_px: float, *,
-                     axis: int, squared: bool = False) -> np.ndarray:
+def shift_axis_local(
+    block: np.ndarray, lo: int, hi: int, shift_px: float, *, axis: int, squared: bool = False
+) -> np.ndarray:
     """Resample output rows ``[lo, hi)`` at input positions ``r + shift_px`` along ``axis``.
 
     Parameters
@@ -140,5 +141,5 @@ def shift_axis_local(block: np.ndarray, lo: int, hi: int, shift_px: float, *,
     moved = np.moveaxis(block, axis, 0)
     out = np.zeros((n_out,) + moved.shape[1:], dtype=np.float32)
     for t, wt in enumerate(w):
-        out += np.float32(wt) * moved[t:t + n_out]
+        out += np.float32(wt) * moved[t : t + n_out]
     return np.moveaxis(out, 0, axis)

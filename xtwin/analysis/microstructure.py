@@ -41,8 +41,9 @@ def phase_fractions(phases: np.ndarray) -> dict[str, float]:
     inside = phases != OUTSIDE
     n = max(int(inside.sum()), 1)
     counts = np.bincount(phases[inside].ravel(), minlength=4)
-    return {name: float(counts[code] / n) for code, name in PHASE_NAMES.items()
-            if code < counts.size}
+    return {
+        name: float(counts[code] / n) for code, name in PHASE_NAMES.items() if code < counts.size
+    }
 
 
 def depth_profiles(phases: np.ndarray, voxel_m: float) -> dict[str, list[float]]:
@@ -59,8 +60,9 @@ def depth_profiles(phases: np.ndarray, voxel_m: float) -> dict[str, list[float]]
     return out
 
 
-def particle_size_distribution(active: np.ndarray, voxel_m: float,
-                               labels: np.ndarray | None = None) -> dict[str, Any]:
+def particle_size_distribution(
+    active: np.ndarray, voxel_m: float, labels: np.ndarray | None = None
+) -> dict[str, Any]:
     """Equivalent-sphere diameters of particles (labels if given, else SNOW partitioning)."""
     import porespy as ps
     from scipy import ndimage
@@ -90,8 +92,9 @@ def particle_size_distribution(active: np.ndarray, voxel_m: float,
     }
 
 
-def specific_surface_area(active: np.ndarray, voxel_m: float, sample_voxels: int,
-                          *, step: int = 1) -> float:
+def specific_surface_area(
+    active: np.ndarray, voxel_m: float, sample_voxels: int, *, step: int = 1
+) -> float:
     """Surface area of the active phase per sample volume (1/m), marching cubes."""
     from scipy import ndimage
     from skimage import measure
@@ -118,7 +121,7 @@ def inscribed_box(inside: np.ndarray) -> tuple[slice, slice, slice]:
     ny, nx = cols.shape
     half = min(ny, nx) // 2
     cy, cx = ny // 2, nx // 2
-    while half > 1 and not np.asarray(cols)[cy - half:cy + half, cx - half:cx + half].all():
+    while half > 1 and not np.asarray(cols)[cy - half : cy + half, cx - half : cx + half].all():
         half -= 1
     return slice(None), slice(cy - half, cy + half), slice(cx - half, cx + half)
 
@@ -138,13 +141,21 @@ def tortuosity(pore: np.ndarray, *, axis: int = 0, max_size: int = 96) -> dict[s
         if not ps.metrics.is_percolating(im, axis=axis):  # type: ignore[attr-defined]
             return {**res, "tortuosity": None, "percolating": False}
         out = ps.simulations.tortuosity_fd(im, axis=axis)
-    return {**res, "tortuosity": float(out.tortuosity), "percolating": True,
-            "effective_porosity": float(out.effective_porosity)}
+    return {
+        **res,
+        "tortuosity": float(out.tortuosity),
+        "percolating": True,
+        "effective_porosity": float(out.effective_porosity),
+    }
 
 
-def microstructure_metrics(phases: np.ndarray, voxel_m: float, *,
-                           labels: np.ndarray | None = None,
-                           tortuosity_max: int = 96) -> dict[str, Any]:
+def microstructure_metrics(
+    phases: np.ndarray,
+    voxel_m: float,
+    *,
+    labels: np.ndarray | None = None,
+    tortuosity_max: int = 96,
+) -> dict[str, Any]:
     """All metrics of a phase volume (see module docstring)."""
     inside = phases != OUTSIDE
     active = phases == 1
@@ -155,9 +166,11 @@ def microstructure_metrics(phases: np.ndarray, voxel_m: float, *,
         "shape": list(phases.shape),
         "fractions": phase_fractions(phases),
         "particle_size": particle_size_distribution(active, voxel_m, labels),
-        "specific_surface_area_per_m": specific_surface_area(active, voxel_m, sample_voxels,
-                                                             step=step),
+        "specific_surface_area_per_m": specific_surface_area(
+            active, voxel_m, sample_voxels, step=step
+        ),
         "tortuosity_electrolyte_thickness": tortuosity(
-            (phases == 0)[inscribed_box(inside)], axis=0, max_size=tortuosity_max),
+            (phases == 0)[inscribed_box(inside)], axis=0, max_size=tortuosity_max
+        ),
         "depth_profiles": depth_profiles(phases, voxel_m),
     }

@@ -85,17 +85,20 @@ class ElectrochemResult:
         """PyBaMM's volume-averaged w of snapshot k for particles at (depth, radius)."""
         from scipy.interpolate import RegularGridInterpolator
 
-        rgi = RegularGridInterpolator((self.radius_m, self.depth_m),
-                                      self.snapshots[k].volume_average)
+        rgi = RegularGridInterpolator(
+            (self.radius_m, self.depth_m), self.snapshots[k].volume_average
+        )
         return rgi(np.stack([self._clip_r(radius_m), self._clip_x(depth_m)], axis=-1))
 
-    def profile(self, k: int, depth_m: np.ndarray, radius_m: np.ndarray, r_norm: np.ndarray
-                ) -> np.ndarray:
+    def profile(
+        self, k: int, depth_m: np.ndarray, radius_m: np.ndarray, r_norm: np.ndarray
+    ) -> np.ndarray:
         """w of snapshot k at (depth, particle radius, normalized radius) triplets."""
         from scipy.interpolate import RegularGridInterpolator
 
-        rgi = RegularGridInterpolator((self.r_norm, self.radius_m, self.depth_m),
-                                      self.snapshots[k].lithiation)
+        rgi = RegularGridInterpolator(
+            (self.r_norm, self.radius_m, self.depth_m), self.snapshots[k].lithiation
+        )
         rn = np.clip(r_norm, self.r_norm[0], self.r_norm[-1])
         return rgi(np.stack([rn, self._clip_r(radius_m), self._clip_x(depth_m)], axis=-1))
 
@@ -116,32 +119,42 @@ def _parameters(spec: ElectrochemistrySpec, geometry: Geometry | None):
     try:
         params = pybamm.ParameterValues(spec.parameter_set)
     except Exception as exc:  # pybamm raises several types for unknown sets
-        raise XtwinInputError(f"PyBaMM has no parameter set {spec.parameter_set!r} ({exc}); "
-                              "use e.g. Mohtat2020") from None
+        raise XtwinInputError(
+            f"PyBaMM has no parameter set {spec.parameter_set!r} ({exc}); use e.g. Mohtat2020"
+        ) from None
     if geometry is None:
-        geometry = Geometry(params["Positive electrode thickness [m]"],
-                            params["Positive electrode porosity"],
-                            params["Positive electrode active material volume fraction"],
-                            params["Positive particle radius [m]"], 0.2)
+        geometry = Geometry(
+            params["Positive electrode thickness [m]"],
+            params["Positive electrode porosity"],
+            params["Positive electrode active material volume fraction"],
+            params["Positive particle radius [m]"],
+            0.2,
+        )
     elif spec.couple_geometry:
         scale = (geometry.thickness_m * geometry.active_fraction) / (
             params["Positive electrode thickness [m]"]
-            * params["Positive electrode active material volume fraction"])
-        params.update({
-            "Positive electrode thickness [m]": geometry.thickness_m,
-            "Positive electrode porosity": geometry.porosity,
-            "Positive electrode active material volume fraction": geometry.active_fraction,
-            "Positive particle radius [m]": geometry.median_radius_m,
-            "Nominal cell capacity [A.h]": params["Nominal cell capacity [A.h]"] * scale,
-            # the anode grows with the cathode, so the set's N/P balance (and with it the
-            # stoichiometries at 0 % and 100 % SOC) is kept
-            "Negative electrode thickness [m]": params["Negative electrode thickness [m]"]
-            * scale,
-        })
+            * params["Positive electrode active material volume fraction"]
+        )
+        params.update(
+            {
+                "Positive electrode thickness [m]": geometry.thickness_m,
+                "Positive electrode porosity": geometry.porosity,
+                "Positive electrode active material volume fraction": geometry.active_fraction,
+                "Positive particle radius [m]": geometry.median_radius_m,
+                "Nominal cell capacity [A.h]": params["Nominal cell capacity [A.h]"] * scale,
+                # the anode grows with the cathode, so the set's N/P balance (and with it the
+                # stoichiometries at 0 % and 100 % SOC) is kept
+                "Negative electrode thickness [m]": params["Negative electrode thickness [m]"]
+                * scale,
+            }
+        )
     if spec.particle_size_distribution:
         params = pybamm.get_size_distribution_parameters(
-            params, R_p_av=geometry.median_radius_m, sd_p=max(geometry.size_log_sigma, 0.05),
-            sd_n=0.3)
+            params,
+            R_p_av=geometry.median_radius_m,
+            sd_p=max(geometry.size_log_sigma, 0.05),
+            sd_n=0.3,
+        )
     return params, geometry
 
 
@@ -163,19 +176,24 @@ def solve(spec: ElectrochemistrySpec, geometry: Geometry | None = None) -> Elect
     try:
         experiment = pybamm.Experiment(list(spec.protocol), period=f"{period:g} seconds")
     except Exception as exc:
-        raise XtwinInputError(f"electrochemistry.protocol: PyBaMM cannot read it ({exc}); use "
-                              "steps like 'Charge at 1C for 1200 seconds'") from None
+        raise XtwinInputError(
+            f"electrochemistry.protocol: PyBaMM cannot read it ({exc}); use "
+            "steps like 'Charge at 1C for 1200 seconds'"
+        ) from None
     sim = pybamm.Simulation(model, parameter_values=params, experiment=experiment)
     try:
         sol = sim.solve(initial_soc=spec.initial_soc)
     except pybamm.SolverError as exc:
-        raise XtwinInputError(f"the PyBaMM solve failed ({str(exc)[:200]}); lower the C-rate "
-                              "or shorten the protocol") from None
+        raise XtwinInputError(
+            f"the PyBaMM solve failed ({str(exc)[:200]}); lower the C-rate or shorten the protocol"
+        ) from None
     t = sol["Time [s]"].entries
     if t[-1] < max(spec.snapshot_times_s) - 1.0:
-        raise XtwinInputError(f"the protocol ended at {t[-1]:.0f} s (a voltage cut-off or its "
-                              f"last step), before the snapshot at {max(spec.snapshot_times_s):.0f}"
-                              " s; choose earlier electrochemistry.snapshot_times_s")
+        raise XtwinInputError(
+            f"the protocol ended at {t[-1]:.0f} s (a voltage cut-off or its "
+            f"last step), before the snapshot at {max(spec.snapshot_times_s):.0f}"
+            " s; choose earlier electrochemistry.snapshot_times_s"
+        )
     c_max = params["Maximum concentration in positive electrode [mol.m-3]"]
     _, _, theta_100, theta_0 = pybamm.lithium_ion.get_min_max_stoichiometries(params)
     l_n = params["Negative electrode thickness [m]"]
@@ -207,7 +225,17 @@ def solve(spec: ElectrochemistrySpec, geometry: Geometry | None = None) -> Elect
         vavg = np.einsum("r,rRx->Rx", shell, w)
         snaps.append(Snapshot(float(t[i]), w, vavg, vw @ vavg))
     return ElectrochemResult(
-        r_norm=r_norm, radius_m=radius, depth_m=x, volume_weights=vw, snapshots=snaps,
-        time_s=t, voltage_V=sol["Voltage [V]"].entries, current_A=sol["Current [A]"].entries,
-        theta_0=float(theta_0), theta_100=float(theta_100), geometry=geometry,
-        parameter_set=spec.parameter_set, initial_lithiation=w_init)
+        r_norm=r_norm,
+        radius_m=radius,
+        depth_m=x,
+        volume_weights=vw,
+        snapshots=snaps,
+        time_s=t,
+        voltage_V=sol["Voltage [V]"].entries,
+        current_A=sol["Current [A]"].entries,
+        theta_0=float(theta_0),
+        theta_100=float(theta_100),
+        geometry=geometry,
+        parameter_set=spec.parameter_set,
+        initial_lithiation=w_init,
+    )

@@ -49,8 +49,9 @@ def wetted_distance(ms: Microstructure) -> np.ndarray:
     return edt.edt(~wet, black_border=False)
 
 
-def particle_activity(ms: Microstructure, spec: ElectrochemistrySpec,
-                      rng: np.random.Generator) -> np.ndarray:
+def particle_activity(
+    ms: Microstructure, spec: ElectrochemistrySpec, rng: np.random.Generator
+) -> np.ndarray:
     """Activity a_i of each particle: log-normal spread (mean 1) times a CBD-coverage term."""
     n = len(ms.radii_m)
     s = spec.activity_spread
@@ -82,10 +83,14 @@ def _shift_to_means(w: np.ndarray, lab: np.ndarray, target: np.ndarray, n: int) 
     return w + shift[lab]
 
 
-def map_lithiation(ms: Microstructure, echem: ElectrochemResult, k: int,
-                   spec: ElectrochemistrySpec, activity: np.ndarray,
-                   dist_wet: np.ndarray | None = None,
-                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def map_lithiation(
+    ms: Microstructure,
+    echem: ElectrochemResult,
+    k: int,
+    spec: ElectrochemistrySpec,
+    activity: np.ndarray,
+    dist_wet: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Lithiation of every active voxel at snapshot ``k`` and the per-particle table.
 
     Returns
@@ -113,7 +118,8 @@ def map_lithiation(ms: Microstructure, echem: ElectrochemResult, k: int,
         d_cbd = edt.edt(ms.phases != PHASE_CBD, black_border=False)[am]
         h = np.exp(-d_cbd * ms.voxel_m / spec.hotspot_length_m)
         h_mean = np.bincount(lab, weights=h, minlength=n + 1) / np.maximum(
-            np.bincount(lab, minlength=n + 1), 1)
+            np.bincount(lab, minlength=n + 1), 1
+        )
         progress = np.concatenate([[0.0], target - echem.initial_lithiation])
         rel = h / np.maximum(h_mean[lab], 1e-12) - 1.0
         # zero-sum in every (particle, z-plane): the hot spots move Li within the plane
@@ -129,19 +135,29 @@ def map_lithiation(ms: Microstructure, echem: ElectrochemResult, k: int,
     out[am] = w
     idx = np.arange(1, n + 1)
     table = dict(ms.particles)
-    table.update({
-        "effective_radius_m": r_eff,
-        "activity": activity,
-        "pybamm_lithiation": target,
-        "mean_lithiation": np.asarray(ndimage.mean(w, labels=lab, index=idx)) if n
-        else np.zeros(0),
-    })
+    table.update(
+        {
+            "effective_radius_m": r_eff,
+            "activity": activity,
+            "pybamm_lithiation": target,
+            "mean_lithiation": np.asarray(ndimage.mean(w, labels=lab, index=idx))
+            if n
+            else np.zeros(0),
+        }
+    )
     return out, table
 
 
-def slab_conservation(w: np.ndarray, ms: Microstructure, table: dict[str, np.ndarray],
-                      echem: ElectrochemResult, k: int, *, n_slabs: int | None = None,
-                      depth_offset_m: float = 0.0) -> dict[str, Any]:
+def slab_conservation(
+    w: np.ndarray,
+    ms: Microstructure,
+    table: dict[str, np.ndarray],
+    echem: ElectrochemResult,
+    k: int,
+    *,
+    n_slabs: int | None = None,
+    depth_offset_m: float = 0.0,
+) -> dict[str, Any]:
     """Li per depth slab: the 3D field against PyBaMM's particles and PyBaMM's continuum.
 
     ``pybamm_particles`` is what PyBaMM's spherical particles would hold in the slab: every
@@ -163,15 +179,18 @@ def slab_conservation(w: np.ndarray, ms: Microstructure, table: dict[str, np.nda
     lab_all = ms.labels[am]
     depth = np.concatenate([[0.0], table["depth_m"]])
     r_eff = np.concatenate([[1.0], table["effective_radius_m"]])
-    sphere = echem.profile(k, depth[lab_all], r_eff[lab_all],
-                           np.clip(ms.radial[am], 0.0, 1.0))
+    sphere = echem.profile(k, depth[lab_all], r_eff[lab_all], np.clip(ms.radial[am], 0.0, 1.0))
     sphere = _shift_to_means(sphere, lab_all, table["pybamm_lithiation"], n)
     ref = np.full(w.shape, np.nan)
     ref[am] = sphere
     to_theta = echem.theta_0 - echem.theta_100
     edges = np.linspace(0, nz, n_slabs + 1).astype(int)
-    out: dict[str, Any] = {"depth_m": [], "field": [], "pybamm_particles": [],
-                           "pybamm_continuum": []}
+    out: dict[str, Any] = {
+        "depth_m": [],
+        "field": [],
+        "pybamm_particles": [],
+        "pybamm_continuum": [],
+    }
     for a, b in zip(edges[:-1], edges[1:]):
         sl = am[a:b]
         if not sl.any():

@@ -93,6 +93,7 @@ class Microstructure:
     achieved: dict[str, float]
     particles: dict[str, np.ndarray]
 
+
 def sample_mask(shape: tuple[int, int, int], spec: MicrostructureSpec) -> np.ndarray:
     """Boolean (z, y, x) mask of the sample: the whole box, or the pillar cylinder."""
     nz, ny, nx = shape
@@ -104,8 +105,14 @@ def sample_mask(shape: tuple[int, int, int], spec: MicrostructureSpec) -> np.nda
     return np.broadcast_to(disc, shape)
 
 
-def _place_particles(shape, in_sample, target_env: float, spec: MicrostructureSpec, vox: float,
-                     rng: np.random.Generator):
+def _place_particles(
+    shape,
+    in_sample,
+    target_env: float,
+    spec: MicrostructureSpec,
+    vox: float,
+    rng: np.random.Generator,
+):
     nz, ny, nx = shape
     labels = np.zeros(shape, dtype=np.int32)
     radial = np.full(shape, np.inf, dtype=np.float32)
@@ -121,11 +128,14 @@ def _place_particles(shape, in_sample, target_env: float, spec: MicrostructureSp
     attempts = 0
     while placed < target_env - tol and attempts < max_attempts:
         attempts += 1
-        r = max(float(np.exp(mu_log + spec.particle_size_log_sigma * rng.standard_normal())),
-                r_min)
-        c = np.array([rng.uniform(-0.3 * r, nz - 1 + 0.3 * r),
-                      rng.uniform(-0.3 * r, ny - 1 + 0.3 * r),
-                      rng.uniform(-0.3 * r, nx - 1 + 0.3 * r)])
+        r = max(float(np.exp(mu_log + spec.particle_size_log_sigma * rng.standard_normal())), r_min)
+        c = np.array(
+            [
+                rng.uniform(-0.3 * r, nz - 1 + 0.3 * r),
+                rng.uniform(-0.3 * r, ny - 1 + 0.3 * r),
+                rng.uniform(-0.3 * r, nx - 1 + 0.3 * r),
+            ]
+        )
         if spec.sample == "pillar":
             rp = spec.pillar_diameter_fraction * min(ny, nx) / 2.0
             if np.hypot(c[1] - (ny - 1) / 2.0, c[2] - (nx - 1) / 2.0) > rp:
@@ -169,7 +179,7 @@ def _adjust_active(labels, radial, internal, in_sample, centres, radii, target: 
     delta = target - int(np.count_nonzero(active))
     if delta < 0:
         cand = np.flatnonzero(active.ravel())
-        order = np.argsort(-radial.ravel()[cand], kind="stable")[: -delta]
+        order = np.argsort(-radial.ravel()[cand], kind="stable")[:-delta]
         drop = cand[order]
         labels.ravel()[drop] = 0
         radial.ravel()[drop] = 0.0
@@ -185,8 +195,9 @@ def _adjust_active(labels, radial, internal, in_sample, centres, radii, target: 
         lab = grown.ravel()[pick]
         pos = np.stack(np.unravel_index(pick, labels.shape), axis=1)
         labels.ravel()[pick] = lab
-        radial.ravel()[pick] = (np.linalg.norm(pos - centres[lab - 1], axis=1)
-                                / radii[lab - 1]).astype(np.float32)
+        radial.ravel()[pick] = (
+            np.linalg.norm(pos - centres[lab - 1], axis=1) / radii[lab - 1]
+        ).astype(np.float32)
         delta -= pick.size
 
 
@@ -212,8 +223,9 @@ def _pick_until(vols: np.ndarray, target: float, rng: np.random.Generator) -> np
     return np.asarray(picked, dtype=int)
 
 
-def _radial_channel(labels: np.ndarray, pid: int, start: np.ndarray, centre: np.ndarray
-                    ) -> np.ndarray:
+def _radial_channel(
+    labels: np.ndarray, pid: int, start: np.ndarray, centre: np.ndarray
+) -> np.ndarray:
     """Voxels of a straight crack from ``start`` outward (away from the particle centre)
     until it leaves particle ``pid``: flat indices."""
     d = start - centre
@@ -365,8 +377,13 @@ def _place_cbd(env, in_sample, spec, vox, target_vox: int, rng):
     return _top_k_mask(score, free, target_vox)
 
 
-def generate(grid: GridSpec, spec: MicrostructureSpec, rng: np.random.Generator, *,
-             oversample: int | None = None) -> Microstructure:
+def generate(
+    grid: GridSpec,
+    spec: MicrostructureSpec,
+    rng: np.random.Generator,
+    *,
+    oversample: int | None = None,
+) -> Microstructure:
     """Generate a microstructure on the twin's fine grid (deterministic for a given rng).
 
     Parameters
@@ -386,11 +403,18 @@ def generate(grid: GridSpec, spec: MicrostructureSpec, rng: np.random.Generator,
     in_sample = sample_mask(shape, spec)
     n_sample = int(in_sample.sum())
     target_env = spec.active_fraction * n_sample / (1.0 - spec.internal_porosity)
-    labels, radial, centres, radii = _place_particles(shape, in_sample, target_env, spec, vox,
-                                                      rng)
+    labels, radial, centres, radii = _place_particles(shape, in_sample, target_env, spec, vox, rng)
     internal = _carve_internal_pores(labels, centres, spec, vox, in_sample, rng)
-    _adjust_active(labels, radial, internal, in_sample, centres, radii,
-                   int(round(spec.active_fraction * n_sample)), rng)
+    _adjust_active(
+        labels,
+        radial,
+        internal,
+        in_sample,
+        centres,
+        radii,
+        int(round(spec.active_fraction * n_sample)),
+        rng,
+    )
     env = labels > 0
     phases = np.full(shape, PHASE_OUTSIDE, dtype=np.uint8)
     phases[in_sample] = PHASE_PORE
@@ -416,10 +440,10 @@ def generate(grid: GridSpec, spec: MicrostructureSpec, rng: np.random.Generator,
         "radius_m": radii * vox,
         "equivalent_radius_m": np.cbrt(3 * env_vol / (4 * np.pi)) * vox,
         "depth_m": depth,
-        "internal_pore_fraction": np.divide(pore_vol, env_vol, out=np.zeros(n),
-                                            where=env_vol > 0),
-        "internal_connected_fraction": np.divide(con_vol, pore_vol, out=np.zeros(n),
-                                                 where=pore_vol > 0),
+        "internal_pore_fraction": np.divide(pore_vol, env_vol, out=np.zeros(n), where=env_vol > 0),
+        "internal_connected_fraction": np.divide(
+            con_vol, pore_vol, out=np.zeros(n), where=pore_vol > 0
+        ),
         "cbd_coverage": coverage,
     }
     counts = np.bincount(phases[in_sample], minlength=256)
@@ -429,12 +453,22 @@ def generate(grid: GridSpec, spec: MicrostructureSpec, rng: np.random.Generator,
         "cbd": counts[PHASE_CBD] / n_sample,
         "pore": (counts[PHASE_PORE] + counts[PHASE_CLOSED_PORE]) / n_sample,
         "internal_pore": n_int / n_sample,
-        "internal_connected_fraction": (np.count_nonzero(internal == INTERNAL_CONNECTED)
-                                        / n_int) if n_int else 0.0,
+        "internal_connected_fraction": (np.count_nonzero(internal == INTERNAL_CONNECTED) / n_int)
+        if n_int
+        else 0.0,
     }
     achieved = {k: float(v) for k, v in achieved.items()}
-    return Microstructure(phases, labels, internal, radial, (centres + 0.5) * vox, radii * vox,
-                          vox, achieved, particles)
+    return Microstructure(
+        phases,
+        labels,
+        internal,
+        radial,
+        (centres + 0.5) * vox,
+        radii * vox,
+        vox,
+        achieved,
+        particles,
+    )
 
 
 def _classify_internal(phases: np.ndarray, internal: np.ndarray) -> np.ndarray:
@@ -467,8 +501,9 @@ def _cbd_coverage(labels: np.ndarray, phases: np.ndarray, n: int) -> np.ndarray:
     return np.divide(cov, tot, out=np.zeros(n), where=tot > 0)
 
 
-def coarsen(phases: np.ndarray, labels: np.ndarray, f: int
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def coarsen(
+    phases: np.ndarray, labels: np.ndarray, f: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Phases, particle labels and active fraction on the f-times coarser grid.
 
     A coarse voxel is active when at least half of its fine voxels are, and then takes the
@@ -499,8 +534,15 @@ def coarsen(phases: np.ndarray, labels: np.ndarray, f: int
     return coarse_ph, np.where(frac >= 0.5, best, 0).astype(np.int32), frac
 
 
-def write_microstructure(path, ms: Microstructure, *, oversample: int, scenario_toml: str,
-                         seed: int, target: dict[str, float]) -> None:
+def write_microstructure(
+    path,
+    ms: Microstructure,
+    *,
+    oversample: int,
+    scenario_toml: str,
+    seed: int,
+    target: dict[str, float],
+) -> None:
     """Write the microstructure file: fine and coarse grids, the particle record, targets."""
     from xtwin.io._h5 import write_h5
 
@@ -514,12 +556,27 @@ def write_microstructure(path, ms: Microstructure, *, oversample: int, scenario_
     }
     for key, col in ms.particles.items():
         ds[f"/microstructure/particles/{key}"] = np.asarray(col)
-    attrs = {"/microstructure": {
-        "fine_voxel_m": ms.voxel_m, "coarse_voxel_m": ms.voxel_m * oversample,
-        "target": target, "achieved": ms.achieved, "scenario": scenario_toml, "seed": seed,
-        "axes": "z (electrode depth, from the separator side), y, x",
-        "phase_codes": {"pore": PHASE_PORE, "active": PHASE_ACTIVE, "cbd": PHASE_CBD,
-                        "closed_internal_pore": PHASE_CLOSED_PORE, "outside": PHASE_OUTSIDE},
-        "internal_codes": {"none": INTERNAL_NONE, "connected": INTERNAL_CONNECTED,
-                           "closed": INTERNAL_CLOSED}}}
+    attrs = {
+        "/microstructure": {
+            "fine_voxel_m": ms.voxel_m,
+            "coarse_voxel_m": ms.voxel_m * oversample,
+            "target": target,
+            "achieved": ms.achieved,
+            "scenario": scenario_toml,
+            "seed": seed,
+            "axes": "z (electrode depth, from the separator side), y, x",
+            "phase_codes": {
+                "pore": PHASE_PORE,
+                "active": PHASE_ACTIVE,
+                "cbd": PHASE_CBD,
+                "closed_internal_pore": PHASE_CLOSED_PORE,
+                "outside": PHASE_OUTSIDE,
+            },
+            "internal_codes": {
+                "none": INTERNAL_NONE,
+                "connected": INTERNAL_CONNECTED,
+                "closed": INTERNAL_CLOSED,
+            },
+        }
+    }
     write_h5(path, ds, attrs)

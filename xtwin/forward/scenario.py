@@ -127,8 +127,11 @@ class Scenario:
 
     def to_toml(self) -> str:
         """Serialize back to TOML (what ``simulate`` writes beside its output)."""
-        lines = [f"name = {self.name!r}".replace("'", '"'),
-                 f"description = {_toml_str(self.description)}", f"seed = {self.seed}"]
+        lines = [
+            f"name = {self.name!r}".replace("'", '"'),
+            f"description = {_toml_str(self.description)}",
+            f"seed = {self.seed}",
+        ]
         for sec in ("grid", "microstructure", "electrochemistry", "acquisition"):
             lines.append(f"\n[{sec}]")
             for f in fields(getattr(self, sec)):
@@ -150,16 +153,21 @@ def _toml_value(v: Any) -> str:
     return repr(v)
 
 
-_SECTIONS = {"grid": GridSpec, "microstructure": MicrostructureSpec,
-             "electrochemistry": ElectrochemistrySpec, "acquisition": AcquisitionSpec}
+_SECTIONS = {
+    "grid": GridSpec,
+    "microstructure": MicrostructureSpec,
+    "electrochemistry": ElectrochemistrySpec,
+    "acquisition": AcquisitionSpec,
+}
 
 
 def _build(cls: type, table: dict[str, Any], where: str) -> Any:
     known = {f.name: f for f in fields(cls)}
     unknown = set(table) - set(known)
     if unknown:
-        raise XtwinInputError(f"{where}: unknown key(s) {sorted(unknown)}; known keys are "
-                              f"{sorted(known)}")
+        raise XtwinInputError(
+            f"{where}: unknown key(s) {sorted(unknown)}; known keys are {sorted(known)}"
+        )
     kwargs = {}
     defaults = cls()
     for key, val in table.items():
@@ -188,8 +196,10 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
             elif isinstance(default, str) and not isinstance(val, str):
                 raise TypeError
         except (TypeError, ValueError):
-            raise XtwinInputError(f"{where}.{key} = {val!r} has the wrong type; expected "
-                                  f"{type(default).__name__} like {default!r}") from None
+            raise XtwinInputError(
+                f"{where}.{key} = {val!r} has the wrong type; expected "
+                f"{type(default).__name__} like {default!r}"
+            ) from None
         kwargs[key] = val
     return cls(**kwargs)
 
@@ -199,8 +209,10 @@ def scenario_from_dict(doc: dict[str, Any], where: str = "scenario") -> Scenario
     top = {k: v for k, v in doc.items() if k not in _SECTIONS}
     unknown = set(top) - {"name", "description", "seed"}
     if unknown:
-        raise XtwinInputError(f"{where}: unknown key(s) {sorted(unknown)}; known top-level keys "
-                              f"are name, description, seed and the sections {sorted(_SECTIONS)}")
+        raise XtwinInputError(
+            f"{where}: unknown key(s) {sorted(unknown)}; known top-level keys "
+            f"are name, description, seed and the sections {sorted(_SECTIONS)}"
+        )
     parts = {}
     for sec, cls in _SECTIONS.items():
         table = doc.get(sec, {})
@@ -210,8 +222,12 @@ def scenario_from_dict(doc: dict[str, Any], where: str = "scenario") -> Scenario
     seed = top.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise XtwinInputError(f"{where}: seed must be a non-negative integer, got {seed!r}")
-    sc = Scenario(name=str(top.get("name", "scenario")), description=str(
-        top.get("description", "")), seed=seed, **parts)
+    sc = Scenario(
+        name=str(top.get("name", "scenario")),
+        description=str(top.get("description", "")),
+        seed=seed,
+        **parts,
+    )
     validate_scenario(sc, where)
     return sc
 
@@ -225,52 +241,74 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
         (1e-9 <= g.pixel_size_m <= 1e-4, "grid.pixel_size_m must be within 1 nm-100 um (metres)"),
         (1 <= g.oversample <= 4, "grid.oversample must be 1-4 (2 avoids the inverse crime)"),
         (m.sample in ("pillar", "box"), "microstructure.sample must be pillar or box"),
-        (0.2 <= m.pillar_diameter_fraction <= 0.95,
-         "microstructure.pillar_diameter_fraction must be within 0.2-0.95 (the pillar must stay "
-         "inside the field of view)"),
+        (
+            0.2 <= m.pillar_diameter_fraction <= 0.95,
+            "microstructure.pillar_diameter_fraction must be within 0.2-0.95 (the pillar must stay "
+            "inside the field of view)",
+        ),
         (0 < m.active_fraction <= 0.65, "microstructure.active_fraction must be within 0-0.65"),
         (0 <= m.cbd_fraction < 0.5, "microstructure.cbd_fraction must be within 0-0.5"),
-        (m.pore_fraction >= 0.1,
-         "microstructure.active_fraction + cbd_fraction must leave at least 0.1 for pores"),
-        (0 < m.min_particle_diameter_m <= m.particle_d50_m,
-         "microstructure.min_particle_diameter_m must be positive and below particle_d50_m"),
-        (m.particle_d50_m >= 4 * g.pixel_size_m,
-         "microstructure.particle_d50_m must span at least 4 pixels"),
+        (
+            m.pore_fraction >= 0.1,
+            "microstructure.active_fraction + cbd_fraction must leave at least 0.1 for pores",
+        ),
+        (
+            0 < m.min_particle_diameter_m <= m.particle_d50_m,
+            "microstructure.min_particle_diameter_m must be positive and below particle_d50_m",
+        ),
+        (
+            m.particle_d50_m >= 4 * g.pixel_size_m,
+            "microstructure.particle_d50_m must span at least 4 pixels",
+        ),
         (0 <= m.max_overlap <= 0.4, "microstructure.max_overlap must be within 0-0.4"),
-        (0 <= m.internal_porosity <= 0.3,
-         "microstructure.internal_porosity must be within 0-0.3"),
-        (0 <= m.internal_connected_fraction <= 1,
-         "microstructure.internal_connected_fraction must be within 0-1"),
-        (0 <= m.cbd_surface_coverage < 1,
-         "microstructure.cbd_surface_coverage must be within 0-1"),
-        (0 <= m.depth_offset_m and m.depth_offset_m + g.n_rows * g.pixel_size_m
-         <= m.electrode_thickness_m * 1.0001,
-         "the imaged window (depth_offset_m + n_rows * pixel_size_m) must lie inside "
-         "electrode_thickness_m"),
+        (0 <= m.internal_porosity <= 0.3, "microstructure.internal_porosity must be within 0-0.3"),
+        (
+            0 <= m.internal_connected_fraction <= 1,
+            "microstructure.internal_connected_fraction must be within 0-1",
+        ),
+        (0 <= m.cbd_surface_coverage < 1, "microstructure.cbd_surface_coverage must be within 0-1"),
+        (
+            0 <= m.depth_offset_m
+            and m.depth_offset_m + g.n_rows * g.pixel_size_m <= m.electrode_thickness_m * 1.0001,
+            "the imaged window (depth_offset_m + n_rows * pixel_size_m) must lie inside "
+            "electrode_thickness_m",
+        ),
         (len(e.protocol) >= 1, "electrochemistry.protocol needs at least one PyBaMM step"),
-        (len(e.snapshot_times_s) >= 1 and all(t >= 0 for t in e.snapshot_times_s),
-         "electrochemistry.snapshot_times_s needs one or more times >= 0 (seconds)"),
-        (list(e.snapshot_times_s) == sorted(e.snapshot_times_s),
-         "electrochemistry.snapshot_times_s must be in increasing order"),
+        (
+            len(e.snapshot_times_s) >= 1 and all(t >= 0 for t in e.snapshot_times_s),
+            "electrochemistry.snapshot_times_s needs one or more times >= 0 (seconds)",
+        ),
+        (
+            list(e.snapshot_times_s) == sorted(e.snapshot_times_s),
+            "electrochemistry.snapshot_times_s must be in increasing order",
+        ),
         (0 <= e.initial_soc <= 1, "electrochemistry.initial_soc must be within 0-1"),
         (0 <= e.activity_spread <= 1, "electrochemistry.activity_spread must be within 0-1"),
         (0 <= e.hotspot_strength <= 1, "electrochemistry.hotspot_strength must be within 0-1"),
         (e.hotspot_length_m > 0, "electrochemistry.hotspot_length_m must be positive"),
         (len(a.energies_eV) >= 3, "acquisition.energies_eV needs at least three energies"),
-        (all(1000 < x < 100000 for x in a.energies_eV),
-         "acquisition.energies_eV must be in eV (e.g. 8347, not 8.347)"),
+        (
+            all(1000 < x < 100000 for x in a.energies_eV),
+            "acquisition.energies_eV must be in eV (e.g. 8347, not 8.347)",
+        ),
         (8 <= a.n_angles <= 4000, "acquisition.n_angles must be within 8-4000"),
-        (1 <= a.photons_per_pixel <= 6e4,
-         "acquisition.photons_per_pixel must be within 1-60000 (uint16 detector)"),
+        (
+            1 <= a.photons_per_pixel <= 6e4,
+            "acquisition.photons_per_pixel must be within 1-60000 (uint16 detector)",
+        ),
         (a.n_flats >= 1, "acquisition.n_flats must be at least 1"),
         (a.n_darks >= 0, "acquisition.n_darks must be >= 0"),
         (0 <= a.bandwidth_rel < 1e-2, "acquisition.bandwidth_rel (dE/E) must be within 0-0.01"),
         (a.detector_blur_px >= 0, "acquisition.detector_blur_px must be >= 0"),
         (a.exposure_s >= 0, "acquisition.exposure_s must be >= 0 (seconds per projection)"),
-        (0 <= a.energy_drift_px < g.n_pixels / 8,
-         "acquisition.energy_drift_px must be >= 0 and below an eighth of the detector"),
-        (abs(a.rotation_axis_offset_px) < g.n_pixels / 4,
-         "acquisition.rotation_axis_offset_px must stay within a quarter of the detector"),
+        (
+            0 <= a.energy_drift_px < g.n_pixels / 8,
+            "acquisition.energy_drift_px must be >= 0 and below an eighth of the detector",
+        ),
+        (
+            abs(a.rotation_axis_offset_px) < g.n_pixels / 4,
+            "acquisition.rotation_axis_offset_px must stay within a quarter of the detector",
+        ),
     ]
     for ok, msg in checks:
         if not ok:
@@ -291,8 +329,10 @@ def load_scenario(path: str | os.PathLike) -> Scenario:
     try:
         doc = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise XtwinInputError(f"scenario {path} is not valid TOML ({exc}); fix the syntax or "
-                              "start from synthetic/default.toml") from None
+        raise XtwinInputError(
+            f"scenario {path} is not valid TOML ({exc}); fix the syntax or "
+            "start from synthetic/default.toml"
+        ) from None
     return scenario_from_dict(doc, str(path))
 
 

@@ -60,8 +60,11 @@ def output_names(scenario: Scenario) -> list[str]:
     n = len(scenario.electrochemistry.snapshot_times_s)
     if n == 1:
         return ["scan.h5", "truth.h5", *SHARED_FILES]
-    return ([f"scan_t{k:03d}.h5" for k in range(n)] + [f"truth_t{k:03d}.h5" for k in range(n)]
-            + list(SHARED_FILES))
+    return (
+        [f"scan_t{k:03d}.h5" for k in range(n)]
+        + [f"truth_t{k:03d}.h5" for k in range(n)]
+        + list(SHARED_FILES)
+    )
 
 
 @dataclass(frozen=True)
@@ -90,14 +93,18 @@ def geometry_of(ms: Microstructure, scenario: Scenario) -> Geometry:
     inside = sample_mask(ms.phases.shape, m)
     n_in = int(inside.sum())
     porosity = float(np.count_nonzero(ms.phases == PHASE_PORE) / n_in)
-    return Geometry(thickness_m=m.electrode_thickness_m, porosity=porosity,
-                    active_fraction=ms.achieved["active"],
-                    median_radius_m=m.particle_d50_m / 2.0,
-                    size_log_sigma=m.particle_size_log_sigma)
+    return Geometry(
+        thickness_m=m.electrode_thickness_m,
+        porosity=porosity,
+        active_fraction=ms.achieved["active"],
+        median_radius_m=m.particle_d50_m / 2.0,
+        size_log_sigma=m.particle_size_log_sigma,
+    )
 
 
-def to_reconstruction_grid(phases: np.ndarray, labels: np.ndarray, w: np.ndarray, f: int
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def to_reconstruction_grid(
+    phases: np.ndarray, labels: np.ndarray, w: np.ndarray, f: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Phases and labels (:func:`coarsen`) and w (mean over NMC) per coarse voxel.
 
     A coarse voxel is active if at least half of its fine voxels are; its w is the mean over
@@ -125,13 +132,13 @@ class _Acquisition:
     def __init__(self, scenario: Scenario, ms: Microstructure) -> None:
         a, g = scenario.acquisition, scenario.grid
         self.scenario, self.ms = scenario, ms
-        self.xanes = XanesModel(bandwidth_rel=a.bandwidth_rel,
-                                energy_offset_eV=a.energy_offset_eV)
+        self.xanes = XanesModel(bandwidth_rel=a.bandwidth_rel, energy_offset_eV=a.energy_offset_eV)
         self.energies = np.asarray(a.energies_eV, dtype=float)
         true_e = self.energies + a.energy_offset_eV
         elyte = materials.electrolyte(scenario.electrochemistry.electrolyte_molarity_mol_l)
-        cbd = materials.carbon_binder(nanoporosity=scenario.microstructure.cbd_nanoporosity,
-                                      electrolyte_material=elyte)
+        cbd = materials.carbon_binder(
+            nanoporosity=scenario.microstructure.cbd_nanoporosity, electrolyte_material=elyte
+        )
         self.mu_elyte = mu_per_m(elyte, true_e)
         self.mu_cbd = mu_per_m(cbd, true_e)
         self.coef_a, self.coef_c = self.xanes.linear_coefficients(self.energies)
@@ -139,7 +146,8 @@ class _Acquisition:
         n_rows, n_cols = g.n_rows, g.n_pixels
         yy, xx = np.mgrid[:n_rows, :n_cols]
         illum = 1.0 + a.flat_nonuniformity * np.cos(2 * np.pi * xx / n_cols * 0.7) * np.cos(
-            2 * np.pi * yy / max(n_rows, 2) * 0.5)
+            2 * np.pi * yy / max(n_rows, 2) * 0.5
+        )
         self.beam = a.photons_per_pixel * illum
         self.pore = ms.phases == PHASE_PORE
         self.cbd = ms.phases == PHASE_CBD
@@ -160,8 +168,9 @@ class _Acquisition:
         mu[self.active] = self.coef_a[ie] + self.coef_c[ie] * w_am
         return mu * np.float32(self.ms.voxel_m)
 
-    def transmission(self, w_start: np.ndarray, tick, w_end: np.ndarray | None = None
-                     ) -> np.ndarray:
+    def transmission(
+        self, w_start: np.ndarray, tick, w_end: np.ndarray | None = None
+    ) -> np.ndarray:
         """Transmission per energy, angle and detector pixel.
 
         With ``w_end`` the Li field moves linearly from ``w_start`` to ``w_end`` during the
@@ -186,13 +195,17 @@ class _Acquisition:
                         sid, sino = astra.create_sino(np.ascontiguousarray(mu[z]), pid)
                         astra.data2d.delete(sid)
                         sinos.append(sino)
-                    sino = sinos[0] if len(sinos) == 1 else (
-                        (1 - frac[ie])[:, None] * sinos[0] + frac[ie][:, None] * sinos[1])
+                    sino = (
+                        sinos[0]
+                        if len(sinos) == 1
+                        else ((1 - frac[ie])[:, None] * sinos[0] + frac[ie][:, None] * sinos[1])
+                    )
                     if shift:
                         sino = shift_rows(sino, shift)
                     t_fine[:, z, :] = np.exp(-sino)
                 trans[ie] = t_fine.reshape(a.n_angles, g.n_rows, os_, g.n_pixels, os_).mean(
-                    axis=(2, 4))
+                    axis=(2, 4)
+                )
                 tick("projections", 1)
         finally:
             astra.projector.delete(pid)
@@ -201,11 +214,13 @@ class _Acquisition:
                 trans[ie] = shift_image_stack(trans[ie], dy, dx)
         if a.detector_blur_px > 0:
             trans = ndimage.gaussian_filter(
-                trans, (0, 0, a.detector_blur_px, a.detector_blur_px), mode="nearest")
+                trans, (0, 0, a.detector_blur_px, a.detector_blur_px), mode="nearest"
+            )
         return np.clip(trans, 0.0, 1.0)
 
-    def counts(self, trans: np.ndarray, rng: np.random.Generator
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def counts(
+        self, trans: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         a = self.scenario.acquisition
 
         def dark_noise(shape: tuple[int, ...]) -> np.ndarray:
@@ -221,8 +236,9 @@ class _Acquisition:
         return to_u16(proj), to_u16(flats), darks
 
 
-def simulate(scenario: Scenario, *, progress: Callable[[str, int], None] | None = None
-             ) -> TwinResult:
+def simulate(
+    scenario: Scenario, *, progress: Callable[[str, int], None] | None = None
+) -> TwinResult:
     """Run the twin for one scenario and seed (bit-identical for the same inputs)."""
     tick = progress or (lambda stage, n: None)
     ss = np.random.SeedSequence(scenario.seed)
@@ -234,8 +250,7 @@ def simulate(scenario: Scenario, *, progress: Callable[[str, int], None] | None 
     # PyBaMM at each acquisition's start, middle and end (the middle is the truth's time)
     windows = [(t, t + 0.5 * duration, t + duration) for t in e.snapshot_times_s]
     times = sorted({t for w in windows for t in w})
-    echem = solve(dataclasses.replace(e, snapshot_times_s=tuple(times)),
-                  geometry_of(ms, scenario))
+    echem = solve(dataclasses.replace(e, snapshot_times_s=tuple(times)), geometry_of(ms, scenario))
     tick("electrochemistry", 1)
     activity = particle_activity(ms, e, rng_li)
     dist_wet = wetted_distance(ms)
@@ -248,62 +263,119 @@ def simulate(scenario: Scenario, *, progress: Callable[[str, int], None] | None 
         w_end = map_lithiation(ms, echem, i1, e, activity, dist_wet)[0] if duration else None
         tick("lithiation", 1)
         proj, flats, darks = acq.counts(acq.transmission(w_start, tick, w_end), rng_acq)
-        scans.append(ScanData(
-            data=proj, flats=flats, darks=darks, theta_deg=acq.theta, energy_eV=acq.energies,
-            pixel_size_m=g.pixel_size_m, counts_per_photon=1.0,
-            exposure_s=np.full(len(acq.energies), a.exposure_s) if a.exposure_s else None,
-            flat_exposure_s=np.full(len(acq.energies), a.exposure_s) if a.exposure_s else None,
-            metadata={"sample": "synthetic NMC532 electrode", "time_s": t0,
-                      "acquisition_duration_s": duration, "snapshot": k,
-                      "scenario": scenario.name},
-            provenance={"writer": "xtwin simulate", "xtwin_version": __version__,
-                        "seed": scenario.seed, "scenario": scenario.name}))
-        truths.append(_truth(scenario, ms, echem, i_mid, w_mid, table, acq.drift_px,
-                             window_s=(t0, t1), snapshot=k))
+        scans.append(
+            ScanData(
+                data=proj,
+                flats=flats,
+                darks=darks,
+                theta_deg=acq.theta,
+                energy_eV=acq.energies,
+                pixel_size_m=g.pixel_size_m,
+                counts_per_photon=1.0,
+                exposure_s=np.full(len(acq.energies), a.exposure_s) if a.exposure_s else None,
+                flat_exposure_s=np.full(len(acq.energies), a.exposure_s) if a.exposure_s else None,
+                metadata={
+                    "sample": "synthetic NMC532 electrode",
+                    "time_s": t0,
+                    "acquisition_duration_s": duration,
+                    "snapshot": k,
+                    "scenario": scenario.name,
+                },
+                provenance={
+                    "writer": "xtwin simulate",
+                    "xtwin_version": __version__,
+                    "seed": scenario.seed,
+                    "scenario": scenario.name,
+                },
+            )
+        )
+        truths.append(
+            _truth(
+                scenario,
+                ms,
+                echem,
+                i_mid,
+                w_mid,
+                table,
+                acq.drift_px,
+                window_s=(t0, t1),
+                snapshot=k,
+            )
+        )
     ref_l, ref_d = reference_spectra(acq.xanes, rng_ref)
     tick("files", 1)
     return TwinResult(scans, truths, ref_l, ref_d)
 
 
-def _truth(scenario: Scenario, ms: Microstructure, echem: ElectrochemResult, k: int,
-           w_fine: np.ndarray, table: dict[str, np.ndarray], drift_px: np.ndarray,
-           window_s: tuple[float, float], snapshot: int) -> TruthData:
+def _truth(
+    scenario: Scenario,
+    ms: Microstructure,
+    echem: ElectrochemResult,
+    k: int,
+    w_fine: np.ndarray,
+    table: dict[str, np.ndarray],
+    drift_px: np.ndarray,
+    window_s: tuple[float, float],
+    snapshot: int,
+) -> TruthData:
     """The truth of one acquisition: the field at PyBaMM time index ``k`` (its middle)."""
     g = scenario.grid
-    phases_c, labels_c, w_c = to_reconstruction_grid(ms.phases, ms.labels, w_fine,
-                                                     g.oversample)
+    phases_c, labels_c, w_c = to_reconstruction_grid(ms.phases, ms.labels, w_fine, g.oversample)
     am = ms.phases == PHASE_ACTIVE
     snap = echem.snapshots[k]
-    slabs = slab_conservation(w_fine, ms, table, echem, k,
-                              depth_offset_m=scenario.microstructure.depth_offset_m)
+    slabs = slab_conservation(
+        w_fine, ms, table, echem, k, depth_offset_m=scenario.microstructure.depth_offset_m
+    )
     return TruthData(
-        lithiation=w_c, labels=labels_c, phases=phases_c,
-        fine_lithiation=w_fine.astype(np.float32), fine_labels=np.where(am, ms.labels, 0),
-        fine_phases=ms.phases, particles=table,
-        pybamm={"time_s": echem.time_s, "voltage_V": echem.voltage_V,
-                "current_A": echem.current_A, "depth_m": echem.depth_m,
-                "radius_m": echem.radius_m, "volume_weights": echem.volume_weights,
-                "volume_average_lithiation": snap.volume_average,
-                "psd_average_lithiation": snap.psd_average},
-        attrs={"pixel_size_m": g.pixel_size_m, "fine_pixel_size_m": ms.voxel_m,
-               "snapshot_time_s": snap.time_s, "snapshot_index": snapshot,
-               "scenario": scenario.to_toml(), "seed": scenario.seed,
-               "achieved_fractions": ms.achieved,
-               "versions": package_versions("numpy", "scipy", "pybamm", "xraylib",
-                                            "astra-toolbox", "porespy"),
-               "pybamm_parameter_set": echem.parameter_set,
-               "theta_0": echem.theta_0, "theta_100": echem.theta_100,
-               "geometry": vars(echem.geometry), "slab_conservation": slabs,
-               "energy_drift_px": drift_px.tolist(),
-               "acquisition_window_s": list(window_s),
-               "phase_codes": {"pore": PHASE_PORE, "active": PHASE_ACTIVE, "cbd": PHASE_CBD,
-                               "closed_internal_pore": PHASE_CLOSED_PORE,
-                               "outside": PHASE_OUTSIDE}})
+        lithiation=w_c,
+        labels=labels_c,
+        phases=phases_c,
+        fine_lithiation=w_fine.astype(np.float32),
+        fine_labels=np.where(am, ms.labels, 0),
+        fine_phases=ms.phases,
+        particles=table,
+        pybamm={
+            "time_s": echem.time_s,
+            "voltage_V": echem.voltage_V,
+            "current_A": echem.current_A,
+            "depth_m": echem.depth_m,
+            "radius_m": echem.radius_m,
+            "volume_weights": echem.volume_weights,
+            "volume_average_lithiation": snap.volume_average,
+            "psd_average_lithiation": snap.psd_average,
+        },
+        attrs={
+            "pixel_size_m": g.pixel_size_m,
+            "fine_pixel_size_m": ms.voxel_m,
+            "snapshot_time_s": snap.time_s,
+            "snapshot_index": snapshot,
+            "scenario": scenario.to_toml(),
+            "seed": scenario.seed,
+            "achieved_fractions": ms.achieved,
+            "versions": package_versions(
+                "numpy", "scipy", "pybamm", "xraylib", "astra-toolbox", "porespy"
+            ),
+            "pybamm_parameter_set": echem.parameter_set,
+            "theta_0": echem.theta_0,
+            "theta_100": echem.theta_100,
+            "geometry": vars(echem.geometry),
+            "slab_conservation": slabs,
+            "energy_drift_px": drift_px.tolist(),
+            "acquisition_window_s": list(window_s),
+            "phase_codes": {
+                "pore": PHASE_PORE,
+                "active": PHASE_ACTIVE,
+                "cbd": PHASE_CBD,
+                "closed_internal_pore": PHASE_CLOSED_PORE,
+                "outside": PHASE_OUTSIDE,
+            },
+        },
+    )
 
 
-def reference_spectra(xanes: XanesModel, rng: np.random.Generator,
-                      *, thickness_m: float = 5e-6, noise: float = 2e-4
-                      ) -> tuple[Spectrum, Spectrum]:
+def reference_spectra(
+    xanes: XanesModel, rng: np.random.Generator, *, thickness_m: float = 5e-6, noise: float = 2e-4
+) -> tuple[Spectrum, Spectrum]:
     """Transmission spectra of dense end-member standards, as a beamline would record them.
 
     Absorbance ``mu(E, w) * thickness`` (w = 1 and 0) on a typical XANES grid (5 eV steps
@@ -311,18 +383,32 @@ def reference_spectra(xanes: XanesModel, rng: np.random.Generator,
     monochromator (bandwidth and calibration offset) as the scan, with Gaussian noise of
     ``noise`` absorbance units.
     """
-    e = np.unique(np.concatenate([np.arange(8200.0, 8320.0, 5.0), np.arange(8320.0, 8380.0,
-                  0.25), np.arange(8380.0, 8450.0, 2.0), np.arange(8450.0, 8851.0, 5.0)]))
+    e = np.unique(
+        np.concatenate(
+            [
+                np.arange(8200.0, 8320.0, 5.0),
+                np.arange(8320.0, 8380.0, 0.25),
+                np.arange(8380.0, 8450.0, 2.0),
+                np.arange(8450.0, 8851.0, 5.0),
+            ]
+        )
+    )
     out = []
     for w in (1.0, 0.0):
         mu = xanes.nmc532_mu_per_m(e, w)
-        out.append(Spectrum(e, mu * thickness_m + noise * rng.standard_normal(e.size),
-                            f"synthetic standard w={w:g}"))
+        out.append(
+            Spectrum(
+                e,
+                mu * thickness_m + noise * rng.standard_normal(e.size),
+                f"synthetic standard w={w:g}",
+            )
+        )
     return out[0], out[1]
 
 
-def write_outputs(result: TwinResult, scenario: Scenario, out_dir: str | os.PathLike, *,
-                  force: bool = False) -> dict[str, Path]:
+def write_outputs(
+    result: TwinResult, scenario: Scenario, out_dir: str | os.PathLike, *, force: bool = False
+) -> dict[str, Path]:
     """Write scans, truths, scenario and reference spectra into ``out_dir``.
 
     Refuses to overwrite existing outputs unless ``force``; each file is written atomically.
@@ -339,10 +425,18 @@ def write_outputs(result: TwinResult, scenario: Scenario, out_dir: str | os.Path
     for name, truth in zip(truth_names, result.truths):
         write_truth(paths[name], truth)
     write_text_atomic(paths["scenario.toml"], scenario.to_toml())
-    hdr = ("synthetic reference spectrum of a dense NMC532 standard written by xtwin simulate\n"
-           "absorbance = -ln(I/I0), raw (not normalized)")
-    write_spectrum(paths["reference_lithiated.csv"], result.reference_lithiated,
-                   header=hdr + "\nend member: lithiated (discharged), w = 1")
-    write_spectrum(paths["reference_delithiated.csv"], result.reference_delithiated,
-                   header=hdr + "\nend member: delithiated (charged), w = 0")
+    hdr = (
+        "synthetic reference spectrum of a dense NMC532 standard written by xtwin simulate\n"
+        "absorbance = -ln(I/I0), raw (not normalized)"
+    )
+    write_spectrum(
+        paths["reference_lithiated.csv"],
+        result.reference_lithiated,
+        header=hdr + "\nend member: lithiated (discharged), w = 1",
+    )
+    write_spectrum(
+        paths["reference_delithiated.csv"],
+        result.reference_delithiated,
+        header=hdr + "\nend member: delithiated (charged), w = 0",
+    )
     return paths

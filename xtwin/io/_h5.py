@@ -21,26 +21,51 @@ def open_h5(path: str | os.PathLike, what: str):
     path = Path(path)
     if not path.is_file():
         raise XtwinInputError(f"{what} {path} does not exist; check the path")
-    if not h5py.is_hdf5(path):
-        raise XtwinInputError(f"{what} {path} is not an HDF5 file; give a {what} written in "
-                              "HDF5 (see docs/file-formats.md)")
-    return h5py.File(path, "r")
+    try:
+        is_h5 = h5py.is_hdf5(path)
+    except OSError:
+        is_h5 = False
+    if not is_h5:
+        raise XtwinInputError(
+            f"{what} {path} is not an HDF5 file; give a {what} written in "
+            "HDF5 (see docs/file-formats.md)"
+        )
+    try:
+        return h5py.File(path, "r")
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise XtwinInputError(
+            f"{what} {path} could not be opened ({exc}); it is damaged or truncated: copy it "
+            "again from the original"
+        ) from None
 
 
 def require(f, name: str, *, what: str, ndim: tuple[int, ...] | None = None) -> np.ndarray:
     """Read dataset ``name`` from ``f`` or raise an error naming it and the fix."""
     if name not in f:
-        raise XtwinInputError(f"{what} {f.filename} has no dataset {name}; "
-                              "see docs/file-formats.md for the layout it must follow")
+        raise XtwinInputError(
+            f"{what} {f.filename} has no dataset {name}; "
+            "see docs/file-formats.md for the layout it must follow"
+        )
     ds = f[name]
     if ndim is not None and ds.ndim not in ndim:
-        raise XtwinInputError(f"{what} {f.filename}: {name} has shape {ds.shape} ({ds.ndim}-D); "
-                              f"expected {' or '.join(map(str, ndim))} dimensions")
-    return ds[()]
+        raise XtwinInputError(
+            f"{what} {f.filename}: {name} has shape {ds.shape} ({ds.ndim}-D); "
+            f"expected {' or '.join(map(str, ndim))} dimensions"
+        )
+    try:
+        return ds[()]
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise XtwinInputError(
+            f"{what} {f.filename}: reading {name} failed ({exc}); the file is damaged or "
+            "truncated: copy it again from the original"
+        ) from None
 
 
-def write_h5(path: str | os.PathLike, datasets: Mapping[str, Any],
-             attrs: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+def write_h5(
+    path: str | os.PathLike,
+    datasets: Mapping[str, Any],
+    attrs: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
     """Write ``datasets`` (path -> array) and ``attrs`` (path -> {name: value}) atomically.
 
     Times are not tracked, so the same content gives bit-identical files. Large numeric

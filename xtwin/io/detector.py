@@ -7,8 +7,9 @@ import numpy as np
 from xtwin.errors import XtwinInputError
 
 
-def estimate_counts_per_photon(frame_a: np.ndarray, frame_b: np.ndarray, *,
-                               min_counts: float = 50.0) -> float:
+def estimate_counts_per_photon(
+    frame_a: np.ndarray, frame_b: np.ndarray, *, min_counts: float = 50.0
+) -> float:
     """Detector counts per Poisson event from two repeated frames of the same scene.
 
     For counts ``c = g n`` with Poisson ``n``, ``var(a - b) = g (a + b)``; so
@@ -21,6 +22,7 @@ def estimate_counts_per_photon(frame_a: np.ndarray, frame_b: np.ndarray, *,
     b = np.asarray(frame_b, dtype=np.float64)
     ok = (a + b) > 2 * min_counts
     if ok.sum() < 100:
-        raise XtwinInputError("too few bright pixels in the repeated frames to estimate the "
-                              "detector gain")
+        raise XtwinInputError(
+            "too few bright pixels in the repeated frames to estimate the detector gain"
+        )
     return float(np.median((a[ok] - b[ok]) ** 2 / (a[ok] + b[ok])) / 0.4549)

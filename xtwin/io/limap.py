@@ -48,12 +48,16 @@ class LiMap:
             raise XtwinInputError(f"lithiation must be (z, y, x) or (y, x), got {shape}")
         for name in ("sigma", "mask", "edge_jump_per_m"):
             if getattr(self, name).shape != shape:
-                raise XtwinInputError(f"{name} has shape {getattr(self, name).shape}, "
-                                      f"lithiation {shape}")
+                raise XtwinInputError(
+                    f"{name} has shape {getattr(self, name).shape}, lithiation {shape}"
+                )
         if self.mu_per_m.shape != (np.size(self.energy_eV),) + shape or (
-                self.mu_sigma_per_m.shape != self.mu_per_m.shape):
-            raise XtwinInputError(f"mu has shape {self.mu_per_m.shape}; expected "
-                                  f"({np.size(self.energy_eV)},) + {shape}")
+            self.mu_sigma_per_m.shape != self.mu_per_m.shape
+        ):
+            raise XtwinInputError(
+                f"mu has shape {self.mu_per_m.shape}; expected "
+                f"({np.size(self.energy_eV)},) + {shape}"
+            )
         if not (np.isfinite(self.pixel_size_m) and self.pixel_size_m > 0):
             raise XtwinInputError(f"pixel size {self.pixel_size_m} m is not positive")
 
@@ -65,19 +69,29 @@ class LiMap:
 
 def write_limap(path: str | os.PathLike, limap: LiMap) -> None:
     """Write a Li-map file atomically and deterministically."""
-    write_h5(path, {
-        "/li/lithiation": limap.lithiation.astype(np.float32),
-        "/li/sigma": limap.sigma.astype(np.float32),
-        "/li/mask": limap.mask.astype(np.uint8),
-        "/li/edge_jump_per_m": limap.edge_jump_per_m.astype(np.float32),
-        "/recon/mu": limap.mu_per_m.astype(np.float32),
-        "/recon/mu_sigma": limap.mu_sigma_per_m.astype(np.float32),
-        "/recon/energy_eV": np.asarray(limap.energy_eV, dtype=np.float64),
-        "/recon/pixel_size_m": np.float64(limap.pixel_size_m),
-        **({"/li/edge_jump_sigma_per_m": limap.edge_jump_sigma_per_m.astype(np.float32)}
-           if limap.edge_jump_sigma_per_m is not None else {}),
-    }, {"/provenance": dict(limap.provenance), "/li/lithiation": {"units": "lithiation fraction"},
-        "/recon/mu": {"units": "1/m"}})
+    write_h5(
+        path,
+        {
+            "/li/lithiation": limap.lithiation.astype(np.float32),
+            "/li/sigma": limap.sigma.astype(np.float32),
+            "/li/mask": limap.mask.astype(np.uint8),
+            "/li/edge_jump_per_m": limap.edge_jump_per_m.astype(np.float32),
+            "/recon/mu": limap.mu_per_m.astype(np.float32),
+            "/recon/mu_sigma": limap.mu_sigma_per_m.astype(np.float32),
+            "/recon/energy_eV": np.asarray(limap.energy_eV, dtype=np.float64),
+            "/recon/pixel_size_m": np.float64(limap.pixel_size_m),
+            **(
+                {"/li/edge_jump_sigma_per_m": limap.edge_jump_sigma_per_m.astype(np.float32)}
+                if limap.edge_jump_sigma_per_m is not None
+                else {}
+            ),
+        },
+        {
+            "/provenance": dict(limap.provenance),
+            "/li/lithiation": {"units": "lithiation fraction"},
+            "/recon/mu": {"units": "1/m"},
+        },
+    )
 
 
 def read_limap(path: str | os.PathLike) -> LiMap:
@@ -87,9 +101,11 @@ def read_limap(path: str | os.PathLike) -> LiMap:
     except XtwinInputError as exc:
         msg = str(exc)
         raise XtwinInputError(msg if str(path) in msg else f"Li-map file {path}: {msg}") from None
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise XtwinInputError(f"Li-map file {path} could not be read ({exc}); it is damaged "
-                              "or not a Li-map file: process the scan again") from None
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        raise XtwinInputError(
+            f"Li-map file {path} could not be read ({exc}); it is damaged "
+            "or not a Li-map file: process the scan again"
+        ) from None
 
 
 def _read_limap(path: str | os.PathLike) -> LiMap:
@@ -106,8 +122,9 @@ def _read_limap(path: str | os.PathLike) -> LiMap:
             energy_eV=require(f, "/recon/energy_eV", what=what),
             pixel_size_m=float(require(f, "/recon/pixel_size_m", what=what)),
             provenance=attrs_dict(f["/provenance"]) if "/provenance" in f else {},
-            edge_jump_sigma_per_m=(f["/li/edge_jump_sigma_per_m"][()]
-                                   if "/li/edge_jump_sigma_per_m" in f else None),
+            edge_jump_sigma_per_m=(
+                f["/li/edge_jump_sigma_per_m"][()] if "/li/edge_jump_sigma_per_m" in f else None
+            ),
         )
     return out
 
@@ -125,9 +142,9 @@ def read_limap_summary(path: str | os.PathLike, *, block: int = 16) -> tuple[int
         count = 0
         ls, ss = [], []
         for a in range(0, n, block):
-            count += int(np.count_nonzero(mask[a:a + block]))
-            ls.append(lith[a:a + block][..., ::step].ravel())
-            ss.append(sig[a:a + block][..., ::step].ravel())
+            count += int(np.count_nonzero(mask[a : a + block]))
+            ls.append(lith[a : a + block][..., ::step].ravel())
+            ss.append(sig[a : a + block][..., ::step].ravel())
     lv, sv = np.concatenate(ls), np.concatenate(ss)
     med = float(np.nanmedian(lv)) if np.isfinite(lv).any() else float("nan")
     med_s = float(np.nanmedian(sv)) if np.isfinite(sv).any() else float("nan")

@@ -30,8 +30,15 @@ GAIN_PATH = "/measurement/instrument/detector/counts_per_photon"
 EXPOSURE_PATH = "/measurement/instrument/detector/exposure_time"
 FLAT_EXPOSURE_PATH = "/measurement/instrument/detector/exposure_time_white"
 
-_LENGTH_UNITS = {"m": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "micron": 1e-6, "microns": 1e-6,
-                 "nm": 1e-9}
+_LENGTH_UNITS = {
+    "m": 1.0,
+    "mm": 1e-3,
+    "um": 1e-6,
+    "µm": 1e-6,
+    "micron": 1e-6,
+    "microns": 1e-6,
+    "nm": 1e-9,
+}
 _ENERGY_UNITS = {"ev": 1.0, "kev": 1000.0}
 
 #: Pixel size assumed when a file does not give one (only scales mu; lithiation is a ratio).
@@ -100,48 +107,65 @@ def validate_scan(scan: ScanData, source: str = "scan") -> None:
     """Check shapes, finiteness and units; raise :class:`XtwinInputError` naming the problem."""
     d = scan.data
     if d.ndim != 4:
-        raise XtwinInputError(f"{source}: projections must be (n_energy, n_angle, n_row, n_col), "
-                              f"got shape {d.shape}")
+        raise XtwinInputError(
+            f"{source}: projections must be (n_energy, n_angle, n_row, n_col), got shape {d.shape}"
+        )
     n_e, n_a, n_r, n_c = d.shape
     if min(d.shape) < 1 or n_r < 1 or n_c < 2:
         raise XtwinInputError(f"{source}: projections have an empty axis: shape {d.shape}")
     if d.dtype.kind == "f" and not np.all(np.isfinite(d)):
         bad = int(np.count_nonzero(~np.isfinite(d)))
-        raise XtwinInputError(f"{source}: {bad} projection values are NaN or infinite; "
-                              "remove or interpolate bad frames before processing")
+        raise XtwinInputError(
+            f"{source}: {bad} projection values are NaN or infinite; "
+            "remove or interpolate bad frames before processing"
+        )
     if d.dtype.kind not in "fiu":
-        raise XtwinInputError(f"{source}: projections have dtype {d.dtype}; expected integer "
-                              "counts or float")
+        raise XtwinInputError(
+            f"{source}: projections have dtype {d.dtype}; expected integer counts or float"
+        )
     if np.any(d < 0):
-        raise XtwinInputError(f"{source}: projections contain negative values; give raw counts "
-                              "or transmission, not -log data")
+        raise XtwinInputError(
+            f"{source}: projections contain negative values; give raw counts "
+            "or transmission, not -log data"
+        )
     if scan.flats is not None:
         if scan.flats.ndim != 4 or scan.flats.shape[0] != n_e or scan.flats.shape[2:] != (n_r, n_c):
-            raise XtwinInputError(f"{source}: flats have shape {scan.flats.shape}; expected "
-                                  f"({n_e}, n_flat, {n_r}, {n_c})")
+            raise XtwinInputError(
+                f"{source}: flats have shape {scan.flats.shape}; expected "
+                f"({n_e}, n_flat, {n_r}, {n_c})"
+            )
         if not np.all(np.isfinite(scan.flats)):
             raise XtwinInputError(f"{source}: flat fields contain NaN or infinite values")
     if scan.darks is not None:
         if scan.darks.ndim != 3 or scan.darks.shape[1:] != (n_r, n_c):
-            raise XtwinInputError(f"{source}: darks have shape {scan.darks.shape}; expected "
-                                  f"(n_dark, {n_r}, {n_c})")
+            raise XtwinInputError(
+                f"{source}: darks have shape {scan.darks.shape}; expected (n_dark, {n_r}, {n_c})"
+            )
     if scan.theta_deg.shape != (n_a,):
-        raise XtwinInputError(f"{source}: theta has {scan.theta_deg.shape} values for {n_a} "
-                              "projection angles; give one angle (degrees) per projection")
+        raise XtwinInputError(
+            f"{source}: theta has {scan.theta_deg.shape} values for {n_a} "
+            "projection angles; give one angle (degrees) per projection"
+        )
     if scan.energy_eV.shape != (n_e,) or not np.all(np.isfinite(scan.energy_eV)):
-        raise XtwinInputError(f"{source}: {scan.energy_eV.shape} energies for {n_e} energy "
-                              "stacks; give one finite energy per stack")
+        raise XtwinInputError(
+            f"{source}: {scan.energy_eV.shape} energies for {n_e} energy "
+            "stacks; give one finite energy per stack"
+        )
     if len(np.unique(scan.energy_eV)) != n_e:
-        raise XtwinInputError(f"{source}: energies repeat ({scan.energy_eV}); give distinct "
-                              "energies")
+        raise XtwinInputError(
+            f"{source}: energies repeat ({scan.energy_eV}); give distinct energies"
+        )
     for name in ("exposure_s", "flat_exposure_s"):
         val = getattr(scan, name)
         if val is not None and (np.shape(val) != (n_e,) or not np.all(np.asarray(val) > 0)):
-            raise XtwinInputError(f"{source}: {name} must hold one positive time per energy, "
-                                  f"got {val}")
+            raise XtwinInputError(
+                f"{source}: {name} must hold one positive time per energy, got {val}"
+            )
     if not (np.isfinite(scan.pixel_size_m) and 1e-10 < scan.pixel_size_m < 1e-2):
-        raise XtwinInputError(f"{source}: pixel size {scan.pixel_size_m} m is not plausible; "
-                              "check its units attribute")
+        raise XtwinInputError(
+            f"{source}: pixel size {scan.pixel_size_m} m is not plausible; "
+            "check its units attribute"
+        )
 
 
 def _length_m(value: float, units: str | None, what: str) -> float:
@@ -228,8 +252,8 @@ class _Part:
     """Where one energy's pixels live: an HDF5 file (or arrays) and an index in it."""
 
     path: str | None
-    index: int | None        # energy index in 4D data, None for 3D data
-    flat_index: int | None   # energy index in 4D flats, None for 3D flats
+    index: int | None  # energy index in 4D data, None for 3D data
+    flat_index: int | None  # energy index in 4D flats, None for 3D flats
 
 
 def read_header(path: str | os.PathLike):
@@ -252,23 +276,30 @@ def read_header(path: str | os.PathLike):
     except XtwinInputError:
         raise
     except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise XtwinInputError(f"scan file {path} could not be read ({exc}); it is damaged or "
-                              "not a Data Exchange scan file: copy it again from the original "
-                              "or check docs/file-formats.md") from None
+        raise XtwinInputError(
+            f"scan file {path} could not be read ({exc}); it is damaged or "
+            "not a Data Exchange scan file: copy it again from the original "
+            "or check docs/file-formats.md"
+        ) from None
 
 
 def _parse_header(f, path: Path, ScanHeader, _Part):  # noqa: N803 (classes passed in)
     notes: list[str] = []
     if "/exchange/data" not in f:
-        raise XtwinInputError(f"scan file {path} has no dataset /exchange/data; "
-                              "see docs/file-formats.md for the layout it must follow")
+        raise XtwinInputError(
+            f"scan file {path} has no dataset /exchange/data; "
+            "see docs/file-formats.md for the layout it must follow"
+        )
     ds = f["/exchange/data"]
     if ds.ndim not in (3, 4):
-        raise XtwinInputError(f"scan file {path}: /exchange/data has shape {ds.shape} "
-                              f"({ds.ndim}-D); expected 3 or 4 dimensions")
+        raise XtwinInputError(
+            f"scan file {path}: /exchange/data has shape {ds.shape} "
+            f"({ds.ndim}-D); expected 3 or 4 dimensions"
+        )
     if ds.dtype.kind not in "fiu":
-        raise XtwinInputError(f"scan file {path}: projections have dtype {ds.dtype}; expected "
-                              "integer counts or float")
+        raise XtwinInputError(
+            f"scan file {path}: projections have dtype {ds.dtype}; expected integer counts or float"
+        )
     one_energy = ds.ndim == 3
     shape = ((1,) + ds.shape) if one_energy else tuple(ds.shape)
     n_e, n_a, n_r, n_c = shape
@@ -280,17 +311,21 @@ def _parse_header(f, path: Path, ScanHeader, _Part):  # noqa: N803 (classes pass
         fl = f["/exchange/data_white"]
         flat_4d = fl.ndim == 4
         ok = (fl.ndim == 3 and fl.shape[1:] == (n_r, n_c)) or (
-            fl.ndim == 4 and fl.shape[0] == n_e and fl.shape[2:] == (n_r, n_c))
+            fl.ndim == 4 and fl.shape[0] == n_e and fl.shape[2:] == (n_r, n_c)
+        )
         if not ok or fl.shape[-3] < 1:
-            raise XtwinInputError(f"scan file {path}: flats have shape {fl.shape}; expected "
-                                  f"({n_e}, n_flat, {n_r}, {n_c}) or (n_flat, {n_r}, {n_c})")
+            raise XtwinInputError(
+                f"scan file {path}: flats have shape {fl.shape}; expected "
+                f"({n_e}, n_flat, {n_r}, {n_c}) or (n_flat, {n_r}, {n_c})"
+            )
         n_flat = fl.shape[-3]
     n_dark = 0
     if "/exchange/data_dark" in f:
         dk = f["/exchange/data_dark"]
         if dk.ndim not in (3, 4) or dk.shape[-2:] != (n_r, n_c):
-            raise XtwinInputError(f"scan file {path}: darks have shape {dk.shape}; expected "
-                                  f"(n_dark, {n_r}, {n_c})")
+            raise XtwinInputError(
+                f"scan file {path}: darks have shape {dk.shape}; expected (n_dark, {n_r}, {n_c})"
+            )
         n_dark = int(np.prod(dk.shape[:-2]))
     if "/exchange/theta" in f:
         theta = np.asarray(f["/exchange/theta"][()], dtype=float).ravel()
@@ -299,15 +334,21 @@ def _parse_header(f, path: Path, ScanHeader, _Part):  # noqa: N803 (classes pass
     elif n_a == 1:
         theta = np.zeros(1)
     else:
-        raise XtwinInputError(f"scan file {path} has {n_a} projections but no "
-                              "/exchange/theta; add the rotation angles in degrees")
+        raise XtwinInputError(
+            f"scan file {path} has {n_a} projections but no "
+            "/exchange/theta; add the rotation angles in degrees"
+        )
     if theta.shape != (n_a,) or not np.all(np.isfinite(theta)):
-        raise XtwinInputError(f"scan file {path}: theta has {theta.shape} values for {n_a} "
-                              "projection angles; give one finite angle (degrees) per "
-                              "projection")
+        raise XtwinInputError(
+            f"scan file {path}: theta has {theta.shape} values for {n_a} "
+            "projection angles; give one finite angle (degrees) per "
+            "projection"
+        )
     if ENERGY_PATH not in f:
-        raise XtwinInputError(f"scan file {path} has no dataset {ENERGY_PATH}; add the "
-                              "monochromator energies (attribute units = eV or keV)")
+        raise XtwinInputError(
+            f"scan file {path} has no dataset {ENERGY_PATH}; add the "
+            "monochromator energies (attribute units = eV or keV)"
+        )
     e_ds = f[ENERGY_PATH]
     energy = np.atleast_1d(np.asarray(e_ds[()], dtype=float)).ravel()
     e_units = _unit_attr(e_ds)
@@ -318,15 +359,19 @@ def _parse_header(f, path: Path, ScanHeader, _Part):  # noqa: N803 (classes pass
     else:
         key = e_units.strip().lower()
         if key not in _ENERGY_UNITS:
-            raise XtwinInputError(f"scan file {path}: unknown energy unit {e_units!r}; "
-                                  "use eV or keV")
+            raise XtwinInputError(
+                f"scan file {path}: unknown energy unit {e_units!r}; use eV or keV"
+            )
     energy = energy * _ENERGY_UNITS[key]
     if energy.shape != (n_e,) or not np.all(np.isfinite(energy)):
-        raise XtwinInputError(f"scan file {path}: {energy.shape} energies for {n_e} energy "
-                              "stacks; give one finite energy per stack")
+        raise XtwinInputError(
+            f"scan file {path}: {energy.shape} energies for {n_e} energy "
+            "stacks; give one finite energy per stack"
+        )
     if len(np.unique(energy)) != n_e:
-        raise XtwinInputError(f"scan file {path}: energies repeat ({energy}); give distinct "
-                              "energies")
+        raise XtwinInputError(
+            f"scan file {path}: energies repeat ({energy}); give distinct energies"
+        )
     if PIXEL_PATH in f:
         p_ds = f[PIXEL_PATH]
         p_units = _unit_attr(p_ds)
@@ -335,11 +380,13 @@ def _parse_header(f, path: Path, ScanHeader, _Part):  # noqa: N803 (classes pass
             notes.append("pixel_size has no units attribute; assumed metres")
     else:
         pixel = ASSUMED_PIXEL_SIZE_M
-        notes.append(f"no {PIXEL_PATH}; assumed {pixel:g} m (scales mu only; "
-                     "lithiation is unaffected)")
+        notes.append(
+            f"no {PIXEL_PATH}; assumed {pixel:g} m (scales mu only; lithiation is unaffected)"
+        )
     if not (np.isfinite(pixel) and 1e-10 < pixel < 1e-2):
-        raise XtwinInputError(f"scan file {path}: pixel size {pixel} m is not plausible; "
-                              "check its units attribute")
+        raise XtwinInputError(
+            f"scan file {path}: pixel size {pixel} m is not plausible; check its units attribute"
+        )
     gain = float(np.ravel(f[GAIN_PATH][()])[0]) if GAIN_PATH in f else 1.0
     if not (np.isfinite(gain) and gain > 0):
         raise XtwinInputError(f"scan file {path}: counts per photon {gain} must be positive")
@@ -350,21 +397,33 @@ def _parse_header(f, path: Path, ScanHeader, _Part):  # noqa: N803 (classes pass
             continue
         val = np.asarray(f[pth][()], dtype=float).ravel()
         if val.size not in (1, n_e) or not np.all(val > 0):
-            raise XtwinInputError(f"scan file {path}: {pth} must hold one positive time per "
-                                  f"energy, got {val}")
+            raise XtwinInputError(
+                f"scan file {path}: {pth} must hold one positive time per energy, got {val}"
+            )
         exposure.append(np.broadcast_to(val, (n_e,)).copy())
     meta = attrs_dict(f["/measurement/sample"]) if "/measurement/sample" in f else {}
     prov = attrs_dict(f["/provenance"]) if "/provenance" in f else {}
     order = np.argsort(energy)
     header = ScanHeader(
-        shape=shape, dtype=ds.dtype, theta_deg=theta, energy_eV=energy[order],
-        pixel_size_m=pixel, counts_per_photon=gain,
+        shape=shape,
+        dtype=ds.dtype,
+        theta_deg=theta,
+        energy_eV=energy[order],
+        pixel_size_m=pixel,
+        counts_per_photon=gain,
         exposure_s=None if exposure[0] is None else exposure[0][order],
         flat_exposure_s=None if exposure[1] is None else exposure[1][order],
-        n_flat=n_flat, n_dark=n_dark, metadata=meta, provenance=prov, notes=tuple(notes),
-        paths=(str(path),))
-    parts = [_Part(str(path), None if one_energy else int(e),
-                   (int(e) if flat_4d else None)) for e in order]
+        n_flat=n_flat,
+        n_dark=n_dark,
+        metadata=meta,
+        provenance=prov,
+        notes=tuple(notes),
+        paths=(str(path),),
+    )
+    parts = [
+        _Part(str(path), None if one_energy else int(e), (int(e) if flat_4d else None))
+        for e in order
+    ]
     return header, parts
 
 

@@ -91,7 +91,8 @@ class ScanSource:
             except (OSError, RuntimeError, KeyError, ValueError) as exc:
                 raise XtwinInputError(
                     f"scan file {path}: reading {_DATASETS[name]} failed ({exc}); the file is "
-                    "damaged or truncated: copy it again from the original") from None
+                    "damaged or truncated: copy it again from the original"
+                ) from None
 
     @staticmethod
     def _clip_rows(lo: int, hi: int, n_r: int) -> tuple[int, int, tuple[int, int]]:
@@ -100,8 +101,9 @@ class ScanSource:
             a, b = (0, 1) if hi <= 0 else (n_r - 1, n_r)
         return a, b, (a - lo, hi - b)
 
-    def projections(self, energy: int, lo: int, hi: int,
-                    angles: np.ndarray | slice | None = None) -> np.ndarray:
+    def projections(
+        self, energy: int, lo: int, hi: int, angles: np.ndarray | slice | None = None
+    ) -> np.ndarray:
         """Projections of one energy, detector rows ``[lo, hi)`` (rows outside the detector
         repeat the nearest edge row), ``(n_angle_selected, hi - lo, n_col)``."""
         part = self._parts[energy]
@@ -126,9 +128,10 @@ class ScanSource:
         else:
             block = self._read(part.path, "flats", (part.flat_index, slice(None), slice(a, b)))
         if not np.all(np.isfinite(block)):
-            raise XtwinInputError(f"{part.path or 'scan'}: flat fields contain NaN or infinite "
-                                  "values")
-        return _edge_pad_rows(block[:self.header.n_flat], pad, axis=1)
+            raise XtwinInputError(
+                f"{part.path or 'scan'}: flat fields contain NaN or infinite values"
+            )
+        return _edge_pad_rows(block[: self.header.n_flat], pad, axis=1)
 
     def dark_mean(self, lo: int, hi: int) -> np.ndarray | None:
         """Mean dark field over every dark frame of every file, rows ``[lo, hi)``."""
@@ -156,25 +159,41 @@ class ScanSource:
         where = path or "scan"
         if block.dtype.kind == "f" and not np.all(np.isfinite(block)):
             bad = int(np.count_nonzero(~np.isfinite(block)))
-            raise XtwinInputError(f"{where}: {bad} {what} values are NaN or infinite; remove or "
-                                  "interpolate bad frames before processing")
+            raise XtwinInputError(
+                f"{where}: {bad} {what} values are NaN or infinite; remove or "
+                "interpolate bad frames before processing"
+            )
         if block.dtype.kind in "if" and np.any(block < 0):
-            raise XtwinInputError(f"{where}: {what} contain negative values; give raw counts or "
-                                  "transmission, not -log data")
+            raise XtwinInputError(
+                f"{where}: {what} contain negative values; give raw counts or "
+                "transmission, not -log data"
+            )
 
     def read_all(self):
         """The whole scan as a :class:`~xtwin.io.scan.ScanData` (for small scans)."""
         h = self.header
         n_e, n_a, n_r, n_c = h.shape
         data = np.stack([self.projections(e, 0, n_r) for e in range(n_e)])
-        flats = (np.stack([self.flats(e, 0, n_r) for e in range(n_e)])  # type: ignore[misc]
-                 if h.n_flat else None)
+        flats = (
+            np.stack([self.flats(e, 0, n_r) for e in range(n_e)])  # type: ignore[misc]
+            if h.n_flat
+            else None
+        )
         darks = self._all_darks() if h.n_dark else None
-        return ScanData(data=data, flats=flats, darks=darks, theta_deg=h.theta_deg,
-                        energy_eV=h.energy_eV, pixel_size_m=h.pixel_size_m,
-                        counts_per_photon=h.counts_per_photon, exposure_s=h.exposure_s,
-                        flat_exposure_s=h.flat_exposure_s, metadata=h.metadata,
-                        provenance=h.provenance, notes=h.notes)
+        return ScanData(
+            data=data,
+            flats=flats,
+            darks=darks,
+            theta_deg=h.theta_deg,
+            energy_eV=h.energy_eV,
+            pixel_size_m=h.pixel_size_m,
+            counts_per_photon=h.counts_per_photon,
+            exposure_s=h.exposure_s,
+            flat_exposure_s=h.flat_exposure_s,
+            metadata=h.metadata,
+            provenance=h.provenance,
+            notes=h.notes,
+        )
 
     def _all_darks(self) -> np.ndarray:
         paths = sorted({p.path for p in self._parts}, key=lambda p: (p is None, p or ""))
@@ -187,8 +206,11 @@ class ScanSource:
         return np.concatenate(blocks)
 
 
-_DATASETS = {"data": "/exchange/data", "flats": "/exchange/data_white",
-             "darks": "/exchange/data_dark"}
+_DATASETS = {
+    "data": "/exchange/data",
+    "flats": "/exchange/data_white",
+    "darks": "/exchange/data_dark",
+}
 
 
 def _edge_pad_rows(block: np.ndarray, pad: tuple[int, int], *, axis: int) -> np.ndarray:
@@ -204,23 +226,40 @@ def source_from_scan(scan) -> ScanSource:
     order = np.argsort(scan.energy_eV)
     sorted_scan = scan
     if np.any(order != np.arange(order.size)):
+
         def pick(a):
             return None if a is None else np.asarray(a)[order]
+
         sorted_scan = ScanData(
-            data=scan.data[order], flats=pick(scan.flats), darks=scan.darks,
-            theta_deg=scan.theta_deg, energy_eV=scan.energy_eV[order],
-            pixel_size_m=scan.pixel_size_m, counts_per_photon=scan.counts_per_photon,
-            exposure_s=pick(scan.exposure_s), flat_exposure_s=pick(scan.flat_exposure_s),
-            metadata=scan.metadata, provenance=scan.provenance, notes=scan.notes)
+            data=scan.data[order],
+            flats=pick(scan.flats),
+            darks=scan.darks,
+            theta_deg=scan.theta_deg,
+            energy_eV=scan.energy_eV[order],
+            pixel_size_m=scan.pixel_size_m,
+            counts_per_photon=scan.counts_per_photon,
+            exposure_s=pick(scan.exposure_s),
+            flat_exposure_s=pick(scan.flat_exposure_s),
+            metadata=scan.metadata,
+            provenance=scan.provenance,
+            notes=scan.notes,
+        )
     s = sorted_scan
     header = ScanHeader(
-        shape=tuple(s.data.shape), dtype=s.data.dtype, theta_deg=s.theta_deg,  # type: ignore[arg-type]
-        energy_eV=s.energy_eV, pixel_size_m=s.pixel_size_m,
-        counts_per_photon=s.counts_per_photon, exposure_s=s.exposure_s,
+        shape=tuple(s.data.shape),
+        dtype=s.data.dtype,
+        theta_deg=s.theta_deg,  # type: ignore[arg-type]
+        energy_eV=s.energy_eV,
+        pixel_size_m=s.pixel_size_m,
+        counts_per_photon=s.counts_per_photon,
+        exposure_s=s.exposure_s,
         flat_exposure_s=s.flat_exposure_s,
         n_flat=0 if s.flats is None else s.flats.shape[1],
-        n_dark=0 if s.darks is None else s.darks.shape[0], metadata=s.metadata,
-        provenance=s.provenance, notes=s.notes)
+        n_dark=0 if s.darks is None else s.darks.shape[0],
+        metadata=s.metadata,
+        provenance=s.provenance,
+        notes=s.notes,
+    )
     parts = [_Part(None, e, e) for e in range(s.data.shape[0])]
     return ScanSource(header, parts, arrays=s)
 
@@ -255,25 +294,35 @@ def open_scan(paths: str | os.PathLike | list[str | os.PathLike]) -> ScanSource:
         raise XtwinInputError(
             "several scan files were given and at least one holds several energies: that is an "
             "operando series; process one time point per call (one multi-energy file, or one "
-            "file per energy of the same acquisition)")
+            "file per energy of the same acquisition)"
+        )
     ref = infos[0][0]
     for p, (h, _) in zip(plist, infos):
         if h.shape[1:] != ref.shape[1:] or not np.allclose(h.theta_deg, ref.theta_deg):
-            raise XtwinInputError(f"{p}: its projections or angles differ from {plist[0]}; "
-                                  "all energies of one acquisition must share the geometry")
+            raise XtwinInputError(
+                f"{p}: its projections or angles differ from {plist[0]}; "
+                "all energies of one acquisition must share the geometry"
+            )
         if h.dtype != ref.dtype:
-            raise XtwinInputError(f"{p}: projections of dtype {h.dtype}, but {plist[0]} has "
-                                  f"{ref.dtype}; convert all energies the same way")
+            raise XtwinInputError(
+                f"{p}: projections of dtype {h.dtype}, but {plist[0]} has "
+                f"{ref.dtype}; convert all energies the same way"
+            )
         if (h.n_flat == 0) != (ref.n_flat == 0):
-            raise XtwinInputError(f"{p}: some energies have flat fields and others not; give "
-                                  "flats for every energy")
+            raise XtwinInputError(
+                f"{p}: some energies have flat fields and others not; give flats for every energy"
+            )
         if not np.isclose(h.pixel_size_m, ref.pixel_size_m, rtol=0.05):
-            raise XtwinInputError(f"{p}: pixel size {h.pixel_size_m:g} m differs from "
-                                  f"{ref.pixel_size_m:g} m of {plist[0]} by more than 5 %")
+            raise XtwinInputError(
+                f"{p}: pixel size {h.pixel_size_m:g} m differs from "
+                f"{ref.pixel_size_m:g} m of {plist[0]} by more than 5 %"
+            )
     energies = np.array([h.energy_eV[0] for h, _ in infos])
     if len(np.unique(energies)) != len(energies):
-        raise XtwinInputError(f"the files repeat an energy ({energies.tolist()} eV); give one "
-                              "file per distinct energy")
+        raise XtwinInputError(
+            f"the files repeat an energy ({energies.tolist()} eV); give one "
+            "file per distinct energy"
+        )
     order = np.argsort(energies)
 
     def cat(name: str) -> np.ndarray | None:
@@ -281,14 +330,21 @@ def open_scan(paths: str | os.PathLike | list[str | os.PathLike]) -> ScanSource:
         return None if any(v is None for v in vals) else np.concatenate(vals)
 
     header = ScanHeader(
-        shape=(len(plist),) + ref.shape[1:], dtype=ref.dtype, theta_deg=ref.theta_deg,
-        energy_eV=energies[order], pixel_size_m=ref.pixel_size_m,
-        counts_per_photon=ref.counts_per_photon, exposure_s=cat("exposure_s"),
+        shape=(len(plist),) + ref.shape[1:],
+        dtype=ref.dtype,
+        theta_deg=ref.theta_deg,
+        energy_eV=energies[order],
+        pixel_size_m=ref.pixel_size_m,
+        counts_per_photon=ref.counts_per_photon,
+        exposure_s=cat("exposure_s"),
         flat_exposure_s=cat("flat_exposure_s"),
-        n_flat=min(h.n_flat for h, _ in infos), n_dark=sum(h.n_dark for h, _ in infos),
-        metadata=ref.metadata, provenance={"merged_from": [str(p) for p in plist]},
+        n_flat=min(h.n_flat for h, _ in infos),
+        n_dark=sum(h.n_dark for h, _ in infos),
+        metadata=ref.metadata,
+        provenance={"merged_from": [str(p) for p in plist]},
         notes=tuple(n for i in order for n in infos[i][0].notes),
-        paths=tuple(str(plist[i]) for i in order))
+        paths=tuple(str(plist[i]) for i in order),
+    )
     parts = [infos[i][1][0] for i in order]
     return ScanSource(header, parts)
 
@@ -311,6 +367,10 @@ def read_scan(path: str | os.PathLike) -> ScanData:
         except XtwinInputError as exc:
             msg = str(exc)
             raise XtwinInputError(msg if str(path) in msg else f"scan file {path}: {msg}") from None
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+            raise XtwinInputError(
+                f"scan file {path} could not be read ({exc}); it is damaged or truncated"
+            ) from None
 
 
 def series_order(paths: list[str | os.PathLike]) -> list[int] | None:
@@ -330,11 +390,16 @@ def series_order(paths: list[str | os.PathLike]) -> list[int] | None:
                 ds = f.get("/exchange/data")
                 if ds is None or ds.ndim != 4 or ds.shape[0] < 2:
                     return None
-                t = f["/measurement/sample"].attrs.get("time_s") if "/measurement/sample" in f \
+                t = (
+                    f["/measurement/sample"].attrs.get("time_s")
+                    if "/measurement/sample" in f
                     else None
+                )
         except (OSError, RuntimeError) as exc:
-            raise XtwinInputError(f"scan file {p} could not be read ({exc}); it is damaged: "
-                                  "copy it again from the original") from None
+            raise XtwinInputError(
+                f"scan file {p} could not be read ({exc}); it is damaged: "
+                "copy it again from the original"
+            ) from None
         times.append(float(t) if t is not None else float(len(times)))
     return sorted(range(len(paths)), key=lambda i: times[i])
 

@@ -81,23 +81,51 @@ def write_truth(path: str | os.PathLike, truth: TruthData) -> None:
 
 
 def read_truth(path: str | os.PathLike) -> TruthData:
-    """Read and validate a truth file."""
+    """Read and validate a truth file.
+
+    Raises
+    ------
+    XtwinInputError
+        Missing, foreign, damaged or inconsistent files (the message names the file).
+    """
+    try:
+        return _read_truth(path)
+    except XtwinInputError as exc:
+        msg = str(exc)
+        raise XtwinInputError(msg if str(path) in msg else f"truth file {path}: {msg}") from None
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        raise XtwinInputError(
+            f"truth file {path} could not be read ({exc}); it is damaged or not a truth file "
+            "written by xtwin simulate"
+        ) from None
+
+
+def _read_truth(path: str | os.PathLike) -> TruthData:
     with open_h5(path, "truth file") as f:
         what = "truth file"
         lith = require(f, "/truth/lithiation", what=what, ndim=(2, 3))
         labels = require(f, "/truth/labels", what=what, ndim=(2, 3))
         phases = require(f, "/truth/phases", what=what, ndim=(2, 3))
         if not (lith.shape == labels.shape == phases.shape):
-            raise XtwinInputError(f"truth file {path}: lithiation, labels and phases differ in "
-                                  "shape")
-        fine = {k: require(f, f"/truth/fine/{k}", what=what) for k in
-                ("lithiation", "labels", "phases")}
-        parts = {k: f[f"/truth/particles/{k}"][()] for k in f["/truth/particles"]} if (
-            "/truth/particles" in f) else {}
-        pyb = {k: f[f"/truth/pybamm/{k}"][()] for k in f["/truth/pybamm"]} if (
-            "/truth/pybamm" in f) else {}
+            raise XtwinInputError(
+                f"truth file {path}: lithiation, labels and phases differ in shape"
+            )
+        fine = {
+            k: require(f, f"/truth/fine/{k}", what=what) for k in ("lithiation", "labels", "phases")
+        }
+        parts = (
+            {k: f[f"/truth/particles/{k}"][()] for k in f["/truth/particles"]}
+            if ("/truth/particles" in f)
+            else {}
+        )
+        pyb = (
+            {k: f[f"/truth/pybamm/{k}"][()] for k in f["/truth/pybamm"]}
+            if ("/truth/pybamm" in f)
+            else {}
+        )
         attrs = attrs_dict(f["/truth"])
     if "pixel_size_m" not in attrs:
         raise XtwinInputError(f"truth file {path} has no pixel_size_m attribute on /truth")
-    return TruthData(lith, labels, phases, fine["lithiation"], fine["labels"], fine["phases"],
-                     parts, pyb, attrs)
+    return TruthData(
+        lith, labels, phases, fine["lithiation"], fine["labels"], fine["phases"], parts, pyb, attrs
+    )

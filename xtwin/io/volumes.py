@@ -35,19 +35,26 @@ def read_phase_volume(path: str | os.PathLike, *, fine: bool = False) -> PhaseVo
             if key not in g:
                 raise XtwinInputError(f"{path} has no /microstructure/{key} grid")
             a = attrs_dict(g)
-            return PhaseVolume(g[key]["phases"][()], float(a[f"{key}_voxel_m"]),
-                               g[key]["labels"][()], "microstructure")
+            return PhaseVolume(
+                g[key]["phases"][()],
+                float(a[f"{key}_voxel_m"]),
+                g[key]["labels"][()],
+                "microstructure",
+            )
         if "/truth/phases" in f:
             a = attrs_dict(f["/truth"])
             base = "/truth/fine" if fine else "/truth"
             vox = a["fine_pixel_size_m"] if fine else a["pixel_size_m"]
-            return PhaseVolume(f[f"{base}/phases"][()], float(vox), f[f"{base}/labels"][()],
-                               "truth")
+            return PhaseVolume(
+                f[f"{base}/phases"][()], float(vox), f[f"{base}/labels"][()], "truth"
+            )
         if "/li/mask" in f:
             mask = f["/li/mask"][()].astype(bool)
             if mask.ndim != 3:
                 raise XtwinInputError(f"{path} is a 2D Li map; microstructure metrics need 3D")
-            return PhaseVolume(mask.astype(np.uint8), float(f["/recon/pixel_size_m"][()]),
-                               None, "limap")
-    raise XtwinInputError(f"{path} holds no phase volume; give a microstructure, truth or "
-                          "Li-map file")
+            return PhaseVolume(
+                mask.astype(np.uint8), float(f["/recon/pixel_size_m"][()]), None, "limap"
+            )
+    raise XtwinInputError(
+        f"{path} holds no phase volume; give a microstructure, truth or Li-map file"
+    )

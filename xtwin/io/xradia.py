@@ -57,11 +57,33 @@ def read_xrm(path: str | os.PathLike) -> XrmImages:
     Raises
     ------
     XtwinInputError
-        Not an OLE2 file, missing image size, unknown data type, no energy anywhere.
+        Not an OLE2 file, a damaged or truncated file, missing image size, unknown data
+        type, no energy anywhere.
     """
+    try:
+        return _read_xrm(Path(path))
+    except XtwinInputError:
+        raise
+    except (
+        OSError,
+        ValueError,
+        struct.error,
+        KeyError,
+        IndexError,
+        TypeError,
+        MemoryError,
+        OverflowError,
+        ZeroDivisionError,
+    ) as exc:
+        raise XtwinInputError(
+            f"{path}: not a readable Xradia file ({type(exc).__name__}: {exc}); it is damaged "
+            "or truncated: copy it again from the original"
+        ) from None
+
+
+def _read_xrm(path: Path) -> XrmImages:
     import olefile
 
-    path = Path(path)
     if not path.is_file():
         raise XtwinInputError(f"{path} does not exist; check the path")
     if not olefile.isOleFile(str(path)):
@@ -85,8 +107,14 @@ def read_xrm(path: str | os.PathLike) -> XrmImages:
                 raise XtwinInputError(f"{path}: image {i} of {n_img} ({name}) is missing")
             raw = ole.openstream(name).read()
             dt = np.dtype(dtype)  # type: ignore[call-overload]
-            images.append(np.frombuffer(raw[: shape[0] * shape[1] * dt.itemsize],
-                                        dtype=dt).reshape(shape))
+            if len(raw) < shape[0] * shape[1] * dt.itemsize:
+                raise XtwinInputError(
+                    f"{path}: image {i} holds {len(raw)} bytes, fewer than its "
+                    f"{shape[0]} x {shape[1]} pixels need; the file is truncated"
+                )
+            images.append(
+                np.frombuffer(raw[: shape[0] * shape[1] * dt.itemsize], dtype=dt).reshape(shape)
+            )
         pixel_um = (_read(ole, "ImageInfo/PixelSize", "f") or (0.0,))[0]
         energy = np.asarray(_read(ole, "ImageInfo/Energy", "f")[:n_img], dtype=float)
         angles = np.asarray(_read(ole, "ImageInfo/Angles", "f")[:n_img], dtype=float)
@@ -94,17 +122,28 @@ def read_xrm(path: str | os.PathLike) -> XrmImages:
     if energy.size < n_img or not np.all(energy > 0):
         m = _ENERGY_IN_NAME.search(path.name)
         if not m:
-            raise XtwinInputError(f"{path}: the file stores no energy and its name carries "
-                                  "none (like _08324.0_eV_); rename it or give a scan file")
+            raise XtwinInputError(
+                f"{path}: the file stores no energy and its name carries "
+                "none (like _08324.0_eV_); rename it or give a scan file"
+            )
         energy = np.full(n_img, float(m.group(1)))
         notes.append(f"{path.name}: energy 0 in the file; took {energy[0]:g} eV from its name")
     if pixel_um <= 0:
-        raise XtwinInputError(f"{path}: ImageInfo/PixelSize is {pixel_um}; cannot place the "
-                              "data on a length scale")
+        raise XtwinInputError(
+            f"{path}: ImageInfo/PixelSize is {pixel_um}; cannot place the data on a length scale"
+        )
     angles = angles if angles.size == n_img else np.zeros(n_img)
     exposure = exposure if exposure.size == n_img and np.all(exposure > 0) else np.ones(n_img)
-    return XrmImages(np.stack(images), energy, angles, exposure, pixel_um * 1e-6,
-                     "_ref_" in path.name.lower(), tuple(notes), str(path))
+    return XrmImages(
+        np.stack(images),
+        energy,
+        angles,
+        exposure,
+        pixel_um * 1e-6,
+        "_ref_" in path.name.lower(),
+        tuple(notes),
+        str(path),
+    )
 
 
 def xrm_to_scan(paths: list[str | os.PathLike]) -> ScanData:
@@ -155,8 +194,10 @@ def xrm_to_scan(paths: list[str | os.PathLike]) -> ScanData:
             flat_t[ie] = t
     missing = [f"{e:g}" for e, fl in zip(energies, flats_per_e) if not fl]
     if missing:
-        raise XtwinInputError(f"no _ref_ flat-field references at {', '.join(missing)} eV; "
-                              "add the reference files of every energy")
+        raise XtwinInputError(
+            f"no _ref_ flat-field references at {', '.join(missing)} eV; "
+            "add the reference files of every energy"
+        )
     if not np.allclose(expo, expo[:, :1]):
         raise XtwinInputError("sample exposures differ between angles of one energy")
     n_flat = min(len(fl) for fl in flats_per_e)
@@ -165,14 +206,29 @@ def xrm_to_scan(paths: list[str | os.PathLike]) -> ScanData:
         data = data.astype(np.uint16)
     notes = tuple(n for f in files for n in f.notes)
     gain = float(np.median(gains)) if gains else 1.0
-    notes += ((f"detector counts per photon {gain:.3f}, measured from {len(gains)} pairs of "
-               "repeated frames",) if gains else ("no repeated frames: counts per photon "
-                                                  "assumed 1",))
+    notes += (
+        (
+            f"detector counts per photon {gain:.3f}, measured from {len(gains)} pairs of "
+            "repeated frames",
+        )
+        if gains
+        else ("no repeated frames: counts per photon assumed 1",)
+    )
     return ScanData(
-        data=data, flats=flats, darks=None, theta_deg=angles, energy_eV=energies,
-        pixel_size_m=samples[0].pixel_size_m, counts_per_photon=gain, exposure_s=expo[:, 0],
+        data=data,
+        flats=flats,
+        darks=None,
+        theta_deg=angles,
+        energy_eV=energies,
+        pixel_size_m=samples[0].pixel_size_m,
+        counts_per_photon=gain,
+        exposure_s=expo[:, 0],
         flat_exposure_s=flat_t,
         metadata={"source": "Xradia", "files": len(files)},
-        provenance={"converted_from": [str(p) for p in paths], "reader": "xtwin.io.xradia",
-                    "notes": list(notes)},
-        notes=notes)
+        provenance={
+            "converted_from": [str(p) for p in paths],
+            "reader": "xtwin.io.xradia",
+            "notes": list(notes),
+        },
+        notes=notes,
+    )

@@ -40,13 +40,13 @@ def _ni_energy_fits() -> tuple[tuple[float, float], float]:
     slope, intercept = np.polyfit(np.log(below), np.log(en), 1)
     e_ref = np.array([8500.0])
     en_bg = np.exp(intercept) * e_ref**slope
-    f_k = (element_cross_section_cm2_g(NI_Z, e_ref, kind="energy") - en_bg) / ni_k_jump_cm2_g(
-        e_ref)
+    f_k = (element_cross_section_cm2_g(NI_Z, e_ref, kind="energy") - en_bg) / ni_k_jump_cm2_g(e_ref)
     return (float(intercept), float(slope)), float(f_k[0])
 
 
-def nmc532_mu_en_rho_cm2_g(energy_eV: np.ndarray | float, lithiation: float,
-                           xanes: XanesModel | None = None) -> np.ndarray:
+def nmc532_mu_en_rho_cm2_g(
+    energy_eV: np.ndarray | float, lithiation: float, xanes: XanesModel | None = None
+) -> np.ndarray:
     """mu_en/rho of Li_x NMC532 (cm2/g) with the Ni K-edge XANES (see module docstring)."""
     xanes = xanes or XanesModel()
     e = _as_energy_eV(energy_eV)
@@ -61,8 +61,9 @@ def nmc532_mu_en_rho_cm2_g(energy_eV: np.ndarray | float, lithiation: float,
     return total / sum(dens.values())
 
 
-def nmc532_mu_rho_cm2_g(energy_eV: np.ndarray | float, lithiation: float,
-                        xanes: XanesModel | None = None) -> np.ndarray:
+def nmc532_mu_rho_cm2_g(
+    energy_eV: np.ndarray | float, lithiation: float, xanes: XanesModel | None = None
+) -> np.ndarray:
     """mu/rho of Li_x NMC532 (cm2/g) with the Ni K-edge XANES."""
     xanes = xanes or XanesModel()
     dens = nmc532_partial_densities_g_cm3(float(x_from_lithiation(lithiation)))
@@ -119,13 +120,17 @@ def acquisition_dose(
     mu_en = np.asarray(mu_en_rho_cm2_g_per_energy, dtype=float) * 0.1  # cm2/g -> m2/kg
     if photons_per_pixel < 0 or n_projections < 0 or pixel_size_m <= 0:
         raise XtwinInputError("photons, projections and pixel size must be positive")
-    fluence = photons_per_pixel * n_projections / pixel_size_m**2 * np.exp(
-        -np.asarray(upstream_optical_depth, dtype=float)) * np.ones_like(e)
+    fluence = (
+        photons_per_pixel
+        * n_projections
+        / pixel_size_m**2
+        * np.exp(-np.asarray(upstream_optical_depth, dtype=float))
+        * np.ones_like(e)
+    )
     return DoseReport(e, fluence, fluence * e * EV_TO_J * mu_en)
 
 
-def transmission(layers: list[tuple[Material, float]], energy_eV: np.ndarray | float
-                 ) -> np.ndarray:
+def transmission(layers: list[tuple[Material, float]], energy_eV: np.ndarray | float) -> np.ndarray:
     """Transmission through a stack of (material, thickness_m) layers at each energy."""
     e = _as_energy_eV(energy_eV)
     od = np.zeros_like(e)
@@ -134,4 +139,3 @@ def transmission(layers: list[tuple[Material, float]], energy_eV: np.ndarray | f
             raise XtwinInputError(f"thickness of {material.name} must be >= 0")
         od = od + mu_per_m(material, e) * thickness_m
     return np.exp(-od)
-

@@ -87,14 +87,18 @@ def read_spectrum(path: str | os.PathLike) -> Spectrum:
     """
     path = Path(path)
     if not path.is_file():
-        raise XtwinInputError(f"reference spectrum {path} does not exist; give the path of a "
-                              "two-column text file (energy, absorbance)")
+        raise XtwinInputError(
+            f"reference spectrum {path} does not exist; give the path of a "
+            "two-column text file (energy, absorbance)"
+        )
     rows: list[tuple[float, float]] = []
     try:
         text = path.read_text(errors="strict")
     except UnicodeDecodeError:
-        raise XtwinInputError(f"reference spectrum {path} is not a text file; give a two-column "
-                              "text file (energy, absorbance)") from None
+        raise XtwinInputError(
+            f"reference spectrum {path} is not a text file; give a two-column "
+            "text file (energy, absorbance)"
+        ) from None
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -111,8 +115,10 @@ def read_spectrum(path: str | os.PathLike) -> Spectrum:
                 raise XtwinInputError(f"{path}: line {line!r} is not two numbers") from None
     data = np.asarray(rows, dtype=float)
     if data.shape[0] < 10 or not np.all(np.isfinite(data)):
-        raise XtwinInputError(f"{path}: need at least 10 finite (energy, absorbance) rows, got "
-                              f"{data.shape[0]}; check the file's format")
+        raise XtwinInputError(
+            f"{path}: need at least 10 finite (energy, absorbance) rows, got "
+            f"{data.shape[0]}; check the file's format"
+        )
     energy = data[:, 0]
     if np.nanmax(energy) < 100.0:
         energy = energy * 1000.0  # keV
@@ -168,8 +174,10 @@ def normalize(
         post = np.zeros_like(e, dtype=bool)
         post[above[-max(3, len(above) // 4) :]] = True
     if pre.sum() < 2 or post.sum() < 3:
-        raise XtwinInputError(f"{spectrum.source}: the spectrum does not extend far enough "
-                              f"below and above its edge at {e0:.1f} eV to normalize it")
+        raise XtwinInputError(
+            f"{spectrum.source}: the spectrum does not extend far enough "
+            f"below and above its edge at {e0:.1f} eV to normalize it"
+        )
     pre_coef = np.polyfit(e[pre] - e0, mu[pre], 1 if pre.sum() >= 2 else 0)
     span = e[post].max() - e[post].min()
     post_coef = np.polyfit(e[post] - e0, mu[post], 2 if span >= 200.0 and post.sum() >= 6 else 1)
@@ -177,8 +185,10 @@ def normalize(
     post_line = np.polyval(post_coef, e - e0)
     jump = float(np.polyval(post_coef, 0.0) - np.polyval(pre_coef, 0.0))
     if not np.isfinite(jump) or jump <= 0:
-        raise XtwinInputError(f"{spectrum.source}: no positive edge jump at {e0:.1f} eV; is "
-                              "this an absorption spectrum across the Ni K edge?")
+        raise XtwinInputError(
+            f"{spectrum.source}: no positive edge jump at {e0:.1f} eV; is "
+            "this an absorption spectrum across the Ni K edge?"
+        )
     norm = (mu - pre_line) / jump
     flat = norm.copy()
     above = np.asarray(e > e0)

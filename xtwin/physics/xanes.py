@@ -93,9 +93,7 @@ class ParametricEndMember:
 
 
 #: Discharged (lithiated) NMC532: E_half 8346.1 eV after a 1.1 eV (FWHM) bandwidth.
-LITHIATED_DEFAULT = ParametricEndMember(
-    edge_eV=8345.7, white_line_eV=8349.6, exafs_phase_rad=0.0
-)
+LITHIATED_DEFAULT = ParametricEndMember(edge_eV=8345.7, white_line_eV=8349.6, exafs_phase_rad=0.0)
 #: Charged (delithiated) NMC532: edge +2.3 eV, white line +2.8 eV, EXAFS out of phase.
 DELITHIATED_DEFAULT = ParametricEndMember(
     edge_eV=8347.9, white_line_eV=8352.2, white_line_height=0.45, exafs_phase_rad=1.6

@@ -20,8 +20,13 @@ from xtwin.errors import XtwinInputError
 from xtwin.io.detector import estimate_counts_per_photon
 from xtwin.io.scan import ScanData
 
-__all__ = ["Absorbance", "estimate_counts_per_photon", "exposure_ratios", "normalize_block",
-           "normalize_scan"]
+__all__ = [
+    "Absorbance",
+    "estimate_counts_per_photon",
+    "exposure_ratios",
+    "normalize_block",
+    "normalize_scan",
+]
 
 #: Counts below this (after dark subtraction) are clamped before the log.
 MIN_COUNTS = 0.5
@@ -92,22 +97,28 @@ def normalize_block(
     floor = np.float32(MIN_COUNTS if counts else 1e-6)
     if flats is None:
         if counts:
-            raise XtwinInputError("the scan has integer counts but no flat fields "
-                                  "(/exchange/data_white); add flats to normalize it")
+            raise XtwinInputError(
+                "the scan has integer counts but no flat fields "
+                "(/exchange/data_white); add flats to normalize it"
+            )
         signal = np.maximum(data.astype(np.float32), floor)
         clamped = int(np.count_nonzero(data <= floor))
         p = -np.log(signal)
         var = np.broadcast_to(_robust_white_variance(p)[..., None], p.shape).astype(np.float32)
-        notes.append("no flat fields; float projections taken as transmission I/I0; noise "
-                     "variance estimated per detector row from second differences (robust MAD)")
+        notes.append(
+            "no flat fields; float projections taken as transmission I/I0; noise "
+            "variance estimated per detector row from second differences (robust MAD)"
+        )
     else:
         n_flat = flats.shape[0]
         flat_raw = flats.astype(np.float32).mean(axis=0)
         flat = flat_raw - dark
         if np.any(flat <= 0):
-            raise XtwinInputError("flat fields are not above the dark level everywhere; check "
-                                  "that flats and darks are not swapped, and that no flat "
-                                  "frame is empty")
+            raise XtwinInputError(
+                "flat fields are not above the dark level everywhere; check "
+                "that flats and darks are not swapped, and that no flat "
+                "frame is empty"
+            )
         flat_rel_var = np.float32(counts_per_photon) * flat_raw / (n_flat * flat**2)
         flat = flat * np.float32(exposure_ratio)
         raw = data.astype(np.float32)
@@ -119,10 +130,11 @@ def normalize_block(
             var = np.float32(counts_per_photon) * np.maximum(raw, floor) / signal**2
             var += flat_rel_var
         else:
-            var = np.broadcast_to(_robust_white_variance(p)[..., None], p.shape).astype(
-                np.float32)
-            notes.append("float projections: noise variance estimated per detector row from "
-                         "second differences (robust MAD)")
+            var = np.broadcast_to(_robust_white_variance(p)[..., None], p.shape).astype(np.float32)
+            notes.append(
+                "float projections: noise variance estimated per detector row from "
+                "second differences (robust MAD)"
+            )
     if clamped:
         notes.append(f"{clamped} values at or below zero after dark subtraction were clamped")
     return p.astype(np.float32, copy=False), var.astype(np.float32, copy=False), notes
@@ -151,18 +163,26 @@ def normalize_scan(scan: ScanData) -> Absorbance:
     notes = list(scan.notes)
     if scan.darks is None:
         notes.append("no dark fields; assumed a zero dark level")
-    dark = scan.darks.astype(np.float64).mean(axis=0).astype(np.float32) if (
-        scan.darks is not None and len(scan.darks)) else None
+    dark = (
+        scan.darks.astype(np.float64).mean(axis=0).astype(np.float32)
+        if (scan.darks is not None and len(scan.darks))
+        else None
+    )
     ratio = exposure_ratios(scan.exposure_s, scan.flat_exposure_s, scan.data.shape[0])
     if not np.allclose(ratio, 1.0):
         notes.append(f"flats scaled to the projection exposure by {ratio.round(4)}")
     ps, vs = [], []
     for e in range(scan.data.shape[0]):
-        p, v, n = normalize_block(scan.data[e], None if scan.flats is None else scan.flats[e],
-                                  dark, counts_per_photon=scan.counts_per_photon,
-                                  exposure_ratio=float(ratio[e]))
+        p, v, n = normalize_block(
+            scan.data[e],
+            None if scan.flats is None else scan.flats[e],
+            dark,
+            counts_per_photon=scan.counts_per_photon,
+            exposure_ratio=float(ratio[e]),
+        )
         ps.append(p)
         vs.append(v)
         notes.extend(x for x in n if x not in notes)
-    return Absorbance(np.stack(ps), np.stack(vs), scan.theta_deg, scan.energy_eV,
-                      scan.pixel_size_m, tuple(notes))
+    return Absorbance(
+        np.stack(ps), np.stack(vs), scan.theta_deg, scan.energy_eV, scan.pixel_size_m, tuple(notes)
+    )

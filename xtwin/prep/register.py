@@ -61,26 +61,32 @@ def shifts_from_projections(p: np.ndarray, *, reference: int | None = None) -> n
     for e in range(n_e):
         if e == ref:
             continue
-        per_angle = [phase_cross_correlation(prepared(p[ref, a]), prepared(p[e, a]),
-                                             upsample_factor=20)[0] for a in range(p.shape[1])]
+        per_angle = [
+            phase_cross_correlation(prepared(p[ref, a]), prepared(p[e, a]), upsample_factor=20)[0]
+            for a in range(p.shape[1])
+        ]
         shifts[e] = -np.median(np.asarray(per_angle), axis=0)
     limit = min(p.shape[2:]) / 4.0
     if np.any(np.abs(shifts) > limit):
-        raise XtwinInputError(f"the energies appear shifted by up to {np.abs(shifts).max():.1f} "
-                              f"px (more than {limit:.0f}); check that all energies show the "
-                              "same field of view, or align them before processing")
+        raise XtwinInputError(
+            f"the energies appear shifted by up to {np.abs(shifts).max():.1f} "
+            f"px (more than {limit:.0f}); check that all energies show the "
+            "same field of view, or align them before processing"
+        )
     return np.where(np.abs(shifts) < 1e-3, 0.0, shifts)
 
 
-def estimate_energy_shifts(absorbance: Absorbance, *, reference: int | None = None,
-                           n_angles: int = N_REGISTRATION_ANGLES) -> np.ndarray:
+def estimate_energy_shifts(
+    absorbance: Absorbance, *, reference: int | None = None, n_angles: int = N_REGISTRATION_ANGLES
+) -> np.ndarray:
     """:func:`shifts_from_projections` on ``n_angles`` projections of an in-memory stack."""
     idx = registration_angles(absorbance.absorbance.shape[1], n_angles)
     return shifts_from_projections(absorbance.absorbance[:, idx], reference=reference)
 
 
-def apply_shift(block: np.ndarray, lo: int, hi: int, dy: float, dx: float, *,
-                variance: bool = False) -> np.ndarray:
+def apply_shift(
+    block: np.ndarray, lo: int, hi: int, dy: float, dx: float, *, variance: bool = False
+) -> np.ndarray:
     """Register output rows ``[lo, hi)`` of one energy (undo a drift of (dy, dx)).
 
     Parameters
@@ -119,11 +125,12 @@ def register_energies(absorbance: Absorbance) -> tuple[Absorbance, np.ndarray]:
         idx = np.clip(np.arange(a, b), 0, n_r - 1)
         p[e] = apply_shift(absorbance.absorbance[e][:, idx], 0, n_r, dy, dx)
         v[e] = apply_shift(absorbance.variance[e][:, idx], 0, n_r, dy, dx, variance=True)
-    note = ("energies registered; detector shifts (rows, cols) in px: "
-            + "; ".join(f"{e:.1f} eV: {dy:+.2f}, {dx:+.2f}"
-                        for e, (dy, dx) in zip(absorbance.energy_eV, shifts)))
-    return dataclasses.replace(absorbance, absorbance=p, variance=v,
-                               notes=absorbance.notes + (note,)), shifts
+    note = "energies registered; detector shifts (rows, cols) in px: " + "; ".join(
+        f"{e:.1f} eV: {dy:+.2f}, {dx:+.2f}" for e, (dy, dx) in zip(absorbance.energy_eV, shifts)
+    )
+    return dataclasses.replace(
+        absorbance, absorbance=p, variance=v, notes=absorbance.notes + (note,)
+    ), shifts
 
 
 def rows_not_seen_at_all_energies(shifts: np.ndarray, n_rows: int) -> np.ndarray:
@@ -132,7 +139,7 @@ def rows_not_seen_at_all_energies(shifts: np.ndarray, n_rows: int) -> np.ndarray
     for dy in shifts[:, 0]:
         k = int(np.ceil(abs(dy) - 1e-3))
         if k and dy > 0:
-            lost[n_rows - k:] = True  # content moved up by dy: the bottom rows came from outside
+            lost[n_rows - k :] = True  # content moved up by dy: the bottom rows came from outside
         elif k:
             lost[:k] = True
     return lost

@@ -52,8 +52,9 @@ def _best(trials: np.ndarray, score: np.ndarray) -> float:
     return float(trials[i] + np.clip(step, -1, 1) * (trials[1] - trials[0]))
 
 
-def center_from_sinograms(sinos: np.ndarray, theta_deg: np.ndarray, *,
-                          search_px: float | None = None) -> np.ndarray:
+def center_from_sinograms(
+    sinos: np.ndarray, theta_deg: np.ndarray, *, search_px: float | None = None
+) -> np.ndarray:
     """Per-sinogram axis offsets (pixels) for ``sinos`` of shape (n_rows, n_angle, n_col).
 
     Coarse: 1-pixel steps on sinograms binned to at most 256 columns; fine: 0.1-pixel steps
@@ -68,19 +69,24 @@ def center_from_sinograms(sinos: np.ndarray, theta_deg: np.ndarray, *,
     nb = n_c // b
     sub = sinos[:, ::step_a]
     theta = np.asarray(theta_deg)[::step_a]
-    coarse_s = sub[:, :, :nb * b].reshape(n_rows, sub.shape[1], nb, b).mean(axis=-1)
+    coarse_s = sub[:, :, : nb * b].reshape(n_rows, sub.shape[1], nb, b).mean(axis=-1)
     # binning by b (the last n_c % b columns dropped) moves the detector centre
     centre_shift = ((n_c - 1) / 2.0 - ((nb - 1) / 2.0 * b + (b - 1) / 2.0)) / b
     coarse = np.arange(-np.floor(search / b), np.floor(search / b) + 1.0)
     g_coarse = FourierFBP(nb, theta)
     g_fine = FourierFBP(n_c, theta)
+
     def one(r: int) -> float:
         sc = _negativity(g_coarse.fbp_offsets(coarse_s[r], coarse + centre_shift))
         c0 = _best(coarse, sc) * b if coarse.size >= 3 else 0.0
         span = max(1.0, b / 2.0)
         fine = np.round(c0, 1) + np.arange(-span, span + 1e-6, 0.1)
-        sf = np.concatenate([_negativity(g_fine.fbp_offsets(sub[r], part))
-                             for part in np.array_split(fine, max(1, fine.size // 8))])
+        sf = np.concatenate(
+            [
+                _negativity(g_fine.fbp_offsets(sub[r], part))
+                for part in np.array_split(fine, max(1, fine.size // 8))
+            ]
+        )
         return _best(fine, sf)
 
     from concurrent.futures import ThreadPoolExecutor
@@ -96,8 +102,9 @@ def choose_rows(contrast: np.ndarray, n_rows: int = 5) -> np.ndarray:
     return np.sort(order[np.linspace(0, max(n_r // 3, 1) - 1, min(n_rows, n_r)).astype(int)])
 
 
-def find_rotation_center(absorbance, *, n_rows: int = 5,
-                         search_px: float | None = None) -> CenterEstimate:
+def find_rotation_center(
+    absorbance, *, n_rows: int = 5, search_px: float | None = None
+) -> CenterEstimate:
     """Estimate the rotation axis position of a parallel-beam tomogram.
 
     Parameters
@@ -121,5 +128,4 @@ def find_rotation_center(absorbance, *, n_rows: int = 5,
     rows = choose_rows(p[ie].std(axis=(0, 2)), n_rows)
     sinos = np.ascontiguousarray(np.swapaxes(p[ie][:, rows, :], 0, 1), dtype=np.float32)
     per_row = center_from_sinograms(sinos, absorbance.theta_deg, search_px=search_px)
-    return CenterEstimate(float(np.median(per_row)), per_row, rows,
-                          float(absorbance.energy_eV[ie]))
+    return CenterEstimate(float(np.median(per_row)), per_row, rows, float(absorbance.energy_eV[ie]))

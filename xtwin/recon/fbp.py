@@ -90,8 +90,9 @@ class AstraReconstructor:
         self.shift_px = -float(center_offset_px)
         self.proj_geom = astra.create_proj_geom("parallel", 1.0, n_col, np.radians(theta_deg))
         self.cuda = bool(astra.use_cuda())
-        self.projector = astra.create_projector("cuda" if self.cuda else "linear",
-                                                self.proj_geom, self.vol_geom)
+        self.projector = astra.create_projector(
+            "cuda" if self.cuda else "linear", self.proj_geom, self.vol_geom
+        )
         self._gain: float | None = None
         self._bp_ones: np.ndarray | None = None
 
@@ -119,8 +120,9 @@ class AstraReconstructor:
         return self._run("FBP", sino)
 
     def fbp(self, sinos: np.ndarray) -> np.ndarray:
-        return np.stack([self._one_fbp(s) for s in np.asarray(sinos).reshape(
-            (-1, self.n_angle, self.n_col))]).astype(np.float32)
+        return np.stack(
+            [self._one_fbp(s) for s in np.asarray(sinos).reshape((-1, self.n_angle, self.n_col))]
+        ).astype(np.float32)
 
     def _noise_model(self) -> tuple[float, np.ndarray]:
         if self._gain is None:
@@ -128,8 +130,12 @@ class AstraReconstructor:
             n_c, n_a = self.n_col, self.n_angle
             yy, xx = np.mgrid[:n_c, :n_c] - (n_c - 1) / 2.0
             centre = (yy**2 + xx**2) <= (0.35 * n_c) ** 2
-            recs = np.stack([self._one_fbp(rng.standard_normal((n_a, n_c)).astype(np.float32))
-                             for _ in range(16)])
+            recs = np.stack(
+                [
+                    self._one_fbp(rng.standard_normal((n_a, n_c)).astype(np.float32))
+                    for _ in range(16)
+                ]
+            )
             self._gain = float(recs.var(axis=0, ddof=1)[centre].mean())
             bp1 = self._run("BP", np.ones((n_a, n_c), dtype=np.float32))
             self._bp_ones = np.where(bp1 > 0, bp1, np.inf)
@@ -156,8 +162,10 @@ class GridrecReconstructor:
         try:
             import tomopy
         except ImportError:
-            raise XtwinInputError("--recon gridrec needs tomopy, which is not installed here "
-                                  "(it is on conda-forge, not PyPI); use --recon fourier") from None
+            raise XtwinInputError(
+                "--recon gridrec needs tomopy, which is not installed here "
+                "(it is on conda-forge, not PyPI); use --recon fourier"
+            ) from None
         self.tomopy = tomopy
         self.theta_rad = np.radians(np.asarray(theta_deg, dtype=float))
         self.center = (n_col - 1) / 2.0 + center_offset_px
@@ -166,8 +174,14 @@ class GridrecReconstructor:
     def fbp(self, sinos: np.ndarray) -> np.ndarray:
         s = np.asarray(sinos, dtype=np.float32)
         tomo = np.ascontiguousarray(np.swapaxes(s.reshape((-1,) + s.shape[-2:]), 0, 1))
-        rec = self.tomopy.recon(tomo, self.theta_rad, center=self.center,
-                                algorithm="gridrec", filter_name="ramlak", ncore=1)
+        rec = self.tomopy.recon(
+            tomo,
+            self.theta_rad,
+            center=self.center,
+            algorithm="gridrec",
+            filter_name="ramlak",
+            ncore=1,
+        )
         # tomopy's angle and row conventions differ from ASTRA's by a transpose and a flip
         return np.ascontiguousarray(np.flip(np.swapaxes(rec, 1, 2), axis=1), dtype=np.float32)
 
@@ -178,8 +192,9 @@ class GridrecReconstructor:
         pass
 
 
-def make_reconstructor(method: str, n_col: int, theta_deg: np.ndarray,
-                       center_offset_px: float = 0.0) -> SliceReconstructor:
+def make_reconstructor(
+    method: str, n_col: int, theta_deg: np.ndarray, center_offset_px: float = 0.0
+) -> SliceReconstructor:
     """A backend for one slice geometry.
 
     Parameters
@@ -198,11 +213,15 @@ def make_reconstructor(method: str, n_col: int, theta_deg: np.ndarray,
     SliceReconstructor
     """
     name = {"fast": "fourier"}.get(method, method)
-    classes = {"fourier": FourierReconstructor, "astra": AstraReconstructor,
-               "gridrec": GridrecReconstructor}
+    classes = {
+        "fourier": FourierReconstructor,
+        "astra": AstraReconstructor,
+        "gridrec": GridrecReconstructor,
+    }
     if name not in classes:
-        raise XtwinInputError(f"unknown reconstruction method {method!r}; choose one of "
-                              f"{', '.join(METHODS)}")
+        raise XtwinInputError(
+            f"unknown reconstruction method {method!r}; choose one of {', '.join(METHODS)}"
+        )
     return classes[name](n_col, theta_deg, center_offset_px)  # type: ignore[return-value]
 
 
@@ -212,11 +231,17 @@ def check_tomography(theta_deg: np.ndarray) -> None:
     n_a = theta.size
     span = float(np.ptp(theta)) * n_a / max(n_a - 1, 1)
     if n_a < 8 or span < 170.0:
-        raise XtwinInputError(f"{n_a} projections over {span:.0f} degrees is not a tomogram; "
-                              "FBP needs at least 180 degrees of parallel-beam data")
+        raise XtwinInputError(
+            f"{n_a} projections over {span:.0f} degrees is not a tomogram; "
+            "FBP needs at least 180 degrees of parallel-beam data"
+        )
     if span > 190.0:
-        raise XtwinInputError(f"the projections span {span:.0f} degrees; give a 180-degree "
-                              "parallel-beam scan (360-degree scans are not supported yet)")
+        raise XtwinInputError(
+            f"the projections span {span:.0f} degrees; give a 180-degree "
+            "parallel-beam scan (360-degree scans are not supported yet)"
+        )
     if len(np.unique(np.round(theta, 6))) != n_a:
-        raise XtwinInputError("the rotation angles repeat; give one projection per angle "
-                              "(average repeated projections first)")
+        raise XtwinInputError(
+            "the rotation angles repeat; give one projection per angle "
+            "(average repeated projections first)"
+        )

@@ -61,8 +61,12 @@ def filter_response(n_pad: int, name: str = "shepp-logan") -> np.ndarray:
     """
     h = ram_lak(n_pad)
     nu = np.abs(np.fft.fftfreq(n_pad))
-    windows = {"ram-lak": np.ones_like(nu), "shepp-logan": np.sinc(nu),
-               "cosine": np.cos(np.pi * nu), "hann": 0.5 * (1 + np.cos(2 * np.pi * nu))}
+    windows = {
+        "ram-lak": np.ones_like(nu),
+        "shepp-logan": np.sinc(nu),
+        "cosine": np.cos(np.pi * nu),
+        "hann": 0.5 * (1 + np.cos(2 * np.pi * nu)),
+    }
     if name not in windows:
         raise ValueError(f"unknown filter {name!r}; choose one of {', '.join(FILTERS)}")
     return h * windows[name]
@@ -112,8 +116,15 @@ class FourierFBP:
     C library releases the GIL). Results do not depend on the batch size or the thread.
     """
 
-    def __init__(self, n_col: int, theta_deg: np.ndarray, center_offset_px: float = 0.0, *,
-                 eps: float = NUFFT_EPS, filter_name: str = "shepp-logan") -> None:
+    def __init__(
+        self,
+        n_col: int,
+        theta_deg: np.ndarray,
+        center_offset_px: float = 0.0,
+        *,
+        eps: float = NUFFT_EPS,
+        filter_name: str = "shepp-logan",
+    ) -> None:
         theta = np.radians(np.asarray(theta_deg, dtype=np.float64))
         self.n_col = int(n_col)
         self.n_angle = theta.size
@@ -134,7 +145,8 @@ class FourierFBP:
         weight[0] = 1.0
         weight[-1] = 0.0  # Nyquist dropped: the interpolation kernel stays real and even
         phase = np.exp(-2j * np.pi * nu * s0)[None, :] * np.exp(
-            1j * delta * (self._w_col + self._w_row)).reshape(self.n_angle, n_half)
+            1j * delta * (self._w_col + self._w_row)
+        ).reshape(self.n_angle, n_half)
         self._phase = (phase * weight[None, :] / self.n_pad).astype(np.complex64)
         self._nu = nu
         h = filter_response(self.n_pad, filter_name)
@@ -147,8 +159,9 @@ class FourierFBP:
     def _spectrum(self, sinos: np.ndarray, *, edge: bool) -> np.ndarray:
         s = np.asarray(sinos, dtype=np.float32)
         if s.shape[-2:] != (self.n_angle, self.n_col):
-            raise ValueError(f"sinograms of shape {s.shape[-2:]}; expected "
-                             f"({self.n_angle}, {self.n_col})")
+            raise ValueError(
+                f"sinograms of shape {s.shape[-2:]}; expected ({self.n_angle}, {self.n_col})"
+            )
         width = [(0, 0)] * (s.ndim - 1) + [(self.pad, self.n_pad - self.n_col - self.pad)]
         padded = np.pad(s, width, mode="edge" if edge else "constant")
         from scipy import fft
@@ -160,9 +173,16 @@ class FourierFBP:
 
         b = coef.shape[0]
         c = np.ascontiguousarray((coef * self._phase).reshape(b, -1))
-        out = finufft.nufft2d1(self._pts[0], self._pts[1], c, (self.n_col, self.n_col),
-                               eps=self.eps, isign=1, nthreads=1,
-                               upsampfac=1.25)
+        out = finufft.nufft2d1(
+            self._pts[0],
+            self._pts[1],
+            c,
+            (self.n_col, self.n_col),
+            eps=self.eps,
+            isign=1,
+            nthreads=1,
+            upsampfac=1.25,
+        )
         return np.ascontiguousarray(out.real, dtype=np.float32)
 
     def _batched(self, sinos: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -181,7 +201,8 @@ class FourierFBP:
         """
         s, single = self._batched(sinos)
         out = self._adjoint_nufft(self._spectrum(s, edge=True) * self._ramp) * np.float32(
-            self.dtheta)
+            self.dtheta
+        )
         return out[0] if single else out
 
     def fbp_variance(self, var_sinos: np.ndarray) -> np.ndarray:
@@ -194,7 +215,8 @@ class FourierFBP:
         """
         s, single = self._batched(var_sinos)
         out = self._adjoint_nufft(self._spectrum(s, edge=True) * self._ramp_sq) * np.float32(
-            self.dtheta**2)
+            self.dtheta**2
+        )
         out = np.maximum(out, 0.0)
         return out[0] if single else out
 
@@ -237,14 +259,20 @@ class FourierFBP:
         single = im.ndim == 2
         im = im[None] if single else im
         b = im.shape[0]
-        vals = finufft.nufft2d2(self._pts[0], self._pts[1], np.ascontiguousarray(im),
-                                eps=self.eps, isign=-1, nthreads=1,
-                                upsampfac=1.25)
-        spec = (vals.reshape(b, self.n_angle, -1) * self._phase.conj())
+        vals = finufft.nufft2d2(
+            self._pts[0],
+            self._pts[1],
+            np.ascontiguousarray(im),
+            eps=self.eps,
+            isign=-1,
+            nthreads=1,
+            upsampfac=1.25,
+        )
+        spec = vals.reshape(b, self.n_angle, -1) * self._phase.conj()
         # the adjoint of "rfft, then weights": sum over m of conj(kernel) -> real part of an
         # inverse-direction transform, evaluated on the padded grid
         full = np.fft.ifft(_hermitian_full(spec, self.n_pad), axis=-1) * self.n_pad
-        out = full.real[..., self.pad:self.pad + self.n_col].astype(np.float32)
+        out = full.real[..., self.pad : self.pad + self.n_col].astype(np.float32)
         return out[0] if single else out
 
 
@@ -253,5 +281,5 @@ def _hermitian_full(half: np.ndarray, n_pad: int) -> np.ndarray:
     elsewhere), so that ``Re(ifft(.) * n_pad)`` evaluates ``Re(sum_m c_m e^{+2 pi i m j / L})``.
     """
     full = np.zeros(half.shape[:-1] + (n_pad,), dtype=np.complex128)
-    full[..., :half.shape[-1]] = half
+    full[..., : half.shape[-1]] = half
     return full

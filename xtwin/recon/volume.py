@@ -36,8 +36,14 @@ class SlicePool:
     Results do not depend on the number of threads: each slice is computed alone.
     """
 
-    def __init__(self, method: str, n_col: int, theta_deg: np.ndarray,
-                 center_offset_px: float, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        method: str,
+        n_col: int,
+        theta_deg: np.ndarray,
+        center_offset_px: float,
+        workers: int | None = None,
+    ) -> None:
         self.args = (method, n_col, np.asarray(theta_deg), float(center_offset_px))
         self.workers = max(1, min(workers or os.cpu_count() or 1, 16))
         self._local = threading.local()
@@ -53,8 +59,13 @@ class SlicePool:
                 self._made.append(rec)
         return rec
 
-    def run(self, p: np.ndarray, v: np.ndarray, pixel_size_m: float,
-            progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def run(
+        self,
+        p: np.ndarray,
+        v: np.ndarray,
+        pixel_size_m: float,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``p``, ``v``: (n_energy, n_angle, n_rows, n_col) -> mu, sigma (n_energy, n_rows,
         n_col, n_col) in 1/m, float32."""
         n_e, _, n_r, n_c = p.shape
@@ -123,6 +134,7 @@ def reconstruct(
     check_tomography(absorbance.theta_deg)
     n_c = absorbance.absorbance.shape[3]
     with SlicePool(method, n_c, absorbance.theta_deg, center_offset_px, workers) as pool:
-        mu, sig = pool.run(absorbance.absorbance, absorbance.variance,
-                           absorbance.pixel_size_m, progress)
+        mu, sig = pool.run(
+            absorbance.absorbance, absorbance.variance, absorbance.pixel_size_m, progress
+        )
     return Volume(mu, sig, absorbance.energy_eV, absorbance.pixel_size_m, absorbance.notes)

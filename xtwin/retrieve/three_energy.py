@@ -49,16 +49,20 @@ class Calibration:
     @property
     def matrix(self) -> np.ndarray:
         """Design matrix, rows = energies, columns = (B, J, K)."""
-        return np.column_stack([
-            self.background,
-            self.jump * self.s_delithiated,
-            self.jump * (self.s_lithiated - self.s_delithiated),
-        ])
+        return np.column_stack(
+            [
+                self.background,
+                self.jump * self.s_delithiated,
+                self.jump * (self.s_lithiated - self.s_delithiated),
+            ]
+        )
 
     def as_dict(self) -> dict[str, list[float]]:
         """The calibration for provenance."""
-        return {k: np.round(getattr(self, k), 6).tolist() for k in
-                ("energy_eV", "background", "jump", "s_lithiated", "s_delithiated")}
+        return {
+            k: np.round(getattr(self, k), 6).tolist()
+            for k in ("energy_eV", "background", "jump", "s_lithiated", "s_delithiated")
+        }
 
 
 @dataclass(frozen=True)
@@ -87,30 +91,39 @@ def calibrate(
     """
     e = np.sort(np.asarray(energy_eV, dtype=float))
     if e.size < 3:
-        raise XtwinInputError(f"{e.size} energies given; the retrieval needs at least three "
-                              "(pre-edge, edge, post-edge)")
+        raise XtwinInputError(
+            f"{e.size} energies given; the retrieval needs at least three "
+            "(pre-edge, edge, post-edge)"
+        )
     for ref, name in ((lithiated, "lithiated"), (delithiated, "delithiated")):
         lo, hi = ref.energy_eV[0], ref.energy_eV[-1]
         if e[0] < lo - 1e-6 or e[-1] > hi + 1e-6:
-            raise XtwinInputError(f"the scan energies {e[0]:.1f}-{e[-1]:.1f} eV fall outside the "
-                                  f"{name} reference spectrum ({lo:.1f}-{hi:.1f} eV); measure "
-                                  "the reference over a wider range")
+            raise XtwinInputError(
+                f"the scan energies {e[0]:.1f}-{e[-1]:.1f} eV fall outside the "
+                f"{name} reference spectrum ({lo:.1f}-{hi:.1f} eV); measure "
+                "the reference over a wider range"
+            )
     edge = 0.5 * (lithiated.e_half_jump_eV + delithiated.e_half_jump_eV)
     if not (e[0] < edge - 5.0 and e[-1] > edge + 10.0):
-        raise XtwinInputError(f"the energies {', '.join(f'{x:.1f}' for x in e)} eV do not "
-                              f"bracket the Ni K edge at {edge:.1f} eV; choose one pre-edge "
-                              "energy (< edge - 5 eV), one at the edge and one post-edge "
-                              "(> edge + 10 eV)")
+        raise XtwinInputError(
+            f"the energies {', '.join(f'{x:.1f}' for x in e)} eV do not "
+            f"bracket the Ni K edge at {edge:.1f} eV; choose one pre-edge "
+            "energy (< edge - 5 eV), one at the edge and one post-edge "
+            "(> edge + 10 eV)"
+        )
     s_l = np.interp(e, lithiated.energy_eV, lithiated.flat)
     s_d = np.interp(e, delithiated.energy_eV, delithiated.flat)
     if np.max(np.abs(s_l - s_d)) < MIN_CONTRAST:
-        raise XtwinInputError(f"the reference spectra differ by at most "
-                              f"{np.max(np.abs(s_l - s_d)):.3f} at these energies; put one "
-                              "energy on the edge where lithiated and delithiated differ")
+        raise XtwinInputError(
+            f"the reference spectra differ by at most "
+            f"{np.max(np.abs(s_l - s_d)):.3f} at these energies; put one "
+            "energy on the edge where lithiated and delithiated differ"
+        )
     cal = Calibration(e, background_energy_dependence(e), jump_energy_dependence(e), s_l, s_d)
     if np.linalg.cond(cal.matrix) > 1e6:
-        raise XtwinInputError("the energies give an ill-conditioned retrieval; spread them "
-                              "across the edge")
+        raise XtwinInputError(
+            "the energies give an ill-conditioned retrieval; spread them across the edge"
+        )
     return cal
 
 
@@ -212,12 +225,18 @@ def jump_reference(edge_jump: np.ndarray) -> float:
     if finite.size == 0:
         return 0.0
     lo, hi = float(finite.min()), float(finite.max())
-    return percentile_from_histogram(jump_histogram([finite], lo, hi), lo, hi,
-                                     JUMP_REFERENCE_PERCENTILE)
+    return percentile_from_histogram(
+        jump_histogram([finite], lo, hi), lo, hi, JUMP_REFERENCE_PERCENTILE
+    )
 
 
-def apply_mask(solution: Solution, jump_reference_value: float, *, min_jump_snr: float = 3.0,
-               min_jump_fraction: float = 0.2) -> Retrieval:
+def apply_mask(
+    solution: Solution,
+    jump_reference_value: float,
+    *,
+    min_jump_snr: float = 3.0,
+    min_jump_fraction: float = 0.2,
+) -> Retrieval:
     """Keep voxels with a significant Ni edge jump; NaN elsewhere.
 
     A voxel has Ni when ``J / sigma_J >= min_jump_snr`` and
@@ -226,11 +245,18 @@ def apply_mask(solution: Solution, jump_reference_value: float, *, min_jump_snr:
     s = solution
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = s.edge_jump / s.edge_jump_sigma
-    mask = ((snr >= min_jump_snr) & (s.edge_jump >= min_jump_fraction * jump_reference_value)
-            & np.isfinite(s.lithiation))
-    return Retrieval(np.where(mask, s.lithiation, np.float32(np.nan)),
-                     np.where(mask, s.sigma, np.float32(np.nan)), mask, s.edge_jump,
-                     s.background)
+    mask = (
+        (snr >= min_jump_snr)
+        & (s.edge_jump >= min_jump_fraction * jump_reference_value)
+        & np.isfinite(s.lithiation)
+    )
+    return Retrieval(
+        np.where(mask, s.lithiation, np.float32(np.nan)),
+        np.where(mask, s.sigma, np.float32(np.nan)),
+        mask,
+        s.edge_jump,
+        s.background,
+    )
 
 
 def retrieve(
@@ -258,5 +284,9 @@ def retrieve(
     Retrieval
     """
     sol = solve(mu, mu_sigma, calibration)
-    return apply_mask(sol, jump_reference(sol.edge_jump), min_jump_snr=min_jump_snr,
-                      min_jump_fraction=min_jump_fraction)
+    return apply_mask(
+        sol,
+        jump_reference(sol.edge_jump),
+        min_jump_snr=min_jump_snr,
+        min_jump_fraction=min_jump_fraction,
+    )

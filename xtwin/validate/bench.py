@@ -28,11 +28,18 @@ from typing import Any
 import numpy as np
 
 #: Modified Shepp-Logan: (value, a, b, x0, y0, phi_deg) in units of the half width.
-_ELLIPSES = [(1.0, .69, .92, 0, 0, 0), (-.8, .6624, .874, 0, -.0184, 0),
-             (-.2, .11, .31, .22, 0, -18), (-.2, .16, .41, -.22, 0, 18),
-             (.1, .21, .25, 0, .35, 0), (.1, .046, .046, 0, .1, 0), (.1, .046, .046, 0, -.1, 0),
-             (.1, .046, .023, -.08, -.605, 0), (.1, .023, .023, 0, -.606, 0),
-             (.1, .023, .046, .06, -.605, 0)]
+_ELLIPSES = [
+    (1.0, 0.69, 0.92, 0, 0, 0),
+    (-0.8, 0.6624, 0.874, 0, -0.0184, 0),
+    (-0.2, 0.11, 0.31, 0.22, 0, -18),
+    (-0.2, 0.16, 0.41, -0.22, 0, 18),
+    (0.1, 0.21, 0.25, 0, 0.35, 0),
+    (0.1, 0.046, 0.046, 0, 0.1, 0),
+    (0.1, 0.046, 0.046, 0, -0.1, 0),
+    (0.1, 0.046, 0.023, -0.08, -0.605, 0),
+    (0.1, 0.023, 0.023, 0, -0.606, 0),
+    (0.1, 0.023, 0.046, 0.06, -0.605, 0),
+]
 
 
 def shepp_logan(n: int, *, supersample: int = 4, scale: float = 0.02) -> np.ndarray:
@@ -49,8 +56,9 @@ def shepp_logan(n: int, *, supersample: int = 4, scale: float = 0.02) -> np.ndar
     return (img.reshape(n, s, n, s).mean(axis=(1, 3)) * scale).astype(np.float32)
 
 
-def phantom_sinogram(n: int, theta_deg: np.ndarray, *, supersample: int = 4,
-                     scale: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+def phantom_sinogram(
+    n: int, theta_deg: np.ndarray, *, supersample: int = 4, scale: float = 0.02
+) -> tuple[np.ndarray, np.ndarray]:
     """(phantom n x n, sinogram (n_angle, n)): exact line integrals of the ellipses (analytic
     Radon transform), averaged over ``supersample`` positions per detector pixel, so no
     method sees data made by its own (or any discrete) projector.
@@ -81,8 +89,9 @@ def _dihedral(img: np.ndarray) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def _threaded(fn: Callable[[np.ndarray], np.ndarray], sinos: np.ndarray,
-              workers: int) -> np.ndarray:
+def _threaded(
+    fn: Callable[[np.ndarray], np.ndarray], sinos: np.ndarray, workers: int
+) -> np.ndarray:
     with ThreadPoolExecutor(workers) as pool:
         return np.stack(list(pool.map(fn, sinos)))
 
@@ -125,7 +134,8 @@ def _methods(n: int, theta: np.ndarray, workers: int) -> dict[str, Callable]:
     out: dict[str, Callable] = {
         "xtwin fourier": xtwin_fourier,
         "xtwin fourier (hann)": lambda s: xtwin_fourier(s, "hann"),
-        "astra cpu fbp": astra_cpu}
+        "astra cpu fbp": astra_cpu,
+    }
     try:
         import warnings
 
@@ -134,9 +144,14 @@ def _methods(n: int, theta: np.ndarray, workers: int) -> dict[str, Callable]:
         def algotom_fbp(s: np.ndarray) -> np.ndarray:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                rec = fbp_reconstruction(np.ascontiguousarray(np.swapaxes(s, 0, 1)),
-                                         (n - 1) / 2.0, angles=np.radians(theta),
-                                         apply_log=False, gpu=False, ncore=workers)
+                rec = fbp_reconstruction(
+                    np.ascontiguousarray(np.swapaxes(s, 0, 1)),
+                    (n - 1) / 2.0,
+                    angles=np.radians(theta),
+                    apply_log=False,
+                    gpu=False,
+                    ncore=workers,
+                )
             rec = rec if rec.ndim == 3 else rec[:, None]
             return np.moveaxis(rec, 1, 0)
 
@@ -146,16 +161,23 @@ def _methods(n: int, theta: np.ndarray, workers: int) -> dict[str, Callable]:
     from skimage.transform import iradon
 
     def skimage_iradon(s: np.ndarray) -> np.ndarray:
-        return _threaded(lambda x: iradon(x.T, theta=theta, output_size=n, circle=True), s,
-                         workers)
+        return _threaded(lambda x: iradon(x.T, theta=theta, output_size=n, circle=True), s, workers)
 
     out["scikit-image iradon"] = skimage_iradon
     return out
 
 
-def bench_recon(size: int = 512, angles: int = 720, *, slices: int = 4,
-                workers: int | None = None, photons: float = 2e4, seed: int = 0,
-                methods: list[str] | None = None, noisy: bool = True) -> dict[str, Any]:
+def bench_recon(
+    size: int = 512,
+    angles: int = 720,
+    *,
+    slices: int = 4,
+    workers: int | None = None,
+    photons: float = 2e4,
+    seed: int = 0,
+    methods: list[str] | None = None,
+    noisy: bool = True,
+) -> dict[str, Any]:
     """Time and accuracy of each reconstruction method on the same slices.
 
     Parameters
@@ -199,22 +221,39 @@ def bench_recon(size: int = 512, angles: int = 720, *, slices: int = 4,
         t0 = time.perf_counter()
         rec = fn(clean)
         seconds = time.perf_counter() - t0
-        orient, best = min(((o, float(np.sqrt(np.mean((r - img)[disc] ** 2))))
-                            for o, r in _dihedral(rec[0])), key=lambda t: t[1])
+        orient, best = min(
+            ((o, float(np.sqrt(np.mean((r - img)[disc] ** 2)))) for o, r in _dihedral(rec[0])),
+            key=lambda t: t[1],
+        )
         rmse_n = None
         if noisy:
             rec_n = fn(noisy_sinos)
             k = [o for o, _ in _dihedral(rec_n[0])].index(orient)
-            rmse_n = float(np.sqrt(np.mean([np.mean((_dihedral(r)[k][1] - img)[disc] ** 2)
-                                            for r in rec_n])))
-        results[name] = {"seconds": round(seconds, 4), "rmse": best, "rmse_noisy": rmse_n,
-                         "orientation": orient}
+            rmse_n = float(
+                np.sqrt(np.mean([np.mean((_dihedral(r)[k][1] - img)[disc] ** 2) for r in rec_n]))
+            )
+        results[name] = {
+            "seconds": round(seconds, 4),
+            "rmse": best,
+            "rmse_noisy": rmse_n,
+            "orientation": orient,
+        }
     peers = [v["seconds"] for k, v in results.items() if not k.startswith("xtwin")]
-    speed = (min(peers) / results["xtwin fourier"]["seconds"]
-             if peers and "xtwin fourier" in results else None)
-    return {"size": size, "angles": angles, "slices": slices, "workers": workers,
-            "photons": photons, "machine": _machine(), "methods": results,
-            "speedup_vs_fastest_peer": speed}
+    speed = (
+        min(peers) / results["xtwin fourier"]["seconds"]
+        if peers and "xtwin fourier" in results
+        else None
+    )
+    return {
+        "size": size,
+        "angles": angles,
+        "slices": slices,
+        "workers": workers,
+        "photons": photons,
+        "machine": _machine(),
+        "methods": results,
+        "speedup_vs_fastest_peer": speed,
+    }
 
 
 def _machine() -> str:

@@ -27,11 +27,14 @@ def compare(limap: LiMap, truth: TruthData) -> dict[str, Any]:
     """
     rec, tru = limap.lithiation, truth.lithiation
     if rec.shape != tru.shape:
-        raise XtwinInputError(f"the Li map has shape {rec.shape} but the truth {tru.shape}; "
-                              "compare a Li map with the truth of the same simulation")
+        raise XtwinInputError(
+            f"the Li map has shape {rec.shape} but the truth {tru.shape}; "
+            "compare a Li map with the truth of the same simulation"
+        )
     if not np.isclose(limap.pixel_size_m, truth.pixel_size_m, rtol=1e-6):
-        raise XtwinInputError(f"pixel sizes differ: Li map {limap.pixel_size_m:g} m, truth "
-                              f"{truth.pixel_size_m:g} m")
+        raise XtwinInputError(
+            f"pixel sizes differ: Li map {limap.pixel_size_m:g} m, truth {truth.pixel_size_m:g} m"
+        )
     t_def = np.isfinite(tru)
     r_def = np.isfinite(rec)
     both = t_def & r_def
@@ -60,8 +63,13 @@ def compare(limap: LiMap, truth: TruthData) -> dict[str, Any]:
             "max_abs_error": float(np.max(np.abs(p_err))) if ids.size else float("nan"),
             "bias": float(np.mean(p_err)) if ids.size else float("nan"),
             "table": [
-                {"id": int(i), "n_voxels": int(n), "true": round(float(t), 5),
-                 "recovered": round(float(r), 5), "error": round(float(r - t), 5)}
+                {
+                    "id": int(i),
+                    "n_voxels": int(n),
+                    "true": round(float(t), 5),
+                    "recovered": round(float(r), 5),
+                    "error": round(float(r - t), 5),
+                }
                 for i, n, t, r in zip(ids, n_vox, tru_mean, rec_mean)
             ],
         },

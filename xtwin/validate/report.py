@@ -14,8 +14,9 @@ from xtwin.io.limap import LiMap
 from xtwin.io.truth import TruthData
 
 
-def write_report(limap: LiMap, truth: TruthData, metrics: dict[str, Any],
-                 out_dir: str | os.PathLike) -> dict[str, Path]:
+def write_report(
+    limap: LiMap, truth: TruthData, metrics: dict[str, Any], out_dir: str | os.PathLike
+) -> dict[str, Path]:
     """Write ``slices.png``, ``error_histogram.png`` and ``metrics.json`` into ``out_dir``."""
     import matplotlib
 
@@ -28,8 +29,7 @@ def write_report(limap: LiMap, truth: TruthData, metrics: dict[str, Any],
     t2 = tru[z] if z is not None else tru
     r2 = rec[z] if z is not None else rec
     s2 = limap.sigma[z] if z is not None else limap.sigma
-    lo, hi = np.nanpercentile(np.concatenate([t2[np.isfinite(t2)], r2[np.isfinite(r2)]]),
-                              [1, 99])
+    lo, hi = np.nanpercentile(np.concatenate([t2[np.isfinite(t2)], r2[np.isfinite(r2)]]), [1, 99])
     fig, axes = plt.subplots(1, 4, figsize=(16, 4), constrained_layout=True)
     extent_um = np.array([0, t2.shape[1], t2.shape[0], 0]) * limap.pixel_size_m * 1e6
     for ax, img, title, kw in (
@@ -43,8 +43,11 @@ def write_report(limap: LiMap, truth: TruthData, metrics: dict[str, Any],
         ax.set_xlabel("x (um)")
         fig.colorbar(im, ax=ax, shrink=0.8)
     axes[0].set_ylabel("y (um)")
-    paths = {"slices": out / "slices.png", "histogram": out / "error_histogram.png",
-             "metrics": out / "metrics.json"}
+    paths = {
+        "slices": out / "slices.png",
+        "histogram": out / "error_histogram.png",
+        "metrics": out / "metrics.json",
+    }
     with atomic_path(paths["slices"]) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
@@ -58,8 +61,11 @@ def write_report(limap: LiMap, truth: TruthData, metrics: dict[str, Any],
     ax[0].set_title(f"voxel error: RMSE {v['rmse']:.3f}, bias {v['bias']:+.3f}")
     ax[0].set_xlabel("recovered - true lithiation")
     tab = p["table"]
-    ax[1].scatter([t["true"] for t in tab], [t["recovered"] for t in tab],
-                  s=[max(4, t["n_voxels"] / 50) for t in tab])
+    ax[1].scatter(
+        [t["true"] for t in tab],
+        [t["recovered"] for t in tab],
+        s=[max(4, t["n_voxels"] / 50) for t in tab],
+    )
     lims = [min(t["true"] for t in tab) - 0.02, max(t["true"] for t in tab) + 0.02]
     ax[1].plot(lims, lims, "k--", lw=1)
     ax[1].set_title(f"per particle: MAE {p['mae']:.4f}, max {p['max_abs_error']:.4f}")
