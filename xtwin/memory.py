@@ -156,7 +156,9 @@ def block_bytes(
       every energy;
     * reconstruction: absorbance and variance, mu and sigma of every energy, and per worker
       thread the padded sinograms, their complex64 spectra and the NUFFT's fine grid;
-    * retrieval: mu and sigma, one slice's float64 temporaries, and the float32 results.
+    * retrieval: mu and sigma, one slice's float64 temporaries, and the float32 results;
+
+    plus the previous block's results, which a writer thread stores meanwhile.
     """
     n_e, n_a, _, n_c = shape
     window = n_a * (rows + halo) * n_c
@@ -171,7 +173,9 @@ def block_bytes(
     per_worker = n_e * n_a * (n_pad * 4 + n_half * 40) + int((1.25 * n_c) ** 2 * 8) + n_e * pix * 8
     recon = absorb + vol + workers * per_worker
     solve = vol + rows * pix * 4 * 5 + workers * pix * 8 * 20
-    return int(max(reading, recon, solve))
+    # the previous block's results, being written by the writer thread meanwhile
+    previous = vol + rows * pix * (4 * 4 + 1)
+    return int(previous + max(reading, recon, solve))
 
 
 def plan_memory(

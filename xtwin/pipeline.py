@@ -46,12 +46,9 @@ from xtwin.prep.register import (
 from xtwin.retrieve.three_energy import (
     JUMP_REFERENCE_PERCENTILE,
     Calibration,
-    Retrieval,
     Solution,
     apply_mask,
     calibrate,
-    jump_histogram,
-    percentile_from_histogram,
     solve,
 )
 from xtwin.shifts import LANCZOS_A, source_rows
@@ -148,6 +145,9 @@ class BlockContext:
     exposure_ratio: np.ndarray
     lost_rows: np.ndarray
     threads: int = 1
+    jump_reference_per_m: float = 0.0
+    min_jump_snr: float = 3.0
+    min_jump_fraction: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,38 @@ class BlockResult:
     mu_sigma: np.ndarray
     solution: Solution
     clamped: int = 0
+    mask: np.ndarray | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+def read_block(
+    ctx: BlockContext, lo: int, hi: int, *, variance: bool = True
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Absorbance and its variance of detector rows ``[lo, hi)``, every energy, registered:
+    (n_energy, n_angle, rows, n_col) float32 each, and the number of clamped values."""
+    src = ctx.source
+    h = src.header
+    n_e, n_a, _, n_c = h.shape
+    rows = hi - lo
+    p_all = np.empty((n_e, n_a, rows, n_c), dtype=np.float32)
+    v_all = np.empty_like(p_all) if variance else np.empty((n_e, 0, 0, 0), np.float32)
+    clamped = 0
+    for e in range(n_e):
+        dy, dx = (float(x) for x in ctx.shifts[e])
+        a, b = source_rows(lo, hi, dy) if dy else (lo, hi)
+        p, v, notes = normalize_block(
+            src.projections(e, a, b),
+            src.flats(e, a, b),
+            src.dark_mean(a, b),
+            counts_per_photon=h.counts_per_photon,
+            exposure_ratio=float(ctx.exposure_ratio[e]),
+        )
+        clamped += sum(int(n.split()[0]) for n in notes if "were clamped" in n)
+        p_all[e] = apply_shift(p, lo, hi, dy, dx) if (dy or dx) else p
+        if variance:
+            v_all[e] = apply_shift(v, lo, hi, dy, dx, variance=True) if (dy or dx) else v
+        del p, v
+    return p_all, v_all, clamped
 
 
 def compute_block(ctx: BlockContext, lo: int, hi: int, pool=None) -> BlockResult:
@@ -182,27 +213,10 @@ def compute_block(ctx: BlockContext, lo: int, hi: int, pool=None) -> BlockResult
     import time
 
     t0 = time.perf_counter()
-    src = ctx.source
-    h = src.header
-    n_e, n_a, _, n_c = h.shape
+    h = ctx.source.header
+    n_c = h.shape[3]
     rows = hi - lo
-    p_all = np.empty((n_e, n_a, rows, n_c), dtype=np.float32)
-    v_all = np.empty_like(p_all)
-    clamped = 0
-    for e in range(n_e):
-        dy, dx = (float(x) for x in ctx.shifts[e])
-        a, b = source_rows(lo, hi, dy) if dy else (lo, hi)
-        p, v, notes = normalize_block(
-            src.projections(e, a, b),
-            src.flats(e, a, b),
-            src.dark_mean(a, b),
-            counts_per_photon=h.counts_per_photon,
-            exposure_ratio=float(ctx.exposure_ratio[e]),
-        )
-        clamped += sum(int(n.split()[0]) for n in notes if "were clamped" in n)
-        p_all[e] = apply_shift(p, lo, hi, dy, dx) if (dy or dx) else p
-        v_all[e] = apply_shift(v, lo, hi, dy, dx, variance=True) if (dy or dx) else v
-        del p, v
+    p_all, v_all, clamped = read_block(ctx, lo, hi)
     t1 = time.perf_counter()
     if h.is_tomography:
         from xtwin.recon.volume import SlicePool
@@ -245,6 +259,13 @@ def compute_block(ctx: BlockContext, lo: int, hi: int, pool=None) -> BlockResult
             sol.edge_jump_sigma,
             sol.background,
         )
+    ret = apply_mask(
+        sol,
+        ctx.jump_reference_per_m,
+        min_jump_snr=ctx.min_jump_snr,
+        min_jump_fraction=ctx.min_jump_fraction,
+    )
+    sol = Solution(ret.lithiation, ret.sigma, sol.edge_jump, sol.edge_jump_sigma, sol.background)
     t3 = time.perf_counter()
     return BlockResult(
         lo,
@@ -253,6 +274,7 @@ def compute_block(ctx: BlockContext, lo: int, hi: int, pool=None) -> BlockResult
         mu_sig,
         sol,
         clamped,
+        ret.mask,
         {"read_normalize_register": t1 - t0, "reconstruct": t2 - t1, "retrieve": t3 - t2},
     )
 
@@ -267,6 +289,7 @@ class _ArraySink:
 
     def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
         self.arrays = {k: np.full(s, np.nan, dtype=np.float32) for k, s in shapes.items()}
+        self.mask = np.zeros(shapes["lithiation"], dtype=bool)
         self.n = shapes["lithiation"][0]
         self.done = np.zeros(self.n, dtype=bool)
 
@@ -277,16 +300,8 @@ class _ArraySink:
         s = res.solution
         for name, val in zip(_LI, (s.lithiation, s.sigma, s.edge_jump, s.edge_jump_sigma)):
             a[name][r0:r1] = val
+        self.mask[r0:r1] = res.mask
         self.done[r0:r1] = True
-
-    def read(self, name: str, r0: int, r1: int) -> np.ndarray:
-        return self.arrays[name][r0:r1]
-
-    def write_masked(self, r0: int, r1: int, ret: Retrieval) -> None:
-        self.arrays["lithiation"][r0:r1] = ret.lithiation
-        self.arrays["sigma"][r0:r1] = ret.sigma
-        self.arrays.setdefault("mask", np.zeros(self.arrays["lithiation"].shape, np.uint8))
-        self.arrays["mask"][r0:r1] = ret.mask
 
 
 class _H5Sink:
@@ -354,18 +369,11 @@ class _H5Sink:
         s = res.solution
         for name, val in zip(_LI, (s.lithiation, s.sigma, s.edge_jump, s.edge_jump_sigma)):
             f["/li/" + name][r0:r1] = val
+        f["/li/mask"][r0:r1] = np.asarray(res.mask, dtype=np.uint8)
         f.flush()
         f["/pipeline/rows_done"][r0:r1] = 1  # written last: rows count once their data are in
         f.flush()
         self.done[r0:r1] = True
-
-    def read(self, name: str, r0: int, r1: int) -> np.ndarray:
-        return self.f["/li/" + name][r0:r1]
-
-    def write_masked(self, r0: int, r1: int, ret: Retrieval) -> None:
-        self.f["/li/lithiation"][r0:r1] = ret.lithiation
-        self.f["/li/sigma"][r0:r1] = ret.sigma
-        self.f["/li/mask"][r0:r1] = ret.mask.astype(np.uint8)
 
     def finish(
         self, out: Path, energy_eV: np.ndarray, pixel_size_m: float, provenance: dict[str, Any]
@@ -404,6 +412,7 @@ class _Plan:
     memory: MemoryPlan
     center_note: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    mask_note: dict[str, Any] = field(default_factory=dict)
 
 
 def _references(lithiated, delithiated) -> tuple[NormalizedSpectrum, NormalizedSpectrum]:
@@ -489,9 +498,68 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
             center, center_note = _find_center(source, sample, ratio)
     del sample
     ctx = BlockContext(
-        source, cal, shifts, float(center), options.method, ratio, lost, threads=workers
+        source,
+        cal,
+        shifts,
+        float(center),
+        options.method,
+        ratio,
+        lost,
+        threads=workers,
+        min_jump_snr=options.min_jump_snr,
+        min_jump_fraction=options.min_jump_fraction,
     )
-    return _Plan(ctx, (lo, hi), plan, center_note, notes)
+    import dataclasses
+
+    j_ref, sample_rows = _jump_reference(ctx, lo, hi)
+    ctx = dataclasses.replace(ctx, jump_reference_per_m=j_ref)
+    mask_note = {
+        "jump_reference_per_m": j_ref,
+        "percentile": JUMP_REFERENCE_PERCENTILE,
+        "sample_rows": sample_rows,
+        "min_jump_snr": options.min_jump_snr,
+        "min_jump_fraction": options.min_jump_fraction,
+        "rule": "Ni where J / sigma_J >= min_jump_snr and J >= min_jump_fraction x "
+        "jump_reference_per_m (the 99.5th percentile of J over the sample rows)",
+    }
+    return _Plan(ctx, (lo, hi), plan, center_note, notes, mask_note)
+
+
+#: Detector rows reconstructed before the blocks to set the Ni mask's reference edge jump.
+JUMP_SAMPLE_ROWS = 16
+
+
+def _jump_reference(ctx: BlockContext, lo: int, hi: int) -> tuple[float, list[int]]:
+    """The Ni mask's reference: the 99.5th percentile of the edge jump J over up to 16 rows
+    spread over ``[lo, hi)``, found before the blocks so that every block is masked as it is
+    made (no second pass over the map) and the same whatever the block size or workers.
+
+    J is linear in the attenuation, so it is reconstructed directly: one FBP per row of the
+    energy combination ``sum_e pinv[J, e] p_e``.
+    """
+    from xtwin.recon.fbp import make_reconstructor
+
+    h = ctx.source.header
+    rows = np.unique(np.linspace(lo, hi - 1, min(JUMP_SAMPLE_ROWS, hi - lo)).astype(int))
+    weights = np.linalg.pinv(ctx.calibration.matrix).astype(np.float32)[1]
+    rec = (
+        make_reconstructor(ctx.method, h.shape[3], h.theta_deg, ctx.center_offset_px)
+        if h.is_tomography
+        else None
+    )
+    values = []
+    try:
+        for r in rows:
+            p, _, _ = read_block(ctx, int(r), int(r) + 1, variance=False)
+            q = np.tensordot(weights, p[:, :, 0, :], axes=(0, 0))  # (n_angle, n_col)
+            j = rec.fbp(q[None])[0] / h.pixel_size_m if rec is not None else q[0]
+            values.append(j[np.isfinite(j)].ravel())
+    finally:
+        if rec is not None:
+            rec.close()
+    allj = np.concatenate(values) if values else np.zeros(0)
+    j_ref = float(np.percentile(allj, JUMP_REFERENCE_PERCENTILE)) if allj.size else 0.0
+    return j_ref, rows.tolist()
 
 
 def _find_center(
@@ -588,16 +656,29 @@ def _run_blocks(
             ctx.center_offset_px,
             ctx.threads,
         )
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(res: BlockResult) -> None:
+        t = time.perf_counter()
+        sink.write(res.lo - lo, res)
+        account(res, time.perf_counter() - t)
+        if progress is not None:
+            progress(res.hi - res.lo)
+
     try:
-        for a, b in blocks:
-            res = compute_block(ctx, a, b, pool)
-            t = time.perf_counter()
-            sink.write(a - lo, res)
-            account(res, time.perf_counter() - t)
-            clamped += res.clamped
-            if progress is not None:
-                progress(b - a)
-            del res
+        # the finished block is written by a second thread while the next one is computed
+        # (at most one block waits: the memory model counts it)
+        with ThreadPoolExecutor(1) as writer:
+            pending = None
+            for a, b in blocks:
+                res = compute_block(ctx, a, b, pool)
+                clamped += res.clamped
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(write, res)
+                del res
+            if pending is not None:
+                pending.result()
     finally:
         if pool is not None:
             pool.close()
@@ -650,45 +731,6 @@ def _dask_blocks(
             cluster.close()
 
 
-def _mask_pass(sink, n_rows: int, block: int, options: ProcessOptions) -> float:
-    """The Ni mask needs the robust maximum of the edge jump over the whole map: a histogram
-    over blocks (exact integer counts, so independent of the block size), then the mask."""
-    lo_v, hi_v = np.inf, -np.inf
-    for a, b in even_blocks(0, n_rows, block):
-        j = sink.read("edge_jump_per_m", a, b)
-        fin = j[np.isfinite(j)]
-        if fin.size:
-            lo_v, hi_v = min(lo_v, float(fin.min())), max(hi_v, float(fin.max()))
-    if not np.isfinite(lo_v):
-        j_ref = 0.0
-    else:
-        counts = jump_histogram(
-            (sink.read("edge_jump_per_m", a, b) for a, b in even_blocks(0, n_rows, block)),
-            lo_v,
-            hi_v,
-        )
-        j_ref = percentile_from_histogram(counts, lo_v, hi_v, JUMP_REFERENCE_PERCENTILE)
-    for a, b in even_blocks(0, n_rows, block):
-        sol = Solution(
-            sink.read("lithiation", a, b),
-            sink.read("sigma", a, b),
-            sink.read("edge_jump_per_m", a, b),
-            sink.read("edge_jump_sigma_per_m", a, b),
-            np.empty(0),
-        )
-        sink.write_masked(
-            a,
-            b,
-            apply_mask(
-                sol,
-                j_ref,
-                min_jump_snr=options.min_jump_snr,
-                min_jump_fraction=options.min_jump_fraction,
-            ),
-        )
-    return j_ref
-
-
 def _provenance(
     plan: _Plan,
     options: ProcessOptions,
@@ -696,7 +738,6 @@ def _provenance(
     refs: dict[str, Any],
     hashes: dict[str, str],
     clamped: int,
-    j_ref: float,
     resumed: int,
 ) -> dict[str, Any]:
     h = source.header
@@ -724,12 +765,7 @@ def _provenance(
             f"{e:.2f}": [round(float(x), 3) for x in sh] for e, sh in zip(h.energy_eV, ctx.shifts)
         },
         "calibration": ctx.calibration.as_dict(),
-        "mask": {
-            "jump_reference_per_m": j_ref,
-            "percentile": JUMP_REFERENCE_PERCENTILE,
-            "min_jump_snr": options.min_jump_snr,
-            "min_jump_fraction": options.min_jump_fraction,
-        },
+        "mask": plan.mask_note,
         "memory": plan.memory.as_dict(),
         "notes": notes,
         "versions": package_versions("numpy", "h5py", "xraylib", "astra-toolbox", "finufft"),
@@ -791,23 +827,15 @@ def process_scan(
     sink = _ArraySink(_shapes(source, n_rows))
     timing: dict[str, float] = {}
     clamped = _run_blocks(plan, sink, opts, progress, timing)
-    j_ref = _mask_pass(sink, n_rows, max(plan.memory.rows_per_block, 1), opts)
     prov = _provenance(
-        plan,
-        opts,
-        source,
-        _ref_provenance(lithiated, delithiated, ref_l, ref_d),
-        {},
-        clamped,
-        j_ref,
-        0,
+        plan, opts, source, _ref_provenance(lithiated, delithiated, ref_l, ref_d), {}, clamped, 0
     )
     prov["timing_s"] = {k: round(v, 3) for k, v in timing.items()}
     a = sink.arrays
     return LiMap(
         lithiation=a["lithiation"],
         sigma=a["sigma"],
-        mask=a["mask"].astype(bool),
+        mask=sink.mask,
         edge_jump_per_m=a["edge_jump_per_m"],
         mu_per_m=a["mu"],
         mu_sigma_per_m=a["mu_sigma"],
@@ -893,11 +921,8 @@ def process_file(
         try:
             timing = {"plan": time.perf_counter() - t_start}
             clamped = _run_blocks(plan, sink, opts, progress, timing)
-            t = time.perf_counter()
-            j_ref = _mask_pass(sink, n_rows, max(plan.memory.rows_per_block, 1), opts)
-            timing["mask"] = time.perf_counter() - t
             timing["total"] = time.perf_counter() - t_start
-            prov = _provenance(plan, opts, source, refs, hashes, clamped, j_ref, sink.resumed)
+            prov = _provenance(plan, opts, source, refs, hashes, clamped, sink.resumed)
             prov["timing_s"] = {k: round(v, 3) for k, v in timing.items()}
             sink.finish(out, cal.energy_eV, source.header.pixel_size_m, prov)
         finally:
