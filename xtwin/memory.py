@@ -148,6 +148,7 @@ def block_bytes(
     workers: int,
     n_flat: int,
     tomography: bool,
+    writer_overlap: bool = True,
 ) -> int:
     """Peak memory of one block of ``rows`` detector rows: the largest of its three phases.
 
@@ -174,7 +175,7 @@ def block_bytes(
     recon = absorb + vol + workers * per_worker
     solve = vol + rows * pix * 4 * 5 + workers * pix * 8 * 20
     # the previous block's results, being written by the writer thread meanwhile
-    previous = vol + rows * pix * (4 * 4 + 1)
+    previous = vol + rows * pix * (4 * 4 + 1) if writer_overlap else 0
     return int(previous + max(reading, recon, solve))
 
 
@@ -229,50 +230,44 @@ def plan_memory(
     cap = limit if limit is not None else max(base + (1 << 28), available_bytes() // 2)
     reg = registration_bytes(shape, itemsize, n_sample)
 
-    def fits(r: int) -> bool:
-        return (
-            predicted_peak(
-                base,
-                reg,
-                block_bytes(
-                    shape,
-                    itemsize,
-                    r,
-                    halo=halo,
-                    workers=workers,
-                    n_flat=n_flat,
-                    tomography=tomography,
-                ),
-            )
-            <= cap
+    def blk(r: int) -> int:
+        # several blocks: the previous block's results wait for the writer thread
+        return block_bytes(
+            shape,
+            itemsize,
+            r,
+            halo=halo,
+            workers=workers,
+            n_flat=n_flat,
+            tomography=tomography,
+            writer_overlap=r < n_rows_out,
         )
 
+    def fits(r: int) -> bool:
+        return predicted_peak(base, reg, blk(r)) <= cap
+
     if not fits(1):
-        need = predicted_peak(
-            base,
-            reg,
-            block_bytes(
-                shape, itemsize, 1, halo=halo, workers=workers, n_flat=n_flat, tomography=tomography
-            ),
-        )
+        need = predicted_peak(base, reg, blk(1))
         raise XtwinInputError(
             f"this scan cannot be processed within {cap / 2**30:.2f} GiB: the smallest block "
             f"(one detector row) needs about {need / 2**30:.2f} GiB ({base / 2**30:.2f} GiB "
             f"baseline, {reg / 2**30:.2f} GiB registration sample, "
-            f"{block_bytes(shape, itemsize, 1, halo=halo, workers=workers, n_flat=n_flat, tomography=tomography) / 2**30:.2f} GiB per row block); "  # noqa: E501
-            "raise --memory-limit, use fewer --workers, or bin the detector"
+            f"{blk(1) / 2**30:.2f} GiB per one-row block); raise --memory-limit, use fewer "
+            "--workers, or bin the detector"
         )
-    lo, hi = 1, max(1, n_rows_out)
-    while lo < hi:  # largest fitting block
-        mid = (lo + hi + 1) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    blk = block_bytes(
-        shape, itemsize, lo, halo=halo, workers=workers, n_flat=n_flat, tomography=tomography
-    )
-    return MemoryPlan(int(lo), int(base), int(reg), int(blk), limit)
+    n_all = max(1, n_rows_out)
+    if fits(n_all):
+        lo = n_all
+    else:
+        lo, hi = 1, n_all - 1
+        while lo < hi:  # largest fitting block (monotonic while blocks overlap the writer)
+            mid = (lo + hi + 1) // 2
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid - 1
+    blk_bytes = blk(lo)
+    return MemoryPlan(int(lo), int(base), int(reg), int(blk_bytes), limit)
 
 
 def even_blocks(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
