@@ -228,6 +228,27 @@ def test_operando_series_end_to_end(tmp_path, capsys):
         assert m["particle"]["mae"] < 0.05
         means.append(m["recovered_mean_lithiation"])
     assert means[0] > means[1] + 0.2  # 600 s vs 1800 s of 1C charge: about 0.33 apart
+    # the truth of the other time point is refused, naming the difference
+    rc, err = _run(["compare", str(tmp_path / "li_t000.h5"), str(out / "truth_t001.h5")], capsys)
+    assert rc == 2 and "time point" in err and "Traceback" not in err
+    # two unrelated scans are not an operando series
+    other = tmp_path / "other"
+    sc.write_text(
+        sc.read_text().replace("seed = 3", "seed = 4").replace("n_pixels = 48", "n_pixels = 40")
+    )
+    assert main(["simulate", str(sc), "-o", str(other)]) == 0
+    rc, err = _run(
+        [
+            "process",
+            str(out / "scan_t000.h5"),
+            str(other / "scan_t001.h5"),
+            *refs,
+            "-o",
+            str(tmp_path / "mixed.h5"),
+        ],
+        capsys,
+    )
+    assert rc == 2 and "same operando series" in err
 
 
 def test_unwritable_output_refused_before_any_work(demo_run, tmp_path, refs, capsys):

@@ -241,6 +241,11 @@ def _options(
     default=None,
     help="At most this many detector rows per block.",
 )
+@click.option(
+    "--allow-swapped-references",
+    is_flag=True,
+    help="Accept a lithiated reference whose edge lies above the delithiated one.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 def process(
     scans: tuple[Path, ...],
@@ -254,6 +259,7 @@ def process(
     scheduler: str | None,
     rows: str | None,
     block_rows: int | None,
+    allow_swapped_references: bool,
     force: bool,
 ) -> None:
     """The shared pipeline: normalize, register, reconstruct each energy, retrieve lithiation.
@@ -273,6 +279,7 @@ def process(
     options = dataclasses.replace(
         _options(center_offset, recon, memory_limit, workers, scheduler, rows),
         block_rows=block_rows,
+        allow_swapped_references=allow_swapped_references,
     )
     order = series_order(list(scans))
     if order is not None:  # an operando series: one Li map per time point

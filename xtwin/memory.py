@@ -159,7 +159,8 @@ def block_bytes(
       thread the padded sinograms, their complex64 spectra and the NUFFT's fine grid;
     * retrieval: mu and sigma, one slice's float64 temporaries, and the float32 results;
 
-    plus the previous block's results, which a writer thread stores meanwhile.
+    the previous block's results, which a writer thread stores meanwhile, coexist with the
+    reading phase only (the reconstruction waits for the writer).
     """
     n_e, n_a, _, n_c = shape
     window = n_a * (rows + halo) * n_c
@@ -174,9 +175,9 @@ def block_bytes(
     per_worker = n_e * n_a * (n_pad * 4 + n_half * 40) + int((1.25 * n_c) ** 2 * 8) + n_e * pix * 8
     recon = absorb + vol + workers * per_worker
     solve = vol + rows * pix * 4 * 5 + workers * pix * 8 * 20
-    # the previous block's results, being written by the writer thread meanwhile
+    # the previous block's results, written by the writer thread while this block is read
     previous = vol + rows * pix * (4 * 4 + 1) if writer_overlap else 0
-    return int(previous + max(reading, recon, solve))
+    return int(max(reading + previous, recon, solve))
 
 
 def plan_memory(

@@ -83,6 +83,8 @@ class ProcessOptions:
         (``tcp://host:8786``); default: threads in this process.
     block_rows : int, optional
         At most this many detector rows per block (smaller than the memory plan allows).
+    allow_swapped_references : bool
+        Accept a "lithiated" reference whose edge lies above the "delithiated" one.
     """
 
     center_offset_px: float | str = "auto"
@@ -95,6 +97,7 @@ class ProcessOptions:
     workers: int | None = None
     scheduler: str | None = None
     block_rows: int | None = None
+    allow_swapped_references: bool = False
 
     def __post_init__(self) -> None:
         c = self.center_offset_px
@@ -194,7 +197,13 @@ def read_block(
     return p_all, v_all, clamped
 
 
-def compute_block(ctx: BlockContext, lo: int, hi: int, pool=None) -> BlockResult:
+def compute_block(
+    ctx: BlockContext,
+    lo: int,
+    hi: int,
+    pool=None,
+    before_reconstruct: Callable[[], None] | None = None,
+) -> BlockResult:
     """Normalize, register, reconstruct and solve detector rows ``[lo, hi)``.
 
     Parameters
@@ -205,6 +214,9 @@ def compute_block(ctx: BlockContext, lo: int, hi: int, pool=None) -> BlockResult
         Detector rows.
     pool : xtwin.recon.SlicePool, optional
         Threads for the slices (made here, with ``ctx.threads``, when not given).
+    before_reconstruct : callable, optional
+        Called once the block is read, before the reconstruction allocates its volumes (the
+        pipeline waits there for the previous block's write, which bounds memory).
 
     Returns
     -------
@@ -217,6 +229,8 @@ def compute_block(ctx: BlockContext, lo: int, hi: int, pool=None) -> BlockResult
     n_c = h.shape[3]
     rows = hi - lo
     p_all, v_all, clamped = read_block(ctx, lo, hi)
+    if before_reconstruct is not None:
+        before_reconstruct()
     t1 = time.perf_counter()
     if h.is_tomography:
         from xtwin.recon.volume import SlicePool
@@ -317,6 +331,16 @@ class _H5Sink:
         if path.exists():
             try:
                 f = h5py.File(path, "r+")
+            except OSError as exc:
+                if "lock" in str(exc).lower():
+                    raise XtwinInputError(
+                        f"{path} is being written by another running process (the file is "
+                        "locked); wait for it to finish, or stop it and run again to resume"
+                    ) from None
+                f = None
+            try:
+                if f is None:
+                    raise OSError("damaged partial file")
                 ok = f.attrs.get("resume_key") == key and all(
                     name in f and f[name].shape == s for name, s in self._paths(shapes)
                 )
@@ -426,6 +450,10 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
     n_e, n_a, n_r, n_c = h.shape
     notes: list[str] = []
     lo, hi = options.rows or (0, n_r)
+    if h.is_tomography:
+        from xtwin.recon.fbp import check_tomography
+
+        check_tomography(h.theta_deg)
     if hi > n_r:
         raise XtwinInputError(f"rows {lo}:{hi} reach beyond the detector's {n_r} rows")
     workers = options.workers or os.cpu_count() or 1
@@ -669,16 +697,20 @@ def _run_blocks(
         # the finished block is written by a second thread while the next one is computed
         # (at most one block waits: the memory model counts it)
         with ThreadPoolExecutor(1) as writer:
-            pending = None
+            pending: list = []
+
+            def wait_for_writer() -> None:
+                while pending:
+                    pending.pop().result()
+
             for a, b in blocks:
-                res = compute_block(ctx, a, b, pool)
+                # the previous block is written while this one is read and normalized
+                res = compute_block(ctx, a, b, pool, before_reconstruct=wait_for_writer)
                 clamped += res.clamped
-                if pending is not None:
-                    pending.result()
-                pending = writer.submit(write, res)
+                wait_for_writer()
+                pending.append(writer.submit(write, res))
                 del res
-            if pending is not None:
-                pending.result()
+            wait_for_writer()
     finally:
         if pool is not None:
             pool.close()
@@ -821,7 +853,9 @@ def process_scan(
     opts = dataclasses.replace(options or ProcessOptions(), **kwargs)
     source = scan if isinstance(scan, ScanSource) else source_from_scan(scan)
     ref_l, ref_d = _references(lithiated, delithiated)
-    cal = calibrate(source.header.energy_eV, ref_l, ref_d)
+    cal = calibrate(
+        source.header.energy_eV, ref_l, ref_d, allow_swapped=opts.allow_swapped_references
+    )
     plan = plan_processing(source, cal, opts)
     n_rows = plan.row_range[1] - plan.row_range[0]
     sink = _ArraySink(_shapes(source, n_rows))
@@ -891,7 +925,9 @@ def process_file(
     paths = [scans] if isinstance(scans, str | os.PathLike) else list(scans)
     ref_l, ref_d = _references(lithiated, delithiated)
     with open_scan(paths) as source:
-        cal = calibrate(source.header.energy_eV, ref_l, ref_d)
+        cal = calibrate(
+            source.header.energy_eV, ref_l, ref_d, allow_swapped=opts.allow_swapped_references
+        )
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(1) as hasher:  # hashing overlaps the planning (GIL released)

@@ -280,6 +280,7 @@ def simulate(
                     "acquisition_duration_s": duration,
                     "snapshot": k,
                     "scenario": scenario.name,
+                    "seed": scenario.seed,
                 },
                 provenance={
                     "writer": "xtwin simulate",

@@ -76,10 +76,16 @@ class Retrieval:
     background: np.ndarray
 
 
+#: A lithiated edge this far above the delithiated one means the references were swapped.
+SWAP_TOLERANCE_EV = 0.3
+
+
 def calibrate(
     energy_eV: np.ndarray,
     lithiated: NormalizedSpectrum,
     delithiated: NormalizedSpectrum,
+    *,
+    allow_swapped: bool = False,
 ) -> Calibration:
     """Build the retrieval model at ``energy_eV`` from two normalized reference spectra.
 
@@ -103,6 +109,15 @@ def calibrate(
                 f"{name} reference spectrum ({lo:.1f}-{hi:.1f} eV); measure "
                 "the reference over a wider range"
             )
+    shift = delithiated.e_half_jump_eV - lithiated.e_half_jump_eV
+    if shift < -SWAP_TOLERANCE_EV and not allow_swapped:
+        raise XtwinInputError(
+            f"the references look swapped: the 'lithiated' edge (half jump at "
+            f"{lithiated.e_half_jump_eV:.2f} eV) lies {-shift:.2f} eV above the 'delithiated' "
+            f"one ({delithiated.e_half_jump_eV:.2f} eV), but the Ni K edge moves up as Li "
+            "leaves; exchange --lithiated and --delithiated (or pass --allow-swapped-references "
+            "for unusual standards)"
+        )
     edge = 0.5 * (lithiated.e_half_jump_eV + delithiated.e_half_jump_eV)
     if not (e[0] < edge - 5.0 and e[-1] > edge + 10.0):
         raise XtwinInputError(

@@ -12,6 +12,49 @@ from xtwin.io.limap import LiMap
 from xtwin.io.truth import TruthData
 
 
+def _scenario_name(toml_text: Any) -> str | None:
+    if not isinstance(toml_text, str):
+        return None
+    import tomllib
+
+    try:
+        name = tomllib.loads(toml_text).get("name")
+    except tomllib.TOMLDecodeError:
+        return toml_text if "\n" not in toml_text else None
+    return str(name) if name is not None else None
+
+
+def check_same_simulation(limap: LiMap, truth: TruthData) -> None:
+    """Refuse to compare a Li map with the truth of another scenario, seed or time point.
+
+    The Li map's provenance carries the scan's sample metadata (scenario, seed, snapshot,
+    written by ``xtwin simulate``); the truth file carries the same. A map from a real scan
+    (no such metadata) is compared on shape and pixel size only.
+
+    Raises
+    ------
+    XtwinInputError
+        Naming what differs and the fix.
+    """
+    meta = limap.provenance.get("input_metadata", {}) or {}
+    checks = [
+        ("scenario", meta.get("scenario"), _scenario_name(truth.attrs.get("scenario"))),
+        ("seed", meta.get("seed"), truth.attrs.get("seed")),
+        ("time point (snapshot)", meta.get("snapshot"), truth.attrs.get("snapshot_index")),
+    ]
+    bad = [
+        f"{what}: Li map {a!r}, truth {b!r}"
+        for what, a, b in checks
+        if a is not None and b is not None and str(a) != str(b)
+    ]
+    if bad:
+        raise XtwinInputError(
+            "the Li map and the truth come from different simulations ("
+            + "; ".join(bad)
+            + "); compare a Li map with the truth.h5 written beside its scan"
+        )
+
+
 def compare(limap: LiMap, truth: TruthData) -> dict[str, Any]:
     """Voxel and per-particle errors of the recovered lithiation inside the active material.
 
@@ -25,6 +68,7 @@ def compare(limap: LiMap, truth: TruthData) -> dict[str, Any]:
         the uncertainty is right), ``particle`` (n, mae, max_abs_error, bias, table) and
         ``false_positive_fraction`` (recovered voxels outside the true active material).
     """
+    check_same_simulation(limap, truth)
     rec, tru = limap.lithiation, truth.lithiation
     if rec.shape != tru.shape:
         raise XtwinInputError(
