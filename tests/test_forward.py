@@ -7,6 +7,8 @@ import hashlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xtwin.forward.scenario import default_scenario
 
@@ -158,3 +160,36 @@ def test_li_moving_during_the_scan():
     vs_start = compare(lm, frozen.truth)["particle"]
     assert vs_mid["mae"] < 0.03
     assert vs_start["mae"] > 2 * vs_mid["mae"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.text(max_size=40),
+    description=st.text(max_size=80),
+    seed=st.integers(0, 2**32 - 1),
+    pixel_nm=st.floats(5.0, 200.0, allow_nan=False),
+    angles=st.integers(16, 2000),
+)
+def test_scenario_toml_round_trip_any_content(name, description, seed, pixel_nm, angles):
+    """Names and descriptions of any content (quotes, backslashes, newlines, control
+    characters, non-ASCII) and values survive to_toml -> TOML parser -> Scenario exactly."""
+    import dataclasses
+    import tomllib
+
+    from xtwin.errors import XtwinInputError
+    from xtwin.forward.scenario import default_scenario, scenario_from_dict
+
+    sc = default_scenario()
+    sc = dataclasses.replace(
+        sc,
+        name=name,
+        description=description,
+        seed=seed,
+        grid=dataclasses.replace(sc.grid, pixel_size_m=pixel_nm * 1e-9),
+        acquisition=dataclasses.replace(sc.acquisition, n_angles=angles),
+    )
+    try:
+        back = scenario_from_dict(tomllib.loads(sc.to_toml()))
+    except XtwinInputError:
+        return  # a value the validator refuses (e.g. an empty name) is refused, not garbled
+    assert back == sc

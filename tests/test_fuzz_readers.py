@@ -24,7 +24,7 @@ SHARED_XRM = (
 
 
 @pytest.fixture(scope="module")
-def originals(tmp_path_factory):
+def originals(tmp_path_factory, demo_run):
     from xtwin.forward.scenario import default_scenario
     from xtwin.io.limap import LiMap, write_limap
     from xtwin.io.scan import ScanData, write_scan
@@ -67,7 +67,9 @@ def originals(tmp_path_factory):
         "limap": d / "limap.h5",
         "spectrum": d / "spec.csv",
         "scenario": d / "scenario.toml",
+        "truth": d / "truth.h5",
     }
+    shutil.copy(demo_run / "truth.h5", d / "truth.h5")
     if SHARED_XRM.is_file():
         shutil.copy(SHARED_XRM, d / "frame.xrm")
         files["xradia"] = d / "frame.xrm"
@@ -85,6 +87,7 @@ def _readers():
     return {
         "scan": [read_scan, read_truth, read_limap],
         "limap": [read_limap, read_scan],
+        "truth": [read_truth, read_limap],
         "spectrum": [lambda p: normalize(read_spectrum(p))],
         "scenario": [load_scenario],
         "xradia": [read_xrm],
@@ -99,7 +102,7 @@ def _check(readers, path):
             pass
 
 
-KINDS = ["scan", "limap", "spectrum", "scenario", "xradia"]
+KINDS = ["scan", "limap", "truth", "spectrum", "scenario", "xradia"]
 FUZZ = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

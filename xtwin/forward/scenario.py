@@ -128,7 +128,7 @@ class Scenario:
     def to_toml(self) -> str:
         """Serialize back to TOML (what ``simulate`` writes beside its output)."""
         lines = [
-            f"name = {self.name!r}".replace("'", '"'),
+            f"name = {_toml_str(self.name)}",
             f"description = {_toml_str(self.description)}",
             f"seed = {self.seed}",
         ]
@@ -139,8 +139,28 @@ class Scenario:
         return "\n".join(lines) + "\n"
 
 
+_TOML_ESCAPES = {
+    "\\": "\\\\",
+    '"': '\\"',
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
 def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+    """A TOML basic string holding ``s`` exactly (quotes, backslashes, control characters)."""
+    out = []
+    for ch in s:
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _toml_value(v: Any) -> str:
