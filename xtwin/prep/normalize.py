@@ -121,13 +121,21 @@ def normalize_block(
             )
         flat_rel_var = np.float32(counts_per_photon) * flat_raw / (n_flat * flat**2)
         flat = flat * np.float32(exposure_ratio)
-        raw = data.astype(np.float32)
-        signal = raw - dark
+        # in place where possible: the same operations in the same order, fewer passes
+        signal = data.astype(np.float32)
+        if dark_mean is not None:
+            signal -= dark
         clamped = int(np.count_nonzero(signal < floor))
-        signal = np.maximum(signal, floor)
-        p = -np.log(signal / flat)
+        np.maximum(signal, floor, out=signal)
+        p = np.divide(signal, flat)
+        np.log(p, out=p)
+        np.negative(p, out=p)
         if counts:
-            var = np.float32(counts_per_photon) * np.maximum(raw, floor) / signal**2
+            var = data.astype(np.float32)
+            np.maximum(var, floor, out=var)
+            var *= np.float32(counts_per_photon)
+            np.square(signal, out=signal)
+            var /= signal
             var += flat_rel_var
         else:
             var = np.broadcast_to(_robust_white_variance(p)[..., None], p.shape).astype(np.float32)
