@@ -32,7 +32,7 @@ from xtwin.errors import XtwinInputError
 from xtwin.physics.attenuation import background_energy_dependence, jump_energy_dependence
 from xtwin.physics.spectra import NormalizedSpectrum
 
-#: Smallest useful contrast |S_lith - S_delith| at the best energy.
+#: Smallest useful contrast ``abs(S_lith - S_delith)`` at the best energy.
 MIN_CONTRAST = 0.05
 
 
