@@ -153,11 +153,11 @@ def block_bytes(
     """Peak memory of one block of ``rows`` detector rows: the largest of its three phases.
 
     * reading: one energy's raw window (``rows + halo`` rows) and its normalization
-      temporaries (about 5.5 float32 arrays), beside the float32 absorbance and variance of
+      temporaries (about 3.5 float32 arrays), beside the float32 absorbance and variance of
       every energy;
     * reconstruction: absorbance and variance, mu and sigma of every energy, and per worker
       thread the padded sinograms, their complex64 spectra and the NUFFT's fine grid;
-    * retrieval: mu and sigma, one slice's float64 temporaries, and the float32 results;
+    * retrieval: mu and sigma, one slice's float32 temporaries per thread, and the results;
 
     the previous block's results, which a writer thread stores meanwhile, coexist with the
     reading phase only (the reconstruction waits for the writer).
@@ -165,7 +165,8 @@ def block_bytes(
     n_e, n_a, _, n_c = shape
     window = n_a * (rows + halo) * n_c
     absorb = n_e * n_a * rows * n_c * 4 * 2
-    reading = absorb + window * (itemsize + 22) + (n_flat + 4) * (rows + halo) * n_c * 4
+    # raw block, its float32 copy (made the signal in place), p, var and one shift temporary
+    reading = absorb + window * (itemsize + 14) + (n_flat + 4) * (rows + halo) * n_c * 4
     if not tomography:
         return int(reading + n_e * rows * n_c * 4 * 4 + rows * n_c * 8 * 30)
     pix = n_c * n_c
@@ -174,7 +175,7 @@ def block_bytes(
     n_half = n_pad // 2 + 1
     per_worker = n_e * n_a * (n_pad * 4 + n_half * 40) + int((1.25 * n_c) ** 2 * 8) + n_e * pix * 8
     recon = absorb + vol + workers * per_worker
-    solve = vol + rows * pix * 4 * 5 + workers * pix * 8 * 20
+    solve = vol + rows * pix * 4 * 5 + workers * pix * 4 * 20  # float32 per-slice solve
     # the previous block's results, written by the writer thread while this block is read
     previous = vol + rows * pix * (4 * 4 + 1) if writer_overlap else 0
     return int(max(reading + previous, recon, solve))
