@@ -53,8 +53,7 @@ def cli() -> None:
 
 
 def _simulate(scenario, out_dir: Path, force: bool, desc: str = "simulate"):
-    from xtwin.forward.twin import simulate as run_twin
-    from xtwin.forward.twin import write_outputs
+    from xtwin.forward.twin import simulate_to
 
     n_snap = len(scenario.electrochemistry.snapshot_times_s)
     n_steps = 3 + n_snap * (1 + len(scenario.acquisition.energies_eV))
@@ -64,9 +63,7 @@ def _simulate(scenario, out_dir: Path, force: bool, desc: str = "simulate"):
             bar.set_postfix_str(stage)
             bar.update(n)
 
-        result = run_twin(scenario, progress=tick)
-        paths = write_outputs(result, scenario, out_dir, force=force)
-    return result, paths
+        return simulate_to(scenario, out_dir, force=force, progress=tick)
 
 
 def _scenario_command(fn):
@@ -99,11 +96,9 @@ def _load(scenario_path: Path, seed: int | None):
 @_scenario_command
 def simulate(scenario_path: Path, out_dir: Path, seed: int | None, force: bool) -> None:
     """Run the twin: write DIR/scan.h5, truth.h5, scenario.toml and reference spectra."""
-    from xtwin.forward.twin import output_names
 
     scenario = _load(scenario_path, seed)
-    refuse_existing(out_dir, output_names(scenario), force=force)
-    _, paths = _simulate(scenario, out_dir, force)
+    paths = _simulate(scenario, out_dir, force)
     for p in paths.values():
         click.echo(str(p))
 
@@ -158,6 +153,51 @@ def _process(
             )
         raise
     return out
+
+
+def _process_series(scans, lithiated, delithiated, out: Path, force: bool, options) -> None:
+    from xtwin._files import ensure_writable_dir
+    from xtwin.io.scan import read_header
+    from xtwin.pipeline import partial_path, process_series
+
+    ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+    n_rows = read_header(scans[0])[0].shape[2]
+    if options is not None and options.rows:
+        n_rows = options.rows[1] - options.rows[0]
+    current: list[Path] = []
+    with _bar(n_rows * len(scans), "series") as bar:
+
+        def start(k: int, scan: Path, limap: Path) -> None:
+            current[:] = [limap]
+            if partial_path(limap).exists():
+                click.echo(f"resuming from {partial_path(limap)}", err=True)
+
+        def done(k: int, scan: Path, limap: Path, kept: bool) -> None:
+            if kept:
+                bar.update(n_rows)
+            click.echo(f"{limap}: time point {k} from {scan}" + (" (kept)" if kept else ""))
+
+        try:
+            process_series(
+                scans,
+                lithiated,
+                delithiated,
+                out,
+                options=options,
+                force=force,
+                progress=bar.update,
+                on_start=start,
+                on_file=done,
+            )
+        except KeyboardInterrupt:
+            if current and partial_path(current[0]).exists():
+                click.echo(
+                    f"interrupted: finished time points are kept; the rows of "
+                    f"{current[0].name} are kept in {partial_path(current[0])}; run "
+                    "the same command again to resume",
+                    err=True,
+                )
+            raise
 
 
 def _options(
@@ -274,7 +314,6 @@ def process(
     import dataclasses
 
     from xtwin.io.source import series_order
-    from xtwin.pipeline import check_series, series_outputs
 
     options = dataclasses.replace(
         _options(center_offset, recon, memory_limit, workers, scheduler, rows),
@@ -283,12 +322,7 @@ def process(
     )
     order = series_order(list(scans))
     if order is not None:  # an operando series: one Li map per time point
-        check_series([scans[i] for i in order])
-        outs = series_outputs(out, len(order))
-        refuse_existing(out.parent, [o.name for o in outs], force=force)
-        for k, i in enumerate(order):
-            _process([scans[i]], lithiated, delithiated, outs[k], force, options, desc=f"t{k:03d}")
-            click.echo(f"{outs[k]}: time point {k} from {scans[i]}")
+        _process_series(list(scans), lithiated, delithiated, out, force, options)
         return
     _process(list(scans), lithiated, delithiated, out, force, options)
     from xtwin.io.limap import read_limap_summary
@@ -397,13 +431,9 @@ def convert(files: tuple[Path, ...], out: Path, force: bool) -> None:
     Repeated images are summed and used to measure the detector's counts per photon; flats
     are scaled to the sample exposure; an energy missing from the file is read from its name.
     """
-    from xtwin._files import check_can_write
-    from xtwin.io.scan import write_scan
-    from xtwin.io.xradia import xrm_to_scan
+    from xtwin.io.xradia import convert_xradia
 
-    check_can_write(out, force=force)
-    scan = xrm_to_scan(list(files))
-    write_scan(out, scan)
+    scan = convert_xradia(list(files), out, force=force)
     n_e, n_a, n_r, n_c = scan.shape
     click.echo(
         f"{out}: {n_e} energies {scan.energy_eV.tolist()} eV, {n_a} angle(s), "
@@ -461,19 +491,17 @@ def microstructure(
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def metrics(path: Path, fine: bool, as_json: bool) -> None:
     """Microstructure metrics of any volume: microstructure, truth or Li-map file."""
-    from xtwin.analysis.microstructure import microstructure_metrics
-    from xtwin.io.volumes import read_phase_volume
+    from xtwin.analysis.microstructure import metrics_of_file
 
-    vol = read_phase_volume(path, fine=fine)
-    out = microstructure_metrics(vol.phases, vol.voxel_m, labels=vol.labels)
-    out["source"] = {"path": str(path), "kind": vol.kind}
+    out = metrics_of_file(path, fine=fine)
+    kind = out["source"]["kind"]
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return
     fr = ", ".join(f"{k} {v:.4f}" for k, v in out["fractions"].items())
     ps_ = out["particle_size"]
     tau = out["tortuosity_electrolyte_thickness"]
-    click.echo(f"{path} ({vol.kind}): {fr}")
+    click.echo(f"{path} ({kind}): {fr}")
     if ps_.get("n"):
         click.echo(
             f"particles {ps_['n']} ({ps_['method']}): D10/D50/D90 "

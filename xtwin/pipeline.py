@@ -997,6 +997,18 @@ def check_series(paths: list[str | os.PathLike]) -> None:
             )
 
 
+def _made_from(limap_path: Path, scan: str | os.PathLike) -> bool:
+    """Whether a finished Li-map file was made from ``scan`` (same SHA-256 in provenance)."""
+    import h5py
+
+    try:
+        with h5py.File(limap_path, "r") as f:
+            inputs = json.loads(f["/provenance"].attrs.get("inputs", "{}"))
+    except (OSError, KeyError, ValueError, TypeError):
+        return False
+    return sha256_of(scan) in set(inputs.values())
+
+
 def process_series(
     scans: list[str | os.PathLike],
     lithiated: str | os.PathLike,
@@ -1004,13 +1016,35 @@ def process_series(
     out: str | os.PathLike,
     *,
     options: ProcessOptions | None = None,
+    force: bool = False,
     progress: Callable[[int], None] | None = None,
-    on_file: Callable[[int, Path, Path], None] | None = None,
+    on_start: Callable[[int, Path, Path], None] | None = None,
+    on_file: Callable[[int, Path, Path, bool], None] | None = None,
+    on_plan: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[Path]:
     """Process an operando series (one multi-energy scan file per time point) in time order.
 
-    Finished time points are kept (a rerun skips them when their output exists and is
-    complete), and each unfinished one resumes from its partial file.
+    A rerun after an interruption keeps the time points already finished (their Li map exists
+    and was made from the same scan file) and resumes the unfinished one from its partial
+    file. A Li map made from another scan is refused unless ``force``, which reprocesses every
+    time point.
+
+    Parameters
+    ----------
+    scans : list of path-like
+        One multi-energy scan file per time point, in any order (sorted by ``time_s``).
+    lithiated, delithiated : path-like
+        Reference spectra.
+    out : path-like
+        Base name: the maps are ``OUT_t000.h5``, ``OUT_t001.h5``, ...
+    options : ProcessOptions, optional
+    force : bool
+        Reprocess and replace existing maps.
+    progress, on_plan : callable, optional
+        Passed to :func:`process_file` for each time point.
+    on_start, on_file : callable, optional
+        Called with (index, scan, map) before each time point, and with (index, scan, map,
+        kept) after it (``kept``: an existing map was kept).
 
     Returns
     -------
@@ -1026,11 +1060,27 @@ def process_series(
         )
     check_series([scans[i] for i in order])
     outs = series_outputs(out, len(order))
+    if not force:
+        for k, i in enumerate(order):
+            if outs[k].exists() and not _made_from(outs[k], scans[i]):
+                raise XtwinInputError(
+                    f"{outs[k]} exists and was not made from {scans[i]}; choose another output "
+                    "name or pass --force to replace it"
+                )
     for k, i in enumerate(order):
-        if not outs[k].exists():
+        kept = outs[k].exists() and not force
+        if not kept:
+            if on_start is not None:
+                on_start(k, Path(scans[i]), outs[k])
             process_file(
-                [scans[i]], lithiated, delithiated, outs[k], options=options, progress=progress
+                [scans[i]],
+                lithiated,
+                delithiated,
+                outs[k],
+                options=options,
+                progress=progress,
+                on_plan=on_plan,
             )
         if on_file is not None:
-            on_file(k, Path(scans[i]), outs[k])
+            on_file(k, Path(scans[i]), outs[k], kept)
     return outs

@@ -20,6 +20,7 @@ two-phase volume (1 where Ni was found, 0 elsewhere inside the sample).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from typing import Any
 
@@ -174,3 +175,27 @@ def microstructure_metrics(
         ),
         "depth_profiles": depth_profiles(phases, voxel_m),
     }
+
+
+def metrics_of_file(path: str | os.PathLike, *, fine: bool = False) -> dict[str, Any]:
+    """Microstructure metrics of the phase volume in any microstructure, truth or Li-map file
+    (what ``xtwin metrics`` does).
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    fine : bool
+        Use the fine simulation grid of a truth or microstructure file.
+
+    Returns
+    -------
+    dict
+        :func:`microstructure_metrics` with a ``source`` entry (path and file kind).
+    """
+    from xtwin.io.volumes import read_phase_volume
+
+    vol = read_phase_volume(path, fine=fine)
+    out = microstructure_metrics(vol.phases, vol.voxel_m, labels=vol.labels)
+    out["source"] = {"path": str(path), "kind": vol.kind}
+    return out

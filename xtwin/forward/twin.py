@@ -441,3 +441,32 @@ def write_outputs(
         header=hdr + "\nend member: delithiated (charged), w = 0",
     )
     return paths
+
+
+def simulate_to(
+    scenario: Scenario,
+    out_dir: str | os.PathLike,
+    *,
+    force: bool = False,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, Path]:
+    """Run the twin and write its files (what ``xtwin simulate`` does).
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The scenario (with its seed).
+    out_dir : path-like
+        Output directory; its writability is checked before the simulation starts.
+    force : bool
+        Overwrite existing outputs.
+    progress : callable, optional
+        Called with (stage, steps done).
+
+    Returns
+    -------
+    dict
+        File name -> path of every file written.
+    """
+    refuse_existing(out_dir, output_names(scenario), force=force)
+    return write_outputs(simulate(scenario, progress=progress), scenario, out_dir, force=force)

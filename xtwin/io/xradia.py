@@ -232,3 +232,31 @@ def xrm_to_scan(paths: list[str | os.PathLike]) -> ScanData:
         },
         notes=notes,
     )
+
+
+def convert_xradia(
+    paths: list[str | os.PathLike], out: str | os.PathLike, *, force: bool = False
+) -> ScanData:
+    """Convert Xradia files to a scan file (what ``xtwin convert`` does).
+
+    Parameters
+    ----------
+    paths : list of path-like
+        Sample images and ``_ref_`` flat-field references (.xrm/.txrm).
+    out : path-like
+        Scan file to write (Data Exchange HDF5).
+    force : bool
+        Overwrite an existing output.
+
+    Returns
+    -------
+    ScanData
+        The scan written.
+    """
+    from xtwin._files import check_can_write
+    from xtwin.io.scan import write_scan
+
+    check_can_write(out, force=force)
+    scan = xrm_to_scan(list(paths))
+    write_scan(out, scan)
+    return scan
