@@ -228,6 +228,14 @@ def test_operando_series_end_to_end(tmp_path, capsys):
         assert m["particle"]["mae"] < 0.05
         means.append(m["recovered_mean_lithiation"])
     assert means[0] > means[1] + 0.2  # 600 s vs 1800 s of 1C charge: about 0.33 apart
+    # the same command again keeps the finished time points (made from the same scans)
+    assert (
+        main(
+            ["process", str(out / "scan_t001.h5"), str(out / "scan_t000.h5"), *refs, "-o", str(li)]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.count("(kept)") == 2
     # the truth of the other time point is refused, naming the difference
     rc, err = _run(["compare", str(tmp_path / "li_t000.h5"), str(out / "truth_t001.h5")], capsys)
     assert rc == 2 and "time point" in err and "Traceback" not in err
