@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from xtwin._files import atomic_path
 from xtwin.errors import XtwinInputError
+
+T = TypeVar("T")
 
 
 def open_h5(path: str | os.PathLike, what: str):
@@ -37,6 +39,21 @@ def open_h5(path: str | os.PathLike, what: str):
             f"{what} {path} could not be opened ({exc}); it is damaged or truncated: copy it "
             "again from the original"
         ) from None
+
+
+_READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError)
+
+
+def read_guarded(path: str | os.PathLike, what: str, reader: Callable[[Any], T], fix: str) -> T:
+    """Run ``reader(path)`` so that any failure reaches the user as :class:`XtwinInputError`
+    naming the file (damaged, truncated or foreign files included); ``fix`` says what to do."""
+    try:
+        return reader(path)
+    except XtwinInputError as exc:
+        msg = str(exc)
+        raise XtwinInputError(msg if str(path) in msg else f"{what} {path}: {msg}") from None
+    except _READ_ERRORS as exc:
+        raise XtwinInputError(f"{what} {path} could not be read ({exc}); {fix}") from None
 
 
 def require(f, name: str, *, what: str, ndim: tuple[int, ...] | None = None) -> np.ndarray:

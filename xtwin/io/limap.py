@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from xtwin.errors import XtwinInputError
-from xtwin.io._h5 import attrs_dict, open_h5, require, write_h5
+from xtwin.io._h5 import attrs_dict, open_h5, read_guarded, require, write_h5
 
 
 @dataclass(frozen=True)
@@ -95,17 +95,13 @@ def write_limap(path: str | os.PathLike, limap: LiMap) -> None:
 
 
 def read_limap(path: str | os.PathLike) -> LiMap:
-    """Read and validate a Li-map file."""
-    try:
-        return _read_limap(path)
-    except XtwinInputError as exc:
-        msg = str(exc)
-        raise XtwinInputError(msg if str(path) in msg else f"Li-map file {path}: {msg}") from None
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
-        raise XtwinInputError(
-            f"Li-map file {path} could not be read ({exc}); it is damaged "
-            "or not a Li-map file: process the scan again"
-        ) from None
+    """Read and validate a Li-map file (damaged or foreign files: :class:`XtwinInputError`)."""
+    return read_guarded(
+        path,
+        "Li-map file",
+        _read_limap,
+        "it is damaged or not a Li-map file: process the scan again",
+    )
 
 
 def _read_limap(path: str | os.PathLike) -> LiMap:

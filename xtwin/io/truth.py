@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from xtwin.errors import XtwinInputError
-from xtwin.io._h5 import attrs_dict, open_h5, require, write_h5
+from xtwin.io._h5 import attrs_dict, open_h5, read_guarded, require, write_h5
 
 PHASE_PORE, PHASE_ACTIVE, PHASE_CBD, PHASE_CLOSED_PORE = 0, 1, 2, 3
 PARTICLE_COLUMNS = ("id", "depth_m", "radius_m", "mean_lithiation", "pybamm_lithiation")
@@ -88,16 +88,12 @@ def read_truth(path: str | os.PathLike) -> TruthData:
     XtwinInputError
         Missing, foreign, damaged or inconsistent files (the message names the file).
     """
-    try:
-        return _read_truth(path)
-    except XtwinInputError as exc:
-        msg = str(exc)
-        raise XtwinInputError(msg if str(path) in msg else f"truth file {path}: {msg}") from None
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
-        raise XtwinInputError(
-            f"truth file {path} could not be read ({exc}); it is damaged or not a truth file "
-            "written by xtwin simulate"
-        ) from None
+    return read_guarded(
+        path,
+        "truth file",
+        _read_truth,
+        "it is damaged or not a truth file written by xtwin simulate",
+    )
 
 
 def _read_truth(path: str | os.PathLike) -> TruthData:
