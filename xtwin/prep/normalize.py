@@ -43,6 +43,19 @@ class Absorbance:
     pixel_size_m: float
     notes: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        a, v = self.absorbance, self.variance
+        if a.ndim != 4 or v.shape != a.shape:
+            raise XtwinInputError(
+                f"absorbance must be (energy, angle, row, col) with a variance of the same "
+                f"shape; got {a.shape} and {v.shape}"
+            )
+        if np.shape(self.theta_deg) != (a.shape[1],) or np.size(self.energy_eV) != a.shape[0]:
+            raise XtwinInputError(
+                f"{np.size(self.theta_deg)} angles and {np.size(self.energy_eV)} energies for "
+                f"absorbance of shape {a.shape}"
+            )
+
 
 def _robust_white_variance(p: np.ndarray) -> np.ndarray:
     """White-noise variance per image row (last axis) from second differences (robust MAD).

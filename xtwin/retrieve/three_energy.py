@@ -46,6 +46,12 @@ class Calibration:
     s_lithiated: np.ndarray
     s_delithiated: np.ndarray
 
+    def __post_init__(self) -> None:
+        n = np.size(self.energy_eV)
+        for name in ("background", "jump", "s_lithiated", "s_delithiated"):
+            if np.shape(getattr(self, name)) != (n,):
+                raise XtwinInputError(f"calibration {name} needs one value per energy ({n})")
+
     @property
     def matrix(self) -> np.ndarray:
         """Design matrix, rows = energies, columns = (B, J, K)."""
