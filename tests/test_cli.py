@@ -165,6 +165,18 @@ def test_demo_meets_accuracy(demo_run):
         assert (demo_run / name).stat().st_size > 0
 
 
+def test_compare_returns_typed_metrics(demo_run):
+    from xtwin.io.limap import read_limap
+    from xtwin.io.truth import read_truth
+    from xtwin.validate.metrics import Metrics, compare
+
+    m = compare(read_limap(demo_run / "limap.h5"), read_truth(demo_run / "truth.h5"))
+    assert isinstance(m, Metrics)
+    assert m.particle.n == len(m.particle.table) >= 10
+    assert m["voxel"]["rmse"] == m.voxel.rmse  # the mapping view is the JSON of `compare`
+    assert json.loads(json.dumps(m.to_dict()))["particle"]["mae"] == m.particle.mae
+
+
 def test_compare_json(demo_run, capsys):
     rc = main(["compare", str(demo_run / "limap.h5"), str(demo_run / "truth.h5"), "--json"])
     out = capsys.readouterr().out

@@ -374,7 +374,7 @@ def compare(limap_path: Path, truth_path: Path, as_json: bool) -> None:
     from xtwin.io.truth import read_truth
     from xtwin.validate.metrics import compare as run_compare
 
-    metrics = run_compare(read_limap(limap_path), read_truth(truth_path))
+    metrics = run_compare(read_limap(limap_path), read_truth(truth_path)).to_dict()
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
     else:

@@ -64,7 +64,7 @@ def demo(
     )
     limap = read_limap(limap_path)
     truth = read_truth(paths["truth.h5"])
-    metrics = compare(limap, truth)
+    metrics = compare(limap, truth).to_dict()
     metrics["elapsed_s"] = round(time.perf_counter() - t0, 1)
     metrics["scenario"] = scenario.name
     report = write_report(limap, truth, metrics, out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,95 @@ def check_same_simulation(limap: LiMap, truth: TruthData) -> None:
         )
 
 
-def compare(limap: LiMap, truth: TruthData) -> dict[str, Any]:
+@dataclass(frozen=True)
+class VoxelMetrics:
+    """Voxel-level errors inside the active material.
+
+    Attributes
+    ----------
+    n : int
+        Voxels compared (defined in the truth and recovered).
+    coverage : float
+        Fraction of the true active voxels that were recovered.
+    rmse, bias, mae : float
+        Of recovered minus true lithiation.
+    z_score_std : float
+        Standard deviation of error / predicted sigma (1 when the uncertainty is right).
+    """
+
+    n: int
+    coverage: float
+    rmse: float
+    bias: float
+    mae: float
+    z_score_std: float
+
+    def __post_init__(self) -> None:
+        if self.n < 0 or not 0.0 <= self.coverage <= 1.0:
+            raise ValueError(f"invalid voxel metrics: n={self.n}, coverage={self.coverage}")
+
+
+@dataclass(frozen=True)
+class ParticleMetrics:
+    """Per-particle errors of the mean lithiation (truth labels).
+
+    Attributes
+    ----------
+    n : int
+        Particles compared.
+    mae, max_abs_error, bias : float
+        Of recovered minus true particle means (NaN without particles).
+    table : tuple of dict
+        Per particle: ``id``, ``n_voxels``, ``true``, ``recovered``, ``error``.
+    """
+
+    n: int
+    mae: float
+    max_abs_error: float
+    bias: float
+    table: tuple[dict[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.n != len(self.table):
+            raise ValueError(f"{self.n} particles but {len(self.table)} table rows")
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What :func:`compare` measures. Typed attributes; also readable as the JSON mapping
+    (``m["voxel"]["rmse"]``, ``m.to_dict()``) that ``xtwin compare --json`` prints.
+
+    Attributes
+    ----------
+    voxel : VoxelMetrics
+    particle : ParticleMetrics
+    false_positive_fraction : float
+        Recovered voxels outside the true active material, over all recovered voxels.
+    truth_mean_lithiation, recovered_mean_lithiation : float
+        Means over the defined voxels.
+    """
+
+    voxel: VoxelMetrics
+    particle: ParticleMetrics
+    false_positive_fraction: float
+    truth_mean_lithiation: float
+    recovered_mean_lithiation: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.false_positive_fraction <= 1.0:
+            raise ValueError(f"false_positive_fraction {self.false_positive_fraction}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready mapping."""
+        d = asdict(self)
+        d["particle"]["table"] = list(d["particle"]["table"])
+        return d
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+
+def compare(limap: LiMap, truth: TruthData) -> Metrics:
     """Voxel and per-particle errors of the recovered lithiation inside the active material.
 
     Voxels are compared where both the truth (active material) and the recovery (Ni found)
@@ -63,10 +152,8 @@ def compare(limap: LiMap, truth: TruthData) -> dict[str, Any]:
 
     Returns
     -------
-    dict
-        ``voxel`` (n, coverage, rmse, bias, mae, z_score_std: the std of error / sigma, 1 when
-        the uncertainty is right), ``particle`` (n, mae, max_abs_error, bias, table) and
-        ``false_positive_fraction`` (recovered voxels outside the true active material).
+    Metrics
+        Voxel and particle errors, false positives, means; ``to_dict()`` gives the JSON.
     """
     check_same_simulation(limap, truth)
     rec, tru = limap.lithiation, truth.lithiation
@@ -92,32 +179,34 @@ def compare(limap: LiMap, truth: TruthData) -> dict[str, Any]:
     tru_mean = np.asarray(ndimage.mean(tru[both], labels, ids))
     n_vox = np.asarray(ndimage.sum(np.ones_like(labels), labels, ids))
     p_err = rec_mean - tru_mean
-    return {
-        "voxel": {
-            "n": int(both.sum()),
-            "coverage": float(both.sum() / max(t_def.sum(), 1)),
-            "rmse": float(np.sqrt(np.mean(err**2))),
-            "bias": float(err.mean()),
-            "mae": float(np.mean(np.abs(err))),
-            "z_score_std": float(np.std(z[np.isfinite(z)])),
-        },
-        "particle": {
-            "n": int(ids.size),
-            "mae": float(np.mean(np.abs(p_err))) if ids.size else float("nan"),
-            "max_abs_error": float(np.max(np.abs(p_err))) if ids.size else float("nan"),
-            "bias": float(np.mean(p_err)) if ids.size else float("nan"),
-            "table": [
-                {
-                    "id": int(i),
-                    "n_voxels": int(n),
-                    "true": round(float(t), 5),
-                    "recovered": round(float(r), 5),
-                    "error": round(float(r - t), 5),
-                }
-                for i, n, t, r in zip(ids, n_vox, tru_mean, rec_mean)
-            ],
-        },
-        "false_positive_fraction": float((r_def & ~t_def).sum() / max(r_def.sum(), 1)),
-        "truth_mean_lithiation": float(np.nanmean(tru)),
-        "recovered_mean_lithiation": float(np.nanmean(rec)),
-    }
+    table = tuple(
+        {
+            "id": int(i),
+            "n_voxels": int(n),
+            "true": round(float(t), 5),
+            "recovered": round(float(r), 5),
+            "error": round(float(r - t), 5),
+        }
+        for i, n, t, r in zip(ids, n_vox, tru_mean, rec_mean)
+    )
+    nan = float("nan")
+    return Metrics(
+        voxel=VoxelMetrics(
+            n=int(both.sum()),
+            coverage=float(both.sum() / max(t_def.sum(), 1)),
+            rmse=float(np.sqrt(np.mean(err**2))),
+            bias=float(err.mean()),
+            mae=float(np.mean(np.abs(err))),
+            z_score_std=float(np.std(z[np.isfinite(z)])),
+        ),
+        particle=ParticleMetrics(
+            n=int(ids.size),
+            mae=float(np.mean(np.abs(p_err))) if ids.size else nan,
+            max_abs_error=float(np.max(np.abs(p_err))) if ids.size else nan,
+            bias=float(np.mean(p_err)) if ids.size else nan,
+            table=table,
+        ),
+        false_positive_fraction=float((r_def & ~t_def).sum() / max(r_def.sum(), 1)),
+        truth_mean_lithiation=float(np.nanmean(tru)),
+        recovered_mean_lithiation=float(np.nanmean(rec)),
+    )
