@@ -7,6 +7,14 @@ from ``CS_Energy`` of each element, weighted by mass fraction: identical to xray
 The Ni K edge is split into a smooth non-resonant part and an edge jump, both power laws
 fitted to xraylib (below the metal edge for the former, 8.36-9.0 keV for the jump); the jump
 multiplies the normalized XANES shape in :mod:`xtwin.physics.xanes`.
+
+References
+----------
+.. [1] T. Schoonjans et al., "The xraylib library for X-ray-matter interactions. Recent
+   developments," Spectrochim. Acta B 66, 776-784 (2011).
+.. [2] W. T. Elam, B. D. Ravel and J. R. Sieber, "A new atomic database for X-ray
+   spectroscopic calculations," Radiat. Phys. Chem. 63, 121-128 (2002) (the tables xraylib
+   uses).
 """
 
 from __future__ import annotations

@@ -10,6 +10,14 @@ Near the Ni K edge, xraylib's mu_en/rho of Ni has the metal edge and no XANES, s
 the Ni K-shell part uses the XANES shape: ``mu_en = mu_en(non-Ni) + rho_Ni [en_bg(E) +
 f_K sigma_K(E) S(E, w)]`` where ``f_K`` is the fraction of K-shell photoabsorption energy
 deposited locally (the rest leaves as fluorescence), taken from xraylib at 8.5 keV (0.65).
+
+References
+----------
+.. [1] J. H. Hubbell and S. M. Seltzer, "Tables of X-ray mass attenuation coefficients and mass
+   energy-absorption coefficients," NIST Internal Report 5632 (1995) (mu_en/rho and dose).
+.. [2] M. R. Howells et al., "An assessment of the resolution limitation due to
+   radiation-damage in X-ray diffraction microscopy," J. Electron Spectrosc. Relat. Phenom.
+   170, 4-12 (2009) (dose = fluence x E x mu_en/rho for imaging).
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ Normalization (Athena-like): E0 at the maximum of the smoothed derivative; a pre
 fitted well below E0 and a post-edge line (quadratic over a long range) fitted well above;
 edge jump = post(E0) - pre(E0); ``norm = (mu - pre) / jump``; ``flat`` additionally removes the
 post-edge curvature above E0 so that it oscillates about 1.
+
+References
+----------
+.. [1] B. Ravel and M. Newville, "ATHENA, ARTEMIS, HEPHAESTUS: data analysis for X-ray
+   absorption spectroscopy using IFEFFIT," J. Synchrotron Rad. 12, 537-541 (2005).
 """
 
 from __future__ import annotations

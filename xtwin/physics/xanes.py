@@ -18,6 +18,14 @@ Parametric end members (erf edge step + Gaussian white line + damped EXAFS-like 
 are calibrated to the measured NMC622 spectra in ``shared/data/spectra``: the energy at half
 maximum moves from 8346.0-8346.5 eV (pristine / 3.0 V) to 8348.2-8348.4 eV (4.3 V). The
 post-edge oscillations of the two end members differ by up to ~10 % at +75 eV (DESIGN.md).
+
+References
+----------
+.. [1] Ni K-edge XANES of NMC622/NMC721 at pristine, 3.0, 4.3 and 4.8 V, Advanced Photon
+   Source; data of arXiv:2310.07049, repository MaterialEyes/FeatureXAS,
+   ``dataset/nmc_exp_xas.json`` (``shared/data/spectra``).
+.. [2] T. Schoonjans et al., "The xraylib library for X-ray-matter interactions. Recent
+   developments," Spectrochim. Acta B 66, 776-784 (2011) (cross sections, edge energy).
 """
 
 from __future__ import annotations
