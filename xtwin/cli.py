@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -400,13 +401,27 @@ def demo(out_dir: Path, force: bool) -> None:
     scenario = default_scenario()
     n_snap = len(scenario.electrochemistry.snapshot_times_s)
     n_steps = 3 + n_snap * (1 + len(scenario.acquisition.energies_eV))
-    with _bar(n_steps, "1/2 simulate") as b1, _bar(scenario.grid.n_rows, "2/2 process") as b2:
+    bars: dict[str, Any] = {}
+
+    def simulated(stage: str, n: int) -> None:
+        if "sim" not in bars:
+            bars["sim"] = _bar(n_steps, "1/2 simulate")
+        bars["sim"].update(n)
+
+    def processed(n: int) -> None:
+        if "proc" not in bars:  # the second bar appears when the first is done
+            if "sim" in bars:
+                bars["sim"].close()
+            bars["proc"] = _bar(scenario.grid.n_rows, "2/2 process")
+        bars["proc"].update(n)
+
+    try:
         res = run_demo(
-            out_dir,
-            force=force,
-            simulate_progress=lambda stage, n: b1.update(n),
-            process_progress=b2.update,
+            out_dir, force=force, simulate_progress=simulated, process_progress=processed
         )
+    finally:
+        for b in bars.values():
+            b.close()
     metrics = res["metrics"]
     click.echo("\n".join(_summary_lines(metrics)))
     f = res["files"]
