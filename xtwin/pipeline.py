@@ -49,6 +49,7 @@ from xtwin.retrieve.three_energy import (
     Solution,
     apply_mask,
     calibrate,
+    jump_reference,
     solve,
 )
 from xtwin.shifts import LANCZOS_A, source_rows
@@ -167,27 +168,48 @@ class BlockResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def normalized_rows(
+    source: ScanSource,
+    energy: int,
+    lo: int,
+    hi: int,
+    exposure_ratio: float,
+    *,
+    angles: np.ndarray | None = None,
+    dark: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``-ln(I/I0)`` and its variance of detector rows ``[lo, hi)`` of one energy (all angles
+    or ``angles``), read from ``source`` (:func:`xtwin.prep.normalize.normalize_block`).
+    ``dark`` is the mean dark of those rows when the caller has it already."""
+    h = source.header
+    return normalize_block(
+        source.projections(energy, lo, hi, angles),
+        source.flats(energy, lo, hi),
+        source.dark_mean(lo, hi) if dark is None else dark,
+        counts_per_photon=h.counts_per_photon,
+        exposure_ratio=exposure_ratio,
+    )
+
+
 def read_block(
     ctx: BlockContext, lo: int, hi: int, *, variance: bool = True
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Absorbance and its variance of detector rows ``[lo, hi)``, every energy, registered:
     (n_energy, n_angle, rows, n_col) float32 each, and the number of clamped values."""
     src = ctx.source
-    h = src.header
-    n_e, n_a, _, n_c = h.shape
+    n_e, n_a, _, n_c = src.header.shape
     rows = hi - lo
     p_all = np.empty((n_e, n_a, rows, n_c), dtype=np.float32)
     v_all = np.empty_like(p_all) if variance else np.empty((n_e, 0, 0, 0), np.float32)
     clamped = 0
+    darks: dict[tuple[int, int], np.ndarray | None] = {}  # one read per window, not per energy
     for e in range(n_e):
         dy, dx = (float(x) for x in ctx.shifts[e])
         a, b = source_rows(lo, hi, dy) if dy else (lo, hi)
-        p, v, notes = normalize_block(
-            src.projections(e, a, b),
-            src.flats(e, a, b),
-            src.dark_mean(a, b),
-            counts_per_photon=h.counts_per_photon,
-            exposure_ratio=float(ctx.exposure_ratio[e]),
+        if (a, b) not in darks:
+            darks[(a, b)] = src.dark_mean(a, b)
+        p, v, notes = normalized_rows(
+            src, e, a, b, float(ctx.exposure_ratio[e]), dark=darks[(a, b)]
         )
         clamped += sum(int(n.split()[0]) for n in notes if "were clamped" in n)
         p_all[e] = apply_shift(p, lo, hi, dy, dx) if (dy or dx) else p
@@ -261,18 +283,10 @@ def compute_block(
     else:
         for k in range(rows):
             one(k)
+    lost = ctx.lost_rows[lo:hi]  # rows not seen at every energy: no lithiation (nor mask)
+    out["lithiation"][lost] = np.nan
+    out["sigma"][lost] = np.nan
     sol = Solution(**out)
-    lost = ctx.lost_rows[lo:hi]
-    if lost.any():
-        shape = (-1,) + (1,) * (sol.lithiation.ndim - 1)
-        nan = np.float32(np.nan)
-        sol = Solution(
-            np.where(lost.reshape(shape), nan, sol.lithiation),
-            np.where(lost.reshape(shape), nan, sol.sigma),
-            sol.edge_jump,
-            sol.edge_jump_sigma,
-            sol.background,
-        )
     ret = apply_mask(
         sol,
         ctx.jump_reference_per_m,
@@ -326,31 +340,9 @@ class _H5Sink:
         import h5py
 
         self.path = path
-        self.resumed = 0
-        f = None
-        if path.exists():
-            try:
-                f = h5py.File(path, "r+")
-            except OSError as exc:
-                if "lock" in str(exc).lower():
-                    raise XtwinInputError(
-                        f"{path} is being written by another running process (the file is "
-                        "locked); wait for it to finish, or stop it and run again to resume"
-                    ) from None
-                f = None
-            try:
-                if f is None:
-                    raise OSError("damaged partial file")
-                ok = f.attrs.get("resume_key") == key and all(
-                    name in f and f[name].shape == s for name, s in self._paths(shapes)
-                )
-                if not ok:
-                    f.close()
-                    f = None
-            except (OSError, RuntimeError):
-                f = None
-            if f is None:
-                path.unlink()
+        f = self._reopen(path, shapes, key) if path.exists() else None
+        if f is None and path.exists():
+            path.unlink()  # made for other inputs or options, or damaged: start again
         if f is None:
             f = h5py.File(path, "w", track_order=False)
             for name, shape in self._paths(shapes):
@@ -362,6 +354,36 @@ class _H5Sink:
         self.f = f
         self.done = np.asarray(f["/pipeline/rows_done"][()], dtype=bool)
         self.resumed = int(self.done.sum())
+
+    @classmethod
+    def _reopen(cls, path: Path, shapes: dict[str, tuple[int, ...]], key: str):
+        """The partial file opened for resuming, or None when it does not match or is damaged.
+
+        Raises
+        ------
+        XtwinInputError
+            The file is locked by another running process.
+        """
+        import h5py
+
+        try:
+            f = h5py.File(path, "r+")
+        except OSError as exc:
+            if "lock" in str(exc).lower():
+                raise XtwinInputError(
+                    f"{path} is being written by another running process (the file is "
+                    "locked); wait for it to finish, or stop it and run again to resume"
+                ) from None
+            return None
+        try:
+            if f.attrs.get("resume_key") == key and all(
+                name in f and f[name].shape == s for name, s in cls._paths(shapes)
+            ):
+                return f
+        except (OSError, RuntimeError):
+            pass
+        f.close()
+        return None
 
     @staticmethod
     def _paths(shapes: dict[str, tuple[int, ...]]) -> Iterator[tuple[str, tuple[int, ...]]]:
@@ -488,14 +510,11 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
     sample = None
     if (options.register and n_e > 1) or (options.center_offset_px == "auto" and h.is_tomography):
         sample = np.empty((n_e, idx.size, n_r, n_c), dtype=np.float32)
+        dark = source.dark_mean(0, n_r)
         for e in range(n_e):
-            sample[e] = normalize_block(
-                source.projections(e, 0, n_r, idx),
-                source.flats(e, 0, n_r),
-                source.dark_mean(0, n_r),
-                counts_per_photon=h.counts_per_photon,
-                exposure_ratio=float(ratio[e]),
-            )[0]
+            sample[e] = normalized_rows(source, e, 0, n_r, float(ratio[e]), angles=idx, dark=dark)[
+                0
+            ]
     shifts = np.zeros((n_e, 2))
     if options.register and n_e > 1 and sample is not None:
         shifts = shifts_from_projections(sample)
@@ -581,47 +600,34 @@ def _jump_reference(ctx: BlockContext, lo: int, hi: int) -> tuple[float, list[in
             p, _, _ = read_block(ctx, int(r), int(r) + 1, variance=False)
             q = np.tensordot(weights, p[:, :, 0, :], axes=(0, 0))  # (n_angle, n_col)
             j = rec.fbp(q[None])[0] / h.pixel_size_m if rec is not None else q[0]
-            values.append(j[np.isfinite(j)].ravel())
+            values.append(j.ravel())
     finally:
         if rec is not None:
             rec.close()
-    allj = np.concatenate(values) if values else np.zeros(0)
-    j_ref = float(np.percentile(allj, JUMP_REFERENCE_PERCENTILE)) if allj.size else 0.0
-    return j_ref, rows.tolist()
+    return jump_reference(np.concatenate(values) if values else np.zeros(0)), rows.tolist()
 
 
 def _find_center(
     source: ScanSource, sample: np.ndarray, ratio: np.ndarray
 ) -> tuple[float, dict[str, Any]]:
-    from xtwin.recon.center import center_from_sinograms, choose_rows
-    from xtwin.recon.fbp import check_tomography
+    """The rotation axis from the most structured rows of the most absorbing energy (the
+    registration reference, so its rows need no shift)."""
+    from xtwin.recon.center import CenterEstimate, center_from_sinograms, choose_rows
 
     h = source.header
-    check_tomography(h.theta_deg)
-    n_e = h.shape[0]
-    ie = int(np.argmax(sample.reshape(n_e, -1).mean(axis=1)))
+    ie = int(np.argmax(sample.reshape(h.shape[0], -1).mean(axis=1)))
     rows = choose_rows(sample[ie].std(axis=(0, 2)))
     sinos = np.stack(
-        [
-            normalize_block(
-                source.projections(ie, r, r + 1),
-                source.flats(ie, r, r + 1),
-                source.dark_mean(r, r + 1),
-                counts_per_photon=h.counts_per_photon,
-                exposure_ratio=float(ratio[ie]),
-            )[0][:, 0]
-            for r in rows
-        ]
+        [normalized_rows(source, ie, r, r + 1, float(ratio[ie]))[0][:, 0] for r in rows]
     )
     per_row = center_from_sinograms(sinos, h.theta_deg)
-    offset = float(np.median(per_row))
-    spread = float(1.4826 * np.median(np.abs(per_row - offset)))
-    return offset, {
-        "center_offset_px": round(offset, 4),
-        "spread_px": round(spread, 4),
+    est = CenterEstimate(float(np.median(per_row)), per_row, rows, float(h.energy_eV[ie]))
+    return est.offset_px, {
+        "center_offset_px": round(est.offset_px, 4),
+        "spread_px": round(est.spread_px, 4),
         "rows": rows.tolist(),
         "per_row_px": np.round(per_row, 3).tolist(),
-        "energy_eV": float(h.energy_eV[ie]),
+        "energy_eV": est.energy_eV,
     }
 
 
@@ -649,10 +655,14 @@ def _run_blocks(
     the seconds of each stage to ``timing``."""
     import time
 
-    def account(res: BlockResult, t_write: float) -> None:
+    def write(res: BlockResult) -> None:
+        t = time.perf_counter()
+        sink.write(res.lo - lo, res)
         for k, v in res.seconds.items():
             timing[k] = timing.get(k, 0.0) + v
-        timing["write"] = timing.get("write", 0.0) + t_write
+        timing["write"] = timing.get("write", 0.0) + time.perf_counter() - t
+        if progress is not None:
+            progress(res.hi - res.lo)
 
     lo, hi = plan.row_range
     blocks = [
@@ -665,12 +675,8 @@ def _run_blocks(
     clamped = 0
     if options.scheduler:
         for res in _dask_blocks(plan.ctx, blocks, options):
-            t = time.perf_counter()
-            sink.write(res.lo - lo, res)
-            account(res, time.perf_counter() - t)
+            write(res)
             clamped += res.clamped
-            if progress is not None:
-                progress(res.hi - res.lo)
         return clamped
     ctx = plan.ctx
     pool = None
@@ -686,15 +692,8 @@ def _run_blocks(
         )
     from concurrent.futures import ThreadPoolExecutor
 
-    def write(res: BlockResult) -> None:
-        t = time.perf_counter()
-        sink.write(res.lo - lo, res)
-        account(res, time.perf_counter() - t)
-        if progress is not None:
-            progress(res.hi - res.lo)
-
     try:
-        # the finished block is written by a second thread while the next one is computed
+        # the finished block is written by a second thread while the next one is read
         # (at most one block waits: the memory model counts it)
         with ThreadPoolExecutor(1) as writer:
             pending: list = []
@@ -704,7 +703,6 @@ def _run_blocks(
                     pending.pop().result()
 
             for a, b in blocks:
-                # the previous block is written while this one is read and normalized
                 res = compute_block(ctx, a, b, pool, before_reconstruct=wait_for_writer)
                 clamped += res.clamped
                 wait_for_writer()

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from xtwin.errors import XtwinInputError
-from xtwin.io._h5 import attrs_dict, open_h5, write_h5
+from xtwin.io._h5 import attrs_dict, open_h5, read_guarded, write_h5
 
 ENERGY_PATH = "/measurement/instrument/monochromator/energy"
 PIXEL_PATH = "/measurement/instrument/detector/pixel_size"
@@ -270,20 +270,21 @@ def read_header(path: str | os.PathLike):
         Missing file, not HDF5, damaged file, missing dataset, wrong shape, bad units.
     """
     path = Path(path)
-    try:
-        with open_h5(path, "scan file") as f:
-            return _parse_header(f, path, ScanHeader, _Part)
-    except XtwinInputError:
-        raise
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise XtwinInputError(
-            f"scan file {path} could not be read ({exc}); it is damaged or "
-            "not a Data Exchange scan file: copy it again from the original "
-            "or check docs/file-formats.md"
-        ) from None
+
+    def parse(p: Path):
+        with open_h5(p, "scan file") as f:
+            return _parse_header(f, p)
+
+    return read_guarded(
+        path,
+        "scan file",
+        parse,
+        "it is damaged or not a Data Exchange scan file: copy it again from the original or "
+        "check docs/file-formats.md",
+    )
 
 
-def _parse_header(f, path: Path, ScanHeader, _Part):  # noqa: N803 (classes passed in)
+def _parse_header(f, path: Path):
     notes: list[str] = []
     if "/exchange/data" not in f:
         raise XtwinInputError(

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from xtwin.errors import XtwinInputError
+from xtwin.io._h5 import read_guarded
 from xtwin.io.scan import ScanData, ScanHeader, _Part, read_header
 
 
@@ -361,16 +362,12 @@ def read_scan(path: str | os.PathLike) -> ScanData:
     XtwinInputError
         Missing file, not HDF5, missing dataset, wrong shape, NaN projections, bad units.
     """
-    with open_scan(path) as src:
-        try:
+
+    def read(p: str | os.PathLike) -> ScanData:
+        with open_scan(p) as src:
             return src.read_all()
-        except XtwinInputError as exc:
-            msg = str(exc)
-            raise XtwinInputError(msg if str(path) in msg else f"scan file {path}: {msg}") from None
-        except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
-            raise XtwinInputError(
-                f"scan file {path} could not be read ({exc}); it is damaged or truncated"
-            ) from None
+
+    return read_guarded(path, "scan file", read, "it is damaged or truncated")
 
 
 def series_order(paths: list[str | os.PathLike]) -> list[int] | None:

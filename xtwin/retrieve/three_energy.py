@@ -205,50 +205,13 @@ def solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> Sol
 
 #: Percentile of the edge jump taken as the "dense NMC" reference for masking.
 JUMP_REFERENCE_PERCENTILE = 99.5
-_HIST_BINS = 1 << 16
-
-
-def jump_histogram(chunks, lo: float, hi: float) -> np.ndarray:
-    """Counts of finite edge-jump values in ``2**16`` equal bins over ``[lo, hi]``.
-
-    Integer counts summed over chunks: exactly the same whatever the chunking.
-    """
-    counts = np.zeros(_HIST_BINS, dtype=np.int64)
-    for c in chunks:
-        v = np.asarray(c, dtype=np.float64).ravel()
-        v = v[np.isfinite(v)]
-        if v.size:
-            counts += np.histogram(v, bins=_HIST_BINS, range=(lo, hi if hi > lo else lo + 1))[0]
-    return counts
-
-
-def percentile_from_histogram(counts: np.ndarray, lo: float, hi: float, q: float) -> float:
-    """The ``q``-th percentile (linear within the bin) of the values histogrammed by
-    :func:`jump_histogram`; exact to one bin width, ``(hi - lo) / 2**16``."""
-    n = int(counts.sum())
-    if n == 0:
-        return 0.0
-    if hi <= lo:
-        return float(lo)
-    width = (hi - lo) / counts.size
-    rank = q / 100.0 * (n - 1)
-    cum = np.cumsum(counts)
-    i = int(np.searchsorted(cum, rank, side="right"))
-    i = min(i, counts.size - 1)
-    before = cum[i - 1] if i > 0 else 0
-    frac = (rank - before + 0.5) / max(int(counts[i]), 1)
-    return float(lo + (i + min(max(frac, 0.0), 1.0)) * width)
 
 
 def jump_reference(edge_jump: np.ndarray) -> float:
-    """Robust maximum of the edge jump (the 99.5th percentile, via :func:`jump_histogram`)."""
+    """Robust maximum of the edge jump: its 99.5th percentile over the finite values (0 when
+    there are none). The pipeline takes it over rows sampled before the blocks."""
     finite = edge_jump[np.isfinite(edge_jump)]
-    if finite.size == 0:
-        return 0.0
-    lo, hi = float(finite.min()), float(finite.max())
-    return percentile_from_histogram(
-        jump_histogram([finite], lo, hi), lo, hi, JUMP_REFERENCE_PERCENTILE
-    )
+    return float(np.percentile(finite, JUMP_REFERENCE_PERCENTILE)) if finite.size else 0.0
 
 
 def apply_mask(
