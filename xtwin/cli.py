@@ -124,6 +124,8 @@ def _process(
     if partial_path(out).exists():
         click.echo(f"resuming from {partial_path(out)}", err=True)
 
+    bars: list = []  # the bar opens once the plan is made (a run refused up front shows none)
+
     def said(plan: dict) -> None:
         c = plan["center_offset_px"]
         how = "found from the data" if plan["center_search"] else "as given"
@@ -133,18 +135,18 @@ def _process(
             f"{plan['predicted_peak_bytes'] / 2**30:.2f} GiB",
             err=True,
         )
+        bars.append(_bar(n_rows, desc))
 
     try:
-        with _bar(n_rows, desc) as bar:
-            process_file(
-                list(scans),
-                lithiated,
-                delithiated,
-                out,
-                options=options,
-                progress=bar.update,
-                on_plan=said,
-            )
+        process_file(
+            list(scans),
+            lithiated,
+            delithiated,
+            out,
+            options=options,
+            progress=lambda n: bars[0].update(n),
+            on_plan=said,
+        )
     except KeyboardInterrupt:
         if partial_path(out).exists():
             click.echo(
@@ -153,6 +155,9 @@ def _process(
                 err=True,
             )
         raise
+    finally:
+        for b in bars:
+            b.close()
     return out
 
 
