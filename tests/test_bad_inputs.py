@@ -268,16 +268,28 @@ CASES = [
         "unknown energy unit",
     ),
     Case(
-        "two energies only",
+        "one energy only",
+        _process(
+            {
+                "exchange__data": np.ones((1, N_A, N_R, N_C), np.uint16),
+                "exchange__data_white": np.full((1, 4, N_R, N_C), 10, np.uint16),
+                "measurement__instrument__monochromator__energy": np.array([8400.0]),
+            }
+        ),
+        2,
+        "at least two",
+    ),
+    Case(
+        "two energies both above the edge",
         _process(
             {
                 "exchange__data": np.ones((2, N_A, N_R, N_C), np.uint16),
                 "exchange__data_white": np.full((2, 4, N_R, N_C), 10, np.uint16),
-                "measurement__instrument__monochromator__energy": np.array([8320.0, 8400.0]),
+                "measurement__instrument__monochromator__energy": np.array([8380.0, 8400.0]),
             }
         ),
         2,
-        "at least three",
+        "do not bracket",
     ),
     # angles
     Case(

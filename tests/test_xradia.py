@@ -66,7 +66,7 @@ def test_convert_real_frames_and_noise_model(xrm_files, tmp_path, capsys):
     assert 0.9 < np.median(a.absorbance) < 1.3
 
 
-def test_process_refuses_two_energies(xrm_files, tmp_path, capsys, shared_data):
+def test_process_two_energies_gives_edge_jump(xrm_files, tmp_path, capsys, shared_data):
     out = tmp_path / "nca.h5"
     assert main(["convert", *map(str, xrm_files), "-o", str(out)]) == 0
     capsys.readouterr()
@@ -83,7 +83,7 @@ def test_process_refuses_two_energies(xrm_files, tmp_path, capsys, shared_data):
             str(tmp_path / "li.h5"),
         ]
     )
-    assert rc == 2 and "three" in capsys.readouterr().err
+    assert rc == 0 and "edge-jump map" in capsys.readouterr().out
 
 
 def test_info_on_xrm(xrm_files, capsys):
@@ -96,3 +96,129 @@ def test_not_xradia(tmp_path, capsys):
     bad.write_bytes(b"not ole")
     assert main(["convert", str(bad), "-o", str(tmp_path / "o.h5")]) == 2
     assert "not an Xradia" in capsys.readouterr().err
+
+
+# -- an operando-like folder: two states of charge, different exposures, ref_-named flats --
+
+
+def _write_frame(template, path, image, energy_eV, exposure_s, date):
+    """A copy of a real .xrm frame with its image, energy, exposure and date replaced
+    (olefile rewrites streams of the same size in place)."""
+    import shutil
+    import struct
+
+    import olefile
+
+    shutil.copy(template, path)
+    path.chmod(0o644)
+    with olefile.OleFileIO(str(path), write_mode=True) as ole:
+        ole.write_stream("ImageData1/Image1", image.astype("<u2").tobytes())
+        ole.write_stream("ImageInfo/Energy", struct.pack("<f", energy_eV))
+        ole.write_stream("ImageInfo/ExpTimes", struct.pack("<f", exposure_s))
+        ole.write_stream("ImageInfo/Date", date.encode().ljust(40, b"\0"))
+
+
+@pytest.fixture(scope="module")
+def operando_folder(xrm_files, tmp_path_factory):
+    d = tmp_path_factory.mktemp("operando")
+    rng = np.random.default_rng(7)
+    template = [f for f in xrm_files if "_ref_" not in f.name][0]
+    flux = 4000.0  # photons per pixel per second
+    trans = {"charged": 0.30, "discharged": 0.55}
+    frames = {}
+    # references: ref_-named, 0.25 s, shared by both states (their name matches neither)
+    for e in (8324.0, 8354.0):
+        for k in range(2):
+            img = rng.poisson(flux * 0.25, (1024, 1024))
+            p = d / f"ref_NMC_{e:08.1f}_eV_{k + 1:03d}.xrm"
+            _write_frame(template, p, img, 0.0, 0.25, "01/10/26 09:55:00")
+    # two states, different exposures, repeats; energy stored 0 (read from the name)
+    for state, t_exp, n_rep, when in (
+        ("charged", 0.5, 3, "01/10/26 10:00:00"),
+        ("discharged", 1.0, 2, "01/10/26 10:30:00"),
+    ):
+        for e in (8324.0, 8354.0):
+            t = trans[state] * (0.9 if e < 8340 else 0.8)
+            for k in range(n_rep):
+                img = rng.poisson(flux * t_exp * t, (1024, 1024))
+                p = d / f"NMC_{state}_{e:.0f}_0eV_{k + 1:03d}of{n_rep:03d}.xrm"
+                _write_frame(template, p, img, 0.0, t_exp, when)
+                frames.setdefault((state, e), []).append(img)
+    return d, frames, trans
+
+
+def test_convert_operando_folder_one_scan_per_state(operando_folder, tmp_path, capsys):
+    from xtwin.io.source import read_scan
+    from xtwin.prep import normalize_scan
+
+    d, frames, trans = operando_folder
+    out = tmp_path / "op.h5"
+    assert main(["convert", *map(str, sorted(d.glob("*.xrm"))), "-o", str(out)]) == 0
+    made = sorted(tmp_path.glob("op_t*.h5"))
+    assert [p.name for p in made] == ["op_t000_NMC_charged.h5", "op_t001_NMC_discharged.h5"]
+    for path, state, t_exp, n_rep, t0 in (
+        (made[0], "charged", 0.5, 3, 0.0),
+        (made[1], "discharged", 1.0, 2, 1800.0),
+    ):
+        scan = read_scan(path)
+        assert scan.metadata["time_s"] == pytest.approx(t0)
+        np.testing.assert_allclose(scan.exposure_s, [n_rep * t_exp] * 2)  # repeats summed
+        np.testing.assert_allclose(scan.flat_exposure_s, [0.25, 0.25])
+        for ie, e in enumerate((8324.0, 8354.0)):
+            # exactly this state's repeats: never summed across states
+            np.testing.assert_array_equal(scan.data[ie, 0], np.sum(frames[(state, e)], axis=0))
+        # exposure scaling of the flats gives the true transmission
+        ab = normalize_scan(scan)
+        for ie, f in enumerate((0.9, 0.8)):
+            assert np.median(ab.absorbance[ie, 0]) == pytest.approx(
+                -np.log(trans[state] * f), abs=0.01
+            )
+    # the two time points are an operando series for `process`
+    from xtwin.io.source import series_order
+
+    assert series_order(made) == [0, 1]
+
+
+def test_convert_splits_one_name_with_two_exposures(operando_folder, tmp_path):
+    """Frames of one name at the same energy but different exposures are not repeats."""
+    import shutil
+
+    from xtwin.io.xradia import xrm_to_scans
+
+    d, _, _ = operando_folder
+    sub = tmp_path / "mixed"
+    sub.mkdir()
+    for p in d.glob("*.xrm"):
+        name = p.name.replace("discharged", "charged")
+        shutil.copy(p, sub / name)
+    scans = xrm_to_scans(sorted(sub.glob("*.xrm")))
+    keys = [k for k, _ in scans]
+    assert keys == ["NMC_charged_0.5s", "NMC_charged_1s"]
+
+
+def test_explicit_flat_and_dark_globs(operando_folder, tmp_path):
+    import shutil
+
+    from xtwin.io.xradia import xrm_to_scans
+
+    d, _, _ = operando_folder
+    sub = tmp_path / "renamed"
+    sub.mkdir()
+    for p in d.glob("*.xrm"):
+        if "discharged" in p.name:
+            continue
+        shutil.copy(p, sub / p.name.replace("ref_NMC", "open_beam"))
+    files = sorted(sub.glob("*.xrm"))
+    with pytest.raises(Exception, match="no flat-field references"):
+        xrm_to_scans(files)  # open_beam_* is not a known reference name: taken as a sample
+    scans = xrm_to_scans(files, flats="open_beam*")
+    assert len(scans) == 1 and scans[0][1].flats.shape[1] == 2
+
+
+def test_mosaic_is_read_as_one_stitched_image(shared_data):
+    from xtwin.io.xradia import read_xrm
+
+    m = read_xrm(shared_data / "txm" / "mosaic" / "mosaic_4x4_bin8.xrm")
+    assert m.images.shape == (1, 1024, 1024)
+    assert m.pixel_size_m == pytest.approx(155.8e-9, rel=1e-3)
+    assert any("4 x 4 mosaic" in n for n in m.notes)

@@ -45,7 +45,8 @@ def cli() -> None:
     xtwin process SCAN ... -o OUT  the shared pipeline: Li map from a scan file
     xtwin compare OUT TRUTH        error metrics against the truth
     xtwin info FILE                what a file holds
-    xtwin convert *.xrm -o SCAN    Xradia files to a scan file
+    xtwin convert FILES -o SCAN    Xradia, TIFF+sidecar or FXI files to scan file(s)
+    xtwin export MAP --tiff DIR    a Li map as float32 TIFF stacks
     xtwin physics --energies ...   attenuation and dose numbers for planning
     xtwin microstructure SCENARIO -o DIR   an electrode microstructure and its metrics
     xtwin metrics FILE             microstructure metrics of any volume
@@ -106,8 +107,8 @@ def simulate(scenario_path: Path, out_dir: Path, seed: int | None, force: bool) 
 
 def _process(
     scans: list[Path],
-    lithiated: Path,
-    delithiated: Path,
+    lithiated: Path | None,
+    delithiated: Path | None,
     out: Path,
     force: bool,
     options=None,
@@ -238,15 +239,17 @@ def _options(
 @click.argument("scans", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--lithiated",
-    required=True,
+    default=None,
     type=click.Path(path_type=Path),
-    help="Reference spectrum of the lithiated (discharged) end member.",
+    help="Reference spectrum of the lithiated (discharged) end member "
+    "(needed for 3 or more energies).",
 )
 @click.option(
     "--delithiated",
-    required=True,
+    default=None,
     type=click.Path(path_type=Path),
-    help="Reference spectrum of the delithiated (charged) end member.",
+    help="Reference spectrum of the delithiated (charged) end member "
+    "(needed for 3 or more energies).",
 )
 @click.option(
     "-o", "--out", required=True, type=click.Path(path_type=Path), help="Output Li-map file (HDF5)."
@@ -295,8 +298,8 @@ def _options(
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 def process(
     scans: tuple[Path, ...],
-    lithiated: Path,
-    delithiated: Path,
+    lithiated: Path | None,
+    delithiated: Path | None,
     out: Path,
     center_offset: str,
     recon: str,
@@ -309,6 +312,11 @@ def process(
     force: bool,
 ) -> None:
     """The shared pipeline: normalize, register, reconstruct each energy, retrieve lithiation.
+
+    The number of energies sets what comes out: two give the Ni edge jump and a Ni mask
+    (no lithiation; the output names the third energy that would give it), three the
+    closed-form lithiation, four or more (XANES stacks) a weighted fit of the two end members
+    per voxel plus edge-position and white-line maps.
 
     SCAN is a Data Exchange HDF5 file with all energies, or several files with one energy
     each of the same acquisition, or the files of an operando series (several files with
@@ -334,9 +342,15 @@ def process(
     from xtwin.io.limap import read_limap_summary
 
     n, med, med_sig = read_limap_summary(out)
-    click.echo(
-        f"{out}: {n} voxels with Ni; median lithiation {med:.3f}, median sigma {med_sig:.3f}"
-    )
+    if med == med:  # not NaN
+        click.echo(
+            f"{out}: {n} voxels with Ni; median lithiation {med:.3f}, median sigma {med_sig:.3f}"
+        )
+    else:
+        click.echo(
+            f"{out}: {n} voxels with Ni; edge-jump map in /li/edge_jump_per_m (no lithiation "
+            "from two energies: see the provenance notes for the third energy to add)"
+        )
 
 
 def _center(center_offset: str) -> float | str:
@@ -442,26 +456,53 @@ def demo(out_dir: Path, force: bool) -> None:
     "--out",
     required=True,
     type=click.Path(path_type=Path),
-    help="Output scan file (Data Exchange HDF5).",
+    help="Output scan file (Data Exchange HDF5); several acquisitions: OUT_t000_<group>.h5, ...",
 )
+@click.option("--flats", default=None, help="Glob of the flat-field frames (Xradia), e.g. '*bg*'.")
+@click.option("--darks", default=None, help="Glob of the dark frames (Xradia).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
-def convert(files: tuple[Path, ...], out: Path, force: bool) -> None:
-    """Convert Xradia .xrm/.txrm files (sample images and _ref_ references) to a scan file.
+def convert(
+    files: tuple[Path, ...], out: Path, flats: str | None, darks: str | None, force: bool
+) -> None:
+    """Convert beamline files to scan file(s) for `process`.
 
-    Repeated images are summed and used to measure the detector's counts per photon; flats
+    FILES are Xradia .xrm/.txrm frames (sample images; flat-field references named *_ref_*,
+    ref_*, bkg* or given with --flats; darks), or one .toml/.json sidecar describing TIFF
+    stacks, or NSLS-II FXI / Data Exchange HDF5 files. Xradia frames are grouped by name and
+    exposure: each state of charge or time point becomes its own scan, never summed with
+    another. Repeated images are summed and measure the detector's counts per photon; flats
     are scaled to the sample exposure; an energy missing from the file is read from its name.
     """
-    from xtwin.io.xradia import convert_xradia
+    from xtwin.io.convert import convert_files
 
-    scan = convert_xradia(list(files), out, force=force)
-    n_e, n_a, n_r, n_c = scan.shape
-    click.echo(
-        f"{out}: {n_e} energies {scan.energy_eV.tolist()} eV, {n_a} angle(s), "
-        f"{n_r} x {n_c} pixels of {scan.pixel_size_m * 1e9:.1f} nm, "
-        f"{0 if scan.flats is None else scan.flats.shape[1]} flats per energy, "
-        "counts per photon "
-        f"{scan.counts_per_photon:.3f}"
-    )
+    for path, scan in convert_files(list(files), out, force=force, flats=flats, darks=darks):
+        n_e, n_a, n_r, n_c = scan.shape
+        group = scan.metadata.get("group")
+        click.echo(
+            f"{path}: {n_e} energies {scan.energy_eV.tolist()} eV, {n_a} angle(s), "
+            f"{n_r} x {n_c} pixels of {scan.pixel_size_m * 1e9:.1f} nm, "
+            f"{0 if scan.flats is None else scan.flats.shape[1]} flats per energy, "
+            f"counts per photon {scan.counts_per_photon:.3f}"
+            + (f", group {group!r}" if group else "")
+            + (f", t = {scan.metadata['time_s']:.0f} s" if "time_s" in scan.metadata else "")
+        )
+
+
+@cli.command("export")
+@click.argument("limap", type=click.Path(path_type=Path))
+@click.option(
+    "--tiff",
+    "tiff_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory for float32 TIFF stacks (ImageJ, Avizo, Dragonfly).",
+)
+def export(limap: Path, tiff_dir: Path) -> None:
+    """Write a Li map's volumes as float32 TIFF stacks with the pixel size in the tags."""
+    from xtwin.io.tiff import export_tiff
+
+    paths = export_tiff(limap, tiff_dir)
+    click.echo(f"{len(paths)} TIFF stacks in {tiff_dir}: " + ", ".join(p.name for p in paths))
 
 
 @cli.command()

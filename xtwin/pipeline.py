@@ -154,6 +154,30 @@ class BlockContext:
     min_jump_fraction: float = 0.2
 
 
+#: Per-voxel outputs beyond the lithiation, by retrieval mode, written under ``/edge/``.
+EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
+    "edge-jump": ("od_ratio",),
+    "three-energy": (),
+    "multi-energy": (
+        "fit_chi2",
+        "edge_position_eV",
+        "edge_position_sigma_eV",
+        "white_line_eV",
+        "white_line_sigma_eV",
+    ),
+}
+
+#: Units of the ``/edge/`` datasets.
+EXTRA_UNITS = {
+    "od_ratio": "ratio of the post-edge to the pre-edge attenuation (optical density for 2D)",
+    "fit_chi2": "reduced chi-square of the end-member fit",
+    "edge_position_eV": "eV",
+    "edge_position_sigma_eV": "eV",
+    "white_line_eV": "eV",
+    "white_line_sigma_eV": "eV",
+}
+
+
 @dataclass(frozen=True)
 class BlockResult:
     """Reconstruction and unmasked solution for output rows ``[lo, hi)`` (detector rows)."""
@@ -166,6 +190,7 @@ class BlockResult:
     clamped: int = 0
     mask: np.ndarray | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def normalized_rows(
@@ -271,12 +296,26 @@ def compute_block(
     del p_all, v_all
     t2 = time.perf_counter()
     fields = ("lithiation", "sigma", "edge_jump", "edge_jump_sigma", "background")
-    out = {f: np.empty((rows,) + mu.shape[2:], dtype=np.float32) for f in fields}
+    mode = ctx.calibration.mode
+    extras = EXTRA_FIELDS[mode]
+    img = (rows,) + mu.shape[2:]
+    out = {f: np.empty(img, dtype=np.float32) for f in fields + extras}
 
     def one(k: int) -> None:
         s = solve(mu[:, k], mu_sig[:, k], ctx.calibration)
         for f in fields:
             out[f][k] = getattr(s, f)
+        if mode == "multi-energy":
+            from xtwin.retrieve.features import edge_features
+
+            out["fit_chi2"][k] = s.chi2
+            for name, val in edge_features(
+                mu[:, k], mu_sig[:, k], ctx.calibration, s, ctx.calibration.edge_eV
+            ).items():
+                out[name][k] = val
+        elif mode == "edge-jump":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out["od_ratio"][k] = np.where(mu[0, k] > 0, mu[-1, k] / mu[0, k], np.nan)
 
     if pool is not None and h.is_tomography:
         list(pool.map(one, range(rows)))
@@ -286,14 +325,20 @@ def compute_block(
     lost = ctx.lost_rows[lo:hi]  # rows not seen at every energy: no lithiation (nor mask)
     out["lithiation"][lost] = np.nan
     out["sigma"][lost] = np.nan
-    sol = Solution(**out)
+    for f in extras + (("edge_jump",) if mode == "edge-jump" else ()):
+        out[f][lost] = np.nan
+    sol = Solution(*(out[f] for f in fields))
     ret = apply_mask(
         sol,
         ctx.jump_reference_per_m,
         min_jump_snr=ctx.min_jump_snr,
         min_jump_fraction=ctx.min_jump_fraction,
+        require_lithiation=mode != "edge-jump",
     )
     sol = Solution(ret.lithiation, ret.sigma, sol.edge_jump, sol.edge_jump_sigma, sol.background)
+    for f in extras:
+        if f != "od_ratio":  # spectral features only where there is Ni
+            out[f][~ret.mask] = np.nan
     t3 = time.perf_counter()
     return BlockResult(
         lo,
@@ -304,6 +349,7 @@ def compute_block(
         clamped,
         ret.mask,
         {"read_normalize_register": t1 - t0, "reconstruct": t2 - t1, "retrieve": t3 - t2},
+        {f: out[f] for f in extras},
     )
 
 
@@ -328,6 +374,8 @@ class _ArraySink:
         s = res.solution
         for name, val in zip(_LI, (s.lithiation, s.sigma, s.edge_jump, s.edge_jump_sigma)):
             a[name][r0:r1] = val
+        for name, val in res.extra.items():
+            a["edge/" + name][r0:r1] = val
         self.mask[r0:r1] = res.mask
         self.done[r0:r1] = True
 
@@ -388,7 +436,10 @@ class _H5Sink:
     @staticmethod
     def _paths(shapes: dict[str, tuple[int, ...]]) -> Iterator[tuple[str, tuple[int, ...]]]:
         for k, s in shapes.items():
-            yield ("/recon/" + k if k.startswith("mu") else "/li/" + k), s
+            if k.startswith("edge/"):
+                yield "/" + k, s
+            else:
+                yield ("/recon/" + k if k.startswith("mu") else "/li/" + k), s
 
     @staticmethod
     def _create(f, name: str, shape: tuple[int, ...], dtype) -> None:
@@ -415,6 +466,8 @@ class _H5Sink:
         s = res.solution
         for name, val in zip(_LI, (s.lithiation, s.sigma, s.edge_jump, s.edge_jump_sigma)):
             f["/li/" + name][r0:r1] = val
+        for name, val in res.extra.items():
+            f["/edge/" + name][r0:r1] = val
         f["/li/mask"][r0:r1] = np.asarray(res.mask, dtype=np.uint8)
         f.flush()
         f["/pipeline/rows_done"][r0:r1] = 1  # written last: rows count once their data are in
@@ -422,7 +475,12 @@ class _H5Sink:
         self.done[r0:r1] = True
 
     def finish(
-        self, out: Path, energy_eV: np.ndarray, pixel_size_m: float, provenance: dict[str, Any]
+        self,
+        out: Path,
+        energy_eV: np.ndarray,
+        pixel_size_m: float,
+        provenance: dict[str, Any],
+        mode: str = "three-energy",
     ) -> None:
         from xtwin.io._h5 import _attr_value
 
@@ -432,6 +490,14 @@ class _H5Sink:
         f["/li/lithiation"].attrs["units"] = "lithiation fraction"
         f["/recon/mu"].attrs["units"] = "1/m"
         f["/li/edge_jump_per_m"].attrs["units"] = "1/m (optical density for 2D XANES)"
+        import h5py
+
+        edge = f.require_group("/edge")
+        edge.attrs["mode"] = mode
+        edge["jump_per_m"] = h5py.SoftLink("/li/edge_jump_per_m")
+        edge["jump_sigma_per_m"] = h5py.SoftLink("/li/edge_jump_sigma_per_m")
+        for name in EXTRA_FIELDS[mode]:
+            f["/edge/" + name].attrs["units"] = EXTRA_UNITS[name]
         g = f.require_group("/provenance")
         for k, v in provenance.items():
             g.attrs[k] = _attr_value(v)
@@ -461,8 +527,53 @@ class _Plan:
     mask_note: dict[str, Any] = field(default_factory=dict)
 
 
-def _references(lithiated, delithiated) -> tuple[NormalizedSpectrum, NormalizedSpectrum]:
+def _references(
+    lithiated, delithiated
+) -> tuple[NormalizedSpectrum, NormalizedSpectrum] | tuple[None, None]:
+    if lithiated is None and delithiated is None:
+        return None, None
+    if lithiated is None or delithiated is None:
+        raise XtwinInputError("give both reference spectra (--lithiated and --delithiated) or none")
     return normalize(read_spectrum(lithiated)), normalize(read_spectrum(delithiated))
+
+
+def _mode_notes(cal: Calibration, ref_l, ref_d) -> list[str]:
+    """What the number of energies allows, said in the provenance."""
+    e = cal.energy_eV
+    if cal.mode == "edge-jump":
+        if ref_l is None:
+            from xtwin.physics.spectra import Spectrum
+            from xtwin.physics.xanes import DELITHIATED_DEFAULT, LITHIATED_DEFAULT
+
+            grid = np.arange(8200.0, 8700.0, 0.5)
+            ref_l, ref_d = (
+                normalize(Spectrum(grid, m.normalized(grid), f"built-in {name} NMC532"))
+                for m, name in (
+                    (LITHIATED_DEFAULT, "lithiated"),
+                    (DELITHIATED_DEFAULT, "delithiated"),
+                )
+            )
+        from xtwin.retrieve.three_energy import best_edge_energy
+
+        best, diff = best_edge_energy(ref_l, ref_d, float(e[0]), float(e[-1]))
+        return [
+            f"edge-jump mode: {e.size} energies ({e[0]:.1f}, {e[1]:.1f} eV) give the Ni edge "
+            "jump J (and the post/pre attenuation ratio), not the lithiation: both end members "
+            "have the same jump. A third energy at about "
+            f"{best:.1f} eV, where the {ref_l.source or 'lithiated'} and "
+            f"{ref_d.source or 'delithiated'} edges differ most (normalized difference "
+            f"{diff:+.2f}), would give the lithiation"
+        ]
+    if cal.mode == "multi-energy":
+        edge = (e >= cal.edge_eV - 10) & (e <= cal.edge_eV + 10)
+        step = float(np.median(np.diff(e[edge]))) if edge.sum() > 1 else float("nan")
+        return [
+            f"multi-energy mode: {e.size} energies, weighted least-squares fit of the two end "
+            "members with free background and edge jump per voxel (reduced chi-square in "
+            f"/edge/fit_chi2); edge and white-line positions from {int(edge.sum())} energies "
+            f"within 10 eV of the edge (median step {step:.2f} eV)"
+        ]
+    return []
 
 
 def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOptions) -> _Plan:
@@ -631,7 +742,7 @@ def _find_center(
     }
 
 
-def _shapes(source: ScanSource, n_rows: int) -> dict[str, tuple[int, ...]]:
+def _shapes(source: ScanSource, n_rows: int, mode: str) -> dict[str, tuple[int, ...]]:
     n_e, _, _, n_c = source.header.shape
     img = (n_rows, n_c, n_c) if source.header.is_tomography else (n_rows, n_c)
     return {
@@ -641,6 +752,7 @@ def _shapes(source: ScanSource, n_rows: int) -> dict[str, tuple[int, ...]]:
         "sigma": img,
         "edge_jump_per_m": img,
         "edge_jump_sigma_per_m": img,
+        **{"edge/" + k: img for k in EXTRA_FIELDS[mode]},
     }
 
 
@@ -804,6 +916,8 @@ def _provenance(
 
 
 def _ref_provenance(lithiated, delithiated, ref_l, ref_d) -> dict[str, Any]:
+    if ref_l is None:
+        return {}
     return {
         "lithiated_reference": {
             "path": str(lithiated),
@@ -820,8 +934,8 @@ def _ref_provenance(lithiated, delithiated, ref_l, ref_d) -> dict[str, Any]:
 
 def process_scan(
     scan,
-    lithiated: str | os.PathLike,
-    delithiated: str | os.PathLike,
+    lithiated: str | os.PathLike | None,
+    delithiated: str | os.PathLike | None,
     *,
     options: ProcessOptions | None = None,
     progress: Callable[[int], None] | None = None,
@@ -833,8 +947,9 @@ def process_scan(
     ----------
     scan : ScanData or ScanSource
         The acquisition (tomography or 2D XANES).
-    lithiated, delithiated : path-like
-        Reference spectra of the two end members (two-column text).
+    lithiated, delithiated : path-like or None
+        Reference spectra of the two end members (two-column text); may be None for a
+        two-energy scan (edge-jump mode).
     options : ProcessOptions, optional
         Processing options; keyword arguments (``center_offset_px=...``, ``register=...``)
         override its fields.
@@ -855,8 +970,9 @@ def process_scan(
         source.header.energy_eV, ref_l, ref_d, allow_swapped=opts.allow_swapped_references
     )
     plan = plan_processing(source, cal, opts)
+    plan.notes.extend(_mode_notes(cal, ref_l, ref_d))
     n_rows = plan.row_range[1] - plan.row_range[0]
-    sink = _ArraySink(_shapes(source, n_rows))
+    sink = _ArraySink(_shapes(source, n_rows, cal.mode))
     timing: dict[str, float] = {}
     clamped = _run_blocks(plan, sink, opts, progress, timing)
     prov = _provenance(
@@ -875,6 +991,8 @@ def process_scan(
         pixel_size_m=source.header.pixel_size_m,
         provenance=prov,
         edge_jump_sigma_per_m=a["edge_jump_sigma_per_m"],
+        edge={k[5:]: v for k, v in a.items() if k.startswith("edge/")},
+        mode=cal.mode,
     )
 
 
@@ -886,8 +1004,8 @@ def partial_path(out: str | os.PathLike) -> Path:
 
 def process_file(
     scans: list[str | os.PathLike] | str | os.PathLike,
-    lithiated: str | os.PathLike,
-    delithiated: str | os.PathLike,
+    lithiated: str | os.PathLike | None,
+    delithiated: str | os.PathLike | None,
     out: str | os.PathLike,
     *,
     options: ProcessOptions | None = None,
@@ -900,8 +1018,8 @@ def process_file(
     ----------
     scans : path-like or list of path-like
         One Data Exchange file, or one file per energy of one acquisition.
-    lithiated, delithiated : path-like
-        Reference spectra.
+    lithiated, delithiated : path-like or None
+        Reference spectra (None for a two-energy scan).
     out : path-like
         Li-map file to write (built in ``OUT.partial`` and renamed when complete).
     options : ProcessOptions, optional
@@ -931,6 +1049,7 @@ def process_file(
         with ThreadPoolExecutor(1) as hasher:  # hashing overlaps the planning (GIL released)
             hashing = hasher.submit(lambda: {str(p): sha256_of(p) for p in paths})
             plan = plan_processing(source, cal, opts)
+            plan.notes.extend(_mode_notes(cal, ref_l, ref_d))
             hashes = hashing.result()
         refs = _ref_provenance(lithiated, delithiated, ref_l, ref_d)
         key = json.dumps(
@@ -951,14 +1070,14 @@ def process_file(
                 }
             )
         n_rows = plan.row_range[1] - plan.row_range[0]
-        sink = _H5Sink(partial_path(out), _shapes(source, n_rows), key)
+        sink = _H5Sink(partial_path(out), _shapes(source, n_rows, cal.mode), key)
         try:
             timing = {"plan": time.perf_counter() - t_start}
             clamped = _run_blocks(plan, sink, opts, progress, timing)
             timing["total"] = time.perf_counter() - t_start
             prov = _provenance(plan, opts, source, refs, hashes, clamped, sink.resumed)
             prov["timing_s"] = {k: round(v, 3) for k, v in timing.items()}
-            sink.finish(out, cal.energy_eV, source.header.pixel_size_m, prov)
+            sink.finish(out, cal.energy_eV, source.header.pixel_size_m, prov, cal.mode)
         finally:
             sink.close()
     return out
@@ -1009,8 +1128,8 @@ def _made_from(limap_path: Path, scan: str | os.PathLike) -> bool:
 
 def process_series(
     scans: list[str | os.PathLike],
-    lithiated: str | os.PathLike,
-    delithiated: str | os.PathLike,
+    lithiated: str | os.PathLike | None,
+    delithiated: str | os.PathLike | None,
     out: str | os.PathLike,
     *,
     options: ProcessOptions | None = None,
@@ -1031,8 +1150,8 @@ def process_series(
     ----------
     scans : list of path-like
         One multi-energy scan file per time point, in any order (sorted by ``time_s``).
-    lithiated, delithiated : path-like
-        Reference spectra.
+    lithiated, delithiated : path-like or None
+        Reference spectra (None for a two-energy scan).
     out : path-like
         Base name: the maps are ``OUT_t000.h5``, ``OUT_t001.h5``, ...
     options : ProcessOptions, optional

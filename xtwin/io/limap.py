@@ -6,6 +6,13 @@ Layout::
     /li/sigma          its per-voxel standard uncertainty (same shape)
     /li/mask           uint8, 1 where Ni was found (edge jump significant)
     /li/edge_jump_per_m   the fitted Ni edge jump J (1/m; optical density for 2D)
+    /li/edge_jump_sigma_per_m   its standard uncertainty
+    /edge              attribute ``mode``: ``edge-jump`` (2 energies: lithiation all NaN),
+                       ``three-energy`` or ``multi-energy`` (4 or more); links ``jump_per_m``
+                       and ``jump_sigma_per_m`` to the edge jump; by mode
+                       ``od_ratio`` (2 energies) or ``fit_chi2``, ``edge_position_eV``,
+                       ``edge_position_sigma_eV``, ``white_line_eV``, ``white_line_sigma_eV``
+                       (4 or more)
     /recon/mu          (n_energy, z, y, x) float32 linear attenuation (1/m); for 2D XANES the
                        optical density -ln(I/I0) per energy, (n_energy, y, x)
     /recon/mu_sigma    its per-voxel standard uncertainty
@@ -41,9 +48,14 @@ class LiMap:
     pixel_size_m: float
     provenance: dict[str, Any] = field(default_factory=dict)
     edge_jump_sigma_per_m: np.ndarray | None = None
+    edge: dict[str, np.ndarray] = field(default_factory=dict)
+    mode: str = "three-energy"
 
     def __post_init__(self) -> None:
         shape = self.lithiation.shape
+        for name, val in self.edge.items():
+            if val.shape != shape:
+                raise XtwinInputError(f"/edge/{name} has shape {val.shape}, lithiation {shape}")
         if self.lithiation.ndim not in (2, 3):
             raise XtwinInputError(f"lithiation must be (z, y, x) or (y, x), got {shape}")
         for name in ("sigma", "mask", "edge_jump_per_m"):
@@ -85,9 +97,11 @@ def write_limap(path: str | os.PathLike, limap: LiMap) -> None:
                 if limap.edge_jump_sigma_per_m is not None
                 else {}
             ),
+            **{"/edge/" + k: v.astype(np.float32) for k, v in limap.edge.items()},
         },
         {
             "/provenance": dict(limap.provenance),
+            **({"/edge": {"mode": limap.mode}} if limap.edge else {}),
             "/li/lithiation": {"units": "lithiation fraction"},
             "/recon/mu": {"units": "1/m"},
         },
@@ -121,6 +135,14 @@ def _read_limap(path: str | os.PathLike) -> LiMap:
             edge_jump_sigma_per_m=(
                 f["/li/edge_jump_sigma_per_m"][()] if "/li/edge_jump_sigma_per_m" in f else None
             ),
+            edge={
+                k: v[()]
+                for k, v in (f["/edge"].items() if "/edge" in f else ())
+                if k not in ("jump_per_m", "jump_sigma_per_m")
+            },
+            mode=str(f["/edge"].attrs.get("mode", "three-energy"))
+            if "/edge" in f
+            else "three-energy",
         )
     return out
 

@@ -99,7 +99,9 @@ class ScanSource:
     def _clip_rows(lo: int, hi: int, n_r: int) -> tuple[int, int, tuple[int, int]]:
         a, b = max(lo, 0), min(hi, n_r)
         if a >= b:  # the whole window lies outside: replicate the nearest row
-            a, b = (0, 1) if hi <= 0 else (n_r - 1, n_r)
+            if hi <= 0:
+                return 0, 1, (hi - lo - 1, 0)
+            return n_r - 1, n_r, (0, hi - lo - 1)
         return a, b, (a - lo, hi - b)
 
     def projections(

@@ -3,15 +3,28 @@
 Xradia files are OLE2 compound documents (read with ``olefile``). We read, per file:
 ``ImageInfo/ImageWidth``, ``ImageHeight``, ``DataType`` (5 = uint16, 10 = float32),
 ``NoOfImages``, ``PixelSize`` (um), ``Energy`` (eV, per image), ``Angles`` (degrees, per
-image), ``ExpTimes`` (s, per image), and the images ``ImageData{k}/Image{i}`` (100 images per
-``ImageData`` storage). Real files sometimes store 0 for the energy (the SSRL 6-2c frames in
-``shared/data`` do): then the energy is read from the file name (``..._08324.0_eV_...``), and
-the reader says so. Files with ``_ref_`` in their name are flat-field references, as the
-beamline's acquisition scripts name them.
+image), ``ExpTimes`` (s, per image), ``Date`` (per image) and the images
+``ImageData{k}/Image{i}`` (100 images per ``ImageData`` storage).
+
+* Energies: real files sometimes store 0 (the SSRL 6-2c frames in ``shared/data`` do); then the
+  energy is read from the file name (``..._08324.0_eV_...``, ``..._8353_0eV...``,
+  ``..._8353.5eV``), and the reader says so.
+* Kinds: flat-field references are recognized by the usual names (a ``ref``, ``bkg``, ``flat``
+  or ``white`` token: ``*_ref_*``, ``ref_*``, ``bkg*``) or an explicit ``flats`` glob; dark
+  frames by a ``dark`` token or a ``darks`` glob.
+* Mosaics: a mosaic written as one stitched image (``MosiacRows`` x ``MosiacColumns`` tiles,
+  ``NoOfImages`` = tiles, only ``Image1`` present; the spelling is Xradia's) is read as that
+  one image; a mosaic whose tiles are stored separately is refused (stitch it first).
+* Grouping (:func:`xrm_to_scans`): sample frames are grouped by their name with the energy,
+  the repeat counter and the running number taken out, and by exposure. Frames of different
+  groups (states of charge, time points, exposures) are never summed; each group becomes its
+  own scan with its acquisition time.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import fnmatch
 import os
 import re
 import struct
@@ -25,7 +38,67 @@ from xtwin.io.detector import estimate_counts_per_photon
 from xtwin.io.scan import ScanData
 
 _DTYPES = {5: np.dtype("<u2"), 10: np.dtype("<f4")}
-_ENERGY_IN_NAME = re.compile(r"_(\d+(?:\.\d+)?)_?eV", re.IGNORECASE)
+_ENERGY_IN_NAME = re.compile(r"(?:^|[_\-])0*(\d{4,5})(?:[._](\d+))?_?eV", re.IGNORECASE)
+_FLAT_TOKEN = re.compile(r"(?:^|[_\-.])(ref|refs|bkg|flat|flats|white)(?=[_\-.]|\d|$)", re.I)
+_DARK_TOKEN = re.compile(r"(?:^|[_\-.])(dark|darks)(?=[_\-.]|\d|$)", re.I)
+_REPEAT_TOKEN = re.compile(r"[_\-]?\d+of\d+", re.I)
+_DATE_FORMATS = ("%m/%d/%y %H:%M:%S.%f", "%m/%d/%y %H:%M:%S", "%m/%d/%Y %H:%M:%S")
+
+
+def energy_from_name(name: str) -> float | None:
+    """The energy (eV) a file name carries (``_08324.0_eV_``, ``_8353_0eV``), or None."""
+    m = _ENERGY_IN_NAME.search(name)
+    if not m:
+        return None
+    return float(m.group(1) + ("." + m.group(2) if m.group(2) else ""))
+
+
+def frame_kind(path: str | os.PathLike, flats: str | None = None, darks: str | None = None) -> str:
+    """``"flat"``, ``"dark"`` or ``"sample"`` from explicit globs or the naming conventions."""
+    name = Path(path).name
+    if flats and (fnmatch.fnmatch(name, flats) or fnmatch.fnmatch(str(path), flats)):
+        return "flat"
+    if darks and (fnmatch.fnmatch(name, darks) or fnmatch.fnmatch(str(path), darks)):
+        return "dark"
+    if flats is None and _FLAT_TOKEN.search(Path(name).stem):
+        return "flat"
+    if darks is None and _DARK_TOKEN.search(Path(name).stem):
+        return "dark"
+    return "sample"
+
+
+def group_key(path: str | os.PathLike) -> str:
+    """The name of a frame without what varies within one acquisition: the energy, the
+    repeat counter (``001of003``), a trailing running number, and reference/dark tokens."""
+    stem = Path(path).stem
+    stem = _ENERGY_IN_NAME.sub("_", stem)
+    stem = _REPEAT_TOKEN.sub("", stem)
+    stem = _FLAT_TOKEN.sub("_", stem)
+    stem = _DARK_TOKEN.sub("_", stem)
+    tokens = [t for t in re.split(r"[_\-.]+", stem) if t]
+    # running image numbers (000051) and a trailing counter vary frame to frame
+    tokens = [t for t in tokens if not (t.isdigit() and len(t) == 6)]
+    while tokens and tokens[-1].isdigit() and len(tokens[-1]) <= 4:
+        tokens.pop()
+    return "_".join(tokens) or "scan"
+
+
+def _parse_dates(raw: bytes, n: int) -> np.ndarray:
+    """Per-image acquisition times (POSIX seconds, NaN where unreadable)."""
+    out = np.full(n, np.nan)
+    if not raw:
+        return out
+    size = len(raw) // max(n, 1)
+    for i in range(n):
+        text = raw[i * size : (i + 1) * size].split(b"\x00")[0].decode("ascii", "replace")
+        for fmt in _DATE_FORMATS:
+            try:
+                t = _dt.datetime.strptime(text.strip(), fmt)
+            except ValueError:
+                continue
+            out[i] = t.replace(tzinfo=_dt.UTC).timestamp()
+            break
+    return out
 
 
 @dataclass(frozen=True)
@@ -37,9 +110,15 @@ class XrmImages:
     angle_deg: np.ndarray
     exposure_s: np.ndarray
     pixel_size_m: float
-    is_reference: bool
+    kind: str
     notes: tuple[str, ...]
     path: str
+    date_s: np.ndarray | None = None
+
+    @property
+    def is_reference(self) -> bool:
+        """A flat-field reference frame."""
+        return self.kind == "flat"
 
 
 def _read(ole, name: str, fmt: str) -> tuple:
@@ -51,8 +130,13 @@ def _read(ole, name: str, fmt: str) -> tuple:
     return struct.unpack(f"<{n}{fmt}", raw[: n * size])
 
 
-def read_xrm(path: str | os.PathLike) -> XrmImages:
+def read_xrm(
+    path: str | os.PathLike, *, flats: str | None = None, darks: str | None = None
+) -> XrmImages:
     """Read an .xrm or .txrm file.
+
+    ``flats`` and ``darks`` are glob patterns that mark reference and dark frames (default:
+    the naming conventions, see the module docstring).
 
     Raises
     ------
@@ -61,7 +145,7 @@ def read_xrm(path: str | os.PathLike) -> XrmImages:
         type, no energy anywhere.
     """
     try:
-        return _read_xrm(Path(path))
+        return _read_xrm(Path(path), frame_kind(path, flats, darks))
     except XtwinInputError:
         raise
     except (
@@ -81,7 +165,7 @@ def read_xrm(path: str | os.PathLike) -> XrmImages:
         ) from None
 
 
-def _read_xrm(path: Path) -> XrmImages:
+def _read_xrm(path: Path, kind: str) -> XrmImages:
     import olefile
 
     if not path.is_file():
@@ -100,6 +184,21 @@ def _read_xrm(path: Path) -> XrmImages:
             raise XtwinInputError(f"{path}: unknown Xradia data type {dtype_code[0]}")
         n_img = (_read(ole, "ImageInfo/NoOfImages", "I") or (1,))[0]
         shape = (height[0], width[0])
+        tiles = (
+            (_read(ole, "ImageInfo/MosiacRows", "I") or (0,))[0],
+            (_read(ole, "ImageInfo/MosiacColumns", "I") or (0,))[0],
+        )
+        if tiles[0] * tiles[1] > 1 and n_img == tiles[0] * tiles[1]:
+            if ole.exists("ImageData1/Image2"):
+                raise XtwinInputError(
+                    f"{path}: a {tiles[0]} x {tiles[1]} mosaic with its tiles stored separately; "
+                    "stitch it first (XMController or TXM-Wizard) and convert the stitched image"
+                )
+            notes.append(
+                f"{path.name}: a {tiles[0]} x {tiles[1]} mosaic stored stitched as one "
+                f"{shape[0]} x {shape[1]} image; read as that image"
+            )
+            n_img = 1
         images = []
         for i in range(1, n_img + 1):
             name = f"ImageData{(i - 1) // 100 + 1}/Image{i}"
@@ -119,15 +218,23 @@ def _read_xrm(path: Path) -> XrmImages:
         energy = np.asarray(_read(ole, "ImageInfo/Energy", "f")[:n_img], dtype=float)
         angles = np.asarray(_read(ole, "ImageInfo/Angles", "f")[:n_img], dtype=float)
         exposure = np.asarray(_read(ole, "ImageInfo/ExpTimes", "f")[:n_img], dtype=float)
+        dates = _parse_dates(
+            ole.openstream("ImageInfo/Date").read() if ole.exists("ImageInfo/Date") else b"",
+            n_img,
+        )
     if energy.size < n_img or not np.all(energy > 0):
-        m = _ENERGY_IN_NAME.search(path.name)
-        if not m:
-            raise XtwinInputError(
-                f"{path}: the file stores no energy and its name carries "
-                "none (like _08324.0_eV_); rename it or give a scan file"
-            )
-        energy = np.full(n_img, float(m.group(1)))
-        notes.append(f"{path.name}: energy 0 in the file; took {energy[0]:g} eV from its name")
+        from_name = energy_from_name(path.name)
+        if from_name is None:
+            if kind == "dark":
+                from_name = 0.0  # darks need no energy
+            else:
+                raise XtwinInputError(
+                    f"{path}: the file stores no energy and its name carries "
+                    "none (like _08324.0_eV_); rename it or give a scan file"
+                )
+        energy = np.full(n_img, from_name)
+        if kind != "dark":
+            notes.append(f"{path.name}: energy 0 in the file; took {energy[0]:g} eV from its name")
     if pixel_um <= 0:
         raise XtwinInputError(
             f"{path}: ImageInfo/PixelSize is {pixel_um}; cannot place the data on a length scale"
@@ -140,34 +247,145 @@ def _read_xrm(path: Path) -> XrmImages:
         angles,
         exposure,
         pixel_um * 1e-6,
-        "_ref_" in path.name.lower(),
+        kind,
         tuple(notes),
         str(path),
+        dates,
     )
 
 
-def xrm_to_scan(paths: list[str | os.PathLike]) -> ScanData:
-    """Build one scan from Xradia files: sample images and ``_ref_`` flat-field references.
+def xrm_to_scan(
+    paths: list[str | os.PathLike], *, flats: str | None = None, darks: str | None = None
+) -> ScanData:
+    """One scan from Xradia files of one acquisition (see :func:`xrm_to_scans`).
 
-    Sample images at the same energy and angle are repeats and are summed (counts add, so the
-    Poisson model holds; the exposure adds too); pairs of repeats measure the detector's
-    counts per photon (:func:`xtwin.prep.estimate_counts_per_photon`), which the noise model
-    then uses. All references at one energy are that
-    energy's flats. One angle gives a 2D XANES scan; several angles per energy a tomogram.
+    Raises
+    ------
+    XtwinInputError
+        The files hold several acquisitions (states, time points or exposures): convert them
+        with :func:`xrm_to_scans`, one scan each.
+    """
+    scans = xrm_to_scans(paths, flats=flats, darks=darks)
+    if len(scans) > 1:
+        raise XtwinInputError(
+            f"the files hold {len(scans)} acquisitions ({', '.join(k for k, _ in scans)}); "
+            "convert them into one scan each"
+        )
+    return scans[0][1]
+
+
+def xrm_to_scans(
+    paths: list[str | os.PathLike], *, flats: str | None = None, darks: str | None = None
+) -> list[tuple[str, ScanData]]:
+    """Scans from Xradia files: sample images, flat-field references and darks.
+
+    Sample frames are grouped by name (:func:`group_key`) and, where frames of one name at
+    the same energy and angle have different exposures, by exposure: each group is one
+    acquisition (a state of charge, a time point) and becomes one scan. Within a group, frames
+    at the same energy and angle are repeats and are summed (counts add, so the Poisson model
+    holds; the exposure adds too); pairs of repeats measure the detector's counts per photon
+    (:func:`xtwin.prep.estimate_counts_per_photon`). A reference whose name matches one group
+    serves that group only; other references serve every group, each group taking at each
+    energy the references nearest in time to its own frames. One angle gives a 2D XANES scan;
+    several angles per energy a tomogram.
+
+    Parameters
+    ----------
+    paths : list of path-like
+        .xrm / .txrm files.
+    flats, darks : str, optional
+        Glob patterns of the flat-field and dark frames (default: the naming conventions).
+
+    Returns
+    -------
+    list of (str, ScanData)
+        Group name and scan, in order of acquisition time (name order where the files carry
+        no date). The scan's metadata holds the group, the start time and ``time_s`` since
+        the first group started.
 
     Raises
     ------
     XtwinInputError
         No sample images, an energy without references, or images of different sizes.
     """
-    files = [read_xrm(p) for p in paths]
-    samples = [f for f in files if not f.is_reference]
-    refs = [f for f in files if f.is_reference]
+    files = [read_xrm(p, flats=flats, darks=darks) for p in paths]
+    samples = [f for f in files if f.kind == "sample"]
     if not samples:
-        raise XtwinInputError("no sample images among the files (all are _ref_ references)")
+        raise XtwinInputError(
+            "no sample images among the files (all are flat-field references or darks); "
+            "check the names or the --flats/--darks patterns"
+        )
     shape = samples[0].images.shape[1:]
     if any(f.images.shape[1:] != shape for f in files):
         raise XtwinInputError("the Xradia files hold images of different sizes")
+    groups = _groups(samples)
+    refs = [f for f in files if f.kind == "flat"]
+    dark_frames = [f for f in files if f.kind == "dark"]
+    starts = {k: _start(fs) for k, fs in groups.items()}
+    order = sorted(groups, key=lambda k: (np.isnan(starts[k]), starts[k], k))
+    finite = [starts[k] for k in order if np.isfinite(starts[k])]
+    t0 = min(finite) if finite else float("nan")
+    out = []
+    for key in order:
+        own_refs = [r for r in refs if group_key(r.path) == key] or [
+            r for r in refs if group_key(r.path) not in groups
+        ]
+        own_darks = [d for d in dark_frames if group_key(d.path) == key] or [
+            d for d in dark_frames if group_key(d.path) not in groups
+        ]
+        t = starts[key]
+        meta: dict = {"source": "Xradia", "files": len(groups[key]), "group": key}
+        if np.isfinite(t):
+            meta["time_s"] = float(t - t0)
+            meta["acquired"] = _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat()
+        out.append((key, _one_scan(groups[key], own_refs, own_darks, meta, len(groups))))
+    return out
+
+
+def _file_exposure(f: XrmImages) -> float:
+    return round(float(np.median(f.exposure_s)), 6)
+
+
+def _groups(samples: list[XrmImages]) -> dict[str, list[XrmImages]]:
+    by_name: dict[str, list[XrmImages]] = {}
+    for f in samples:
+        by_name.setdefault(group_key(f.path), []).append(f)
+    out: dict[str, list[XrmImages]] = {}
+    for key, fs in by_name.items():
+        slots: dict[tuple[float, float], set[float]] = {}
+        for f in fs:
+            for e, a in zip(f.energy_eV, f.angle_deg):
+                slots.setdefault((round(e, 2), round(a, 2)), set()).add(_file_exposure(f))
+        if any(len(v) > 1 for v in slots.values()):  # different exposures: never repeats
+            for t in sorted({_file_exposure(f) for f in fs}):
+                out[f"{key}_{t:g}s"] = [f for f in fs if _file_exposure(f) == t]
+        else:
+            out[key] = fs
+    return out
+
+
+def _start(fs: list[XrmImages]) -> float:
+    d = np.concatenate([f.date_s if f.date_s is not None else [np.nan] for f in fs])
+    return float(np.nanmin(d)) if np.isfinite(d).any() else float("nan")
+
+
+def _nearest_in_time(refs: list[XrmImages], when: float) -> list[XrmImages]:
+    """The references of the acquisition nearest in time (all when undated)."""
+    dated = [(abs(_start([r]) - when), r) for r in refs if np.isfinite(_start([r]))]
+    if not dated or not np.isfinite(when):
+        return refs
+    best = min(d for d, _ in dated)
+    return [r for d, r in dated if d <= best + 600.0]  # one reference series: within 10 min
+
+
+def _one_scan(
+    samples: list[XrmImages],
+    refs: list[XrmImages],
+    darks: list[XrmImages],
+    meta: dict,
+    n_groups: int,
+) -> ScanData:
+    shape = samples[0].images.shape[1:]
     energies = np.unique(np.round(np.concatenate([f.energy_eV for f in samples]), 3))
     angles = np.unique(np.round(np.concatenate([f.angle_deg for f in samples]), 3))
     data = np.zeros((energies.size, angles.size) + shape, dtype=np.uint32)
@@ -183,80 +401,129 @@ def xrm_to_scan(paths: list[str | os.PathLike]) -> ScanData:
             first.setdefault((ie, ia), img)
             data[ie, ia] += img.astype(np.uint32)
             expo[ie, ia] += t
+    if np.any(expo == 0):
+        ie, ia = np.argwhere(expo == 0)[0]
+        raise XtwinInputError(
+            f"group {meta['group']!r}: no image at {energies[ie]:g} eV and angle "
+            f"{angles[ia]:g} deg; every energy needs the same angles"
+        )
     flats_per_e: list[list[np.ndarray]] = [[] for _ in energies]
-    flat_t = np.zeros(energies.size)
-    for f in refs:
-        for img, e, t in zip(f.images, f.energy_eV, f.exposure_s):
-            ie = int(np.argmin(np.abs(energies - e)))
-            if abs(energies[ie] - e) > 0.05:
-                continue
-            flats_per_e[ie].append(img)
-            flat_t[ie] = t
+    flat_t: list[list[float]] = [[] for _ in energies]
+    for ie, e in enumerate(energies):
+        at_e = [r for r in refs if np.any(np.abs(r.energy_eV - e) <= 0.05)]
+        when = _start([f for f in samples if np.any(np.abs(f.energy_eV - e) <= 0.05)])
+        for r in _nearest_in_time(at_e, when) if n_groups > 1 else at_e:
+            for img, re_, t in zip(r.images, r.energy_eV, r.exposure_s):
+                if abs(re_ - e) <= 0.05:
+                    flats_per_e[ie].append(img)
+                    flat_t[ie].append(float(t))
     missing = [f"{e:g}" for e, fl in zip(energies, flats_per_e) if not fl]
     if missing:
         raise XtwinInputError(
-            f"no _ref_ flat-field references at {', '.join(missing)} eV; "
-            "add the reference files of every energy"
+            f"group {meta['group']!r}: no flat-field references at {', '.join(missing)} eV; "
+            "add the reference files of every energy (named *_ref_*, ref_*, bkg* or given "
+            "with --flats GLOB)"
         )
     if not np.allclose(expo, expo[:, :1]):
         raise XtwinInputError("sample exposures differ between angles of one energy")
+    notes: list[str] = [n for f in samples + refs + darks for n in f.notes]
+    for e, ts in zip(energies, flat_t):
+        if not np.allclose(ts, ts[0], rtol=1e-3):
+            raise XtwinInputError(
+                f"group {meta['group']!r}: the references at {e:g} eV have different "
+                f"exposures ({sorted(set(ts))} s); keep one series per energy"
+            )
     n_flat = min(len(fl) for fl in flats_per_e)
     flats = np.stack([np.stack(fl[:n_flat]) for fl in flats_per_e]).astype(np.uint16)
+    dark_stack = None
+    if darks:
+        dark_imgs = [img for d in darks for img in d.images]
+        dark_stack = np.stack(dark_imgs).astype(np.uint16)
+        d_t = float(np.median([t for d in darks for t in d.exposure_s]))
+        if not np.allclose(expo[:, 0], d_t, rtol=0.05):
+            notes.append(
+                f"dark frames taken at {d_t:g} s, projections at {np.unique(expo[:, 0])} s: "
+                "darks used as measured (a dark level independent of exposure)"
+            )
     if data.max() <= np.iinfo(np.uint16).max:
         data = data.astype(np.uint16)
-    notes = tuple(n for f in files for n in f.notes)
     gain = float(np.median(gains)) if gains else 1.0
-    notes += (
-        (
-            f"detector counts per photon {gain:.3f}, measured from {len(gains)} pairs of "
-            "repeated frames",
-        )
+    notes.append(
+        f"detector counts per photon {gain:.3f}, measured from {len(gains)} pairs of "
+        "repeated frames"
         if gains
-        else ("no repeated frames: counts per photon assumed 1",)
+        else "no repeated frames: counts per photon assumed 1"
     )
+    if n_groups > 1:
+        notes.append(
+            f"group {meta['group']!r}: {len(samples)} sample files of {n_groups} "
+            "acquisitions (grouped by name and exposure; never summed across groups)"
+        )
     return ScanData(
         data=data,
         flats=flats,
-        darks=None,
+        darks=dark_stack,
         theta_deg=angles,
         energy_eV=energies,
         pixel_size_m=samples[0].pixel_size_m,
         counts_per_photon=gain,
         exposure_s=expo[:, 0],
-        flat_exposure_s=flat_t,
-        metadata={"source": "Xradia", "files": len(files)},
+        flat_exposure_s=np.array([ts[0] for ts in flat_t]),
+        metadata=meta,
         provenance={
-            "converted_from": [str(p) for p in paths],
+            "converted_from": [f.path for f in samples + refs + darks],
             "reader": "xtwin.io.xradia",
             "notes": list(notes),
         },
-        notes=notes,
+        notes=tuple(notes),
     )
 
 
+def scan_names(out: str | os.PathLike, keys: list[str]) -> list[Path]:
+    """Output names for several acquisitions: ``OUT_t000_<group>.h5``, ... in time order."""
+    out = Path(out)
+    if len(keys) == 1:
+        return [out]
+    safe = [re.sub(r"[^A-Za-z0-9._+-]+", "-", k).strip("-")[:60] or "scan" for k in keys]
+    return [
+        out.with_name(f"{out.stem}_t{i:03d}_{s}{out.suffix or '.h5'}") for i, s in enumerate(safe)
+    ]
+
+
 def convert_xradia(
-    paths: list[str | os.PathLike], out: str | os.PathLike, *, force: bool = False
-) -> ScanData:
-    """Convert Xradia files to a scan file (what ``xtwin convert`` does).
+    paths: list[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    force: bool = False,
+    flats: str | None = None,
+    darks: str | None = None,
+) -> list[tuple[Path, ScanData]]:
+    """Convert Xradia files to scan files (what ``xtwin convert`` does).
 
     Parameters
     ----------
     paths : list of path-like
-        Sample images and ``_ref_`` flat-field references (.xrm/.txrm).
+        Sample images, flat-field references and darks (.xrm/.txrm).
     out : path-like
-        Scan file to write (Data Exchange HDF5).
+        Scan file to write (Data Exchange HDF5); with several acquisitions,
+        ``OUT_t000_<group>.h5``, ``OUT_t001_<group>.h5``, ... in time order.
     force : bool
-        Overwrite an existing output.
+        Overwrite existing outputs.
+    flats, darks : str, optional
+        Glob patterns of the flat-field and dark frames.
 
     Returns
     -------
-    ScanData
-        The scan written.
+    list of (pathlib.Path, ScanData)
+        The files written and their scans.
     """
     from xtwin._files import check_can_write
     from xtwin.io.scan import write_scan
 
-    check_can_write(out, force=force)
-    scan = xrm_to_scan(list(paths))
-    write_scan(out, scan)
-    return scan
+    scans = xrm_to_scans(list(paths), flats=flats, darks=darks)
+    names = scan_names(out, [k for k, _ in scans])
+    for n in names:
+        check_can_write(n, force=force)
+    for n, (_, scan) in zip(names, scans):
+        write_scan(n, scan)
+    return [(n, scan) for n, (_, scan) in zip(names, scans)]

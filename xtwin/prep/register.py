@@ -62,7 +62,9 @@ def shifts_from_projections(p: np.ndarray, *, reference: int | None = None) -> n
         if e == ref:
             continue
         per_angle = [
-            phase_cross_correlation(prepared(p[ref, a]), prepared(p[e, a]), upsample_factor=20)[0]
+            phase_cross_correlation(
+                prepared(p[ref, a]), prepared(p[e, a]), upsample_factor=20, normalization=None
+            )[0]
             for a in range(p.shape[1])
         ]
         shifts[e] = -np.median(np.asarray(per_angle), axis=0)

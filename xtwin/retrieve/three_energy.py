@@ -8,10 +8,17 @@ With ``K = J w`` this is linear in (B, J, K)::
 
     mu_i = B b_i + J j_i S_delith,i + K j_i (S_lith,i - S_delith,i)
 
-so three energies give (B, J, K) by one 3x3 solve shared by every voxel (more energies: least
-squares), and ``w = K / J``. b and j are the xraylib energy dependences of the non-resonant
-background and of the Ni K jump (:mod:`xtwin.physics.attenuation`); S are the flattened
-normalized reference spectra interpolated at the scan energies, so the post-edge S != 1 and
+so three energies give (B, J, K) by one 3x3 solve shared by every voxel, and ``w = K / J``.
+Four or more energies (sparse or full XANES stacks) give the same three unknowns by weighted
+least squares per voxel (weights 1/var(mu_i): the fit of the two end members with a free edge
+jump and background, whose covariance is the inverse normal matrix), with the reduced
+chi-square of the fit. Two energies (a pre-edge / post-edge quick look) give only (B, J): the
+Ni edge jump, with S the mean of the two end members (or a unit step when no reference spectra
+are given); the lithiation needs a third energy on the edge.
+
+b and j are the xraylib energy dependences of the non-resonant background and of the Ni K
+jump (:mod:`xtwin.physics.attenuation`); S are the flattened normalized reference spectra
+interpolated at the scan energies, so the post-edge S != 1 and
 the j(E_edge) != j(E_post) traps are both handled.
 
 Uncertainty: the covariance of (B, J, K) follows from the per-energy variance of mu; then
@@ -25,6 +32,7 @@ is not clipped to [0, 1], so averages over particles stay unbiased.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +53,7 @@ class Calibration:
     jump: np.ndarray
     s_lithiated: np.ndarray
     s_delithiated: np.ndarray
+    edge_eV: float = 8346.0
 
     def __post_init__(self) -> None:
         n = np.size(self.energy_eV)
@@ -53,22 +62,25 @@ class Calibration:
                 raise XtwinInputError(f"calibration {name} needs one value per energy ({n})")
 
     @property
-    def matrix(self) -> np.ndarray:
-        """Design matrix, rows = energies, columns = (B, J, K)."""
-        return np.column_stack(
-            [
-                self.background,
-                self.jump * self.s_delithiated,
-                self.jump * (self.s_lithiated - self.s_delithiated),
-            ]
-        )
+    def mode(self) -> str:
+        """``edge-jump`` (2 energies), ``three-energy`` (3) or ``multi-energy`` (4 or more)."""
+        n = np.size(self.energy_eV)
+        return "edge-jump" if n == 2 else "three-energy" if n == 3 else "multi-energy"
 
-    def as_dict(self) -> dict[str, list[float]]:
+    @property
+    def matrix(self) -> np.ndarray:
+        """Design matrix, rows = energies, columns = (B, J, K); (B, J) for two energies."""
+        cols = [self.background, self.jump * self.s_delithiated]
+        if self.mode != "edge-jump":
+            cols.append(self.jump * (self.s_lithiated - self.s_delithiated))
+        return np.column_stack(cols)
+
+    def as_dict(self) -> dict[str, Any]:
         """The calibration for provenance."""
         return {
             k: np.round(getattr(self, k), 6).tolist()
             for k in ("energy_eV", "background", "jump", "s_lithiated", "s_delithiated")
-        }
+        } | {"mode": self.mode, "edge_eV": round(self.edge_eV, 2)}
 
 
 @dataclass(frozen=True)
@@ -86,27 +98,53 @@ class Retrieval:
 SWAP_TOLERANCE_EV = 0.3
 
 
+#: Ni K half-jump energy assumed for NMC-type cathodes when no reference spectra are given
+#: (between the lithiated and delithiated edges of shared/data's NMC622 spectra).
+DEFAULT_EDGE_EV = 8346.0
+
+
 def calibrate(
     energy_eV: np.ndarray,
-    lithiated: NormalizedSpectrum,
-    delithiated: NormalizedSpectrum,
+    lithiated: NormalizedSpectrum | None = None,
+    delithiated: NormalizedSpectrum | None = None,
     *,
     allow_swapped: bool = False,
 ) -> Calibration:
     """Build the retrieval model at ``energy_eV`` from two normalized reference spectra.
 
+    Parameters
+    ----------
+    energy_eV : ndarray
+        Scan energies (two or more).
+    lithiated, delithiated : NormalizedSpectrum, optional
+        End-member reference spectra; required for three or more energies. With two energies
+        they only set the mean edge shape at the two energies (a unit step at
+        :data:`DEFAULT_EDGE_EV` without them).
+    allow_swapped : bool
+        Accept a lithiated edge above the delithiated one (unusual standards).
+
     Raises
     ------
     XtwinInputError
-        Fewer than three energies, energies outside the reference spectra, energies that do
-        not bracket the Ni edge, or no contrast between the end members.
+        Fewer than two energies, missing references for three or more, energies outside the
+        reference spectra, energies that do not bracket the Ni edge, swapped references, or no
+        contrast between the end members.
     """
     e = np.sort(np.asarray(energy_eV, dtype=float))
-    if e.size < 3:
+    if e.size < 2:
         raise XtwinInputError(
-            f"{e.size} energies given; the retrieval needs at least three "
-            "(pre-edge, edge, post-edge)"
+            f"{e.size} energy given; the pipeline needs at least two (pre- and post-edge) for "
+            "the Ni edge jump and three (pre-edge, edge, post-edge) for the lithiation"
         )
+    if (lithiated is None) != (delithiated is None):
+        raise XtwinInputError("give both reference spectra (lithiated and delithiated) or none")
+    if lithiated is None or delithiated is None:
+        if e.size > 2:
+            raise XtwinInputError(
+                f"{e.size} energies: the lithiation retrieval needs the two end members' "
+                "reference spectra; pass --lithiated and --delithiated"
+            )
+        return _edge_jump_calibration(e, None)
     for ref, name in ((lithiated, "lithiated"), (delithiated, "delithiated")):
         lo, hi = ref.energy_eV[0], ref.energy_eV[-1]
         if e[0] < lo - 1e-6 or e[-1] > hi + 1e-6:
@@ -124,6 +162,8 @@ def calibrate(
             "leaves; exchange --lithiated and --delithiated (or pass --allow-swapped-references "
             "for unusual standards)"
         )
+    if e.size == 2:
+        return _edge_jump_calibration(e, (lithiated, delithiated))
     edge = 0.5 * (lithiated.e_half_jump_eV + delithiated.e_half_jump_eV)
     if not (e[0] < edge - 5.0 and e[-1] > edge + 10.0):
         raise XtwinInputError(
@@ -140,7 +180,9 @@ def calibrate(
             f"{np.max(np.abs(s_l - s_d)):.3f} at these energies; put one "
             "energy on the edge where lithiated and delithiated differ"
         )
-    cal = Calibration(e, background_energy_dependence(e), jump_energy_dependence(e), s_l, s_d)
+    cal = Calibration(
+        e, background_energy_dependence(e), jump_energy_dependence(e), s_l, s_d, float(edge)
+    )
     if np.linalg.cond(cal.matrix) > 1e6:
         raise XtwinInputError(
             "the energies give an ill-conditioned retrieval; spread them across the edge"
@@ -148,19 +190,66 @@ def calibrate(
     return cal
 
 
+def _edge_jump_calibration(
+    e: np.ndarray, refs: tuple[NormalizedSpectrum, NormalizedSpectrum] | None
+) -> Calibration:
+    """Two energies: background and Ni edge jump, with the mean end-member shape."""
+    if refs is None:
+        edge = DEFAULT_EDGE_EV
+        s = (e > edge).astype(float)
+    else:
+        edge = 0.5 * (refs[0].e_half_jump_eV + refs[1].e_half_jump_eV)
+        s = 0.5 * sum(np.interp(e, r.energy_eV, r.flat) for r in refs)
+    if not (e[0] < edge - 5.0 and e[1] > edge and s[1] - s[0] > 0.5):
+        raise XtwinInputError(
+            f"the two energies {e[0]:.1f} and {e[1]:.1f} eV do not bracket the Ni K edge at "
+            f"{edge:.1f} eV: the edge jump needs one energy below the edge (< edge - 5 eV) and "
+            "one above it, where the normalized absorbance exceeds 0.5"
+        )
+    return Calibration(
+        e, background_energy_dependence(e), jump_energy_dependence(e), s, s, float(edge)
+    )
+
+
+def best_edge_energy(
+    lithiated: NormalizedSpectrum, delithiated: NormalizedSpectrum, lo_eV: float, hi_eV: float
+) -> tuple[float, float]:
+    """The energy in ``[lo_eV, hi_eV]`` where the two end members differ most (in Ni jump
+    units, times the jump's energy dependence), and that difference: where a third energy
+    gives the lithiation with the least noise."""
+    grid = np.arange(max(lo_eV, lithiated.energy_eV[0]), min(hi_eV, lithiated.energy_eV[-1]), 0.1)
+    if grid.size == 0:
+        return float("nan"), 0.0
+    diff = np.interp(grid, lithiated.energy_eV, lithiated.flat) - np.interp(
+        grid, delithiated.energy_eV, delithiated.flat
+    )
+    score = np.abs(diff) * jump_energy_dependence(grid)
+    i = int(np.argmax(score))
+    return float(grid[i]), float(diff[i])
+
+
 @dataclass(frozen=True)
 class Solution:
-    """Unmasked per-voxel solution of the linear model (see :func:`solve`)."""
+    """Unmasked per-voxel solution of the linear model (see :func:`solve`).
+
+    ``lithiation`` and ``sigma`` are NaN for two energies (edge-jump mode); ``chi2`` (the
+    reduced chi-square of the fit) is given for four or more energies only.
+    """
 
     lithiation: np.ndarray
     sigma: np.ndarray
     edge_jump: np.ndarray
     edge_jump_sigma: np.ndarray
     background: np.ndarray
+    chi2: np.ndarray | None = None
 
 
 def solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> Solution:
     """Solve for (B, J, w) in every voxel, with first-order sigma and the ratio-bias correction.
+
+    Three energies: one exact 3x3 solve shared by every voxel. Four or more: weighted least
+    squares per voxel (weights ``1 / mu_sigma**2``), covariance from the inverse normal
+    matrix, and the reduced chi-square. Two: (B, J) only.
 
     Parameters
     ----------
@@ -176,17 +265,34 @@ def solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> Sol
         float32 arrays of shape ``mu.shape[1:]``; no mask applied.
     """
     m = calibration.matrix
-    if mu.shape[0] != m.shape[0] or mu_sigma.shape != mu.shape:
-        raise XtwinInputError(f"{mu.shape[0]} attenuation maps for {m.shape[0]} energies")
+    n_e, n_p = m.shape
+    if mu.shape[0] != n_e or mu_sigma.shape != mu.shape:
+        raise XtwinInputError(f"{mu.shape[0]} attenuation maps for {n_e} energies")
     # float32 arithmetic (one BLAS product per quantity): w is a ratio, its relative
     # rounding error (1e-7) is far below any noise
-    pinv = np.linalg.pinv(m).astype(np.float32)  # (3, n_e)
-    flat_mu = mu.reshape(mu.shape[0], -1).astype(np.float32, copy=False)
-    var = np.square(mu_sigma.reshape(mu.shape[0], -1), dtype=np.float32)
-    b, j, k = pinv @ flat_mu
-    c_jj = (pinv[1] ** 2) @ var
-    c_kk = (pinv[2] ** 2) @ var
-    c_jk = (pinv[1] * pinv[2]) @ var
+    flat_mu = mu.reshape(n_e, -1).astype(np.float32, copy=False)
+    var = np.square(mu_sigma.reshape(n_e, -1), dtype=np.float32)
+    chi2 = None
+    if n_e == n_p:
+        pinv = np.linalg.pinv(m).astype(np.float32)  # (n_p, n_e)
+        coef = pinv @ flat_mu
+        c_jj = (pinv[1] ** 2) @ var
+        if n_p == 3:
+            c_kk = (pinv[2] ** 2) @ var
+            c_jk = (pinv[1] * pinv[2]) @ var
+    else:
+        coef, cov, chi2 = _weighted_fit(m, flat_mu, var)
+        c_jj, c_kk, c_jk = cov[1, 1], cov[2, 2], cov[1, 2]
+    b, j = coef[0], coef[1]
+    shape = mu.shape[1:]
+
+    def f32(a: np.ndarray) -> np.ndarray:
+        return a.reshape(shape).astype(np.float32, copy=False)
+
+    if n_p == 2:
+        nan = np.full(shape, np.nan, dtype=np.float32)
+        return Solution(nan, nan.copy(), f32(j), f32(np.sqrt(c_jj)), f32(b))
+    k = coef[2]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         w = k / j
         j2 = j * j
@@ -195,12 +301,46 @@ def solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> Sol
         np.maximum(sigma, 0.0, out=sigma)
         np.sqrt(sigma, out=sigma)
         sigma /= np.abs(j)
-    shape = mu.shape[1:]
+    return Solution(
+        f32(w),
+        f32(sigma),
+        f32(j),
+        f32(np.sqrt(c_jj)),
+        f32(b),
+        None if chi2 is None else f32(chi2),
+    )
 
-    def f32(a: np.ndarray) -> np.ndarray:
-        return a.reshape(shape).astype(np.float32, copy=False)
 
-    return Solution(f32(w), f32(sigma), f32(j), f32(np.sqrt(c_jj)), f32(b))
+def _weighted_fit(
+    m: np.ndarray, mu: np.ndarray, var: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-voxel weighted least squares of ``mu ~ m @ coef`` (3 unknowns): the coefficients
+    (3, N), their covariance (3, 3, N) and the reduced chi-square (N,). Voxels with a
+    non-positive or non-finite variance at some energy get NaN."""
+    # float64: B and J are strongly correlated (b and j S are both smooth power laws), so
+    # the normal matrix is ill-conditioned and its cofactors cancel
+    m64 = m.astype(np.float64)
+    mu = mu.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        wgt = np.where(var > 0, 1.0 / var.astype(np.float64), np.nan)
+        # normal matrix A = M^T W M (symmetric 3x3 per voxel) and right side M^T W mu
+        a = np.einsum("ep,eq,en->pqn", m64, m64, wgt, optimize=True)
+        rhs = m64.T @ (wgt * mu)
+        c00 = a[1, 1] * a[2, 2] - a[1, 2] * a[2, 1]
+        c01 = a[0, 2] * a[2, 1] - a[0, 1] * a[2, 2]
+        c02 = a[0, 1] * a[1, 2] - a[0, 2] * a[1, 1]
+        det = a[0, 0] * c00 + a[1, 0] * c01 + a[2, 0] * c02
+        inv = np.empty_like(a)
+        inv[0, 0], inv[0, 1], inv[0, 2] = c00, c01, c02
+        inv[1, 1] = a[0, 0] * a[2, 2] - a[0, 2] * a[2, 0]
+        inv[1, 2] = a[0, 2] * a[1, 0] - a[0, 0] * a[1, 2]
+        inv[2, 2] = a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]
+        inv[1, 0], inv[2, 0], inv[2, 1] = inv[0, 1], inv[0, 2], inv[1, 2]
+        inv /= det
+        coef = np.einsum("pqn,qn->pn", inv, rhs)
+        resid = mu - m64 @ coef
+        chi2 = np.sum(resid * resid * wgt, axis=0) / (m.shape[0] - m.shape[1])
+    return coef, inv, chi2
 
 
 #: Percentile of the edge jump taken as the "dense NMC" reference for masking.
@@ -220,11 +360,13 @@ def apply_mask(
     *,
     min_jump_snr: float = 3.0,
     min_jump_fraction: float = 0.2,
+    require_lithiation: bool = True,
 ) -> Retrieval:
     """Keep voxels with a significant Ni edge jump; NaN elsewhere.
 
     A voxel has Ni when ``J / sigma_J >= min_jump_snr`` and
-    ``J >= min_jump_fraction * jump_reference_value``.
+    ``J >= min_jump_fraction * jump_reference_value`` (and, unless ``require_lithiation`` is
+    False, as in the two-energy mode, its lithiation is finite).
     """
     s = solution
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -232,7 +374,7 @@ def apply_mask(
     mask = (
         (snr >= min_jump_snr)
         & (s.edge_jump >= min_jump_fraction * jump_reference_value)
-        & np.isfinite(s.lithiation)
+        & (np.isfinite(s.lithiation) if require_lithiation else np.isfinite(s.edge_jump))
     )
     return Retrieval(
         np.where(mask, s.lithiation, np.float32(np.nan)),
@@ -273,4 +415,5 @@ def retrieve(
         jump_reference(sol.edge_jump),
         min_jump_snr=min_jump_snr,
         min_jump_fraction=min_jump_fraction,
+        require_lithiation=calibration.mode != "edge-jump",
     )
