@@ -47,6 +47,7 @@ def cli() -> None:
     xtwin info FILE                what a file holds
     xtwin convert FILES -o SCAN    Xradia, TIFF+sidecar or FXI files to scan file(s)
     xtwin export MAP --tiff DIR    a Li map as float32 TIFF stacks
+    xtwin plan --target-sigma 0.02 energies, photons and angles at the least dose
     xtwin physics --energies ...   attenuation and dose numbers for planning
     xtwin microstructure SCENARIO -o DIR   an electrode microstructure and its metrics
     xtwin metrics FILE             microstructure metrics of any volume
@@ -584,6 +585,181 @@ def _float_list(text: str, what: str) -> list[float]:
     if not vals:
         raise XtwinInputError(f"{what} is empty; give e.g. 8300,8345,8400")
     return vals
+
+
+@cli.command()
+@click.option("--target-sigma", type=float, required=True, help="Wanted error of w, e.g. 0.02.")
+@click.option(
+    "--level",
+    type=click.Choice(["voxel", "particle"]),
+    default="particle",
+    show_default=True,
+    help="The error of one voxel of dense NMC, or of a particle's mean.",
+)
+@click.option("--max-dose-gy", type=float, default=None, help="Refuse plans above this NMC dose.")
+@click.option(
+    "--diameter-um", type=float, default=23.04, show_default=True, help="Sample diameter."
+)
+@click.option(
+    "--pixel-size-nm", type=float, default=400.0, show_default=True, help="Pixel at the sample."
+)
+@click.option(
+    "--particle-diameter-um",
+    type=float,
+    default=7.0,
+    show_default=True,
+    help="For --level particle.",
+)
+@click.option("--lithiation", type=float, default=0.5, show_default=True, help="Expected w.")
+@click.option(
+    "--electrolyte-um",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Electrolyte layer in the beam.",
+)
+@click.option(
+    "--energy-uncertainty-ev",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Energy calibration uncertainty counted as a systematic term.",
+)
+@click.option("--energies", default=None, help="Fix the energies (eV, comma-separated, >= 3).")
+@click.option("--split", default=None, help="Fix the relative photons per energy, e.g. 1,2,2.")
+@click.option("--angles", type=click.IntRange(min=8), default=None, help="Fix the projections.")
+@click.option(
+    "--lithiated", type=click.Path(path_type=Path), default=None, help="Reference spectrum."
+)
+@click.option(
+    "--delithiated", type=click.Path(path_type=Path), default=None, help="Reference spectrum."
+)
+@click.option(
+    "--include-normalization",
+    is_flag=True,
+    help="Count the spread over reference-normalization conventions in the constraint.",
+)
+@click.option("--naive", is_flag=True, help="Also show the naive plan (E0-50, edge, E0+50 eV).")
+@click.option(
+    "--scenario-out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the plan as a twin scenario.",
+)
+@click.option("--verify", is_flag=True, help="Run the twin and the pipeline with the plan.")
+@click.option(
+    "--verify-offset-ev", type=float, default=0.0, help="True energy offset in the --verify run."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(
+    target_sigma: float,
+    level: str,
+    max_dose_gy: float | None,
+    diameter_um: float,
+    pixel_size_nm: float,
+    particle_diameter_um: float,
+    lithiation: float,
+    electrolyte_um: float,
+    energy_uncertainty_ev: float,
+    energies: str | None,
+    split: str | None,
+    angles: int | None,
+    lithiated: Path | None,
+    delithiated: Path | None,
+    include_normalization: bool,
+    naive: bool,
+    scenario_out: Path | None,
+    verify: bool,
+    verify_offset_ev: float,
+    as_json: bool,
+) -> None:
+    """Choose energies, photons per energy and angles that reach a target error of w at the
+    lowest dose to the NMC, counting noise and the systematic terms that depend on the choice
+    (energy calibration, model bias, low counts; reference normalization on request).
+    """
+    from xtwin.plan.noise import SampleModel
+    from xtwin.plan.planner import make_plan
+
+    refs = None
+    if (lithiated is None) != (delithiated is None):
+        raise XtwinInputError("give both --lithiated and --delithiated, or neither")
+    if lithiated is not None and delithiated is not None:
+        from xtwin.physics.spectra import read_spectrum
+
+        refs = (read_spectrum(lithiated), read_spectrum(delithiated))
+    sample = SampleModel(
+        diameter_m=diameter_um * 1e-6,
+        lithiation=lithiation,
+        electrolyte_path_m=electrolyte_um * 1e-6,
+    )
+    kw: dict[str, Any] = dict(
+        level=level,
+        sample=sample,
+        pixel_size_m=pixel_size_nm * 1e-9,
+        particle_diameter_m=particle_diameter_um * 1e-6,
+        energy_uncertainty_eV=energy_uncertainty_ev,
+        n_angles=angles,
+        references=refs,
+        include_normalization=include_normalization,
+    )
+    the_plan = make_plan(
+        target_sigma,
+        energies_eV=tuple(_float_list(energies, "--energies")) if energies else None,
+        split=tuple(_float_list(split, "--split")) if split else None,
+        max_dose_gy=max_dose_gy,
+        **kw,
+    )
+    plans = {"plan": the_plan}
+    if naive:
+        plans["naive"] = make_plan(target_sigma, naive=True, **kw)
+    out: dict[str, Any] = {k: p.to_dict() for k, p in plans.items()}
+    if scenario_out is not None:
+        from xtwin._files import check_can_write, write_text_atomic
+        from xtwin.validate.planning import plan_scenario
+
+        check_can_write(scenario_out, force=True)
+        write_text_atomic(scenario_out, plan_scenario(the_plan).to_toml())
+    if verify:
+        from xtwin.validate.planning import verify_plan
+
+        click.echo("verifying on the twin (simulate, process, compare) ...", err=True)
+        for k, p in plans.items():
+            out[k]["verify"] = verify_plan(p, energy_offset_eV=verify_offset_ev)
+            out[k]["verify"].pop("scenario")
+    if as_json:
+        click.echo(json.dumps(out if naive else out["plan"], indent=2))
+        return
+    for k, p in plans.items():
+        click.echo(_plan_table(k, p))
+        if "verify" in out[k]:
+            m = out[k]["verify"]["measured"]
+            meas = m["particle_rmse"] if p.level == "particle" else m["interior_voxel_rmse"]
+            click.echo(
+                f"  verified on the twin: measured {p.level} RMSE {meas:.4f} vs predicted "
+                f"{p.predicted_total:.4f} (interior voxel RMSE {m['interior_voxel_rmse']:.4f}, "
+                f"{m['particles']} particles)"
+            )
+    if scenario_out is not None:
+        click.echo(f"scenario written to {scenario_out} (xtwin simulate {scenario_out} -o DIR)")
+
+
+def _plan_table(name: str, p) -> str:
+    lines = [
+        f"{name}: {p.level} target {p.target_sigma:g} -> predicted {p.predicted_total:.4f} "
+        f"(noise {p.predicted_sigma:.4f}, systematic {p.predicted_systematic:.4f}; "
+        f"dominant: {p.dominant})",
+        "  energy (eV)   photons/pixel/projection",
+    ]
+    lines += [f"  {e:10.2f}   {n:12.1f}" for e, n in zip(p.energies_eV, p.photons_per_pixel)]
+    lines.append(
+        f"  {p.n_angles} angles; dose {p.dose_gy:.3g} Gy to the NMC, "
+        f"{p.dose_gy_electrolyte:.3g} Gy to the electrolyte"
+    )
+    lines.append(
+        "  systematic terms: " + ", ".join(f"{k} {v:.4f}" for k, v in p.systematic_terms.items())
+    )
+    lines += [f"  note: {n}" for n in p.notes]
+    return "\n".join(lines)
 
 
 @cli.group(invoke_without_command=True)

@@ -149,6 +149,7 @@ def block_bytes(
     n_flat: int,
     tomography: bool,
     writer_overlap: bool = True,
+    n_extra: int = 0,
 ) -> int:
     """Peak memory of one block of ``rows`` detector rows: the largest of its three phases.
 
@@ -160,24 +161,30 @@ def block_bytes(
     * retrieval: mu and sigma, one slice's float32 temporaries per thread, and the results;
 
     the previous block's results, which a writer thread stores meanwhile, coexist with the
-    reading phase only (the reconstruction waits for the writer).
+    reading phase only (the reconstruction waits for the writer). ``n_extra`` counts the
+    per-voxel maps beyond the four standard ones (the multi-energy fit writes five more and
+    works in float64 per slice).
     """
     n_e, n_a, _, n_c = shape
     window = n_a * (rows + halo) * n_c
     absorb = n_e * n_a * rows * n_c * 4 * 2
     # raw block, its float32 copy (made the signal in place), p, var and one shift temporary
     reading = absorb + window * (itemsize + 14) + (n_flat + 4) * (rows + halo) * n_c * 4
+    # per-voxel solve temporaries of one slice: float32 closed form, or float64 weighted fit
+    per_voxel = 80 if n_e <= 3 else 8 * (4 * n_e + 20)
     if not tomography:
-        return int(reading + n_e * rows * n_c * 4 * 4 + rows * n_c * 8 * 30)
+        return int(
+            reading + n_e * rows * n_c * 4 * 4 + rows * n_c * (8 * 30 + per_voxel + 4 * n_extra)
+        )
     pix = n_c * n_c
     vol = n_e * rows * pix * 4 * 2
     n_pad = 2 * n_c
     n_half = n_pad // 2 + 1
     per_worker = n_e * n_a * (n_pad * 4 + n_half * 40) + int((1.25 * n_c) ** 2 * 8) + n_e * pix * 8
     recon = absorb + vol + workers * per_worker
-    solve = vol + rows * pix * 4 * 5 + workers * pix * 4 * 20  # float32 per-slice solve
+    solve = vol + rows * pix * 4 * (5 + n_extra) + workers * pix * per_voxel
     # the previous block's results, written by the writer thread while this block is read
-    previous = vol + rows * pix * (4 * 4 + 1) if writer_overlap else 0
+    previous = vol + rows * pix * (4 * (4 + n_extra) + 1) if writer_overlap else 0
     return int(max(reading + previous, recon, solve))
 
 
@@ -193,6 +200,7 @@ def plan_memory(
     n_sample: int,
     limit: int | None,
     baseline: int | None = None,
+    n_extra: int = 0,
 ) -> MemoryPlan:
     """Choose the largest block of rows whose predicted peak fits ``limit``.
 
@@ -218,6 +226,8 @@ def plan_memory(
         Memory limit in bytes (default: half the available memory).
     baseline : int, optional
         Resident memory before the run (default: measured now).
+    n_extra : int
+        Per-voxel output maps beyond the standard four (see :func:`block_bytes`).
 
     Returns
     -------
@@ -243,6 +253,7 @@ def plan_memory(
             n_flat=n_flat,
             tomography=tomography,
             writer_overlap=r < n_rows_out,
+            n_extra=n_extra,
         )
 
     def fits(r: int) -> bool:

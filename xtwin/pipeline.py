@@ -152,6 +152,12 @@ class BlockContext:
     jump_reference_per_m: float = 0.0
     min_jump_snr: float = 3.0
     min_jump_fraction: float = 0.2
+    alt_calibrations: tuple[tuple[str, Calibration], ...] = ()
+
+    @property
+    def extras(self) -> tuple[str, ...]:
+        """The per-voxel outputs beyond the standard ones (see :func:`extra_fields`)."""
+        return extra_fields(self.calibration.mode, bool(self.alt_calibrations))
 
 
 #: Per-voxel outputs beyond the lithiation, by retrieval mode, written under ``/edge/``.
@@ -167,8 +173,21 @@ EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+
+def extra_fields(mode: str, systematic: bool) -> tuple[str, ...]:
+    """Extra per-voxel outputs: the mode's ``/edge/`` maps, and ``systematic`` (the spread of
+    w over the reference-normalization conventions) when the references allow it."""
+    return EXTRA_FIELDS[mode] + (("systematic",) if systematic else ())
+
+
+def extra_path(name: str) -> str:
+    """Where an extra output lives in the Li-map file (without the leading slash)."""
+    return "li/systematic" if name == "systematic" else "edge/" + name
+
+
 #: Units of the ``/edge/`` datasets.
 EXTRA_UNITS = {
+    "systematic": "lithiation fraction (half-range over normalization conventions)",
     "od_ratio": "ratio of the post-edge to the pre-edge attenuation (optical density for 2D)",
     "fit_chi2": "reduced chi-square of the end-member fit",
     "edge_position_eV": "eV",
@@ -297,7 +316,7 @@ def compute_block(
     t2 = time.perf_counter()
     fields = ("lithiation", "sigma", "edge_jump", "edge_jump_sigma", "background")
     mode = ctx.calibration.mode
-    extras = EXTRA_FIELDS[mode]
+    extras = ctx.extras
     img = (rows,) + mu.shape[2:]
     out = {f: np.empty(img, dtype=np.float32) for f in fields + extras}
 
@@ -316,6 +335,14 @@ def compute_block(
         elif mode == "edge-jump":
             with np.errstate(divide="ignore", invalid="ignore"):
                 out["od_ratio"][k] = np.where(mu[0, k] > 0, mu[-1, k] / mu[0, k], np.nan)
+        if ctx.alt_calibrations:  # w under each other normalization convention
+            lo_w = s.lithiation.copy()
+            hi_w = s.lithiation.copy()
+            for _, cal in ctx.alt_calibrations:
+                w_alt = solve(mu[:, k], mu_sig[:, k], cal).lithiation
+                np.fmin(lo_w, w_alt, out=lo_w)
+                np.fmax(hi_w, w_alt, out=hi_w)
+            out["systematic"][k] = 0.5 * (hi_w - lo_w)
 
     if pool is not None and h.is_tomography:
         list(pool.map(one, range(rows)))
@@ -337,7 +364,7 @@ def compute_block(
     )
     sol = Solution(ret.lithiation, ret.sigma, sol.edge_jump, sol.edge_jump_sigma, sol.background)
     for f in extras:
-        if f != "od_ratio":  # spectral features only where there is Ni
+        if f != "od_ratio":  # spectral features and systematics only where there is Ni
             out[f][~ret.mask] = np.nan
     t3 = time.perf_counter()
     return BlockResult(
@@ -375,7 +402,7 @@ class _ArraySink:
         for name, val in zip(_LI, (s.lithiation, s.sigma, s.edge_jump, s.edge_jump_sigma)):
             a[name][r0:r1] = val
         for name, val in res.extra.items():
-            a["edge/" + name][r0:r1] = val
+            a[extra_path(name)][r0:r1] = val
         self.mask[r0:r1] = res.mask
         self.done[r0:r1] = True
 
@@ -436,7 +463,7 @@ class _H5Sink:
     @staticmethod
     def _paths(shapes: dict[str, tuple[int, ...]]) -> Iterator[tuple[str, tuple[int, ...]]]:
         for k, s in shapes.items():
-            if k.startswith("edge/"):
+            if "/" in k:
                 yield "/" + k, s
             else:
                 yield ("/recon/" + k if k.startswith("mu") else "/li/" + k), s
@@ -467,7 +494,7 @@ class _H5Sink:
         for name, val in zip(_LI, (s.lithiation, s.sigma, s.edge_jump, s.edge_jump_sigma)):
             f["/li/" + name][r0:r1] = val
         for name, val in res.extra.items():
-            f["/edge/" + name][r0:r1] = val
+            f["/" + extra_path(name)][r0:r1] = val
         f["/li/mask"][r0:r1] = np.asarray(res.mask, dtype=np.uint8)
         f.flush()
         f["/pipeline/rows_done"][r0:r1] = 1  # written last: rows count once their data are in
@@ -496,8 +523,19 @@ class _H5Sink:
         edge.attrs["mode"] = mode
         edge["jump_per_m"] = h5py.SoftLink("/li/edge_jump_per_m")
         edge["jump_sigma_per_m"] = h5py.SoftLink("/li/edge_jump_sigma_per_m")
-        for name in EXTRA_FIELDS[mode]:
-            f["/edge/" + name].attrs["units"] = EXTRA_UNITS[name]
+        for name in extra_fields(mode, "/li/systematic" in f):
+            f["/" + extra_path(name)].attrs["units"] = EXTRA_UNITS[name]
+        if "/li/systematic" in f:
+            ds = f["/li/systematic"]
+            conv = provenance.get("normalization_conventions", {})
+            ds.attrs["conventions"] = json.dumps(conv.get("used", []))
+            step = max(1, int(np.ceil(np.sqrt(ds.size / 2e6))))
+            sub = np.concatenate(
+                [ds[a : a + 16][..., ::step].ravel() for a in range(0, ds.shape[0], 16)]
+            )
+            ds.attrs["map_median"] = (
+                float(np.nanmedian(sub)) if np.isfinite(sub).any() else float("nan")
+            )
         g = f.require_group("/provenance")
         for k, v in provenance.items():
             g.attrs[k] = _attr_value(v)
@@ -525,6 +563,7 @@ class _Plan:
     center_note: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     mask_note: dict[str, Any] = field(default_factory=dict)
+    conventions: dict[str, Any] = field(default_factory=dict)
 
 
 def _references(
@@ -535,6 +574,45 @@ def _references(
     if lithiated is None or delithiated is None:
         raise XtwinInputError("give both reference spectra (--lithiated and --delithiated) or none")
     return normalize(read_spectrum(lithiated)), normalize(read_spectrum(delithiated))
+
+
+def _alt_calibrations(
+    lithiated, delithiated, energy_eV: np.ndarray, allow_swapped: bool
+) -> tuple[tuple[tuple[str, Calibration], ...], dict[str, Any]]:
+    """Calibrations under the other reference-normalization conventions
+    (:mod:`xtwin.retrieve.conventions`) that the reference spectra support."""
+    if lithiated is None or np.size(energy_eV) < 3:
+        return (), {}
+    from xtwin.retrieve.conventions import CONVENTIONS, convention_references
+
+    pairs = convention_references(read_spectrum(lithiated), read_spectrum(delithiated))
+    out = []
+    for name, (ln, dn) in pairs.items():
+        if name == "xtwin":
+            continue
+        try:
+            out.append((name, calibrate(energy_eV, ln, dn, allow_swapped=allow_swapped)))
+        except XtwinInputError:
+            continue
+    used = [n for n, _ in out]
+    return tuple(out), {
+        "used": ["xtwin"] + used,
+        "skipped": [c for c in CONVENTIONS if c not in used and c != "xtwin"],
+        "rule": "/li/systematic = half the range of w over the conventions used",
+    }
+
+
+def _add_conventions(plan, lithiated, delithiated, cal: Calibration, opts) -> None:
+    import dataclasses
+
+    alts, note = _alt_calibrations(
+        lithiated, delithiated, cal.energy_eV, opts.allow_swapped_references
+    )
+    plan.ctx = dataclasses.replace(plan.ctx, alt_calibrations=alts)
+    plan.conventions = note
+    for ref in _references(lithiated, delithiated):
+        if ref is not None and ref.notes:
+            plan.notes.extend(f"{ref.source}: {n}" for n in ref.notes)
 
 
 def _mode_notes(cal: Calibration, ref_l, ref_d) -> list[str]:
@@ -604,6 +682,7 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
             n_sample=idx.size,
             limit=options.memory_limit_bytes,
             baseline=baseline,
+            n_extra=len(extra_fields(cal.mode, True)),
         )
 
     import finufft  # noqa: F401  (loaded now, so the baseline counts the libraries)
@@ -742,7 +821,7 @@ def _find_center(
     }
 
 
-def _shapes(source: ScanSource, n_rows: int, mode: str) -> dict[str, tuple[int, ...]]:
+def _shapes(source: ScanSource, n_rows: int, extras: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
     n_e, _, _, n_c = source.header.shape
     img = (n_rows, n_c, n_c) if source.header.is_tomography else (n_rows, n_c)
     return {
@@ -752,7 +831,7 @@ def _shapes(source: ScanSource, n_rows: int, mode: str) -> dict[str, tuple[int, 
         "sigma": img,
         "edge_jump_per_m": img,
         "edge_jump_sigma_per_m": img,
-        **{"edge/" + k: img for k in EXTRA_FIELDS[mode]},
+        **{extra_path(k): img for k in extras},
     }
 
 
@@ -907,6 +986,7 @@ def _provenance(
             f"{e:.2f}": [round(float(x), 3) for x in sh] for e, sh in zip(h.energy_eV, ctx.shifts)
         },
         "calibration": ctx.calibration.as_dict(),
+        "normalization_conventions": plan.conventions,
         "mask": plan.mask_note,
         "memory": plan.memory.as_dict(),
         "notes": notes,
@@ -971,8 +1051,9 @@ def process_scan(
     )
     plan = plan_processing(source, cal, opts)
     plan.notes.extend(_mode_notes(cal, ref_l, ref_d))
+    _add_conventions(plan, lithiated, delithiated, cal, opts)
     n_rows = plan.row_range[1] - plan.row_range[0]
-    sink = _ArraySink(_shapes(source, n_rows, cal.mode))
+    sink = _ArraySink(_shapes(source, n_rows, plan.ctx.extras))
     timing: dict[str, float] = {}
     clamped = _run_blocks(plan, sink, opts, progress, timing)
     prov = _provenance(
@@ -992,6 +1073,7 @@ def process_scan(
         provenance=prov,
         edge_jump_sigma_per_m=a["edge_jump_sigma_per_m"],
         edge={k[5:]: v for k, v in a.items() if k.startswith("edge/")},
+        systematic=a.get("li/systematic"),
         mode=cal.mode,
     )
 
@@ -1050,6 +1132,7 @@ def process_file(
             hashing = hasher.submit(lambda: {str(p): sha256_of(p) for p in paths})
             plan = plan_processing(source, cal, opts)
             plan.notes.extend(_mode_notes(cal, ref_l, ref_d))
+            _add_conventions(plan, lithiated, delithiated, cal, opts)
             hashes = hashing.result()
         refs = _ref_provenance(lithiated, delithiated, ref_l, ref_d)
         key = json.dumps(
@@ -1070,7 +1153,7 @@ def process_file(
                 }
             )
         n_rows = plan.row_range[1] - plan.row_range[0]
-        sink = _H5Sink(partial_path(out), _shapes(source, n_rows, cal.mode), key)
+        sink = _H5Sink(partial_path(out), _shapes(source, n_rows, plan.ctx.extras), key)
         try:
             timing = {"plan": time.perf_counter() - t_start}
             clamped = _run_blocks(plan, sink, opts, progress, timing)

@@ -88,6 +88,10 @@ class ElectrochemistrySpec:
 class AcquisitionSpec:
     """Parallel-beam TXM acquisition at several energies.
 
+    ``photons_per_pixel`` is the flat-field level per projection, the same at every energy
+    unless ``photon_split`` gives relative weights per energy (scaled to a mean of 1, so the
+    total photon budget stays ``n_energies * photons_per_pixel``; what ``xtwin plan`` writes).
+
     ``exposure_s`` is the time per projection (with overheads); the energies are scanned one
     after the other, so an acquisition lasts ``n_energies * n_angles * exposure_s`` during
     which the Li keeps moving (0: the field is frozen during the scan).
@@ -96,6 +100,7 @@ class AcquisitionSpec:
     energies_eV: tuple[float, ...] = (8320.0, 8347.0, 8400.0)
     n_angles: int = 121
     photons_per_pixel: float = 20000.0
+    photon_split: tuple[float, ...] = ()
     n_flats: int = 10
     n_darks: int = 5
     dark_counts: float = 100.0
@@ -316,6 +321,16 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
             1 <= a.photons_per_pixel <= 6e4,
             "acquisition.photons_per_pixel must be within 1-60000 (uint16 detector)",
         ),
+        (
+            not a.photon_split
+            or (len(a.photon_split) == len(a.energies_eV) and min(a.photon_split) > 0),
+            "acquisition.photon_split needs one positive weight per energy (or leave it out)",
+        ),
+        (
+            max(photons_per_energy(a)) <= 6e4,
+            "acquisition.photons_per_pixel x photon_split exceeds 60000 at some energy (uint16 "
+            "detector); lower photons_per_pixel",
+        ),
         (a.n_flats >= 1, "acquisition.n_flats must be at least 1"),
         (a.n_darks >= 0, "acquisition.n_darks must be >= 0"),
         (0 <= a.bandwidth_rel < 1e-2, "acquisition.bandwidth_rel (dE/E) must be within 0-0.01"),
@@ -333,6 +348,15 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
     for ok, msg in checks:
         if not ok:
             raise XtwinInputError(f"{where}: {msg}")
+
+
+def photons_per_energy(a: AcquisitionSpec) -> tuple[float, ...]:
+    """Flat-field photons per pixel per projection at each energy."""
+    n = len(a.energies_eV)
+    if not a.photon_split or len(a.photon_split) != n:
+        return (a.photons_per_pixel,) * n
+    mean = sum(a.photon_split) / n
+    return tuple(a.photons_per_pixel * w / mean for w in a.photon_split)
 
 
 def load_scenario(path: str | os.PathLike) -> Scenario:

@@ -148,7 +148,10 @@ class _Acquisition:
         illum = 1.0 + a.flat_nonuniformity * np.cos(2 * np.pi * xx / n_cols * 0.7) * np.cos(
             2 * np.pi * yy / max(n_rows, 2) * 0.5
         )
-        self.beam = a.photons_per_pixel * illum
+        from xtwin.forward.scenario import photons_per_energy
+
+        # (n_energy, rows, cols): the flat-field photons per pixel at each energy
+        self.beam = np.asarray(photons_per_energy(a))[:, None, None] * illum
         self.pore = ms.phases == PHASE_PORE
         self.cbd = ms.phases == PHASE_CBD
         self.active = ms.phases == PHASE_ACTIVE
@@ -229,10 +232,10 @@ class _Acquisition:
         def to_u16(x: np.ndarray) -> np.ndarray:
             return np.clip(np.rint(x), 0, 65535).astype(np.uint16)
 
-        proj = rng.poisson(self.beam * trans) + dark_noise(trans.shape)
-        shape = (len(self.energies), a.n_flats) + self.beam.shape
-        flats = rng.poisson(np.broadcast_to(self.beam, shape)) + dark_noise(shape)
-        darks = to_u16(dark_noise((a.n_darks,) + self.beam.shape)) if a.n_darks else None
+        proj = rng.poisson(self.beam[:, None] * trans) + dark_noise(trans.shape)
+        shape = (len(self.energies), a.n_flats) + self.beam.shape[1:]
+        flats = rng.poisson(np.broadcast_to(self.beam[:, None], shape)) + dark_noise(shape)
+        darks = to_u16(dark_noise((a.n_darks,) + self.beam.shape[1:])) if a.n_darks else None
         return to_u16(proj), to_u16(flats), darks
 
 

@@ -7,6 +7,8 @@ Layout::
     /li/mask           uint8, 1 where Ni was found (edge jump significant)
     /li/edge_jump_per_m   the fitted Ni edge jump J (1/m; optical density for 2D)
     /li/edge_jump_sigma_per_m   its standard uncertainty
+    /li/systematic     half the range of w over the reference-normalization conventions
+                       (:mod:`xtwin.retrieve.conventions`), beside the noise /li/sigma
     /edge              attribute ``mode``: ``edge-jump`` (2 energies: lithiation all NaN),
                        ``three-energy`` or ``multi-energy`` (4 or more); links ``jump_per_m``
                        and ``jump_sigma_per_m`` to the edge jump; by mode
@@ -50,6 +52,7 @@ class LiMap:
     edge_jump_sigma_per_m: np.ndarray | None = None
     edge: dict[str, np.ndarray] = field(default_factory=dict)
     mode: str = "three-energy"
+    systematic: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         shape = self.lithiation.shape
@@ -98,6 +101,11 @@ def write_limap(path: str | os.PathLike, limap: LiMap) -> None:
                 else {}
             ),
             **{"/edge/" + k: v.astype(np.float32) for k, v in limap.edge.items()},
+            **(
+                {"/li/systematic": limap.systematic.astype(np.float32)}
+                if limap.systematic is not None
+                else {}
+            ),
         },
         {
             "/provenance": dict(limap.provenance),
@@ -140,6 +148,7 @@ def _read_limap(path: str | os.PathLike) -> LiMap:
                 for k, v in (f["/edge"].items() if "/edge" in f else ())
                 if k not in ("jump_per_m", "jump_sigma_per_m")
             },
+            systematic=f["/li/systematic"][()] if "/li/systematic" in f else None,
             mode=str(f["/edge"].attrs.get("mode", "three-energy"))
             if "/edge" in f
             else "three-energy",

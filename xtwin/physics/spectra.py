@@ -17,6 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,8 +63,12 @@ class NormalizedSpectrum:
     white_line_eV: float
     white_line_height: float
     source: str = ""
+    pre_range_eV: tuple[float, float] = (0.0, 0.0)
+    post_range_eV: tuple[float, float] = (0.0, 0.0)
+    post_order: int = 1
+    notes: tuple[str, ...] = ()
 
-    def summary(self) -> dict[str, float | str]:
+    def summary(self) -> dict[str, Any]:
         """The reported numbers as a dict."""
         return {
             "source": self.source,
@@ -73,6 +78,10 @@ class NormalizedSpectrum:
             "e_half_max_eV": round(self.e_half_max_eV, 2),
             "white_line_eV": round(self.white_line_eV, 2),
             "white_line_height": round(self.white_line_height, 3),
+            "pre_edge_range_eV": [round(x, 1) for x in self.pre_range_eV],
+            "post_edge_range_eV": [round(x, 1) for x in self.post_range_eV],
+            "post_edge_order": self.post_order,
+            **({"notes": list(self.notes)} if self.notes else {}),
         }
 
 
@@ -151,6 +160,7 @@ def normalize(
     e0_eV: float | None = None,
     pre_edge_eV: tuple[float, float] = (-150.0, -25.0),
     post_edge_eV: tuple[float, float] = (150.0, 600.0),
+    post_order: int | None = None,
 ) -> NormalizedSpectrum:
     """Normalize a spectrum (pre-edge line, post-edge line, edge jump, flattening).
 
@@ -165,19 +175,39 @@ def normalize(
         of the points below (above) E0 is used instead; a post-edge range shorter than 200 eV
         is fitted with a line, longer with a quadratic. The defaults follow Athena (post-edge
         from E0 + 150 eV), which keeps EXAFS oscillations from biasing the edge jump.
+    post_order : int, optional
+        Force the post-edge polynomial order (1 linear, 2 quadratic).
+
+    Notes
+    -----
+    The ranges actually used are recorded; when the data forced the fallback ranges, a note
+    says so with the numbers (a normalization over a few eV above the edge is fragile).
     """
     e, mu = spectrum.energy_eV, spectrum.absorbance
     e0 = _edge_energy(e, mu) if e0_eV is None else float(e0_eV)
+    notes: list[str] = []
     pre = (e >= e0 + pre_edge_eV[0]) & (e <= e0 + pre_edge_eV[1])
     if pre.sum() < 3:
         below = np.flatnonzero(e < e0 - 5.0)
         pre = np.zeros_like(e, dtype=bool)
         pre[below[: max(3, len(below) // 2)]] = True
+        if pre.any():
+            notes.append(
+                f"pre-edge range E0{pre_edge_eV[0]:+.0f} to {pre_edge_eV[1]:+.0f} eV not covered; "
+                f"fell back to {e[pre].min() - e0:+.1f} to {e[pre].max() - e0:+.1f} eV"
+            )
     post = (e >= e0 + post_edge_eV[0]) & (e <= e0 + post_edge_eV[1])
     if post.sum() < 3:
         above = np.flatnonzero(e > e0 + 10.0)
         post = np.zeros_like(e, dtype=bool)
         post[above[-max(3, len(above) // 4) :]] = True
+        if post.any():
+            notes.append(
+                f"post-edge range E0{post_edge_eV[0]:+.0f} to {post_edge_eV[1]:+.0f} eV not "
+                f"covered (the spectrum ends {e[-1] - e0:+.1f} eV above E0 = {e0:.1f} eV); "
+                f"fell back to {e[post].min() - e0:+.1f} to {e[post].max() - e0:+.1f} eV, "
+                "where EXAFS and white-line tails bias the edge jump"
+            )
     if pre.sum() < 2 or post.sum() < 3:
         raise XtwinInputError(
             f"{spectrum.source}: the spectrum does not extend far enough "
@@ -185,7 +215,8 @@ def normalize(
         )
     pre_coef = np.polyfit(e[pre] - e0, mu[pre], 1 if pre.sum() >= 2 else 0)
     span = e[post].max() - e[post].min()
-    post_coef = np.polyfit(e[post] - e0, mu[post], 2 if span >= 200.0 and post.sum() >= 6 else 1)
+    order = post_order if post_order else (2 if span >= 200.0 and post.sum() >= 6 else 1)
+    post_coef = np.polyfit(e[post] - e0, mu[post], order)
     pre_line = np.polyval(pre_coef, e - e0)
     post_line = np.polyval(post_coef, e - e0)
     jump = float(np.polyval(post_coef, 0.0) - np.polyval(pre_coef, 0.0))
@@ -211,6 +242,10 @@ def normalize(
         white_line_eV=float(e[i_max]),
         white_line_height=float(flat[i_max]),
         source=spectrum.source,
+        pre_range_eV=(float(e[pre].min() - e0), float(e[pre].max() - e0)),
+        post_range_eV=(float(e[post].min() - e0), float(e[post].max() - e0)),
+        post_order=int(order),
+        notes=tuple(notes),
     )
 
 

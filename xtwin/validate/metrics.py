@@ -92,7 +92,7 @@ class ParticleMetrics:
     ----------
     n : int
         Particles compared.
-    mae, max_abs_error, bias : float
+    mae, max_abs_error, bias, rmse : float
         Of recovered minus true particle means (NaN without particles).
     table : tuple of dict
         Per particle: ``id``, ``n_voxels``, ``true``, ``recovered``, ``error``.
@@ -103,6 +103,7 @@ class ParticleMetrics:
     max_abs_error: float
     bias: float
     table: tuple[dict[str, Any], ...] = ()
+    rmse: float = float("nan")
 
     def __post_init__(self) -> None:
         if self.n != len(self.table):
@@ -205,6 +206,7 @@ def compare(limap: LiMap, truth: TruthData) -> Metrics:
             max_abs_error=float(np.max(np.abs(p_err))) if ids.size else nan,
             bias=float(np.mean(p_err)) if ids.size else nan,
             table=table,
+            rmse=float(np.sqrt(np.mean(np.square(p_err)))) if ids.size else nan,
         ),
         false_positive_fraction=float((r_def & ~t_def).sum() / max(r_def.sum(), 1)),
         truth_mean_lithiation=float(np.nanmean(tru)),
