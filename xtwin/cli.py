@@ -47,6 +47,9 @@ def cli() -> None:
     xtwin info FILE                what a file holds
     xtwin convert FILES -o SCAN    Xradia, TIFF+sidecar or FXI files to scan file(s)
     xtwin export MAP --tiff DIR    a Li map as float32 TIFF stacks
+    xtwin analyze MAP -o DIR       particles, profiles, hot spots of a Li map or truth
+    xtwin report MAP [TRUTH] -o DIR   figures and a self-contained HTML page
+    xtwin validate CAMPAIGN -o DIR sweeps of the twin through the pipeline, on dask
     xtwin plan --target-sigma 0.02 energies, photons and angles at the least dose
     xtwin physics --energies ...   attenuation and dose numbers for planning
     xtwin microstructure SCENARIO -o DIR   an electrode microstructure and its metrics
@@ -296,6 +299,13 @@ def _options(
     is_flag=True,
     help="Accept a lithiated reference whose edge lies above the delithiated one.",
 )
+@click.option(
+    "--reference-convention",
+    type=click.Choice(["xtwin", "athena", "linear-post", "e0-half-jump", "short-post"]),
+    default="xtwin",
+    show_default=True,
+    help="How the reference spectra are normalized (the others give /li/systematic).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 def process(
     scans: tuple[Path, ...],
@@ -310,6 +320,7 @@ def process(
     rows: str | None,
     block_rows: int | None,
     allow_swapped_references: bool,
+    reference_convention: str,
     force: bool,
 ) -> None:
     """The shared pipeline: normalize, register, reconstruct each energy, retrieve lithiation.
@@ -334,6 +345,7 @@ def process(
         _options(center_offset, recon, memory_limit, workers, scheduler, rows),
         block_rows=block_rows,
         allow_swapped_references=allow_swapped_references,
+        reference_convention=reference_convention,
     )
     order = series_order(list(scans))
     if order is not None:  # an operando series: one Li map per time point
@@ -487,6 +499,81 @@ def convert(
             + (f", group {group!r}" if group else "")
             + (f", t = {scan.metadata['time_s']:.0f} s" if "time_s" in scan.metadata else "")
         )
+
+
+@cli.command()
+@click.argument("limap", type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--out", required=True, type=click.Path(path_type=Path), help="Output directory."
+)
+@click.option(
+    "--depth-offset-um", type=float, default=0.0, help="Depth of the imaged window's top (um)."
+)
+@click.option(
+    "--min-deviation", type=float, default=0.05, show_default=True, help="Smallest hot-spot |dw|."
+)
+@click.option(
+    "--fdr", type=float, default=0.05, show_default=True, help="Hot-spot false-discovery rate."
+)
+def analyze(
+    limap: Path, out: Path, depth_offset_um: float, min_deviation: float, fdr: float
+) -> None:
+    """Particles, depth and pore-distance profiles, surface hot spots and heterogeneity of a
+    Li map (or of a twin's truth file): CSV tables, labels, figures and a text summary."""
+    from xtwin.analysis.report import analyze_file
+
+    files = analyze_file(
+        limap, out, depth_offset_m=depth_offset_um * 1e-6, min_deviation=min_deviation, fdr=fdr
+    )
+    click.echo(files["summary.txt"].read_text().rstrip())
+    click.echo(f"{len(files)} files in {out}")
+
+
+@cli.command()
+@click.argument("limap", type=click.Path(path_type=Path))
+@click.argument("truth", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--out", required=True, type=click.Path(path_type=Path), help="Output directory."
+)
+def report(limap: Path, truth: Path | None, out: Path) -> None:
+    """Figures and a self-contained HTML page (report.html) for a Li map, with the comparison
+    against the truth when TRUTH is given."""
+    from xtwin.analysis.report import report as make_report
+
+    files = make_report(limap, out, truth)
+    click.echo(f"{files['report.html']}")
+
+
+@cli.command()
+@click.argument("campaign", type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--out", required=True, type=click.Path(path_type=Path), help="Output directory."
+)
+@click.option(
+    "--scheduler",
+    default="local",
+    show_default=True,
+    help="'local' (a local dask cluster), a scheduler address, or 'none' (in this process).",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+def validate(campaign: Path, out: Path, scheduler: str, workers: int) -> None:
+    """Run a validation campaign (sweeps of twin scenarios through the pipeline) on dask,
+    resuming finished runs, and write CSV tables, figures, an error budget and report.html."""
+    from xtwin.validate.campaign import load_campaign, run_campaign
+
+    camp = load_campaign(campaign)
+    n = len(camp.runs) * len(camp.seeds)
+    click.echo(
+        f"{camp.name}: {len(camp.runs)} runs x {len(camp.seeds)} seeds = {n} tasks", err=True
+    )
+    files = run_campaign(
+        camp,
+        out,
+        scheduler=None if scheduler.lower() == "none" else scheduler,
+        workers=workers,
+        progress=lambda line: click.echo(line, err=True),
+    )
+    click.echo(f"{files['report.html']} ({len(files)} files in {out})")
 
 
 @cli.command("export")

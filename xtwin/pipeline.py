@@ -86,6 +86,9 @@ class ProcessOptions:
         At most this many detector rows per block (smaller than the memory plan allows).
     allow_swapped_references : bool
         Accept a "lithiated" reference whose edge lies above the "delithiated" one.
+    reference_convention : str
+        How the reference spectra are normalized (:data:`xtwin.retrieve.conventions.CONVENTIONS`;
+        default ``xtwin``); the others give ``/li/systematic``.
     """
 
     center_offset_px: float | str = "auto"
@@ -99,8 +102,16 @@ class ProcessOptions:
     scheduler: str | None = None
     block_rows: int | None = None
     allow_swapped_references: bool = False
+    reference_convention: str = "xtwin"
 
     def __post_init__(self) -> None:
+        from xtwin.retrieve.conventions import CONVENTIONS
+
+        if self.reference_convention not in CONVENTIONS:
+            raise XtwinInputError(
+                f"unknown reference convention {self.reference_convention!r}; choose one of "
+                f"{', '.join(CONVENTIONS)}"
+            )
         c = self.center_offset_px
         if isinstance(c, str) and c != "auto":
             raise XtwinInputError(f"center offset {c!r} is neither a number of pixels nor 'auto'")
@@ -134,6 +145,7 @@ class ProcessOptions:
             "min_jump_fraction": self.min_jump_fraction,
             "register": self.register,
             "rows": list(self.rows) if self.rows else None,
+            "reference_convention": self.reference_convention,
         }
 
 
@@ -567,17 +579,24 @@ class _Plan:
 
 
 def _references(
-    lithiated, delithiated
+    lithiated, delithiated, convention: str = "xtwin"
 ) -> tuple[NormalizedSpectrum, NormalizedSpectrum] | tuple[None, None]:
     if lithiated is None and delithiated is None:
         return None, None
     if lithiated is None or delithiated is None:
         raise XtwinInputError("give both reference spectra (--lithiated and --delithiated) or none")
-    return normalize(read_spectrum(lithiated)), normalize(read_spectrum(delithiated))
+    if convention == "xtwin":
+        return normalize(read_spectrum(lithiated)), normalize(read_spectrum(delithiated))
+    from xtwin.retrieve.conventions import normalize_with
+
+    return (
+        normalize_with(read_spectrum(lithiated), convention),
+        normalize_with(read_spectrum(delithiated), convention),
+    )
 
 
 def _alt_calibrations(
-    lithiated, delithiated, energy_eV: np.ndarray, allow_swapped: bool
+    lithiated, delithiated, energy_eV: np.ndarray, allow_swapped: bool, main: str = "xtwin"
 ) -> tuple[tuple[tuple[str, Calibration], ...], dict[str, Any]]:
     """Calibrations under the other reference-normalization conventions
     (:mod:`xtwin.retrieve.conventions`) that the reference spectra support."""
@@ -588,7 +607,7 @@ def _alt_calibrations(
     pairs = convention_references(read_spectrum(lithiated), read_spectrum(delithiated))
     out = []
     for name, (ln, dn) in pairs.items():
-        if name == "xtwin":
+        if name == main:
             continue
         try:
             out.append((name, calibrate(energy_eV, ln, dn, allow_swapped=allow_swapped)))
@@ -596,8 +615,8 @@ def _alt_calibrations(
             continue
     used = [n for n, _ in out]
     return tuple(out), {
-        "used": ["xtwin"] + used,
-        "skipped": [c for c in CONVENTIONS if c not in used and c != "xtwin"],
+        "used": [main] + used,
+        "skipped": [c for c in CONVENTIONS if c not in used and c != main],
         "rule": "/li/systematic = half the range of w over the conventions used",
     }
 
@@ -606,11 +625,15 @@ def _add_conventions(plan, lithiated, delithiated, cal: Calibration, opts) -> No
     import dataclasses
 
     alts, note = _alt_calibrations(
-        lithiated, delithiated, cal.energy_eV, opts.allow_swapped_references
+        lithiated,
+        delithiated,
+        cal.energy_eV,
+        opts.allow_swapped_references,
+        opts.reference_convention,
     )
     plan.ctx = dataclasses.replace(plan.ctx, alt_calibrations=alts)
     plan.conventions = note
-    for ref in _references(lithiated, delithiated):
+    for ref in _references(lithiated, delithiated, opts.reference_convention):
         if ref is not None and ref.notes:
             plan.notes.extend(f"{ref.source}: {n}" for n in ref.notes)
 
@@ -1045,7 +1068,7 @@ def process_scan(
 
     opts = dataclasses.replace(options or ProcessOptions(), **kwargs)
     source = scan if isinstance(scan, ScanSource) else source_from_scan(scan)
-    ref_l, ref_d = _references(lithiated, delithiated)
+    ref_l, ref_d = _references(lithiated, delithiated, opts.reference_convention)
     cal = calibrate(
         source.header.energy_eV, ref_l, ref_d, allow_swapped=opts.allow_swapped_references
     )
@@ -1121,7 +1144,7 @@ def process_file(
     opts = options or ProcessOptions()
     out = Path(out)
     paths = [scans] if isinstance(scans, str | os.PathLike) else list(scans)
-    ref_l, ref_d = _references(lithiated, delithiated)
+    ref_l, ref_d = _references(lithiated, delithiated, opts.reference_convention)
     with open_scan(paths) as source:
         cal = calibrate(
             source.header.energy_eV, ref_l, ref_d, allow_swapped=opts.allow_swapped_references

@@ -88,6 +88,11 @@ class ElectrochemistrySpec:
 class AcquisitionSpec:
     """Parallel-beam TXM acquisition at several energies.
 
+    The reference standards are measured through the same monochromator as the scan unless
+    ``standards_offset_from_scan_eV`` (their energy calibration minus the scan's) or
+    ``standards_bandwidth_rel`` (their dE/E; 0 = the scan's) say otherwise: an energy
+    calibration error of the retrieval is a difference between the two.
+
     ``photons_per_pixel`` is the flat-field level per projection, the same at every energy
     unless ``photon_split`` gives relative weights per energy (scaled to a mean of 1, so the
     total photon budget stays ``n_energies * photons_per_pixel``; what ``xtwin plan`` writes).
@@ -107,6 +112,8 @@ class AcquisitionSpec:
     read_noise_counts: float = 3.0
     bandwidth_rel: float = 1.3e-4
     energy_offset_eV: float = 0.0
+    standards_offset_from_scan_eV: float = 0.0
+    standards_bandwidth_rel: float = 0.0
     detector_blur_px: float = 0.5
     flat_nonuniformity: float = 0.1
     rotation_axis_offset_px: float = 0.0
@@ -334,6 +341,14 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
         (a.n_flats >= 1, "acquisition.n_flats must be at least 1"),
         (a.n_darks >= 0, "acquisition.n_darks must be >= 0"),
         (0 <= a.bandwidth_rel < 1e-2, "acquisition.bandwidth_rel (dE/E) must be within 0-0.01"),
+        (
+            0 <= a.standards_bandwidth_rel < 1e-2,
+            "acquisition.standards_bandwidth_rel must be within 0-0.01 (0: the scan's)",
+        ),
+        (
+            abs(a.standards_offset_from_scan_eV) <= 20,
+            "acquisition.standards_offset_from_scan_eV must be within +-20 eV",
+        ),
         (a.detector_blur_px >= 0, "acquisition.detector_blur_px must be >= 0"),
         (a.exposure_s >= 0, "acquisition.exposure_s must be >= 0 (seconds per projection)"),
         (

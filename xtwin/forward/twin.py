@@ -306,7 +306,12 @@ def simulate(
                 snapshot=k,
             )
         )
-    ref_l, ref_d = reference_spectra(acq.xanes, rng_ref)
+    a = scenario.acquisition
+    standards = XanesModel(
+        bandwidth_rel=a.standards_bandwidth_rel or a.bandwidth_rel,
+        energy_offset_eV=a.energy_offset_eV + a.standards_offset_from_scan_eV,
+    )
+    ref_l, ref_d = reference_spectra(standards, rng_ref)
     tick("files", 1)
     return TwinResult(scans, truths, ref_l, ref_d)
 
