@@ -39,6 +39,7 @@ from xtwin.physics.spectra import NormalizedSpectrum, normalize, read_spectrum
 from xtwin.prep.normalize import exposure_ratios, normalize_block
 from xtwin.prep.register import (
     apply_shift,
+    apply_transform,
     registration_angles,
     rows_not_seen_at_all_energies,
     shifts_from_projections,
@@ -52,10 +53,13 @@ from xtwin.retrieve.three_energy import (
     jump_reference,
     solve,
 )
-from xtwin.shifts import LANCZOS_A, source_rows
+from xtwin.shifts import LANCZOS_A, scaled_source_rows, source_rows
 
 #: Registration shifts smaller than this (pixels) are below the estimate's precision: not applied.
 MIN_SHIFT_PX = 0.1
+
+#: A magnification change is applied when it moves the detector edge by at least this (px).
+MIN_SCALE_EDGE_PX = 0.25
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,9 @@ class ProcessOptions:
         At most this many detector rows per block (smaller than the memory plan allows).
     allow_swapped_references : bool
         Accept a "lithiated" reference whose edge lies above the "delithiated" one.
+    register_scale : bool
+        Also estimate and correct a magnification change between energies (zone-plate
+        optics; applied when it moves the detector edge by at least 0.25 px).
     reference_convention : str
         How the reference spectra are normalized (:data:`xtwin.retrieve.conventions.CONVENTIONS`;
         default ``xtwin``); the others give ``/li/systematic``.
@@ -103,6 +110,7 @@ class ProcessOptions:
     block_rows: int | None = None
     allow_swapped_references: bool = False
     reference_convention: str = "xtwin"
+    register_scale: bool = True
 
     def __post_init__(self) -> None:
         from xtwin.retrieve.conventions import CONVENTIONS
@@ -146,6 +154,7 @@ class ProcessOptions:
             "register": self.register,
             "rows": list(self.rows) if self.rows else None,
             "reference_convention": self.reference_convention,
+            "register_scale": self.register_scale,
         }
 
 
@@ -165,6 +174,8 @@ class BlockContext:
     min_jump_snr: float = 3.0
     min_jump_fraction: float = 0.2
     alt_calibrations: tuple[tuple[str, Calibration], ...] = ()
+    scales: np.ndarray | None = None
+    lost_cols: np.ndarray | None = None
 
     @property
     def extras(self) -> tuple[str, ...]:
@@ -261,6 +272,17 @@ def read_block(
     darks: dict[tuple[int, int], np.ndarray | None] = {}  # one read per window, not per energy
     for e in range(n_e):
         dy, dx = (float(x) for x in ctx.shifts[e])
+        sc = 1.0 if ctx.scales is None else float(ctx.scales[e])
+        if sc != 1.0:  # magnification and shift: both axes resampled
+            a, b = scaled_source_rows(lo, hi, sc, dy, (src.header.shape[2] - 1) / 2.0)
+            p, v, notes = normalized_rows(src, e, a, b, float(ctx.exposure_ratio[e]))
+            clamped += sum(int(n.split()[0]) for n in notes if "were clamped" in n)
+            n_r = src.header.shape[2]
+            p_all[e] = apply_transform(p, a, lo, hi, dy, dx, sc, n_rows=n_r)
+            if variance:
+                v_all[e] = apply_transform(v, a, lo, hi, dy, dx, sc, n_rows=n_r, variance=True)
+            del p, v
+            continue
         a, b = source_rows(lo, hi, dy) if dy else (lo, hi)
         if (a, b) not in darks:
             darks[(a, b)] = src.dark_mean(a, b)
@@ -364,6 +386,9 @@ def compute_block(
     lost = ctx.lost_rows[lo:hi]  # rows not seen at every energy: no lithiation (nor mask)
     out["lithiation"][lost] = np.nan
     out["sigma"][lost] = np.nan
+    if ctx.lost_cols is not None and ctx.lost_cols.any():  # 2D: columns likewise
+        out["lithiation"][:, ctx.lost_cols] = np.nan
+        out["sigma"][:, ctx.lost_cols] = np.nan
     for f in extras + (("edge_jump",) if mode == "edge-jump" else ()):
         out[f][lost] = np.nan
     sol = Solution(*(out[f] for f in fields))
@@ -576,6 +601,7 @@ class _Plan:
     notes: list[str] = field(default_factory=list)
     mask_note: dict[str, Any] = field(default_factory=dict)
     conventions: dict[str, Any] = field(default_factory=dict)
+    scale_note: dict[str, Any] = field(default_factory=dict)
 
 
 def _references(
@@ -729,8 +755,12 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
                 0
             ]
     shifts = np.zeros((n_e, 2))
+    scales = np.ones(n_e)
+    scale_note: dict[str, Any] = {}
     if options.register and n_e > 1 and sample is not None:
         shifts = shifts_from_projections(sample)
+        if options.register_scale:
+            scales, shifts, scale_note = _scales(sample, h.energy_eV, shifts, notes)
         # below the estimator's resolution (1/20 px, median of 16 angles): not applied
         shifts = np.where(np.abs(shifts) < MIN_SHIFT_PX, 0.0, shifts)
         notes.append(
@@ -739,16 +769,24 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
                 f"{e:.1f} eV: {dy:+.2f}, {dx:+.2f}" for e, (dy, dx) in zip(h.energy_eV, shifts)
             )
         )
-    plan = memory(2 * LANCZOS_A + 1 + int(np.ceil(np.abs(shifts[:, 0]).max())))
+    reach = np.abs(scales - 1).max() * n_r / 2
+    plan = memory(2 * LANCZOS_A + 2 + int(np.ceil(np.abs(shifts[:, 0]).max() + reach)))
     if options.block_rows is not None and options.block_rows < plan.rows_per_block:
         import dataclasses
 
         plan = dataclasses.replace(plan, rows_per_block=options.block_rows)
-    lost = rows_not_seen_at_all_energies(shifts, n_r)
+    lost = rows_not_seen_at_all_energies(shifts, n_r, scales)
     if lost[lo:hi].any():
         notes.append(
             f"{int(lost[lo:hi].sum())} detector rows not seen at every energy after "
             "registration: no lithiation there"
+        )
+    lost_cols = rows_not_seen_at_all_energies(shifts, n_c, scales, axis=1)
+    if lost_cols.any():
+        notes.append(
+            f"{int(lost_cols.sum())} detector columns not seen at every energy after "
+            "registration: "
+            + ("no lithiation there" if not h.is_tomography else "edge-padded in the sinograms")
         )
     center = options.center_offset_px
     center_note: dict[str, Any] = {}
@@ -768,6 +806,8 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
         threads=workers,
         min_jump_snr=options.min_jump_snr,
         min_jump_fraction=options.min_jump_fraction,
+        scales=scales,
+        lost_cols=lost_cols if not h.is_tomography else np.zeros(n_c, dtype=bool),
     )
     import dataclasses
 
@@ -782,7 +822,37 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
         "rule": "Ni where J / sigma_J >= min_jump_snr and J >= min_jump_fraction x "
         "jump_reference_per_m (the 99.5th percentile of J over the sample rows)",
     }
-    return _Plan(ctx, (lo, hi), plan, center_note, notes, mask_note)
+    out = _Plan(ctx, (lo, hi), plan, center_note, notes, mask_note)
+    out.scale_note = scale_note
+    return out
+
+
+def _scales(
+    sample: np.ndarray, energy_eV: np.ndarray, shifts: np.ndarray, notes: list[str]
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Magnification per energy (fitted law) and the shifts re-estimated under it; scales of
+    which the largest moves the detector edge by less than MIN_SCALE_EDGE_PX are not applied."""
+    from xtwin.prep.register import _warp, scales_from_projections
+
+    n_e, _, n_r, n_c = sample.shape
+    scales, info = scales_from_projections(sample, energy_eV)
+    edge_px = float(np.abs(scales - 1).max() * max(n_r, n_c) / 2)
+    info["edge_displacement_px"] = round(edge_px, 3)
+    if edge_px < MIN_SCALE_EDGE_PX:
+        info["applied"] = False
+        return np.ones(n_e), shifts, info
+    info["applied"] = True
+    warped = np.stack(
+        [np.stack([_warp(x, float(s), 0.0, 0.0) for x in sample[e]]) for e, s in enumerate(scales)]
+    )
+    shifts = shifts_from_projections(warped) * scales[:, None]
+    notes.append(
+        "magnification changes with energy: law s(E) = 1 + k (E - "
+        f"{info['reference_eV']:.1f} eV), k = {info['k_per_eV']:.3e} per eV; scales "
+        + ", ".join(f"{e:.1f} eV: {s:.5f}" for e, s in zip(energy_eV, scales))
+        + f" (independent estimates {info['per_energy']})"
+    )
+    return scales, shifts, info
 
 
 #: Detector rows reconstructed before the blocks to set the Ni mask's reference edge jump.
@@ -1005,6 +1075,7 @@ def _provenance(
         "rotation_center_px": ctx.center_offset_px,
         "rows": list(plan.row_range),
         "reconstruction": {"method": options.method},
+        "energy_magnification": plan.scale_note,
         "energy_registration_px": {
             f"{e:.2f}": [round(float(x), 3) for x in sh] for e, sh in zip(h.energy_eV, ctx.shifts)
         },

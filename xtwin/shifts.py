@@ -143,3 +143,73 @@ def shift_axis_local(
     for t, wt in enumerate(w):
         out += np.float32(wt) * moved[t : t + n_out]
     return np.moveaxis(out, 0, axis)
+
+
+def scaled_positions(lo: int, hi: int, scale: float, shift_px: float, centre: float) -> np.ndarray:
+    """Input positions sampled by output rows ``[lo, hi)`` under a magnification ``scale``
+    about ``centre`` and a shift: ``centre + scale * (r - centre) + shift_px``."""
+    r = np.arange(lo, hi, dtype=np.float64)
+    return centre + scale * (r - centre) + shift_px
+
+
+def scaled_source_rows(
+    lo: int, hi: int, scale: float, shift_px: float, centre: float
+) -> tuple[int, int]:
+    """Input rows ``[start, stop)`` that :func:`scale_axis_local` needs for output rows
+    ``[lo, hi)`` (may reach outside the detector: clip and edge-replicate)."""
+    pos = scaled_positions(lo, max(hi, lo + 1), scale, shift_px, centre)
+    first, last = int(np.floor(pos.min())), int(np.floor(pos.max()))
+    return first - LANCZOS_A + 1, last + LANCZOS_A + 1
+
+
+def scale_axis_local(
+    block: np.ndarray,
+    start: int,
+    lo: int,
+    hi: int,
+    scale: float,
+    shift_px: float,
+    centre: float,
+    *,
+    axis: int,
+    squared: bool = False,
+) -> np.ndarray:
+    """Resample output rows ``[lo, hi)`` at input positions
+    ``centre + scale (r - centre) + shift_px`` along ``axis`` (Lanczos-4, finite support).
+
+    Parameters
+    ----------
+    block : ndarray
+        Input rows ``[start, start + block.shape[axis])`` along ``axis``, covering
+        :func:`scaled_source_rows` (edge-replicated outside the detector).
+    start : int
+        The detector row of ``block``'s first row.
+    lo, hi : int
+        Output rows.
+    scale, shift_px, centre : float
+        The magnification about ``centre`` and the shift.
+    axis : int
+    squared : bool
+        Use squared weights (variance propagation of uncorrelated samples).
+
+    Returns
+    -------
+    ndarray
+        ``hi - lo`` rows along ``axis``, float32.
+    """
+    pos = scaled_positions(lo, hi, scale, shift_px, centre)
+    base = np.floor(pos).astype(int)
+    frac = pos - base
+    k = np.arange(-LANCZOS_A + 1, LANCZOS_A + 1, dtype=np.float64)
+    x = frac[:, None] - k[None, :]
+    w = np.sinc(x) * np.sinc(x / LANCZOS_A)
+    w /= w.sum(axis=1, keepdims=True)
+    if squared:
+        w = w**2
+    moved = np.moveaxis(block, axis, 0)
+    out = np.zeros((hi - lo,) + moved.shape[1:], dtype=np.float32)
+    idx = base[:, None] + k[None, :].astype(int) - start  # (n_out, taps) rows of block
+    for t in range(w.shape[1]):
+        wt = w[:, t].astype(np.float32).reshape((-1,) + (1,) * (moved.ndim - 1))
+        out += wt * moved[idx[:, t]]
+    return np.moveaxis(out, 0, axis)

@@ -1,9 +1,16 @@
 """Cross-energy registration: the detector image moves between energies (zone-plate and
 condenser repositioning, stage drift), which a three-energy ratio turns into false lithiation
 at every edge. Each energy's projections at a set of angles are registered to the reference
-energy's by phase correlation (scikit-image, 1/20-pixel upsampling, Hann window); the shift
+energy's by cross-correlation (scikit-image, 1/20-pixel upsampling, Hann window); the shift
 across detector rows is applied with a finite Lanczos-4 kernel (so blocks of rows give the
 same result as the whole detector) and the shift along rows with a Fourier shift.
+
+A zone-plate TXM also changes its magnification with energy (the focal length is proportional
+to E): :func:`scales_from_projections` estimates each energy's image scale about the optical
+axis (the detector centre) by maximizing the correlation with the reference energy, then fits
+the magnification law ``s(E) = 1 + k (E - E_ref)`` to the estimates and applies the law (the
+prior keeps one noisy energy from getting its own scale); :func:`apply_transform` resamples
+rows and columns at ``c + s (r - c) + shift`` with the same finite kernel.
 
 References
 ----------
@@ -19,7 +26,13 @@ import numpy as np
 
 from xtwin.errors import XtwinInputError
 from xtwin.prep.normalize import Absorbance
-from xtwin.shifts import shift_axis_local, shift_rows, source_rows
+from xtwin.shifts import (
+    scale_axis_local,
+    scaled_positions,
+    shift_axis_local,
+    shift_rows,
+    source_rows,
+)
 
 #: Projections sampled for registration.
 N_REGISTRATION_ANGLES = 16
@@ -135,13 +148,163 @@ def register_energies(absorbance: Absorbance) -> tuple[Absorbance, np.ndarray]:
     ), shifts
 
 
-def rows_not_seen_at_all_energies(shifts: np.ndarray, n_rows: int) -> np.ndarray:
-    """Rows that some energy's registration shift moved in from outside the detector."""
+def rows_not_seen_at_all_energies(
+    shifts: np.ndarray, n_rows: int, scales: np.ndarray | None = None, axis: int = 0
+) -> np.ndarray:
+    """Detector rows (``axis=0``) or columns (``axis=1``) that some energy's registration
+    moved in from outside the detector."""
     lost = np.zeros(n_rows, dtype=bool)
-    for dy in shifts[:, 0]:
+    if scales is not None and np.any(scales != 1.0):
+        c = (n_rows - 1) / 2.0
+        for (dy, dx), sc in zip(shifts, scales):
+            pos = scaled_positions(0, n_rows, float(sc), float(dy if axis == 0 else dx), c)
+            lost |= (pos < -1e-3) | (pos > n_rows - 1 + 1e-3)
+        return lost
+    for dy in shifts[:, axis]:
         k = int(np.ceil(abs(dy) - 1e-3))
         if k and dy > 0:
             lost[n_rows - k :] = True  # content moved up by dy: the bottom rows came from outside
         elif k:
             lost[:k] = True
     return lost
+
+
+def _warp(img: np.ndarray, scale: float, dy: float, dx: float) -> np.ndarray:
+    """Sample ``img`` at ``c + scale (r - c) + (dy, dx)`` (bilinear, for the estimation)."""
+    from scipy import ndimage
+
+    c = (np.asarray(img.shape[-2:], dtype=float) - 1) / 2.0
+    offset = c - scale * c + np.array([dy, dx])
+    return ndimage.affine_transform(
+        img, np.array([scale, scale]), offset=offset, order=1, mode="nearest"
+    )
+
+
+def _score(
+    ref: np.ndarray, img: np.ndarray, scale: float, window: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """Correlation of ``ref`` (windowed) with ``img`` resampled at ``scale`` and then
+    windowed, after the best shift."""
+    from skimage.registration import phase_cross_correlation
+
+    m = int(0.1 * min(ref.shape[-2:])) + 2
+    total = 0.0
+    shifts = []
+    for a in range(ref.shape[0]):
+        w = _warp(img[a], scale, 0.0, 0.0) * window
+        sh = phase_cross_correlation(ref[a], w, upsample_factor=10, normalization=None)[0]
+        shifts.append(sh)
+        w = _warp(img[a], scale, -sh[0] * scale, -sh[1] * scale) * window
+        r, q = ref[a][m:-m, m:-m], w[m:-m, m:-m]
+        r = r - r.mean()
+        q = q - q.mean()
+        total += float((r * q).sum() / np.sqrt((r * r).sum() * (q * q).sum() + 1e-30))
+    return total / ref.shape[0], np.median(np.asarray(shifts), axis=0)
+
+
+def scales_from_projections(
+    p: np.ndarray,
+    energy_eV: np.ndarray,
+    *,
+    reference: int | None = None,
+    max_rel: float = 0.05,
+    n_angles: int = 4,
+) -> tuple[np.ndarray, dict]:
+    """Each energy's image scale relative to the reference energy, fitted to the
+    magnification law ``s(E) = 1 + k (E - E_ref)``.
+
+    Parameters
+    ----------
+    p : ndarray, shape (n_energy, n_selected_angles, n_row, n_col)
+        Absorbance at a few angles (the registration sample).
+    energy_eV : ndarray
+    reference : int, optional
+        Reference energy (default: the most absorbing).
+    max_rel : float
+        Largest relative scale change searched.
+    n_angles : int
+        Projections (of the sample) used for the search.
+
+    Returns
+    -------
+    scales : ndarray
+        The law's scale per energy (1 at the reference).
+    info : dict
+        ``per_energy`` (the independent estimates), ``k_per_eV`` and ``reference_eV``.
+    """
+    from scipy.optimize import minimize_scalar
+
+    n_e = p.shape[0]
+    ref = int(np.argmax(p.reshape(n_e, -1).mean(axis=1))) if reference is None else reference
+    idx = np.unique(np.linspace(0, p.shape[1] - 1, min(n_angles, p.shape[1])).astype(int))
+    window = np.outer(np.hanning(p.shape[2]), np.hanning(p.shape[3]))
+
+    def prepared(a: np.ndarray) -> np.ndarray:
+        return np.stack([(x - x.mean()) * window for x in a])
+
+    r = prepared(p[ref, idx])
+    est = np.ones(n_e)
+    for e in range(n_e):
+        if e == ref:
+            continue
+        img = np.stack([x - x.mean() for x in p[e, idx]])
+        res = minimize_scalar(
+            lambda s, img=img: -_score(r, img, s, window)[0],
+            bounds=(1 - max_rel, 1 + max_rel),
+            method="bounded",
+            options={"xatol": 2e-5},
+        )
+        est[e] = float(res.x)
+    de = np.asarray(energy_eV, dtype=float) - float(energy_eV[ref])
+    k = float(np.sum(de * (est - 1)) / np.sum(de * de)) if np.any(de) else 0.0
+    scales = 1.0 + k * de
+    return scales, {
+        "per_energy": [round(float(x), 6) for x in est],
+        "k_per_eV": k,
+        "reference_eV": float(energy_eV[ref]),
+    }
+
+
+def apply_transform(
+    block: np.ndarray,
+    start: int,
+    lo: int,
+    hi: int,
+    dy: float,
+    dx: float,
+    scale: float,
+    *,
+    n_rows: int,
+    variance: bool = False,
+) -> np.ndarray:
+    """Register output rows ``[lo, hi)`` of one energy under a magnification ``scale`` about
+    the detector centre and a shift (rows and columns resampled with Lanczos-4).
+
+    Parameters
+    ----------
+    block : ndarray, shape (n_angle, rows, n_col)
+        Detector rows ``[start, start + rows)`` covering
+        :func:`xtwin.shifts.scaled_source_rows` (edge-replicated outside the detector).
+    start, lo, hi : int
+    dy, dx, scale : float
+    n_rows : int
+        Detector rows (the centre of the magnification is ``(n_rows - 1) / 2``).
+    variance : bool
+        Propagate variances (squared weights).
+
+    Returns
+    -------
+    ndarray, shape (n_angle, hi - lo, n_col), float32
+    """
+    from xtwin.shifts import LANCZOS_A
+
+    out = scale_axis_local(
+        block, start, lo, hi, scale, dy, (n_rows - 1) / 2.0, axis=1, squared=variance
+    )
+    n_c = out.shape[2]
+    pad = LANCZOS_A + int(np.ceil(abs(scale - 1) * n_c / 2 + abs(dx))) + 1
+    padded = np.pad(out, [(0, 0), (0, 0), (pad, pad)], mode="edge")
+    out = scale_axis_local(
+        padded, -pad, 0, n_c, scale, dx, (n_c - 1) / 2.0, axis=2, squared=variance
+    )
+    return np.ascontiguousarray(out, dtype=np.float32)
