@@ -84,3 +84,92 @@ def test_no_magnification_no_scale_applied(demo_run):
         mag = json.loads(mag)
     assert not mag["applied"]
     assert abs(mag["k_per_eV"]) * 80 * 32 < 0.25  # below a quarter pixel at the edge
+
+
+def test_runout_present_estimated_and_corrected(tmp_path):
+    """Stage run-out (2 px rms, smooth) and jitter (1 px rms, per projection and energy):
+    present in the projections, estimated per projection, and the particle MAE below 0.01 with
+    the alignment on (about 0.18 without)."""
+    import dataclasses
+
+    from xtwin.forward import twin as T
+    from xtwin.forward.scenario import default_scenario
+
+    sc = default_scenario()
+    sc = dataclasses.replace(
+        sc, acquisition=dataclasses.replace(sc.acquisition, runout_px=2.0, jitter_px=1.0)
+    )
+    theta = np.linspace(0, 180, sc.acquisition.n_angles, endpoint=False)
+    true = T._runout(sc, theta, 3)
+    assert np.sqrt(np.mean(true[0] ** 2)) > 2.0
+    paths = T.simulate_to(sc, tmp_path)
+    lm_on, m_on = _process(paths, tmp_path / "on.h5")
+    _, m_off = _process(paths, tmp_path / "off.h5", align_projections="off")
+    al = lm_on.provenance["projection_alignment"]
+    if isinstance(al, str):
+        al = json.loads(al)
+    assert al["applied"]
+    est = np.asarray(al["offsets_px"])
+    # vertical offsets within 0.1 px rms of the truth (up to a constant per energy)
+    for e in range(3):
+        err = (est[e, :, 0] - true[e, :, 0]) - np.median(est[e, :, 0] - true[e, :, 0])
+        assert np.sqrt(np.mean(err**2)) < 0.1
+    assert m_on.particle.mae < 0.01
+    assert m_off.particle.mae > 5 * m_on.particle.mae
+
+
+def test_no_runout_nothing_applied(demo_run):
+    from xtwin.io.limap import read_limap
+
+    al = read_limap(demo_run / "limap.h5").provenance["projection_alignment"]
+    if isinstance(al, str):
+        al = json.loads(al)
+    assert not al["applied"]
+    for v in al["per_energy"].values():
+        assert v["rms_rows_px"] < 0.1 and v["rms_cols_px"] < 0.2
+
+
+def _ring_amplitude(mu: np.ndarray) -> float:
+    """Rings in a reconstruction (z, y, x): the radial profile about the centre, high-passed
+    along the radius (1-pixel scale), rms."""
+    from scipy import ndimage
+
+    z, n, _ = mu.shape
+    yy, xx = np.indices((n, n)) - (n - 1) / 2
+    r = np.hypot(yy, xx).astype(int)
+    prof = np.stack([ndimage.mean(m, r, index=np.arange(n // 2)) for m in mu])
+    hp = prof - ndimage.uniform_filter1d(prof, 5, axis=1)
+    return float(np.sqrt(np.mean(hp[:, 3 : n // 2 - 3] ** 2)))
+
+
+def test_rings_and_dead_pixels(tmp_path):
+    """Per-pixel gain errors between flats and projections (1 % rms, different at each energy)
+    and 0.2 % dead pixels: the scan is processed (dead pixels filled), the rings are in the
+    reconstruction, and the stripe removal reduces them."""
+    import dataclasses
+
+    from xtwin.forward import twin as T
+    from xtwin.forward.scenario import default_scenario
+
+    sc = default_scenario()
+    ring = dataclasses.replace(
+        sc,
+        acquisition=dataclasses.replace(
+            sc.acquisition, ring_strength=0.01, dead_pixel_fraction=0.002
+        ),
+    )
+    paths = T.simulate_to(ring, tmp_path / "ring")
+    clean = T.simulate_to(sc, tmp_path / "clean")
+    lm_off, m_off = _process(paths, tmp_path / "off.h5")
+    lm_on, m_on = _process(paths, tmp_path / "on.h5", ring_removal=True)
+    lm_clean, _ = _process(clean, tmp_path / "clean.h5", ring_removal=True)
+    notes = lm_off.provenance["notes"]
+    if isinstance(notes, str):
+        notes = json.loads(notes)
+    assert any("dead detector pixels filled" in n for n in notes)
+    a_off = _ring_amplitude(lm_off.mu_per_m[1])
+    a_on = _ring_amplitude(lm_on.mu_per_m[1])
+    a_clean = _ring_amplitude(lm_clean.mu_per_m[1])
+    assert a_off > 1.5 * a_clean  # rings present
+    assert a_on < a_off  # and reduced
+    assert m_on.voxel.rmse < m_off.voxel.rmse

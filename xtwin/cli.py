@@ -306,6 +306,16 @@ def _options(
     show_default=True,
     help="How the reference spectra are normalized (the others give /li/systematic).",
 )
+@click.option(
+    "--ring-removal", is_flag=True, help="Remove sinogram stripes (ring artefacts) first."
+)
+@click.option(
+    "--align-projections",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Per-projection alignment for stage run-out and jitter (auto: when >= 0.2 px rms).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 def process(
     scans: tuple[Path, ...],
@@ -321,6 +331,8 @@ def process(
     block_rows: int | None,
     allow_swapped_references: bool,
     reference_convention: str,
+    ring_removal: bool,
+    align_projections: str,
     force: bool,
 ) -> None:
     """The shared pipeline: normalize, register, reconstruct each energy, retrieve lithiation.
@@ -346,6 +358,8 @@ def process(
         block_rows=block_rows,
         allow_swapped_references=allow_swapped_references,
         reference_convention=reference_convention,
+        ring_removal=ring_removal,
+        align_projections=align_projections,
     )
     order = series_order(list(scans))
     if order is not None:  # an operando series: one Li map per time point
@@ -538,9 +552,9 @@ def analyze(
 def report(limap: Path, truth: Path | None, out: Path) -> None:
     """Figures and a self-contained HTML page (report.html) for a Li map, with the comparison
     against the truth when TRUTH is given."""
-    from xtwin.analysis.report import report as make_report
+    from xtwin.validate.report import report_with_truth
 
-    files = make_report(limap, out, truth)
+    files = report_with_truth(limap, out, truth)
     click.echo(f"{files['report.html']}")
 
 

@@ -44,6 +44,7 @@ from xtwin.prep.register import (
     rows_not_seen_at_all_energies,
     shifts_from_projections,
 )
+from xtwin.prep.rings import remove_stripes
 from xtwin.retrieve.three_energy import (
     JUMP_REFERENCE_PERCENTILE,
     Calibration,
@@ -56,7 +57,7 @@ from xtwin.retrieve.three_energy import (
 from xtwin.shifts import LANCZOS_A, scaled_source_rows, source_rows
 
 #: Registration shifts smaller than this (pixels) are below the estimate's precision: not applied.
-MIN_SHIFT_PX = 0.1
+MIN_SHIFT_PX = 0.02
 
 #: A magnification change is applied when it moves the detector edge by at least this (px).
 MIN_SCALE_EDGE_PX = 0.25
@@ -90,6 +91,14 @@ class ProcessOptions:
         At most this many detector rows per block (smaller than the memory plan allows).
     allow_swapped_references : bool
         Accept a "lithiated" reference whose edge lies above the "delithiated" one.
+    ring_removal : bool
+        Remove sinogram stripes (ring artefacts) before reconstruction
+        (:mod:`xtwin.prep.rings`); dead pixels are always filled.
+    align_projections : str
+        Per-projection alignment for the stage's run-out and jitter (tomography):
+        ``auto`` (default) estimates the offsets and applies them when their rms reaches
+        0.2 px, ``on`` always applies them, ``off`` skips the estimate (one extra read of the
+        scan).
     register_scale : bool
         Also estimate and correct a magnification change between energies (zone-plate
         optics; applied when it moves the detector edge by at least 0.25 px).
@@ -111,6 +120,8 @@ class ProcessOptions:
     allow_swapped_references: bool = False
     reference_convention: str = "xtwin"
     register_scale: bool = True
+    align_projections: str = "auto"
+    ring_removal: bool = False
 
     def __post_init__(self) -> None:
         from xtwin.retrieve.conventions import CONVENTIONS
@@ -139,6 +150,10 @@ class ProcessOptions:
             raise XtwinInputError(
                 f"rows {self.rows} is not a range START:STOP with 0 <= START < STOP"
             )
+        if self.align_projections not in ("auto", "on", "off"):
+            raise XtwinInputError(
+                f"align_projections {self.align_projections!r} must be auto, on or off"
+            )
         if self.block_rows is not None and self.block_rows < 1:
             raise XtwinInputError("block_rows must be at least 1")
         if self.workers is not None and self.workers < 1:
@@ -155,6 +170,8 @@ class ProcessOptions:
             "rows": list(self.rows) if self.rows else None,
             "reference_convention": self.reference_convention,
             "register_scale": self.register_scale,
+            "align_projections": self.align_projections,
+            "ring_removal": self.ring_removal,
         }
 
 
@@ -176,6 +193,8 @@ class BlockContext:
     alt_calibrations: tuple[tuple[str, Calibration], ...] = ()
     scales: np.ndarray | None = None
     lost_cols: np.ndarray | None = None
+    projection_offsets: np.ndarray | None = None  # (n_energy, n_angle, 2) run-out (rows, cols)
+    remove_rings: bool = False
 
     @property
     def extras(self) -> tuple[str, ...]:
@@ -266,6 +285,22 @@ def read_block(
     src = ctx.source
     n_e, n_a, _, n_c = src.header.shape
     rows = hi - lo
+    if ctx.projection_offsets is not None:  # run-out: register a wider block, then each angle
+        import dataclasses
+
+        from xtwin.prep.runout import shift_per_angle
+
+        halo = int(np.ceil(np.abs(ctx.projection_offsets[..., 0]).max())) + LANCZOS_A + 1
+        inner = dataclasses.replace(ctx, projection_offsets=None)
+        p_ext, v_ext, clamped = read_block(inner, lo - halo, hi + halo, variance=variance)
+        p_out = np.empty((n_e, n_a, rows, n_c), dtype=np.float32)
+        v_out = np.empty_like(p_out) if variance else v_ext
+        for e in range(n_e):
+            off = ctx.projection_offsets[e]
+            p_out[e] = shift_per_angle(p_ext[e], lo - halo, lo, hi, off)
+            if variance:
+                v_out[e] = shift_per_angle(v_ext[e], lo - halo, lo, hi, off, variance=True)
+        return p_out, v_out, clamped
     p_all = np.empty((n_e, n_a, rows, n_c), dtype=np.float32)
     v_all = np.empty_like(p_all) if variance else np.empty((n_e, 0, 0, 0), np.float32)
     clamped = 0
@@ -277,6 +312,8 @@ def read_block(
             a, b = scaled_source_rows(lo, hi, sc, dy, (src.header.shape[2] - 1) / 2.0)
             p, v, notes = normalized_rows(src, e, a, b, float(ctx.exposure_ratio[e]))
             clamped += sum(int(n.split()[0]) for n in notes if "were clamped" in n)
+            if ctx.remove_rings:
+                p = remove_stripes(p, v)[0]
             n_r = src.header.shape[2]
             p_all[e] = apply_transform(p, a, lo, hi, dy, dx, sc, n_rows=n_r)
             if variance:
@@ -290,6 +327,8 @@ def read_block(
             src, e, a, b, float(ctx.exposure_ratio[e]), dark=darks[(a, b)]
         )
         clamped += sum(int(n.split()[0]) for n in notes if "were clamped" in n)
+        if ctx.remove_rings:
+            p = remove_stripes(p, v)[0]
         p_all[e] = apply_shift(p, lo, hi, dy, dx) if (dy or dx) else p
         if variance:
             v_all[e] = apply_shift(v, lo, hi, dy, dx, variance=True) if (dy or dx) else v
@@ -602,6 +641,7 @@ class _Plan:
     mask_note: dict[str, Any] = field(default_factory=dict)
     conventions: dict[str, Any] = field(default_factory=dict)
     scale_note: dict[str, Any] = field(default_factory=dict)
+    runout_note: dict[str, Any] = field(default_factory=dict)
 
 
 def _references(
@@ -754,6 +794,17 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
             sample[e] = normalized_rows(source, e, 0, n_r, float(ratio[e]), angles=idx, dark=dark)[
                 0
             ]
+    offsets: np.ndarray | None = None
+    runout_note: dict[str, Any] = {}
+    if h.is_tomography and options.align_projections != "off" and n_a >= 16:
+        offsets, runout_note = _runout_offsets(source, ratio, options.align_projections, notes)
+        if offsets is not None and sample is not None:  # the sample without the run-out
+            from xtwin.shifts import shift_image_stack
+
+            for e in range(n_e):
+                for j, a in enumerate(idx):
+                    dz, dx = (float(v) for v in offsets[e, a])
+                    sample[e, j] = shift_image_stack(sample[e, j], -dz, -dx)
     shifts = np.zeros((n_e, 2))
     scales = np.ones(n_e)
     scale_note: dict[str, Any] = {}
@@ -761,7 +812,7 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
         shifts = shifts_from_projections(sample)
         if options.register_scale:
             scales, shifts, scale_note = _scales(sample, h.energy_eV, shifts, notes)
-        # below the estimator's resolution (1/20 px, median of 16 angles): not applied
+        # below the estimator's resolution (1/100 px, median of 16 angles): not applied
         shifts = np.where(np.abs(shifts) < MIN_SHIFT_PX, 0.0, shifts)
         notes.append(
             "energies registered; detector shifts (rows, cols) in px: "
@@ -770,6 +821,8 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
             )
         )
     reach = np.abs(scales - 1).max() * n_r / 2
+    if offsets is not None:
+        reach += np.abs(offsets[..., 0]).max() + LANCZOS_A + 1
     plan = memory(2 * LANCZOS_A + 2 + int(np.ceil(np.abs(shifts[:, 0]).max() + reach)))
     if options.block_rows is not None and options.block_rows < plan.rows_per_block:
         import dataclasses
@@ -793,7 +846,7 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
     if center == "auto":
         center = 0.0
         if h.is_tomography and sample is not None:
-            center, center_note = _find_center(source, sample, ratio)
+            center, center_note = _find_center(source, sample, ratio, offsets)
     del sample
     ctx = BlockContext(
         source,
@@ -808,6 +861,8 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
         min_jump_fraction=options.min_jump_fraction,
         scales=scales,
         lost_cols=lost_cols if not h.is_tomography else np.zeros(n_c, dtype=bool),
+        projection_offsets=offsets,
+        remove_rings=options.ring_removal and h.is_tomography,
     )
     import dataclasses
 
@@ -824,7 +879,111 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
     }
     out = _Plan(ctx, (lo, hi), plan, center_note, notes, mask_note)
     out.scale_note = scale_note
+    out.runout_note = runout_note
     return out
+
+
+def _rows_padded(
+    source: ScanSource, e: int, r0: int, r1: int, ratio: float, dark: np.ndarray | None
+) -> np.ndarray:
+    """Absorbance of rows ``[r0, r1)`` of one energy, all angles (rows outside the detector
+    repeat the edge rows)."""
+    n_r = source.header.shape[2]
+    a, b = max(r0, 0), min(r1, n_r)
+    if a >= b:
+        a, b = (0, 1) if r1 <= 0 else (n_r - 1, n_r)
+    d = None if dark is None else dark[a:b]
+    p = normalized_rows(source, e, a, b, ratio, dark=d)[0]
+    return np.pad(
+        p, [(0, 0), (a - r0 if r0 < a else 0, r1 - b if r1 > b else 0), (0, 0)], mode="edge"
+    )
+
+
+def _runout_offsets(
+    source: ScanSource, ratio: np.ndarray, mode: str, notes: list[str]
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """Per-projection offsets of every energy (:mod:`xtwin.prep.runout`), and whether they
+    are applied."""
+    from xtwin.prep.runout import (
+        MIN_RUNOUT_RMS_PX,
+        estimate_offsets,
+        horizontal_offsets_reprojection,
+        match_per_angle,
+        shift_per_angle,
+    )
+    from xtwin.recon.center import center_from_sinograms
+    from xtwin.shifts import shift_rows
+
+    h = source.header
+    n_e, _, n_r, n_c = h.shape
+    dark = source.dark_mean(0, n_r)
+    rows = np.unique(np.linspace(2, max(n_r - 3, 2), min(16, n_r)).astype(int))
+    offs, info, sinos = [], [], []
+    for e in range(n_e):
+
+        def read(r0: int, r1: int, e: int = e) -> np.ndarray:
+            return _rows_padded(source, e, r0, r1, float(ratio[e]), dark)
+
+        o, i = estimate_offsets(read, n_r, n_c, h.theta_deg)
+        # a few rows with the vertical offsets undone, for the horizontal offsets
+        halo = int(np.ceil(np.abs(o[:, 0]).max())) + LANCZOS_A + 1
+        sinos.append(
+            np.stack(
+                [
+                    shift_per_angle(
+                        read(r - halo, r + halo + 1),
+                        r - halo,
+                        r,
+                        r + 1,
+                        np.c_[o[:, 0], 0 * o[:, 0]],
+                    )[:, 0]
+                    for r in rows
+                ]
+            )
+        )
+        offs.append(o)
+        info.append(i)
+    # horizontal, reference energy: projection matching, alternating with the axis search (the
+    # axis found on sinograms that still carry the run-out is off)
+    ref = int(np.argmax([float(x.mean()) for x in sinos]))
+    centre = 0.0
+    dx_ref = np.zeros(h.shape[1])
+    aligned = sinos[ref]
+    for _ in range(2):
+        dx_ref = horizontal_offsets_reprojection(sinos[ref], h.theta_deg, centre)
+        aligned = np.stack(
+            [shift_rows(sinos[ref][:, k, :], -dx_ref[k]) for k in range(h.shape[1])], axis=1
+        )
+        centre = float(np.median(center_from_sinograms(aligned, h.theta_deg)))
+    # other energies: each projection matched to the reference energy's at the same angle
+    # (the sample is the same; an in-plane offset between energies would not be physical)
+    for e in range(n_e):
+        if e == ref:
+            offs[e][:, 1] = dx_ref
+        else:
+            # absolute: the constant offset between the energies is taken out here too
+            offs[e][:, 1] = match_per_angle(sinos[e], aligned)
+        info[e]["rms_cols_px"] = float(np.sqrt(np.mean(offs[e][:, 1] ** 2)))
+        info[e]["max_px"] = float(np.abs(offs[e]).max())
+    offsets = np.stack(offs)
+    worst = max(max(i["rms_rows_px"], i["rms_cols_px"]) for i in info)
+    applied = mode == "on" or worst >= MIN_RUNOUT_RMS_PX
+    note = {
+        "applied": bool(applied),
+        "method": "vertical profiles and horizontal centre of mass (xtwin.prep.runout)",
+        "per_energy": {f"{e:.2f}": i for e, i in zip(h.energy_eV, info)},
+    }
+    if applied:
+        note["offsets_px"] = np.round(offsets, 3).tolist()
+        notes.append(
+            "per-projection alignment (run-out): rms offsets "
+            + "; ".join(
+                f"{e:.1f} eV: {i['rms_rows_px']:.2f} rows, {i['rms_cols_px']:.2f} cols"
+                for e, i in zip(h.energy_eV, info)
+            )
+        )
+        return offsets, note
+    return None, note
 
 
 def _scales(
@@ -891,18 +1050,40 @@ def _jump_reference(ctx: BlockContext, lo: int, hi: int) -> tuple[float, list[in
 
 
 def _find_center(
-    source: ScanSource, sample: np.ndarray, ratio: np.ndarray
+    source: ScanSource,
+    sample: np.ndarray,
+    ratio: np.ndarray,
+    offsets: np.ndarray | None = None,
 ) -> tuple[float, dict[str, Any]]:
     """The rotation axis from the most structured rows of the most absorbing energy (the
-    registration reference, so its rows need no shift)."""
+    registration reference, so its rows need no shift), with each projection's run-out
+    ``offsets`` undone first when given."""
     from xtwin.recon.center import CenterEstimate, center_from_sinograms, choose_rows
 
     h = source.header
     ie = int(np.argmax(sample.reshape(h.shape[0], -1).mean(axis=1)))
     rows = choose_rows(sample[ie].std(axis=(0, 2)))
-    sinos = np.stack(
-        [normalized_rows(source, ie, r, r + 1, float(ratio[ie]))[0][:, 0] for r in rows]
-    )
+    if offsets is None:
+        sinos = np.stack(
+            [normalized_rows(source, ie, r, r + 1, float(ratio[ie]))[0][:, 0] for r in rows]
+        )
+    else:
+        from xtwin.prep.runout import shift_per_angle
+
+        halo = int(np.ceil(np.abs(offsets[ie, :, 0]).max())) + LANCZOS_A + 1
+        dark = source.dark_mean(0, h.shape[2])
+        sinos = np.stack(
+            [
+                shift_per_angle(
+                    _rows_padded(source, ie, r - halo, r + halo + 1, float(ratio[ie]), dark),
+                    r - halo,
+                    r,
+                    r + 1,
+                    offsets[ie],
+                )[:, 0]
+                for r in rows
+            ]
+        )
     per_row = center_from_sinograms(sinos, h.theta_deg)
     est = CenterEstimate(float(np.median(per_row)), per_row, rows, float(h.energy_eV[ie]))
     return est.offset_px, {
@@ -1076,6 +1257,7 @@ def _provenance(
         "rows": list(plan.row_range),
         "reconstruction": {"method": options.method},
         "energy_magnification": plan.scale_note,
+        "projection_alignment": plan.runout_note,
         "energy_registration_px": {
             f"{e:.2f}": [round(float(x), 3) for x in sh] for e, sh in zip(h.energy_eV, ctx.shifts)
         },

@@ -408,11 +408,11 @@ def edge_figure(limap: str | os.PathLike, out: Path) -> Path:
 def report(
     limap: str | os.PathLike,
     out_dir: str | os.PathLike,
-    truth: str | os.PathLike | None = None,
+    extra_sections: list[tuple[str, str, list[Path]]] | None = None,
 ) -> dict[str, Path]:
-    """Figures and a self-contained ``report.html`` for a Li map (and, given a truth, the
-    comparison): what ``xtwin report`` writes. An edge-jump map (two energies) gets the
-    edge-jump figure only."""
+    """Figures and a self-contained ``report.html`` for a Li map: what ``xtwin report``
+    writes (:func:`xtwin.validate.report.report_with_truth` adds the comparison with a twin's
+    truth). An edge-jump map (two energies) gets the edge-jump figure only."""
     from xtwin._files import ensure_writable_dir
     from xtwin.io.limap import read_limap
 
@@ -440,22 +440,6 @@ def report(
         ("Particles", "", [files["particles.png"]]),
         ("Edge jump and mask", "", [edge]),
     ]
-    if truth is not None:
-        from xtwin.io.limap import read_limap
-        from xtwin.io.truth import read_truth
-        from xtwin.validate.metrics import compare
-        from xtwin.validate.report import write_report
-
-        lm, tr = read_limap(limap), read_truth(truth)
-        metrics = compare(lm, tr).to_dict()
-        rep = write_report(lm, tr, metrics, out)
-        text = json.dumps(
-            {
-                "voxel": metrics["voxel"],
-                "particle": {k: v for k, v in metrics["particle"].items() if k != "table"},
-            },
-            indent=2,
-        )
-        sections.append(("Against the truth", text, [Path(rep["slices"]), Path(rep["histogram"])]))
+    sections += list(extra_sections or [])
     page = write_html(out / "report.html", f"xtwin report: {Path(limap).name}", sections)
     return {**files, "edge.png": edge, "report.html": page}

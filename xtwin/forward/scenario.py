@@ -97,6 +97,14 @@ class AcquisitionSpec:
     scale changes with energy, ``s(E) = 1 + k (E - E_first)`` about the optical axis (of order
     1e-4 per eV: 0.3 % over 30 eV, 4 % over a 400 eV stack; 0 switches it off).
 
+    ``runout_px`` and ``jitter_px``: rms displacements of each projection on the detector, in
+    both directions, from the rotation stage's run-out (smooth in the angle, the same at every
+    energy) and from jitter (independent per projection); distinct from ``energy_drift_px``.
+
+    ``ring_strength``: rms of a fixed per-pixel gain error of the projections relative to the
+    flats (a drifted scintillator or detector response; it makes ring artefacts), and
+    ``dead_pixel_fraction``: pixels that read only the dark level.
+
     ``photons_per_pixel`` is the flat-field level per projection, the same at every energy
     unless ``photon_split`` gives relative weights per energy (scaled to a mean of 1, so the
     total photon budget stays ``n_energies * photons_per_pixel``; what ``xtwin plan`` writes).
@@ -119,6 +127,10 @@ class AcquisitionSpec:
     standards_offset_from_scan_eV: float = 0.0
     standards_bandwidth_rel: float = 0.0
     magnification_per_eV: float = 0.0
+    runout_px: float = 0.0
+    jitter_px: float = 0.0
+    ring_strength: float = 0.0
+    dead_pixel_fraction: float = 0.0
     detector_blur_px: float = 0.5
     flat_nonuniformity: float = 0.1
     rotation_axis_offset_px: float = 0.0
@@ -349,6 +361,14 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
         (
             0 <= a.standards_bandwidth_rel < 1e-2,
             "acquisition.standards_bandwidth_rel must be within 0-0.01 (0: the scan's)",
+        ),
+        (
+            0 <= a.runout_px < g.n_pixels / 8 and 0 <= a.jitter_px < g.n_pixels / 8,
+            "acquisition.runout_px and jitter_px must be >= 0 and below an eighth of the detector",
+        ),
+        (
+            0 <= a.ring_strength < 0.2 and 0 <= a.dead_pixel_fraction < 0.05,
+            "acquisition.ring_strength must be within 0-0.2 and dead_pixel_fraction within 0-0.05",
         ),
         (
             abs(a.magnification_per_eV) < 1e-3,

@@ -117,6 +117,34 @@ def to_reconstruction_grid(
     return coarse_ph, coarse_lab, w_c.astype(np.float32)
 
 
+def _runout(scenario: Scenario, theta_deg: np.ndarray, n_energy: int) -> np.ndarray | None:
+    """(n_energy, n_angle, 2) detector displacements (rows, cols) of every projection: a
+    smooth run-out of the rotation stage (harmonics 2-4 of the rotation, random amplitudes and
+    phases, rms ``runout_px``, the same at every energy: the wobble repeats with the angle) plus
+    an independent jitter (rms ``jitter_px``). The smooth part's constant and, horizontally, its
+    projection on the rotation's first harmonic are left out: over a half turn they are the same
+    as a shifted sample."""
+    a = scenario.acquisition
+    if not (a.runout_px or a.jitter_px):
+        return None
+    rng = np.random.default_rng(np.random.SeedSequence(scenario.seed).spawn(6)[5])
+    th = np.radians(theta_deg)
+    smooth = np.zeros((th.size, 2))
+    # what a constant or a sinusoid at the rotation frequency does is indistinguishable from a
+    # sample that sits elsewhere (the truth is defined about the rotation axis): projected out
+    first = np.column_stack([np.ones_like(th), np.cos(th), np.sin(th)])
+    for d in range(2):
+        for h in (2, 3, 4):
+            smooth[:, d] += rng.standard_normal() * np.sin(h * th + rng.uniform(0, 2 * np.pi))
+        basis = first if d == 1 else first[:, :1]
+        coef, *_ = np.linalg.lstsq(basis, smooth[:, d], rcond=None)
+        smooth[:, d] -= basis @ coef
+        rms = np.sqrt(np.mean(smooth[:, d] ** 2))
+        smooth[:, d] *= a.runout_px / rms if rms > 0 else 0.0
+    jitter = a.jitter_px * rng.standard_normal((n_energy, th.size, 2))
+    return smooth[None] + jitter
+
+
 def _magnify(images: np.ndarray, scale: float) -> np.ndarray:
     """Images (..., rows, cols) magnified by ``scale`` about their centre (cubic spline): a
     feature at distance d from the centre moves to ``scale * d``."""
@@ -175,6 +203,27 @@ class _Acquisition:
         self.active = ms.phases == PHASE_ACTIVE
         drift_rng = np.random.default_rng(np.random.SeedSequence(scenario.seed).spawn(5)[4])
         self.drift_px = a.energy_drift_px * drift_rng.standard_normal((len(self.energies), 2))
+        self.runout_px = _runout(scenario, self.theta, len(self.energies))
+
+    def pixel_response(self) -> np.ndarray | float:
+        """Per-pixel response of the projections relative to their energy's flats: 1, or a
+        gain error of rms ``ring_strength`` per detector pixel, fixed during an energy's scan
+        and different at each energy (each energy has its own flats): rings that do not
+        cancel in the retrieval."""
+        a = self.scenario.acquisition
+        if not a.ring_strength:
+            return 1.0
+        rng = np.random.default_rng(np.random.SeedSequence(self.scenario.seed).spawn(7)[6])
+        shape = (len(self.energies), 1) + self.beam.shape[1:]
+        return 1.0 + a.ring_strength * rng.standard_normal(shape)
+
+    def dead_pixels(self) -> np.ndarray | None:
+        """Dead detector pixels (``dead_pixel_fraction``), or None."""
+        a = self.scenario.acquisition
+        if not a.dead_pixel_fraction:
+            return None
+        rng = np.random.default_rng(np.random.SeedSequence(self.scenario.seed).spawn(8)[7])
+        return rng.random(self.beam.shape[1:]) < a.dead_pixel_fraction
 
     def elapsed_fraction(self) -> np.ndarray:
         """(n_energy, n_angle) fraction of the acquisition elapsed at each projection's middle
@@ -236,6 +285,10 @@ class _Acquisition:
         for ie, (dy, dx) in enumerate(self.drift_px):
             if dy or dx:
                 trans[ie] = shift_image_stack(trans[ie], dy, dx)
+        if self.runout_px is not None:  # the stage wobbles: every projection moves a little
+            for ie in range(len(self.energies)):
+                for k, (dy, dx) in enumerate(self.runout_px[ie]):
+                    trans[ie, k] = shift_image_stack(trans[ie, k], dy, dx)
         if a.detector_blur_px > 0:
             trans = ndimage.gaussian_filter(
                 trans, (0, 0, a.detector_blur_px, a.detector_blur_px), mode="nearest"
@@ -253,9 +306,14 @@ class _Acquisition:
         def to_u16(x: np.ndarray) -> np.ndarray:
             return np.clip(np.rint(x), 0, 65535).astype(np.uint16)
 
-        proj = rng.poisson(self.beam[:, None] * trans) + dark_noise(trans.shape)
+        response = self.pixel_response()
+        proj = rng.poisson(self.beam[:, None] * trans * response) + dark_noise(trans.shape)
         shape = (len(self.energies), a.n_flats) + self.beam.shape[1:]
         flats = rng.poisson(np.broadcast_to(self.beam[:, None], shape)) + dark_noise(shape)
+        dead = self.dead_pixels()
+        if dead is not None:  # a dead pixel reads the dark level, in flats and projections
+            proj = np.where(dead, dark_noise(proj.shape), proj)
+            flats = np.where(dead, dark_noise(flats.shape), flats)
         darks = to_u16(dark_noise((a.n_darks,) + self.beam.shape[1:])) if a.n_darks else None
         return to_u16(proj), to_u16(flats), darks
 

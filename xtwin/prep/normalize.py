@@ -130,12 +130,18 @@ def normalize_block(
         n_flat = flats.shape[0]
         flat_raw = flats.astype(np.float32).mean(axis=0)
         flat = flat_raw - dark
-        if np.any(flat <= 0):
+        # dead pixels: a flat at (or near) the dark level carries no information; a few are
+        # normal in a real detector and are filled from their row neighbours below, but a
+        # flat that is mostly dead means swapped or empty frames
+        row_median = np.median(flat, axis=-1, keepdims=True)  # per row: block-independent
+        dead = flat <= np.maximum(row_median * DEAD_FLAT_FRACTION, 0.0)
+        if dead.mean() > 0.5:
             raise XtwinInputError(
-                "flat fields are not above the dark level everywhere; check "
-                "that flats and darks are not swapped, and that no flat "
-                "frame is empty"
+                "flat fields are not above the dark level on most of the detector; check "
+                "that flats and darks are not swapped, and that no flat frame is empty"
             )
+        if dead.any():
+            flat = np.where(dead, np.maximum(row_median, 1.0).astype(np.float32), flat)
         flat_rel_var = np.float32(counts_per_photon) * flat_raw / (n_flat * flat**2)
         flat = flat * np.float32(exposure_ratio)
         # in place where possible: the same operations in the same order, fewer passes
@@ -163,9 +169,33 @@ def normalize_block(
                 "float projections: noise variance estimated per detector row from "
                 "second differences (robust MAD)"
             )
+    if flats is not None and dead.any():
+        p, var = _fill_dead(p, var, dead)
+        notes.append(f"{int(dead.sum())} dead detector pixels filled from their row neighbours")
     if clamped:
         notes.append(f"{clamped} values at or below zero after dark subtraction were clamped")
     return p.astype(np.float32, copy=False), var.astype(np.float32, copy=False), notes
+
+
+#: A pixel whose flat (minus dark) is below this fraction of the median flat is dead.
+DEAD_FLAT_FRACTION = 0.05
+
+
+def _fill_dead(p: np.ndarray, var: np.ndarray, dead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Absorbance and variance at dead pixels (rows, cols) by linear interpolation along each
+    detector row (row-local, so blocks of rows give what the whole detector gives)."""
+    p = np.array(p, dtype=np.float32)
+    var = np.array(var, dtype=np.float32)
+    cols = np.arange(p.shape[-1])
+    for r in np.flatnonzero(dead.any(axis=1)):
+        bad = dead[r]
+        good = ~bad
+        if good.sum() < 2:
+            continue
+        for a in range(p.shape[0]):
+            p[a, r, bad] = np.interp(cols[bad], cols[good], p[a, r, good])
+            var[a, r, bad] = np.interp(cols[bad], cols[good], var[a, r, good])
+    return p, var
 
 
 def exposure_ratios(exposure_s, flat_exposure_s, n_energy: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Cross-energy registration: the detector image moves between energies (zone-plate and
 condenser repositioning, stage drift), which a three-energy ratio turns into false lithiation
 at every edge. Each energy's projections at a set of angles are registered to the reference
-energy's by cross-correlation (scikit-image, 1/20-pixel upsampling, Hann window); the shift
+energy's by cross-correlation (scikit-image, 1/100-pixel upsampling, Hann window); the shift
 across detector rows is applied with a finite Lanczos-4 kernel (so blocks of rows give the
 same result as the whole detector) and the shift along rows with a Fourier shift.
 
@@ -76,7 +76,7 @@ def shifts_from_projections(p: np.ndarray, *, reference: int | None = None) -> n
             continue
         per_angle = [
             phase_cross_correlation(
-                prepared(p[ref, a]), prepared(p[e, a]), upsample_factor=20, normalization=None
+                prepared(p[ref, a]), prepared(p[e, a]), upsample_factor=100, normalization=None
             )[0]
             for a in range(p.shape[1])
         ]

@@ -90,6 +90,7 @@ class Campaign:
     runs: tuple[Run, ...]
     description: str = ""
     sweep_key: str | None = None
+    combined: tuple[str, ...] = ()
 
 
 def _set_path(d: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
@@ -128,7 +129,7 @@ def load_campaign(path: str | os.PathLike) -> Campaign:
         doc = tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise XtwinInputError(f"{path}: cannot read the campaign ({exc})") from None
-    unknown = set(doc) - {"name", "description", "scenario", "seeds", "runs", "sweep"}
+    unknown = set(doc) - {"name", "description", "scenario", "seeds", "runs", "sweep", "combined"}
     if unknown:
         raise XtwinInputError(f"{path}: unknown key(s) {sorted(unknown)}")
     sc_name = doc.get("scenario", "default")
@@ -167,6 +168,10 @@ def load_campaign(path: str | os.PathLike) -> Campaign:
             ProcessOptions(**r.process)
         except TypeError as exc:
             raise XtwinInputError(f"{path} run {r.name!r}: bad process option ({exc})") from None
+    combined = tuple(str(x) for x in doc.get("combined", []))
+    missing = [c for c in combined if c not in {r.name for r in runs}]
+    if missing:
+        raise XtwinInputError(f"{path}: 'combined' names runs that do not exist: {missing}")
     return Campaign(
         str(doc.get("name", path.stem)),
         base.to_toml(),
@@ -174,6 +179,7 @@ def load_campaign(path: str | os.PathLike) -> Campaign:
         tuple(runs),
         str(doc.get("description", "")),
         sweep_key,
+        combined,
     )
 
 
@@ -347,9 +353,10 @@ def _csv(path: Path, rows: list[dict[str, Any]]) -> None:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
-def error_budget(summary: list[dict[str, Any]]) -> str:
+def error_budget(summary: list[dict[str, Any]], combined: tuple[str, ...] = ()) -> str:
     """The error-budget table (markdown): each run's shift of the particle, surface-voxel and
-    whole-sample biases from the baseline, and the combined check."""
+    whole-sample biases from the baseline, and the combined check (the ``all effects`` run
+    against the sum of the single effects it combines, ``combined``)."""
     base = next((s for s in summary if s["run"] == "baseline"), None)
     if base is None:
         return ""
@@ -369,16 +376,19 @@ def error_budget(summary: list[dict[str, Any]]) -> str:
             f"{d['surface_voxel_bias']:+.4f} | {d['sample_bias']:+.4f} | "
             f"{s['particle_rmse']:.4f} | {s['n_seeds']} |"
         )
-    combined = next((s for s in summary if s["run"] == "all effects"), None)
-    if combined is not None:
-        parts = [d for n, d in shifts.items() if n not in ("baseline", "all effects")]
+    combined_row = next((s for s in summary if s["run"] == "all effects"), None)
+    if combined_row is not None:
+        names = combined or tuple(n for n in shifts if n not in ("baseline", "all effects"))
+        parts = [shifts[n] for n in names if n in shifts]
         quad = float(np.sqrt(sum(d["particle_bias"] ** 2 for d in parts)))
         lin = float(sum(d["particle_bias"] for d in parts))
         meas = shifts["all effects"]["particle_bias"]
+        combined_sd = float(combined_row["particle_bias_sd"])
         lines += [
             "",
-            f"Combined: all effects at once shift the particle bias by {meas:+.4f}; the sum of "
-            f"the single-effect shifts is {lin:+.4f} and their quadrature sum {quad:.4f}.",
+            f"Combined: all effects at once shift the particle bias by {meas:+.4f} "
+            f"(+-{combined_sd:.4f} over seeds); the sum of the {len(parts)} single-effect shifts "
+            f"it combines is {lin:+.4f} and their quadrature sum {quad:.4f}.",
         ]
     return "\n".join(lines)
 
@@ -398,7 +408,7 @@ def write_results(campaign: Campaign, out: Path) -> dict[str, Path]:
     files = {"results.csv": out / "results.csv", "summary.csv": out / "summary.csv"}
     _csv(files["results.csv"], rows)
     _csv(files["summary.csv"], summary)
-    budget = error_budget(summary)
+    budget = error_budget(summary, campaign.combined)
     if budget:
         files["error_budget.md"] = out / "error_budget.md"
         write_text_atomic(files["error_budget.md"], f"# {campaign.name}\n\n{budget}\n")

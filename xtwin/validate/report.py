@@ -76,3 +76,31 @@ def write_report(
     plt.close(fig)
     write_text_atomic(paths["metrics"], json.dumps(metrics, indent=2) + "\n")
     return paths
+
+
+def report_with_truth(
+    limap: str | os.PathLike, out_dir: str | os.PathLike, truth: str | os.PathLike | None
+) -> dict[str, Path]:
+    """:func:`xtwin.analysis.report.report` for a Li map, with a section comparing it to the
+    twin's truth when ``truth`` is given (metrics, slices, error histogram)."""
+    from xtwin.analysis.report import report
+    from xtwin.io.limap import read_limap
+    from xtwin.io.truth import read_truth
+    from xtwin.validate.metrics import compare
+
+    if truth is None:
+        return report(limap, out_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lm, tr = read_limap(limap), read_truth(truth)
+    metrics = compare(lm, tr).to_dict()
+    rep = write_report(lm, tr, metrics, out)
+    text = json.dumps(
+        {
+            "voxel": metrics["voxel"],
+            "particle": {k: v for k, v in metrics["particle"].items() if k != "table"},
+        },
+        indent=2,
+    )
+    section = ("Against the truth", text, [Path(rep["slices"]), Path(rep["histogram"])])
+    return report(limap, out, [section])
