@@ -837,8 +837,7 @@ def plan(
             meas = m["particle_rmse"] if p.level == "particle" else m["interior_voxel_rmse"]
             click.echo(
                 f"  verified on the twin: measured {p.level} RMSE {meas:.4f} vs predicted "
-                f"{p.predicted_total:.4f} (interior voxel RMSE {m['interior_voxel_rmse']:.4f}, "
-                f"{m['particles']} particles)"
+                f"{p.predicted_total:.4f} (interior voxel RMSE {m['interior_voxel_rmse']:.4f})"
             )
     if scenario_out is not None:
         click.echo(f"scenario written to {scenario_out} (xtwin simulate {scenario_out} -o DIR)")

@@ -943,6 +943,15 @@ def _runout_offsets(
         )
         offs.append(o)
         info.append(i)
+    # the quick look (vertical profiles, horizontal centre of mass) finds no run-out: done
+    quick = max(max(i["rms_rows_px"], i["rms_cols_px"]) for i in info)
+    if mode == "auto" and quick < MIN_RUNOUT_RMS_PX:
+        return None, {
+            "applied": False,
+            "method": "vertical profiles and horizontal centre of mass: below "
+            f"{MIN_RUNOUT_RMS_PX} px rms",
+            "per_energy": {f"{e:.2f}": i for e, i in zip(h.energy_eV, info)},
+        }
     # horizontal, reference energy: projection matching, alternating with the axis search (the
     # axis found on sinograms that still carry the run-out is off)
     ref = int(np.argmax([float(x.mean()) for x in sinos]))
@@ -961,9 +970,11 @@ def _runout_offsets(
         if e == ref:
             offs[e][:, 1] = dx_ref
         else:
-            # absolute: the constant offset between the energies is taken out here too
+            # absolute: matched to the reference energy angle by angle (a constant between
+            # energies, the energy drift, comes along; the registration then finds ~0)
             offs[e][:, 1] = match_per_angle(sinos[e], aligned)
-        info[e]["rms_cols_px"] = float(np.sqrt(np.mean(offs[e][:, 1] ** 2)))
+        dcol = offs[e][:, 1] - np.median(offs[e][:, 1])  # the run-out, without the drift
+        info[e]["rms_cols_px"] = float(np.sqrt(np.mean(dcol**2)))
         info[e]["max_px"] = float(np.abs(offs[e]).max())
     offsets = np.stack(offs)
     worst = max(max(i["rms_rows_px"], i["rms_cols_px"]) for i in info)
@@ -997,7 +1008,15 @@ def _scales(
     scales, info = scales_from_projections(sample, energy_eV)
     edge_px = float(np.abs(scales - 1).max() * max(n_r, n_c) / 2)
     info["edge_displacement_px"] = round(edge_px, 3)
-    if edge_px < MIN_SCALE_EDGE_PX:
+    # the law must explain the independent estimates: one k, the same sign at every energy
+    de = np.asarray(energy_eV, dtype=float) - info["reference_eV"]
+    est = np.asarray(info["per_energy"])
+    ks = (est - 1)[de != 0] / de[de != 0]
+    consistent = bool(ks.size) and (
+        np.all(np.sign(ks) == np.sign(ks[0])) and np.std(ks) <= 0.5 * abs(np.mean(ks))
+    )
+    info["law_consistent"] = consistent
+    if edge_px < MIN_SCALE_EDGE_PX or not consistent:
         info["applied"] = False
         return np.ones(n_e), shifts, info
     info["applied"] = True

@@ -71,12 +71,26 @@ def offsets_from_sums(
     ref = np.median(vertical_profiles, axis=0)
     dz = profile_shift(vertical_profiles, ref)
     dz -= np.median(dz)
+    # how well a profile pins a shift: noise of the profiles over the square root of the
+    # reference's gradient energy (a profile without structure pins nothing)
+    from xtwin.shifts import shift_rows
+
+    aligned = np.stack([shift_rows(pr, -d) for pr, d in zip(vertical_profiles, dz)])
+    resid = (aligned - ref[None, :])[:, 3:-3]  # the noise, once the shifts are undone
+    noise = 1.4826 * np.median(np.abs(resid - np.median(resid)))
+    grad = np.gradient(ref)
+    sigma_dz = float(noise / np.sqrt(np.sum(grad**2) + 1e-30))
+    structured = np.sqrt(np.mean(grad**2)) > 3 * noise / np.sqrt(vertical_profiles.shape[0])
+    structured = structured and np.sqrt(np.mean(grad**2)) > noise
+    if not structured or np.sqrt(np.mean(dz**2)) < 3 * sigma_dz:
+        dz = np.zeros_like(dz)  # no vertical structure to pin a shift, or not significant
     th = np.radians(theta_deg)
     design = np.column_stack([np.cos(th), np.sin(th), np.ones_like(th)])
     coef, *_ = np.linalg.lstsq(design, com_x, rcond=None)
     dx = com_x - design @ coef
     off = np.column_stack([dz, dx])
     return off, {
+        "sigma_rows_px": sigma_dz,
         "rms_rows_px": float(np.sqrt(np.mean(dz**2))),
         "rms_cols_px": float(np.sqrt(np.mean(dx**2))),
         "max_px": float(np.abs(off).max()),
@@ -175,8 +189,6 @@ def horizontal_offsets_reprojection(
        "Rapid alignment of nanotomography data using joint iterative reconstruction and
        reprojection," Sci. Rep. 7, 11818 (2017).
     """
-    from scipy.optimize import minimize_scalar
-
     from xtwin.recon.fourier import FourierFBP
     from xtwin.shifts import shift_rows
 
@@ -190,24 +202,7 @@ def horizontal_offsets_reprojection(
             [shift_rows(sinos[:, k, :].astype(np.float32), -dx[k]) for k in range(n_a)], axis=1
         )
         reproj = geom.project(geom.fbp(aligned))
-        new = np.zeros(n_a)
-        for k in range(n_a):
-            meas, ref = sinos[:, k, :].astype(np.float64), reproj[:, k, :].astype(np.float64)
-            ref = ref - ref.mean(axis=1, keepdims=True)
-
-            def cost(d: float, meas: np.ndarray = meas, ref: np.ndarray = ref) -> float:
-                m = shift_rows(meas, -d)
-                m = m - m.mean(axis=1, keepdims=True)
-                return -float(np.sum(m * ref) / np.sqrt(np.sum(m * m) * np.sum(ref * ref) + 1e-30))
-
-            lo_d, hi_d = dx[k] - 2.0, dx[k] + 2.0
-            res = minimize_scalar(
-                cost,
-                bounds=(max(lo_d, -max_px), min(hi_d, max_px)),
-                method="bounded",
-                options={"xatol": 1e-3},
-            )
-            new[k] = float(res.x)
+        new = cc_shifts(sinos, reproj, max_px=max_px)
         coef, *_ = np.linalg.lstsq(design, new, rcond=None)
         new -= design @ coef  # a sinusoid is a shifted sample, not run-out
         if np.max(np.abs(new - dx)) < 0.01:
@@ -217,37 +212,66 @@ def horizontal_offsets_reprojection(
     return dx
 
 
-def match_per_angle(moving: np.ndarray, fixed: np.ndarray, max_px: float = 8.0) -> np.ndarray:
+def cc_shifts(
+    moving: np.ndarray, fixed: np.ndarray, *, max_px: float = 8.0, upsample: int = 32
+) -> np.ndarray:
     """Horizontal shift of each projection of ``moving`` relative to ``fixed`` (both
-    ``(n_slice, n_angle, n_col)``): the integer cross-correlation peak summed over the slices,
-    refined by maximizing the normalized correlation after a Fourier shift (positive: ``moving``
-    sits at higher column indices). Used between energies: the sample is the same, so the
-    projections at one angle differ only by contrast and by the stage's jitter."""
+    ``(n_slice, n_angle, n_col)``; positive: ``moving`` sits at higher column indices), from
+    the cross-correlation summed over the slices, upsampled ``upsample`` times by zero-padding
+    its spectrum and refined by a parabola through the peak: all angles at once."""
     from scipy import fft
-    from scipy.optimize import minimize_scalar
 
-    from xtwin.shifts import shift_rows
+    n_c = moving.shape[2]
+    m = fft.next_fast_len(2 * n_c)
+    mv = moving - moving.mean(axis=2, keepdims=True)
+    fx = fixed - fixed.mean(axis=2, keepdims=True)
+    cross = (fft.rfft(mv, m, axis=2) * np.conj(fft.rfft(fx, m, axis=2))).sum(axis=0)
+    big = m * upsample
+    cc = fft.irfft(cross, big, axis=1)  # (n_angle, big): lag j / upsample pixels
+    lag = np.arange(big) / upsample
+    lag = np.where(lag > m / 2, lag - m, lag)
+    cc = np.where(np.abs(lag) <= max_px, cc, -np.inf)
+    k = np.argmax(cc, axis=1)
+    return refine_shifts(moving, fixed, lag[k])
+
+
+def refine_shifts(
+    moving: np.ndarray, fixed: np.ndarray, d0: np.ndarray, n_iter: int = 5
+) -> np.ndarray:
+    """Gauss-Newton refinement, all angles at once, of the shifts ``d`` that minimize
+    ``|| a S(d) + b - fixed ||^2`` per angle (``S(d)``: ``moving`` moved back by ``d`` with a
+    Fourier shift; ``a``, ``b`` a free contrast and offset, so energies of different contrast
+    can be matched). The cross-correlation peak alone is biased toward zero for finite rows."""
+    from scipy import fft
 
     n_s, n_a, n_c = moving.shape
-    m = fft.next_fast_len(2 * n_c)
-    out = np.zeros(n_a)
-    for k in range(n_a):
-        mv = moving[:, k, :].astype(np.float64)
-        fx = fixed[:, k, :].astype(np.float64)
-        mv0 = mv - mv.mean(axis=1, keepdims=True)
-        fx0 = fx - fx.mean(axis=1, keepdims=True)
-        cc = fft.irfft(fft.rfft(mv0, m) * np.conj(fft.rfft(fx0, m)), m).sum(axis=0)
-        j = int(np.argmax(cc))
-        j0 = float(j - m if j > m / 2 else j)
-        j0 = float(np.clip(j0, -max_px, max_px))
+    pad = n_c // 2
+    total = fft.next_fast_len(n_c + 2 * pad, real=True)
+    mp = np.pad(moving.astype(np.float64), [(0, 0), (0, 0), (pad, total - n_c - pad)], mode="edge")
+    spec = fft.rfft(mp, axis=2)
+    freq = np.fft.rfftfreq(total)
+    fx = fixed.astype(np.float64)
+    d = np.asarray(d0, dtype=np.float64).copy()
+    for _ in range(n_iter):
+        ramp = np.exp(2j * np.pi * freq[None, :] * d[:, None])  # moves back by d
+        sh = spec * ramp[None]
+        sv = fft.irfft(sh, total, axis=2)[..., pad : pad + n_c]
+        # S(x) = moving(x + d): d S / d d is the spatial derivative of S
+        gv = fft.irfft(sh * (2j * np.pi * freq)[None, None, :], total, axis=2)[..., pad : pad + n_c]
+        # best contrast and offset per angle (least squares over slices and columns)
+        sm, fm = sv.mean(axis=(0, 2), keepdims=True), fx.mean(axis=(0, 2), keepdims=True)
+        s0, f0 = sv - sm, fx - fm
+        a = (s0 * f0).sum(axis=(0, 2)) / np.maximum((s0 * s0).sum(axis=(0, 2)), 1e-30)
+        r = a[None, :, None] * s0 - f0
+        g = a[None, :, None] * (gv - gv.mean(axis=(0, 2), keepdims=True))
+        step = (r * g).sum(axis=(0, 2)) / np.maximum((g * g).sum(axis=(0, 2)), 1e-30)
+        d = d - np.clip(step, -1.0, 1.0)
+    return d
 
-        def cost(d: float, mv: np.ndarray = mv, fx0: np.ndarray = fx0) -> float:
-            q = shift_rows(mv, -d)
-            q = q - q.mean(axis=1, keepdims=True)
-            return -float(np.sum(q * fx0) / np.sqrt(np.sum(q * q) * np.sum(fx0 * fx0) + 1e-30))
 
-        res = minimize_scalar(
-            cost, bounds=(j0 - 1.0, j0 + 1.0), method="bounded", options={"xatol": 1e-3}
-        )
-        out[k] = float(res.x)
-    return out
+def match_per_angle(moving: np.ndarray, fixed: np.ndarray, max_px: float = 8.0) -> np.ndarray:
+    """Horizontal shift of each projection of ``moving`` relative to ``fixed`` (both
+    ``(n_slice, n_angle, n_col)``; positive: ``moving`` sits at higher column indices): used
+    between energies, where the sample is the same and the projections at one angle differ
+    only by contrast and by the stage's jitter (:func:`cc_shifts`)."""
+    return cc_shifts(moving, fixed, max_px=max_px)

@@ -195,6 +195,7 @@ def run_one(scenario_toml: str, run: Run, seed: int) -> dict[str, Any]:
     from xtwin.io.truth import PHASE_ACTIVE, read_truth
     from xtwin.pipeline import ProcessOptions, process_file
     from xtwin.validate.metrics import compare
+    from xtwin.validate.planning import interior_mask
 
     doc = _merge(tomllib.loads(scenario_toml), run.scenario)
     sc = scenario_from_dict(doc, f"run {run.name!r}").replace_seed(seed)
@@ -214,7 +215,7 @@ def run_one(scenario_toml: str, run: Run, seed: int) -> dict[str, Any]:
     active = tr.phases == PHASE_ACTIVE
     both = active & np.isfinite(lm.lithiation) & np.isfinite(tr.lithiation)
     err = lm.lithiation - tr.lithiation
-    interior = ndimage.binary_erosion(active, iterations=2) & both
+    interior = interior_mask(tr) & both
     surface = (active & ~ndimage.binary_erosion(active, iterations=1)) & both
     return {
         "run": run.name,

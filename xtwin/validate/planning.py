@@ -9,9 +9,6 @@ each particle against its true mean).
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,51 +48,12 @@ def interior_mask(truth, erosion_px: int = 2) -> np.ndarray:
     return ndimage.binary_erosion(active, iterations=erosion_px)
 
 
-def run_scenario(scenario, out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Simulate ``scenario``, process its scan with the shared pipeline, compare with the
-    truth; return the metrics and the interior-voxel RMSE."""
-    from xtwin.forward.twin import simulate, write_outputs
-    from xtwin.io.limap import read_limap
-    from xtwin.io.truth import read_truth
-    from xtwin.pipeline import process_file
-    from xtwin.validate.metrics import compare
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(out_dir or tmp)
-        result = simulate(scenario)
-        paths = write_outputs(result, scenario, out, force=True)
-        limap_path = out / "limap.h5"
-        if limap_path.exists():
-            limap_path.unlink()
-        process_file(
-            [paths["scan.h5"]],
-            paths["reference_lithiated.csv"],
-            paths["reference_delithiated.csv"],
-            limap_path,
-        )
-        lm, tr = read_limap(limap_path), read_truth(paths["truth.h5"])
-        m = compare(lm, tr)
-        inner = interior_mask(tr) & np.isfinite(lm.lithiation)
-        err = (lm.lithiation - tr.lithiation)[inner]
-        return {
-            "particle_rmse": m.particle.rmse,
-            "particle_mae": m.particle.mae,
-            "voxel_rmse": m.voxel.rmse,
-            "interior_voxel_rmse": float(np.sqrt(np.mean(err**2))) if err.size else float("nan"),
-            "interior_median_sigma": float(np.nanmedian(lm.sigma[inner]))
-            if err.size
-            else float("nan"),
-            "interior_voxels": int(err.size),
-            "particles": m.particle.n,
-        }
-
-
-def verify_plan(
-    plan: Plan, *, seed: int = 7, energy_offset_eV: float = 0.0, out_dir=None
-) -> dict[str, Any]:
+def verify_plan(plan: Plan, *, seed: int = 7, energy_offset_eV: float = 0.0) -> dict[str, Any]:
     """Run the twin and the pipeline with the plan; measured against predicted."""
-    sc = plan_scenario(plan, seed=seed, energy_offset_eV=energy_offset_eV)
-    measured = run_scenario(sc, out_dir)
+    from xtwin.validate.campaign import Run, run_one
+
+    sc = plan_scenario(plan, energy_offset_eV=energy_offset_eV)
+    measured = run_one(sc.to_toml(), Run(sc.name), seed)
     return {
         "scenario": sc.to_toml(),
         "measured": measured,
