@@ -38,7 +38,7 @@ def test_noise_model_agrees_with_the_pipeline(demo_run):
     from xtwin.io.limap import read_limap
     from xtwin.io.truth import read_truth
     from xtwin.plan.noise import AcquisitionPlan, SampleModel, predict
-    from xtwin.validate.planning import interior_mask
+    from xtwin.validate.metrics import interior_mask
 
     sc = default_scenario()
     a, g, m = sc.acquisition, sc.grid, sc.microstructure

@@ -791,9 +791,12 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
         sample = np.empty((n_e, idx.size, n_r, n_c), dtype=np.float32)
         dark = source.dark_mean(0, n_r)
         for e in range(n_e):
-            sample[e] = normalized_rows(source, e, 0, n_r, float(ratio[e]), angles=idx, dark=dark)[
-                0
-            ]
+            sample[e], _, sample_notes = normalized_rows(
+                source, e, 0, n_r, float(ratio[e]), angles=idx, dark=dark
+            )
+            notes.extend(
+                f"{h.energy_eV[e]:.1f} eV: {n}" for n in sample_notes if "dead detector" in n
+            )
     offsets: np.ndarray | None = None
     runout_note: dict[str, Any] = {}
     if h.is_tomography and options.align_projections != "off" and n_a >= 16:

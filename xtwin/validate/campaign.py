@@ -194,8 +194,7 @@ def run_one(scenario_toml: str, run: Run, seed: int) -> dict[str, Any]:
     from xtwin.io.limap import read_limap
     from xtwin.io.truth import PHASE_ACTIVE, read_truth
     from xtwin.pipeline import ProcessOptions, process_file
-    from xtwin.validate.metrics import compare
-    from xtwin.validate.planning import interior_mask
+    from xtwin.validate.metrics import compare, interior_mask
 
     doc = _merge(tomllib.loads(scenario_toml), run.scenario)
     sc = scenario_from_dict(doc, f"run {run.name!r}").replace_seed(seed)

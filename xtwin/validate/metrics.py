@@ -212,3 +212,13 @@ def compare(limap: LiMap, truth: TruthData) -> Metrics:
         truth_mean_lithiation=float(np.nanmean(tru)),
         recovered_mean_lithiation=float(np.nanmean(rec)),
     )
+
+
+def interior_mask(truth, erosion_px: int = 2) -> np.ndarray:
+    """Active-material voxels at least ``erosion_px`` from any other phase (dense NMC)."""
+    from scipy import ndimage
+
+    from xtwin.io.truth import PHASE_ACTIVE
+
+    active = truth.phases == PHASE_ACTIVE
+    return ndimage.binary_erosion(active, iterations=erosion_px)

@@ -38,16 +38,6 @@ def plan_scenario(plan: Plan, base=None, *, seed: int | None = None, energy_offs
     return sc
 
 
-def interior_mask(truth, erosion_px: int = 2) -> np.ndarray:
-    """Active-material voxels at least ``erosion_px`` from any other phase (dense NMC)."""
-    from scipy import ndimage
-
-    from xtwin.io.truth import PHASE_ACTIVE
-
-    active = truth.phases == PHASE_ACTIVE
-    return ndimage.binary_erosion(active, iterations=erosion_px)
-
-
 def verify_plan(plan: Plan, *, seed: int = 7, energy_offset_eV: float = 0.0) -> dict[str, Any]:
     """Run the twin and the pipeline with the plan; measured against predicted."""
     from xtwin.validate.campaign import Run, run_one
