@@ -160,7 +160,7 @@ def analyze_map(
     smooth_px : float
         Gaussian sigma (voxels) of the local deviation used for hot spots.
     min_deviation : float
-        Smallest |w - particle mean| a hot spot must have.
+        Smallest absolute deviation of w from the surface median that a hot spot must have.
     fdr : float
         False-discovery rate of the hot-voxel test (0 disables the significance test, as for
         a truth).
