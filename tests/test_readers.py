@@ -169,3 +169,23 @@ def test_export_tiff_round_trip(demo_run, tmp_path):
     for e in lm.energy_eV:
         assert (out / f"mu_{e:.1f}eV.tif").exists()
     assert not list(out.glob("*.part"))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "energies_eV = [8320.0]\ndata = 5\npixel_size_nm = 30\n",
+        'energies_eV = "x"\ndata = ["a.tif"]\npixel_size_nm = 30\n',
+        'energies_eV = [8320.0]\ndata = ["a.tif"]\npixel_size_nm = "30"\n',
+        'energies_eV = [8320.0]\ndata = ["a.tif"]\nangles_deg = [0, "x"]\npixel_size_nm = 30\n',
+        'energies_eV = [8320.0]\ndata = ["a.tif"]\npixel_size_nm = 30\nexposure_s = "long"\n',
+    ],
+)
+def test_tiff_sidecar_wrong_types_exit_2(tmp_path, capsys, body):
+    tifffile.imwrite(tmp_path / "a.tif", np.ones((2, 8, 8), np.float32))
+    side = tmp_path / "s.toml"
+    side.write_text(body)
+    assert main(["convert", str(side), "-o", str(tmp_path / "o.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+    assert not (tmp_path / "o.h5").exists()

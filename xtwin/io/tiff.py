@@ -74,6 +74,24 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     for key in ("energies_eV", "data"):
         if key not in meta:
             raise XtwinInputError(f"{path}: the sidecar needs {key!r}")
+    for key in ("data", "flats", "darks"):
+        val = meta.get(key)
+        if val is None:
+            continue
+        items = val if isinstance(val, list) else [val]
+        if not items or not all(isinstance(x, str) and x for x in items):
+            raise XtwinInputError(
+                f"{path}: {key!r} must be a file name or a list of file names, got {val!r}"
+            )
+    e = meta["energies_eV"]
+    if not isinstance(e, list) or not all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in e
+    ):
+        raise XtwinInputError(f"{path}: 'energies_eV' must be a list of numbers (eV), got {e!r}")
+    for key in ("pixel_size_nm", "pixel_size_um", "pixel_size_m", "counts_per_photon", "time_s"):
+        v = meta.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise XtwinInputError(f"{path}: {key!r} must be a number, got {v!r}")
     return meta
 
 
@@ -114,9 +132,19 @@ def tiff_to_scan(sidecar: str | os.PathLike) -> ScanData:
     Raises
     ------
     XtwinInputError
-        A missing or damaged file, a missing key, inconsistent shapes or counts.
+        A missing or damaged file, a missing key, a value of the wrong type, inconsistent
+        shapes or counts.
     """
-    src = Path(sidecar)
+    try:
+        return _tiff_to_scan(Path(sidecar))
+    except (TypeError, ValueError) as exc:
+        raise XtwinInputError(
+            f"{sidecar}: a sidecar value has the wrong type or shape ({exc}); see the format "
+            "in docs/file-formats.md"
+        ) from None
+
+
+def _tiff_to_scan(src: Path) -> ScanData:
     meta = read_sidecar(src)
     base = src.parent
     energies = np.asarray(meta["energies_eV"], dtype=float).ravel()
