@@ -59,8 +59,19 @@ def fxi_to_scan(paths: list[str | os.PathLike]) -> ScanData:
     Raises
     ------
     XtwinInputError
-        Mixed kinds, angles that differ between energies, missing datasets.
+        Mixed kinds, angles that differ between energies, missing datasets, values of the
+        wrong type or shape.
     """
+    try:
+        return _fxi_to_scan(paths)
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise XtwinInputError(
+            f"{paths[0]}: not a readable FXI export ({type(exc).__name__}: {exc}); check "
+            "img_tomo/img_xanes, img_bkg, angle, X_eng and 'Pixel Size'"
+        ) from None
+
+
+def _fxi_to_scan(paths: list[str | os.PathLike]) -> ScanData:
     from xtwin.io._h5 import open_h5
 
     notes: list[str] = []
