@@ -173,3 +173,51 @@ def test_rings_and_dead_pixels(tmp_path):
     assert a_off > 1.2 * a_clean  # rings present (measured 1.33x)
     assert a_on < a_off  # and reduced
     assert m_on.voxel.rmse < m_off.voxel.rmse
+
+
+def test_cell_windows_and_electrolyte_layer(tmp_path):
+    """The operando cell in the beam (50 um Kapton, 20 um electrolyte): the background
+    absorbance rises by the layers' optical depth, the lithiation is not biased, and the noise
+    rises as the noise model predicts."""
+    import dataclasses
+
+    from xtwin.forward import twin as T
+    from xtwin.forward.scenario import default_scenario
+    from xtwin.io.source import read_scan
+    from xtwin.physics import materials
+    from xtwin.physics.attenuation import mu_per_m
+    from xtwin.plan.noise import AcquisitionPlan, SampleModel, predict
+    from xtwin.prep import normalize_scan
+
+    sc = default_scenario()
+    cell = dataclasses.replace(
+        sc,
+        acquisition=dataclasses.replace(
+            sc.acquisition, window_kapton_um=50.0, electrolyte_layer_um=20.0
+        ),
+    )
+    p_cell = T.simulate_to(cell, tmp_path / "cell")
+    p_bare = T.simulate_to(sc, tmp_path / "bare")
+    e = np.asarray(sc.acquisition.energies_eV)
+    od = mu_per_m(materials.kapton(), e) * 50e-6 + mu_per_m(materials.electrolyte(1.2), e) * 20e-6
+    a_cell = normalize_scan(read_scan(p_cell["scan.h5"])).absorbance
+    a_bare = normalize_scan(read_scan(p_bare["scan.h5"])).absorbance
+    corner = (slice(None), slice(None), slice(None), slice(0, 2))  # air beside the pillar
+    diff = a_cell[corner].mean(axis=(1, 2, 3)) - a_bare[corner].mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(diff, od, rtol=0.05, atol=0.003)
+    lm_cell, m_cell = _process(p_cell, tmp_path / "cell.h5")
+    lm_bare, m_bare = _process(p_bare, tmp_path / "bare.h5")
+    assert abs(m_cell.particle.bias - m_bare.particle.bias) < 0.005
+    # the noise grows as the model says (electrolyte path and windows lower the transmission)
+    ratio = float(np.nanmedian(lm_cell.sigma) / np.nanmedian(lm_bare.sigma))
+    acq = AcquisitionPlan(tuple(e), (20000.0,) * 3, 121, 0.4e-6, 10)
+    bare = predict(SampleModel(diameter_m=23.04e-6), acq).sigma_w_voxel
+    # Kapton at these energies attenuates like about 0.33 of the electrolyte's thickness
+    kap_as_el = float(
+        np.mean(mu_per_m(materials.kapton(), e) / mu_per_m(materials.electrolyte(1.2), e))
+    )
+    wet = predict(
+        SampleModel(diameter_m=23.04e-6, electrolyte_path_m=(20 + 50 * kap_as_el) * 1e-6), acq
+    ).sigma_w_voxel
+    assert ratio == pytest.approx(wet / bare, rel=0.05)
+    assert ratio > 1.0

@@ -105,6 +105,10 @@ class AcquisitionSpec:
     flats (a drifted scintillator or detector response; it makes ring artefacts), and
     ``dead_pixel_fraction``: pixels that read only the dark level.
 
+    ``window_kapton_um`` and ``electrolyte_layer_um``: the operando cell in the beam, Kapton
+    windows (total thickness) and a liquid layer outside the sample, uniform at every angle
+    (flats are taken with the cell out of the beam); they cost photons, not accuracy.
+
     ``photons_per_pixel`` is the flat-field level per projection, the same at every energy
     unless ``photon_split`` gives relative weights per energy (scaled to a mean of 1, so the
     total photon budget stays ``n_energies * photons_per_pixel``; what ``xtwin plan`` writes).
@@ -131,6 +135,8 @@ class AcquisitionSpec:
     jitter_px: float = 0.0
     ring_strength: float = 0.0
     dead_pixel_fraction: float = 0.0
+    window_kapton_um: float = 0.0
+    electrolyte_layer_um: float = 0.0
     detector_blur_px: float = 0.5
     flat_nonuniformity: float = 0.1
     rotation_axis_offset_px: float = 0.0
@@ -369,6 +375,10 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
         (
             0 <= a.ring_strength < 0.2 and 0 <= a.dead_pixel_fraction < 0.05,
             "acquisition.ring_strength must be within 0-0.2 and dead_pixel_fraction within 0-0.05",
+        ),
+        (
+            0 <= a.window_kapton_um <= 500 and 0 <= a.electrolyte_layer_um <= 500,
+            "acquisition.window_kapton_um and electrolyte_layer_um must be within 0-500 um",
         ),
         (
             abs(a.magnification_per_eV) < 1e-3,

@@ -187,6 +187,12 @@ class _Acquisition:
         )
         self.mu_elyte = mu_per_m(elyte, true_e)
         self.mu_cbd = mu_per_m(cbd, true_e)
+        # the cell in the beam: windows and an electrolyte layer outside the sample, the same
+        # at every angle (flats are taken with the cell out of the beam)
+        self.cell_od = (
+            mu_per_m(materials.kapton(), true_e) * a.window_kapton_um * 1e-6
+            + self.mu_elyte * a.electrolyte_layer_um * 1e-6
+        )
         self.coef_a, self.coef_c = self.xanes.linear_coefficients(self.energies)
         self.theta = np.linspace(0.0, 180.0, a.n_angles, endpoint=False)
         n_rows, n_cols = g.n_rows, g.n_pixels
@@ -293,6 +299,8 @@ class _Acquisition:
             trans = ndimage.gaussian_filter(
                 trans, (0, 0, a.detector_blur_px, a.detector_blur_px), mode="nearest"
             )
+        if np.any(self.cell_od):
+            trans = trans * np.exp(-self.cell_od)[:, None, None, None]
         return np.clip(trans, 0.0, 1.0)
 
     def counts(
