@@ -11,18 +11,23 @@ import pytest
 K_PER_EV = 1.89e-4  # 1 % magnification change between the edge (8347) and post-edge (8400) eV
 
 
-@pytest.fixture(scope="module")
-def magnified(tmp_path_factory):
-    """The default scenario with a zone-plate magnification change, simulated once."""
+def _with(**acquisition):
+    """The default scenario with these ``[acquisition]`` values."""
     import dataclasses
 
     from xtwin.forward.scenario import default_scenario
-    from xtwin.forward.twin import simulate_to
 
     sc = default_scenario()
-    sc = dataclasses.replace(
-        sc, acquisition=dataclasses.replace(sc.acquisition, magnification_per_eV=K_PER_EV)
-    )
+    return dataclasses.replace(sc, acquisition=dataclasses.replace(sc.acquisition, **acquisition))
+
+
+@pytest.fixture(scope="module")
+def magnified(tmp_path_factory):
+    """The default scenario with a zone-plate magnification change, simulated once."""
+
+    from xtwin.forward.twin import simulate_to
+
+    sc = _with(magnification_per_eV=K_PER_EV)
     d = tmp_path_factory.mktemp("magnified")
     return d, simulate_to(sc, d)
 
@@ -90,15 +95,10 @@ def test_runout_present_estimated_and_corrected(tmp_path):
     """Stage run-out (2 px rms, smooth) and jitter (1 px rms, per projection and energy):
     present in the projections, estimated per projection, and the particle MAE below 0.01 with
     the alignment on (about 0.18 without)."""
-    import dataclasses
 
     from xtwin.forward import twin as T
-    from xtwin.forward.scenario import default_scenario
 
-    sc = default_scenario()
-    sc = dataclasses.replace(
-        sc, acquisition=dataclasses.replace(sc.acquisition, runout_px=2.0, jitter_px=1.0)
-    )
+    sc = _with(runout_px=2.0, jitter_px=1.0)
     theta = np.linspace(0, 180, sc.acquisition.n_angles, endpoint=False)
     true = T._runout(sc, theta, 3)
     assert np.sqrt(np.mean(true[0] ** 2)) > 2.0
@@ -146,18 +146,11 @@ def test_rings_and_dead_pixels(tmp_path):
     """Per-pixel gain errors between flats and projections (1 % rms, different at each energy)
     and 0.2 % dead pixels: the scan is processed (dead pixels filled), the rings are in the
     reconstruction, and the stripe removal reduces them."""
-    import dataclasses
 
     from xtwin.forward import twin as T
-    from xtwin.forward.scenario import default_scenario
 
-    sc = default_scenario()
-    ring = dataclasses.replace(
-        sc,
-        acquisition=dataclasses.replace(
-            sc.acquisition, ring_strength=0.01, dead_pixel_fraction=0.002
-        ),
-    )
+    sc = _with()
+    ring = _with(ring_strength=0.01, dead_pixel_fraction=0.002)
     paths = T.simulate_to(ring, tmp_path / "ring")
     clean = T.simulate_to(sc, tmp_path / "clean")
     lm_off, m_off = _process(paths, tmp_path / "off.h5")
@@ -179,23 +172,16 @@ def test_cell_windows_and_electrolyte_layer(tmp_path):
     """The operando cell in the beam (50 um Kapton, 20 um electrolyte): the background
     absorbance rises by the layers' optical depth, the lithiation is not biased, and the noise
     rises as the noise model predicts."""
-    import dataclasses
 
     from xtwin.forward import twin as T
-    from xtwin.forward.scenario import default_scenario
     from xtwin.io.source import read_scan
     from xtwin.physics import materials
     from xtwin.physics.attenuation import mu_per_m
     from xtwin.plan.noise import AcquisitionPlan, SampleModel, predict
     from xtwin.prep import normalize_scan
 
-    sc = default_scenario()
-    cell = dataclasses.replace(
-        sc,
-        acquisition=dataclasses.replace(
-            sc.acquisition, window_kapton_um=50.0, electrolyte_layer_um=20.0
-        ),
-    )
+    sc = _with()
+    cell = _with(window_kapton_um=50.0, electrolyte_layer_um=20.0)
     p_cell = T.simulate_to(cell, tmp_path / "cell")
     p_bare = T.simulate_to(sc, tmp_path / "bare")
     e = np.asarray(sc.acquisition.energies_eV)

@@ -121,3 +121,18 @@ def sha256_of(path: str | os.PathLike, *, chunk_bytes: int = 1 << 20) -> str:
         while block := fh.read(chunk_bytes):
             h.update(block)
     return h.hexdigest()
+
+
+def write_csv_atomic(
+    path: str | os.PathLike, rows: list[dict], fields: tuple[str, ...] = ()
+) -> Path:
+    """Write records as CSV atomically (floats with 6 significant digits); ``fields`` name
+    the columns of an empty table."""
+    import csv
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, list(rows[0]) if rows else list(fields))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    return Path(path)

@@ -709,17 +709,9 @@ def _mode_notes(cal: Calibration, ref_l, ref_d) -> list[str]:
     e = cal.energy_eV
     if cal.mode == "edge-jump":
         if ref_l is None:
-            from xtwin.physics.spectra import Spectrum
-            from xtwin.physics.xanes import DELITHIATED_DEFAULT, LITHIATED_DEFAULT
+            from xtwin.physics.xanes import builtin_references
 
-            grid = np.arange(8200.0, 8700.0, 0.5)
-            ref_l, ref_d = (
-                normalize(Spectrum(grid, m.normalized(grid), f"built-in {name} NMC532"))
-                for m, name in (
-                    (LITHIATED_DEFAULT, "lithiated"),
-                    (DELITHIATED_DEFAULT, "delithiated"),
-                )
-            )
+            ref_l, ref_d = builtin_references()
         from xtwin.retrieve.three_energy import best_edge_energy
 
         best, diff = best_edge_energy(ref_l, ref_d, float(e[0]), float(e[-1]))
@@ -886,22 +878,6 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
     return out
 
 
-def _rows_padded(
-    source: ScanSource, e: int, r0: int, r1: int, ratio: float, dark: np.ndarray | None
-) -> np.ndarray:
-    """Absorbance of rows ``[r0, r1)`` of one energy, all angles (rows outside the detector
-    repeat the edge rows)."""
-    n_r = source.header.shape[2]
-    a, b = max(r0, 0), min(r1, n_r)
-    if a >= b:
-        a, b = (0, 1) if r1 <= 0 else (n_r - 1, n_r)
-    d = None if dark is None else dark[a:b]
-    p = normalized_rows(source, e, a, b, ratio, dark=d)[0]
-    return np.pad(
-        p, [(0, 0), (a - r0 if r0 < a else 0, r1 - b if r1 > b else 0), (0, 0)], mode="edge"
-    )
-
-
 def _runout_offsets(
     source: ScanSource, ratio: np.ndarray, mode: str, notes: list[str]
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
@@ -909,9 +885,9 @@ def _runout_offsets(
     are applied."""
     from xtwin.prep.runout import (
         MIN_RUNOUT_RMS_PX,
+        cc_shifts,
         estimate_offsets,
         horizontal_offsets_reprojection,
-        match_per_angle,
         shift_per_angle,
     )
     from xtwin.recon.center import center_from_sinograms
@@ -925,7 +901,9 @@ def _runout_offsets(
     for e in range(n_e):
 
         def read(r0: int, r1: int, e: int = e) -> np.ndarray:
-            return _rows_padded(source, e, r0, r1, float(ratio[e]), dark)
+            # rows outside the detector repeat the edge rows (ScanSource); the darks are read once
+            d = None if dark is None else dark[np.clip(np.arange(r0, r1), 0, n_r - 1)]
+            return normalized_rows(source, e, r0, r1, float(ratio[e]), dark=d)[0]
 
         o, i = estimate_offsets(read, n_r, n_c, h.theta_deg)
         # a few rows with the vertical offsets undone, for the horizontal offsets
@@ -975,7 +953,7 @@ def _runout_offsets(
         else:
             # absolute: matched to the reference energy angle by angle (a constant between
             # energies, the energy drift, comes along; the registration then finds ~0)
-            offs[e][:, 1] = match_per_angle(sinos[e], aligned)
+            offs[e][:, 1] = cc_shifts(sinos[e], aligned)
         dcol = offs[e][:, 1] - np.median(offs[e][:, 1])  # the run-out, without the drift
         info[e]["rms_cols_px"] = float(np.sqrt(np.mean(dcol**2)))
         info[e]["max_px"] = float(np.abs(offs[e]).max())
@@ -1097,7 +1075,16 @@ def _find_center(
         sinos = np.stack(
             [
                 shift_per_angle(
-                    _rows_padded(source, ie, r - halo, r + halo + 1, float(ratio[ie]), dark),
+                    normalized_rows(
+                        source,
+                        ie,
+                        r - halo,
+                        r + halo + 1,
+                        float(ratio[ie]),
+                        dark=None
+                        if dark is None
+                        else dark[np.clip(np.arange(r - halo, r + halo + 1), 0, h.shape[2] - 1)],
+                    )[0],
                     r - halo,
                     r,
                     r + 1,

@@ -10,6 +10,16 @@ import numpy as np
 from xtwin._files import atomic_path
 
 
+def save_png(fig, path: str | os.PathLike, *, dpi: int = 100) -> Path:
+    """Write a matplotlib figure as PNG atomically (no half-written file) and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_orthoslices(
     phases: np.ndarray, voxel_m: float, out: str | os.PathLike, title: str = ""
 ) -> Path:
@@ -44,7 +54,5 @@ def plot_orthoslices(
     )
     fig.suptitle(title)
     out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_png(fig, out, dpi=90)
     return out

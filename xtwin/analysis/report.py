@@ -10,17 +10,19 @@ and a title that says what is shown.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xtwin.analysis.lithiation import Analysis, MapInput, analyze_map
 from xtwin.errors import XtwinInputError
+
+if TYPE_CHECKING:
+    from xtwin.io.limap import LiMap
 
 
 def load_map(path: str | os.PathLike, depth_offset_m: float = 0.0) -> tuple[MapInput, str]:
@@ -79,16 +81,6 @@ def load_map(path: str | os.PathLike, depth_offset_m: float = 0.0) -> tuple[MapI
 HOT_SPOT_FIELDS = ("n_voxels", "mean_deviation", "particle", "depth_um", "y_px", "x_px")
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]], fields: tuple[str, ...] = ()) -> None:
-    from xtwin._files import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, list(rows[0]) if rows else list(fields))
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-
-
 def _profile_rows(prof: dict[str, np.ndarray], key: str) -> list[dict[str, Any]]:
     return [
         {key: float(c), "mean_w": float(m), "se": float(s), "n_voxels": int(n)}
@@ -115,7 +107,7 @@ def analyze_file(
     dict
         Name -> path of each file written.
     """
-    from xtwin._files import ensure_writable_dir, write_text_atomic
+    from xtwin._files import ensure_writable_dir, write_csv_atomic, write_text_atomic
     from xtwin.io._h5 import write_h5
 
     out = ensure_writable_dir(out_dir)
@@ -125,9 +117,9 @@ def analyze_file(
     a = analyze_map(m, **kwargs)
     files = {}
     files["particles.csv"] = out / "particles.csv"
-    _write_csv(files["particles.csv"], a.particles, ("id",))
+    write_csv_atomic(files["particles.csv"], a.particles, ("id",))
     files["depth_profile.csv"] = out / "depth_profile.csv"
-    _write_csv(
+    write_csv_atomic(
         files["depth_profile.csv"],
         [
             {"depth_um": float(d), "mean_w": float(mw), "se": float(se), "systematic": float(sy)}
@@ -137,11 +129,11 @@ def analyze_file(
         ],
     )
     files["wetted_profile.csv"] = out / "wetted_profile.csv"
-    _write_csv(files["wetted_profile.csv"], _profile_rows(a.wetted, "distance_um"))
+    write_csv_atomic(files["wetted_profile.csv"], _profile_rows(a.wetted, "distance_um"))
     files["internal_pore_profile.csv"] = out / "internal_pore_profile.csv"
-    _write_csv(files["internal_pore_profile.csv"], _profile_rows(a.internal, "distance_um"))
+    write_csv_atomic(files["internal_pore_profile.csv"], _profile_rows(a.internal, "distance_um"))
     files["hot_spots.csv"] = out / "hot_spots.csv"
-    _write_csv(files["hot_spots.csv"], a.hot_spots, HOT_SPOT_FIELDS)
+    write_csv_atomic(files["hot_spots.csv"], a.hot_spots, HOT_SPOT_FIELDS)
     files["labels.h5"] = out / "labels.h5"
     write_h5(
         files["labels.h5"],
@@ -217,7 +209,7 @@ def write_figures(m: MapInput, a: Analysis, out: Path) -> dict[str, Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xtwin._files import atomic_path
+    from xtwin.plotting import save_png
 
     files = {}
     w = np.where(m.active, m.lithiation, np.nan)
@@ -242,9 +234,7 @@ def write_figures(m: MapInput, a: Analysis, out: Path) -> dict[str, Path]:
     fig.colorbar(im, ax=axes, label="lithiation fraction w", shrink=0.85)
     fig.suptitle("Lithiation slices (red: surface hot spots)")
     files["slices.png"] = out / "slices.png"
-    with atomic_path(files["slices.png"]) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, files["slices.png"], dpi=110)
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     d = a.depth
@@ -290,9 +280,7 @@ def write_figures(m: MapInput, a: Analysis, out: Path) -> dict[str, Path]:
     ax2.set_title("Lithiation against distance from pores")
     ax2.legend()
     files["profiles.png"] = out / "profiles.png"
-    with atomic_path(files["profiles.png"]) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, files["profiles.png"], dpi=110)
 
     fig, ax = plt.subplots(figsize=(6, 4.4), constrained_layout=True)
     if a.particles:
@@ -307,9 +295,7 @@ def write_figures(m: MapInput, a: Analysis, out: Path) -> dict[str, Path]:
     ax.set_ylabel("particle mean lithiation w")
     ax.set_title("Particles: mean lithiation (95 % error bars)")
     files["particles.png"] = out / "particles.png"
-    with atomic_path(files["particles.png"]) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, files["particles.png"], dpi=110)
     return files
 
 
@@ -344,18 +330,16 @@ def write_html(
     return path
 
 
-def edge_figure(limap: str | os.PathLike, out: Path) -> Path:
+def edge_figure(lm: LiMap, name: str, out: Path) -> Path:
     """Optical density (or attenuation) per energy, the Ni edge jump with its mask outline,
-    and the jump's signal-to-noise: ``edge.png``."""
+    and the jump's signal-to-noise of the Li map ``lm`` (file ``name``): ``edge.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xtwin._files import atomic_path
-    from xtwin.io.limap import read_limap
+    from xtwin.plotting import save_png
 
-    lm = read_limap(limap)
     two_d = not lm.is_tomography
     z = 0 if two_d else int(np.argmax(lm.mask.sum(axis=(1, 2))))
 
@@ -397,11 +381,9 @@ def edge_figure(limap: str | os.PathLike, out: Path) -> Path:
         ax.set_xlabel("x (um)")
         ax.set_ylabel("y (um)")
     where = "2D XANES" if two_d else f"slice {z}"
-    fig.suptitle(f"{Path(limap).name}: Ni edge jump ({lm.mode}, {where})")
+    fig.suptitle(f"{name}: Ni edge jump ({lm.mode}, {where})")
     path = out / "edge.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
     return path
 
 
@@ -417,8 +399,8 @@ def report(
     from xtwin.io.limap import read_limap
 
     out = ensure_writable_dir(out_dir)
-    edge = edge_figure(limap, out)
     lm = read_limap(limap)
+    edge = edge_figure(lm, Path(limap).name, out)
     if lm.mode == "edge-jump":
         notes = lm.provenance.get("notes", [])
         if isinstance(notes, str):

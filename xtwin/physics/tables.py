@@ -87,7 +87,7 @@ def plot_end_members(energies_eV: list[float], out: str | os.PathLike) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xtwin._files import atomic_path
+    from xtwin.plotting import save_png
 
     chosen = _as_energy_eV(np.asarray(energies_eV, dtype=float))
     e = np.arange(8300.0, 8450.0, 0.1)
@@ -111,9 +111,7 @@ def plot_end_members(energies_eV: list[float], out: str | os.PathLike) -> None:
     ax.set_ylabel("normalized absorbance S(E)")
     ax.set_title("Ni K-edge end members of NMC532 (bandwidth 1.3e-4 included)")
     ax.legend()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_png(fig, out, dpi=100)
 
 
 def dose_records(

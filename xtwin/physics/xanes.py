@@ -31,6 +31,8 @@ References
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import erf
@@ -43,6 +45,9 @@ from xtwin.physics.attenuation import (
     ni_nonresonant_cm2_g,
 )
 from xtwin.physics.materials import nmc532_partial_densities_g_cm3, x_from_lithiation
+
+if TYPE_CHECKING:
+    from xtwin.physics.spectra import NormalizedSpectrum, Spectrum
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 #: Relative bandwidth of a Si(111) double-crystal monochromator.
@@ -218,3 +223,29 @@ def _nmc_mu_per_m(e_true: np.ndarray, w: float, shape: np.ndarray) -> np.ndarray
         if z != NI_Z:
             mu = mu + rho * element_cross_section_cm2_g(z, e_true)
     return mu * 100.0
+
+
+def builtin_standards(bandwidth_rel: float = SI111_BANDWIDTH) -> tuple[Spectrum, Spectrum]:
+    """The built-in NMC532 end members (lithiated, delithiated) as raw standards would be
+    measured: broadened by the monochromator, on a 0.5 eV grid over 8150-8800 eV (far enough
+    above the edge for any post-edge normalization range)."""
+    from xtwin.physics.spectra import Spectrum
+
+    grid = np.arange(8150.0, 8800.0, 0.5)
+    s_l, s_d = XanesModel(bandwidth_rel=bandwidth_rel).end_members(grid)
+    return (
+        Spectrum(grid, s_l, "built-in lithiated NMC532"),
+        Spectrum(grid, s_d, "built-in delithiated NMC532"),
+    )
+
+
+@lru_cache(maxsize=4)
+def builtin_references(
+    bandwidth_rel: float = SI111_BANDWIDTH,
+) -> tuple[NormalizedSpectrum, NormalizedSpectrum]:
+    """:func:`builtin_standards`, normalized (:func:`xtwin.physics.spectra.normalize`): what
+    the pipeline and the planner use when no reference spectra are given."""
+    from xtwin.physics.spectra import normalize
+
+    raw_l, raw_d = builtin_standards(float(bandwidth_rel))
+    return normalize(raw_l), normalize(raw_d)

@@ -39,6 +39,7 @@ import numpy as np
 
 from xtwin.errors import XtwinInputError
 from xtwin.physics.spectra import NormalizedSpectrum
+from xtwin.physics.xanes import builtin_references
 
 
 @dataclass(frozen=True)
@@ -135,28 +136,6 @@ class NoisePrediction:
             if isinstance(v, np.ndarray):
                 out[k] = [round(float(x), 6) for x in v]
         return out
-
-
-def builtin_references(
-    bandwidth_rel: float = 1.3e-4,
-) -> tuple[NormalizedSpectrum, NormalizedSpectrum]:
-    """The built-in NMC532 end members (:mod:`xtwin.physics.xanes`) as normalized spectra,
-    broadened by the monochromator, on a 0.5 eV grid over 8150-8800 eV (as standards are
-    measured: far enough above the edge for the post-edge fit)."""
-    return _builtin_references(float(bandwidth_rel))
-
-
-@lru_cache(maxsize=4)
-def _builtin_references(bandwidth_rel: float) -> tuple[NormalizedSpectrum, NormalizedSpectrum]:
-    from xtwin.physics.spectra import Spectrum, normalize
-    from xtwin.physics.xanes import XanesModel
-
-    grid = np.arange(8150.0, 8800.0, 0.5)
-    s_l, s_d = XanesModel(bandwidth_rel=bandwidth_rel).end_members(grid)
-    return (
-        normalize(Spectrum(grid, s_l, "built-in lithiated NMC532")),
-        normalize(Spectrum(grid, s_d, "built-in delithiated NMC532")),
-    )
 
 
 @lru_cache(maxsize=64)

@@ -39,10 +39,10 @@ import numpy as np
 
 from xtwin.errors import XtwinInputError
 from xtwin.physics.spectra import NormalizedSpectrum, Spectrum
+from xtwin.physics.xanes import builtin_references, builtin_standards
 from xtwin.plan.noise import (
     AcquisitionPlan,
     SampleModel,
-    builtin_references,
     fbp_noise_gain,
     region_factor,
 )
@@ -156,13 +156,7 @@ def _tables(
         shifts[dE] = XanesModel(bandwidth_rel=bandwidth_rel, energy_offset_eV=dE).nmc532_mu_per_m(
             grid, w
         )
-    if references is None:
-        wide = np.arange(8150.0, 8800.0, 0.5)  # as a beamline measures standards
-        s_l, s_d = xanes.end_members(wide)
-        raw_l = Spectrum(wide, s_l, "built-in lithiated NMC532")
-        raw_d = Spectrum(wide, s_d, "built-in delithiated NMC532")
-    else:
-        raw_l, raw_d = references
+    raw_l, raw_d = references or builtin_standards(bandwidth_rel)
     s = [
         (np.interp(grid, ln.energy_eV, ln.flat), np.interp(grid, dn.energy_eV, dn.flat))
         for ln, dn in convention_references(raw_l, raw_d).values()

@@ -34,42 +34,14 @@ import numpy as np
 MIN_RUNOUT_RMS_PX = 0.2
 
 
-def profile_shift(profiles: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Sub-pixel shift of each 1D profile relative to ``reference`` (positive: the profile
-    sits at higher indices): the integer cross-correlation peak, then the shift that minimizes
-    the squared difference after a Fourier (band-limited) shift, within one pixel of it."""
-    from scipy import fft
-    from scipy.optimize import minimize_scalar
-
-    from xtwin.shifts import shift_rows
-
-    n = reference.size
-    m = fft.next_fast_len(2 * n)
-    ref = reference - reference.mean()
-    spec_ref = np.conj(fft.rfft(ref, m))
-    out = np.zeros(profiles.shape[0])
-    for i, prof in enumerate(profiles):
-        cc = fft.irfft(fft.rfft(prof - prof.mean(), m) * spec_ref, m)
-        k = int(np.argmax(cc))
-        k0 = k - m if k > m / 2 else k
-
-        def cost(d: float, prof: np.ndarray = prof) -> float:
-            return float(np.sum((shift_rows(prof, -d) - reference) ** 2))
-
-        res = minimize_scalar(
-            cost, bounds=(k0 - 1.0, k0 + 1.0), method="bounded", options={"xatol": 1e-3}
-        )
-        out[i] = float(res.x)
-    return out
-
-
 def offsets_from_sums(
     vertical_profiles: np.ndarray, com_x: np.ndarray, theta_deg: np.ndarray
 ) -> tuple[np.ndarray, dict]:
     """(n_angle, 2) offsets (rows, cols) of one energy's projections from their vertical
     profiles (n_angle, n_row) and horizontal centres of mass (n_angle,)."""
     ref = np.median(vertical_profiles, axis=0)
-    dz = profile_shift(vertical_profiles, ref)
+    n_a, n_r = vertical_profiles.shape
+    dz = cc_shifts(vertical_profiles[None], np.broadcast_to(ref, (1, n_a, n_r)), max_px=n_r / 4)
     dz -= np.median(dz)
     # how well a profile pins a shift: noise of the profiles over the square root of the
     # reference's gradient energy (a profile without structure pins nothing)
@@ -218,7 +190,8 @@ def cc_shifts(
     """Horizontal shift of each projection of ``moving`` relative to ``fixed`` (both
     ``(n_slice, n_angle, n_col)``; positive: ``moving`` sits at higher column indices), from
     the cross-correlation summed over the slices, upsampled ``upsample`` times by zero-padding
-    its spectrum and refined by a parabola through the peak: all angles at once."""
+    its spectrum, then refined by :func:`refine_shifts` (free contrast and offset, so profiles,
+    reprojections and other energies' projections can be matched): all angles at once."""
     from scipy import fft
 
     n_c = moving.shape[2]
@@ -267,11 +240,3 @@ def refine_shifts(
         step = (r * g).sum(axis=(0, 2)) / np.maximum((g * g).sum(axis=(0, 2)), 1e-30)
         d = d - np.clip(step, -1.0, 1.0)
     return d
-
-
-def match_per_angle(moving: np.ndarray, fixed: np.ndarray, max_px: float = 8.0) -> np.ndarray:
-    """Horizontal shift of each projection of ``moving`` relative to ``fixed`` (both
-    ``(n_slice, n_angle, n_col)``; positive: ``moving`` sits at higher column indices): used
-    between energies, where the sample is the same and the projections at one angle differ
-    only by contrast and by the stage's jitter (:func:`cc_shifts`)."""
-    return cc_shifts(moving, fixed, max_px=max_px)

@@ -35,7 +35,6 @@ self-contained ``report.html``; a campaign with a ``baseline`` run also gets
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -343,16 +342,6 @@ def summarize(campaign: Campaign, rows: list[dict[str, Any]]) -> list[dict[str, 
     return out
 
 
-def _csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    from xtwin._files import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, list(rows[0]) if rows else ["run"])
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-
-
 def error_budget(summary: list[dict[str, Any]], combined: tuple[str, ...] = ()) -> str:
     """The error-budget table (markdown): each run's shift of the particle, surface-voxel and
     whole-sample biases from the baseline, and the combined check (the ``all effects`` run
@@ -400,14 +389,15 @@ def write_results(campaign: Campaign, out: Path) -> dict[str, Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xtwin._files import atomic_path, write_text_atomic
+    from xtwin._files import write_csv_atomic, write_text_atomic
     from xtwin.analysis.report import write_html
+    from xtwin.plotting import save_png
 
     rows = _load_rows(campaign, out)
     summary = summarize(campaign, rows)
     files = {"results.csv": out / "results.csv", "summary.csv": out / "summary.csv"}
-    _csv(files["results.csv"], rows)
-    _csv(files["summary.csv"], summary)
+    write_csv_atomic(files["results.csv"], rows, ("run",))
+    write_csv_atomic(files["summary.csv"], summary, ("run",))
     budget = error_budget(summary, campaign.combined)
     if budget:
         files["error_budget.md"] = out / "error_budget.md"
@@ -435,9 +425,7 @@ def write_results(campaign: Campaign, out: Path) -> dict[str, Path]:
     ax.set_title(f"{campaign.name}: bias per run")
     ax.legend(loc="best", fontsize=8)
     figs.append(out / "bias.png")
-    with atomic_path(figs[-1]) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_png(fig, figs[-1], dpi=100)
     if campaign.sweep_key:
         xs, sel = [], []
         for s in summary:
@@ -468,9 +456,7 @@ def write_results(campaign: Campaign, out: Path) -> dict[str, Path]:
             )
             ax.legend()
             figs.append(out / "sweep.png")
-            with atomic_path(figs[-1]) as tmp:
-                fig.savefig(tmp, dpi=100, format="png")
-            plt.close(fig)
+            save_png(fig, figs[-1], dpi=100)
     table = "\n".join(
         f"{s['run']}: particle bias {s['particle_bias']:+.4f} +- {s['particle_bias_sd']:.4f}, "
         f"particle RMSE {s['particle_rmse']:.4f}, interior voxel RMSE "

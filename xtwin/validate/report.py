@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from xtwin._files import atomic_path, write_text_atomic
+from xtwin._files import write_text_atomic
 from xtwin.io.limap import LiMap
 from xtwin.io.truth import TruthData
 
@@ -22,6 +22,8 @@ def write_report(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from xtwin.plotting import save_png
 
     out = Path(out_dir)
     rec, tru = limap.lithiation, truth.lithiation
@@ -48,9 +50,7 @@ def write_report(
         "histogram": out / "error_histogram.png",
         "metrics": out / "metrics.json",
     }
-    with atomic_path(paths["slices"]) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_png(fig, paths["slices"], dpi=100)
 
     both = np.isfinite(rec) & np.isfinite(tru)
     err = (rec - tru)[both]
@@ -71,9 +71,7 @@ def write_report(
     ax[1].set_title(f"per particle: MAE {p['mae']:.4f}, max {p['max_abs_error']:.4f}")
     ax[1].set_xlabel("true mean w")
     ax[1].set_ylabel("recovered mean w")
-    with atomic_path(paths["histogram"]) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_png(fig, paths["histogram"], dpi=100)
     write_text_atomic(paths["metrics"], json.dumps(metrics, indent=2) + "\n")
     return paths
 
