@@ -151,3 +151,55 @@ def test_measured_end_members_from_files(shared_data):
     mu = model.nmc532_mu_per_m(e, np.array([0.0, 0.5, 1.0]))
     np.testing.assert_allclose(mu[1], 0.5 * (mu[0] + mu[2]), rtol=1e-9)
     assert np.all(mu > 0)
+
+
+def test_three_state_ni_chemistry_is_not_a_line_and_the_retrieval_shows_it():
+    """Two end members: mu exactly linear in w. Three Ni states (sequential Ni2+ -> Ni3+ ->
+    Ni4+): the mean Ni state runs 2.5 -> 3.73 over the window, the spectrum leaves the chord
+    (kink where Ni2+ is used up), and the two-end-member retrieval of noise-free mu is biased
+    there by more than 0.02 while exact at the ends. Measured end members: the spectra at w = 1
+    and w = 0 are the measured NMC622 spectra."""
+    from xtwin.forward.twin import reference_spectra
+    from xtwin.physics.spectra import normalize
+    from xtwin.physics.xanes import (
+        TabulatedEndMember,
+        ThreeStateChemistry,
+        XanesModel,
+        chemistry_model,
+        measured_nmc622_files,
+        tabulated_end_member,
+    )
+    from xtwin.retrieve import calibrate
+    from xtwin.retrieve.three_energy import solve
+
+    e3 = np.array([8320.0, 8347.0, 8400.0])
+    w = np.linspace(0, 1, 21)
+    two = XanesModel()
+    a, c = two.linear_coefficients(e3)
+    np.testing.assert_allclose(two.nmc532_mu_per_m(e3, w), a + w[:, None] * c, rtol=1e-12)
+
+    ch = ThreeStateChemistry()
+    n = ch.ni_state(np.array([1.0, 0.0]))
+    np.testing.assert_allclose(n, [2.5, 3.73], atol=0.01)
+    f = ch.fractions(w)
+    np.testing.assert_allclose(f.sum(axis=0), 1.0)
+    three = XanesModel(chemistry=ch)
+    a, c = three.linear_coefficients(e3)
+    off = (three.nmc532_mu_per_m(e3, w) - (a + w[:, None] * c))[:, 1] / c[1]
+    assert np.max(np.abs(off)) > 0.01
+
+    for model in (three, XanesModel(chemistry=chemistry_model("three-state", "measured-nmc622"))):
+        ref_l, ref_d = reference_spectra(model, np.random.default_rng(0), noise=0.0)
+        cal = calibrate(e3, normalize(ref_l), normalize(ref_d))
+        mu = np.moveaxis(model.nmc532_mu_per_m(e3, w), -1, 0)
+        bias = solve(mu, np.full(mu.shape, 1e-6), cal).lithiation - w
+        assert np.max(np.abs(bias)) > 0.02
+        assert abs(bias[0]) < 0.005 and abs(bias[-1]) < 0.005
+
+    measured = XanesModel(
+        chemistry=chemistry_model("two-state", "measured-nmc622"), bandwidth_rel=0.0
+    )
+    grid = np.array([8340.0, 8346.0, 8350.0, 8360.0])
+    pristine = tabulated_end_member(measured_nmc622_files()[0])
+    assert isinstance(pristine, TabulatedEndMember)
+    np.testing.assert_allclose(measured.shape(grid, 1.0), pristine.normalized(grid), atol=1e-9)

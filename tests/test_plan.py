@@ -88,6 +88,24 @@ def test_plan_beats_naive_and_reacts_to_energy_uncertainty():
         make_plan(0.02, naive=True, energy_uncertainty_eV=0.5)
 
 
+def test_plan_counts_the_three_state_chemistry_model_bias():
+    """At w = 0.6 (where Ni2+ is used up) the three-state Ni chemistry puts a model bias on the
+    two-end-member retrieval: the naive energies carry several times the two-state model term,
+    and the plan keeps the total within the target by choosing its energies."""
+    from xtwin.plan.noise import SampleModel
+    from xtwin.plan.planner import make_plan
+
+    two = SampleModel(lithiation=0.6)
+    three = SampleModel(lithiation=0.6, ni_chemistry="three-state")
+    naive2 = make_plan(0.5, level="particle", sample=two, naive=True)
+    naive3 = make_plan(0.5, level="particle", sample=three, naive=True)
+    assert naive3.systematic_terms["model"] > 0.02
+    assert naive3.systematic_terms["model"] > 4 * naive2.systematic_terms["model"]
+    plan3 = make_plan(0.05, level="particle", sample=three)
+    assert plan3.predicted_total <= 0.05 + 1e-9
+    assert plan3.systematic_terms["model"] < naive3.systematic_terms["model"]
+
+
 def test_plan_cli_json(capsys):
     rc = main(["plan", "--target-sigma", "0.03", "--level", "voxel", "--json"])
     assert rc == 0

@@ -62,7 +62,7 @@ def _simulate(scenario, out_dir: Path, force: bool, desc: str = "simulate"):
     from xtwin.forward.twin import simulate_to
 
     n_snap = len(scenario.electrochemistry.snapshot_times_s)
-    n_steps = 3 + n_snap * (1 + len(scenario.acquisition.energies_eV))
+    n_steps = 3 + n_snap * (3 + len(scenario.acquisition.energies_eV))
     with _bar(n_steps, desc) as bar:
 
         def tick(stage: str, n: int) -> None:
@@ -446,7 +446,7 @@ def demo(out_dir: Path, force: bool) -> None:
 
     scenario = default_scenario()
     n_snap = len(scenario.electrochemistry.snapshot_times_s)
-    n_steps = 3 + n_snap * (1 + len(scenario.acquisition.energies_eV))
+    n_steps = 3 + n_snap * (3 + len(scenario.acquisition.energies_eV))
     bars: dict[str, Any] = {}
 
     def simulated(stage: str, n: int) -> None:
@@ -726,6 +726,13 @@ def _float_list(text: str, what: str) -> list[float]:
     show_default=True,
     help="Energy calibration uncertainty counted as a systematic term.",
 )
+@click.option(
+    "--ni-chemistry",
+    type=click.Choice(["two-state", "three-state"]),
+    default="two-state",
+    show_default=True,
+    help="Ni K-edge model of the sample (three-state: the linear retrieval's model bias counts).",
+)
 @click.option("--energies", default=None, help="Fix the energies (eV, comma-separated, >= 3).")
 @click.option("--split", default=None, help="Fix the relative photons per energy, e.g. 1,2,2.")
 @click.option("--angles", type=click.IntRange(min=8), default=None, help="Fix the projections.")
@@ -762,6 +769,7 @@ def plan(
     lithiation: float,
     electrolyte_um: float,
     energy_uncertainty_ev: float,
+    ni_chemistry: str,
     energies: str | None,
     split: str | None,
     angles: int | None,
@@ -792,6 +800,7 @@ def plan(
         diameter_m=diameter_um * 1e-6,
         lithiation=lithiation,
         electrolyte_path_m=electrolyte_um * 1e-6,
+        ni_chemistry=ni_chemistry,
     )
     kw: dict[str, Any] = dict(
         level=level,
@@ -1069,7 +1078,10 @@ def main(argv: list[str] | None = None) -> int:
     import threading
 
     if threading.current_thread() is threading.main_thread():
+        from xtwin._signals import on_sigint
+
         signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGINT, on_sigint)
     try:
         cli.main(args=argv, prog_name="xtwin", standalone_mode=False)
     except XtwinInputError as exc:

@@ -124,6 +124,10 @@ OVERHEAD_FACTOR = 1.10
 OVERHEAD_BYTES = 48 << 20
 
 
+#: Energies normalized at once while a block is read (the pipeline's threads).
+READ_THREADS = 2
+
+
 def predicted_peak(baseline: int, registration: int, block: int) -> int:
     """Peak resident memory predicted from the baseline and the two phases' arrays."""
     return int(baseline + OVERHEAD_FACTOR * max(registration, block) + OVERHEAD_BYTES)
@@ -169,7 +173,8 @@ def block_bytes(
     window = n_a * (rows + halo) * n_c
     absorb = n_e * n_a * rows * n_c * 4 * 2
     # raw block, its float32 copy (made the signal in place), p, var and one shift temporary
-    reading = absorb + window * (itemsize + 14) + (n_flat + 4) * (rows + halo) * n_c * 4
+    par = min(n_e, READ_THREADS, max(1, workers))  # energies normalized at once
+    reading = absorb + par * (window * (itemsize + 14) + (n_flat + 4) * (rows + halo) * n_c * 4)
     # per-voxel solve temporaries of one slice: float32 closed form, or float64 weighted fit
     per_voxel = 80 if n_e <= 3 else 8 * (4 * n_e + 20)
     if not tomography:

@@ -31,10 +31,11 @@ import numpy as np
 from xtwin import __version__
 from xtwin._files import apply_umask, sha256_of
 from xtwin._provenance import package_versions
+from xtwin._signals import check_interrupted
 from xtwin.errors import XtwinInputError
 from xtwin.io.limap import LiMap
 from xtwin.io.source import ScanSource, open_scan, source_from_scan
-from xtwin.memory import MemoryPlan, even_blocks, plan_memory
+from xtwin.memory import READ_THREADS, MemoryPlan, even_blocks, plan_memory
 from xtwin.physics.spectra import NormalizedSpectrum, normalize, read_spectrum
 from xtwin.prep.normalize import exposure_ratios, normalize_block
 from xtwin.prep.register import (
@@ -51,6 +52,7 @@ from xtwin.retrieve.three_energy import (
     Solution,
     apply_mask,
     calibrate,
+    convention_half_range,
     jump_reference,
     solve,
 )
@@ -303,36 +305,45 @@ def read_block(
         return p_out, v_out, clamped
     p_all = np.empty((n_e, n_a, rows, n_c), dtype=np.float32)
     v_all = np.empty_like(p_all) if variance else np.empty((n_e, 0, 0, 0), np.float32)
-    clamped = 0
-    darks: dict[tuple[int, int], np.ndarray | None] = {}  # one read per window, not per energy
+    windows = []
     for e in range(n_e):
+        dy = float(ctx.shifts[e][0])
+        sc = 1.0 if ctx.scales is None else float(ctx.scales[e])
+        if sc != 1.0:
+            windows.append(scaled_source_rows(lo, hi, sc, dy, (src.header.shape[2] - 1) / 2.0))
+        else:
+            windows.append(source_rows(lo, hi, dy) if dy else (lo, hi))
+    darks = {w: src.dark_mean(*w) for w in set(windows)}  # one read per window
+
+    def one(e: int) -> int:
         dy, dx = (float(x) for x in ctx.shifts[e])
         sc = 1.0 if ctx.scales is None else float(ctx.scales[e])
+        a, b = windows[e]
+        p, v, notes = normalized_rows(src, e, a, b, float(ctx.exposure_ratio[e]), dark=darks[a, b])
+        n_clamped = sum(int(n.split()[0]) for n in notes if "were clamped" in n)
+        if ctx.remove_rings:
+            p = remove_stripes(p, v)[0]
         if sc != 1.0:  # magnification and shift: both axes resampled
-            a, b = scaled_source_rows(lo, hi, sc, dy, (src.header.shape[2] - 1) / 2.0)
-            p, v, notes = normalized_rows(src, e, a, b, float(ctx.exposure_ratio[e]))
-            clamped += sum(int(n.split()[0]) for n in notes if "were clamped" in n)
-            if ctx.remove_rings:
-                p = remove_stripes(p, v)[0]
             n_r = src.header.shape[2]
             p_all[e] = apply_transform(p, a, lo, hi, dy, dx, sc, n_rows=n_r)
             if variance:
                 v_all[e] = apply_transform(v, a, lo, hi, dy, dx, sc, n_rows=n_r, variance=True)
-            del p, v
-            continue
-        a, b = source_rows(lo, hi, dy) if dy else (lo, hi)
-        if (a, b) not in darks:
-            darks[(a, b)] = src.dark_mean(a, b)
-        p, v, notes = normalized_rows(
-            src, e, a, b, float(ctx.exposure_ratio[e]), dark=darks[(a, b)]
-        )
-        clamped += sum(int(n.split()[0]) for n in notes if "were clamped" in n)
-        if ctx.remove_rings:
-            p = remove_stripes(p, v)[0]
-        p_all[e] = apply_shift(p, lo, hi, dy, dx) if (dy or dx) else p
-        if variance:
-            v_all[e] = apply_shift(v, lo, hi, dy, dx, variance=True) if (dy or dx) else v
-        del p, v
+        else:
+            p_all[e] = apply_shift(p, lo, hi, dy, dx) if (dy or dx) else p
+            if variance:
+                v_all[e] = apply_shift(v, lo, hi, dy, dx, variance=True) if (dy or dx) else v
+        return n_clamped
+
+    # energies normalized side by side (numpy releases the GIL; the memory model counts
+    # READ_THREADS energies' temporaries)
+    n_threads = min(n_e, READ_THREADS, max(1, ctx.threads))
+    if n_threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n_threads) as ex:
+            clamped = sum(ex.map(one, range(n_e)))
+    else:
+        clamped = sum(one(e) for e in range(n_e))
     return p_all, v_all, clamped
 
 
@@ -393,6 +404,8 @@ def compute_block(
     img = (rows,) + mu.shape[2:]
     out = {f: np.empty(img, dtype=np.float32) for f in fields + extras}
 
+    alts = tuple(cal for _, cal in ctx.alt_calibrations)
+
     def one(k: int) -> None:
         s = solve(mu[:, k], mu_sig[:, k], ctx.calibration)
         for f in fields:
@@ -409,13 +422,9 @@ def compute_block(
             with np.errstate(divide="ignore", invalid="ignore"):
                 out["od_ratio"][k] = np.where(mu[0, k] > 0, mu[-1, k] / mu[0, k], np.nan)
         if ctx.alt_calibrations:  # w under each other normalization convention
-            lo_w = s.lithiation.copy()
-            hi_w = s.lithiation.copy()
-            for _, cal in ctx.alt_calibrations:
-                w_alt = solve(mu[:, k], mu_sig[:, k], cal).lithiation
-                np.fmin(lo_w, w_alt, out=lo_w)
-                np.fmax(hi_w, w_alt, out=hi_w)
-            out["systematic"][k] = 0.5 * (hi_w - lo_w)
+            out["systematic"][k] = convention_half_range(
+                mu[:, k], mu_sig[:, k], s, ctx.calibration, alts
+            )
 
     if pool is not None and h.is_tomography:
         list(pool.map(one, range(rows)))
@@ -878,16 +887,33 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
     return out
 
 
+#: Detector rows (a central band) whose vertical profiles and centre of mass give the quick
+#: look at the run-out and the vertical offsets.
+RUNOUT_BAND_ROWS = 96
+#: Detector rows and columns (at most) of the sinograms that projection matching aligns.
+RUNOUT_MATCH_ROWS = 8
+RUNOUT_MATCH_COLS = 512
+
+
 def _runout_offsets(
     source: ScanSource, ratio: np.ndarray, mode: str, notes: list[str]
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
     """Per-projection offsets of every energy (:mod:`xtwin.prep.runout`), and whether they
-    are applied."""
+    are applied.
+
+    The vertical offsets and a quick look at the horizontal ones come from the vertical
+    profiles and the centre of mass of a central band of rows; where that look is conclusive
+    and finds nothing (``auto``), that is all. Otherwise the horizontal offsets come from
+    projection matching on a few rows binned to at most RUNOUT_MATCH_COLS columns (the
+    offsets are wanted to a tenth of a pixel, not the slices)."""
     from xtwin.prep.runout import (
+        MIN_RESIDUAL_DROP,
         MIN_RUNOUT_RMS_PX,
         cc_shifts,
         estimate_offsets,
         horizontal_offsets_reprojection,
+        quick_look_conclusive,
+        reprojection_residual_drop,
         shift_per_angle,
     )
     from xtwin.recon.center import center_from_sinograms
@@ -896,64 +922,111 @@ def _runout_offsets(
     h = source.header
     n_e, _, n_r, n_c = h.shape
     dark = source.dark_mean(0, n_r)
-    rows = np.unique(np.linspace(2, max(n_r - 3, 2), min(16, n_r)).astype(int))
-    offs, info, sinos = [], [], []
+    band = min(n_r, RUNOUT_BAND_ROWS)
+    band_rows = ((n_r - band) // 2, (n_r - band) // 2 + band)
+    offs, info = [], []
+    readers = []
     for e in range(n_e):
 
-        def read(r0: int, r1: int, e: int = e) -> np.ndarray:
+        def read(r0: int, r1: int, e: int = e) -> tuple[np.ndarray, np.ndarray]:
             # rows outside the detector repeat the edge rows (ScanSource); the darks are read once
             d = None if dark is None else dark[np.clip(np.arange(r0, r1), 0, n_r - 1)]
-            return normalized_rows(source, e, r0, r1, float(ratio[e]), dark=d)[0]
+            p, v, _ = normalized_rows(source, e, r0, r1, float(ratio[e]), dark=d)
+            return p, v
 
-        o, i = estimate_offsets(read, n_r, n_c, h.theta_deg)
-        # a few rows with the vertical offsets undone, for the horizontal offsets
-        halo = int(np.ceil(np.abs(o[:, 0]).max())) + LANCZOS_A + 1
-        sinos.append(
-            np.stack(
-                [
-                    shift_per_angle(
-                        read(r - halo, r + halo + 1),
-                        r - halo,
-                        r,
-                        r + 1,
-                        np.c_[o[:, 0], 0 * o[:, 0]],
-                    )[:, 0]
-                    for r in rows
-                ]
-            )
-        )
+        o, i = estimate_offsets(read, band_rows, n_c, h.theta_deg)
         offs.append(o)
         info.append(i)
-    # the quick look (vertical profiles, horizontal centre of mass) finds no run-out: done
-    quick = max(max(i["rms_rows_px"], i["rms_cols_px"]) for i in info)
-    if mode == "auto" and quick < MIN_RUNOUT_RMS_PX:
+        readers.append(read)
+    quick = {f"{e:.2f}": dict(i) for e, i in zip(h.energy_eV, info)}
+    nothing = all(
+        quick_look_conclusive(i)
+        and i["rms_rows_px"] < MIN_RUNOUT_RMS_PX
+        and i["excess_cols_px"] < MIN_RUNOUT_RMS_PX
+        for i in info
+    )
+    if mode == "auto" and nothing:
         return None, {
             "applied": False,
-            "method": "vertical profiles and horizontal centre of mass: below "
-            f"{MIN_RUNOUT_RMS_PX} px rms",
-            "per_energy": {f"{e:.2f}": i for e, i in zip(h.energy_eV, info)},
+            "method": "vertical profiles and horizontal centre of mass of rows "
+            f"{band_rows[0]}:{band_rows[1]}: below {MIN_RUNOUT_RMS_PX} px rms beyond their noise",
+            "per_energy": quick,
         }
+    # a few rows, vertical offsets undone, binned to at most RUNOUT_MATCH_COLS columns
+    b = max(1, -(-n_c // RUNOUT_MATCH_COLS))
+    nb = n_c // b
+    rows = np.unique(np.linspace(2, max(n_r - 3, 2), min(RUNOUT_MATCH_ROWS, n_r)).astype(int))
+    sinos = []
+    for e in range(n_e):
+        halo = int(np.ceil(np.abs(offs[e][:, 0]).max())) + LANCZOS_A + 1
+        s = np.stack(
+            [
+                shift_per_angle(
+                    readers[e](r - halo, r + halo + 1)[0],
+                    r - halo,
+                    r,
+                    r + 1,
+                    np.c_[offs[e][:, 0], 0 * offs[e][:, 0]],
+                )[:, 0]
+                for r in rows
+            ]
+        )
+        sinos.append(s[..., : nb * b].reshape(s.shape[0], s.shape[1], nb, b).mean(axis=-1))
     # horizontal, reference energy: projection matching, alternating with the axis search (the
     # axis found on sinograms that still carry the run-out is off)
     ref = int(np.argmax([float(x.mean()) for x in sinos]))
-    centre = 0.0
-    dx_ref = np.zeros(h.shape[1])
-    aligned = sinos[ref]
-    for _ in range(2):
-        dx_ref = horizontal_offsets_reprojection(sinos[ref], h.theta_deg, centre)
-        aligned = np.stack(
-            [shift_rows(sinos[ref][:, k, :], -dx_ref[k]) for k in range(h.shape[1])], axis=1
-        )
-        centre = float(np.median(center_from_sinograms(aligned, h.theta_deg)))
+    rows_small = all(i["rms_rows_px"] < MIN_RUNOUT_RMS_PX for i in info)
+    centre = float(np.median(center_from_sinograms(sinos[ref][:4], h.theta_deg)))
+    # two rounds of matching tell run-out from noise (run-out drops the residual by 77-92 % in
+    # the first rounds already); the full iteration only where there is something to align
+    dx_ref = horizontal_offsets_reprojection(sinos[ref], h.theta_deg, centre, n_iter=2)
+    drop_ref = reprojection_residual_drop(sinos[ref], h.theta_deg, centre, dx_ref)
+    if mode == "auto" and rows_small and drop_ref < MIN_RESIDUAL_DROP:
+        # the stage's run-out is common to the energies: none at the reference, none at all
+        return None, {
+            "applied": False,
+            "method": f"projection matching of {len(rows)} rows binned by {b} at "
+            f"{h.energy_eV[ref]:.1f} eV: the reprojection residual drops by {drop_ref:.4f} "
+            f"(< {MIN_RESIDUAL_DROP}) with the offsets undone; vertical profiles below "
+            f"{MIN_RUNOUT_RMS_PX} px rms",
+            "quick_look": quick,
+            "per_energy": quick,
+        }
+    # the axis found on sinograms that still carry the run-out is off: once more, aligned
+    aligned = np.stack(
+        [shift_rows(sinos[ref][:, k, :], -dx_ref[k]) for k in range(h.shape[1])], axis=1
+    )
+    centre = float(np.median(center_from_sinograms(aligned, h.theta_deg)))
+    dx_ref = horizontal_offsets_reprojection(sinos[ref], h.theta_deg, centre)
+    aligned = np.stack(
+        [shift_rows(sinos[ref][:, k, :], -dx_ref[k]) for k in range(h.shape[1])], axis=1
+    )
     # other energies: each projection matched to the reference energy's at the same angle
     # (the sample is the same; an in-plane offset between energies would not be physical)
     for e in range(n_e):
         if e == ref:
-            offs[e][:, 1] = dx_ref
+            cands = {"reprojection": dx_ref}
         else:
-            # absolute: matched to the reference energy angle by angle (a constant between
-            # energies, the energy drift, comes along; the registration then finds ~0)
-            offs[e][:, 1] = cc_shifts(sinos[e], aligned)
+            # each energy is a rotation of its own (its own jitter): matched to the reference
+            # energy's aligned projections (precise where the chemical contrast is alike) and
+            # to its own reprojection (immune to contrast differences between particles); the
+            # candidate that makes its own sinograms the more self-consistent is kept. Its
+            # constant (the drift between energies) comes along; the registration finds ~0.
+            cands = {
+                "reference energy": cc_shifts(sinos[e], aligned),
+                "reprojection": horizontal_offsets_reprojection(sinos[e], h.theta_deg, centre),
+            }
+        drops = {
+            k: reprojection_residual_drop(sinos[e], h.theta_deg, centre, v)
+            for k, v in cands.items()
+        }
+        best = max(drops, key=lambda k: drops[k])
+        drop = drops[best]
+        offs[e][:, 1] = cands[best] * b
+        info[e]["residual_drop"] = round(drop, 4)
+        info[e]["matched_to"] = best
+        if drop < MIN_RESIDUAL_DROP:  # not significant: matching noise, not run-out
+            offs[e][:, 1] = 0.0
         dcol = offs[e][:, 1] - np.median(offs[e][:, 1])  # the run-out, without the drift
         info[e]["rms_cols_px"] = float(np.sqrt(np.mean(dcol**2)))
         info[e]["max_px"] = float(np.abs(offs[e]).max())
@@ -962,7 +1035,9 @@ def _runout_offsets(
     applied = mode == "on" or worst >= MIN_RUNOUT_RMS_PX
     note = {
         "applied": bool(applied),
-        "method": "vertical profiles and horizontal centre of mass (xtwin.prep.runout)",
+        "method": f"vertical profiles of rows {band_rows[0]}:{band_rows[1]}; projection "
+        f"matching of {len(rows)} rows binned by {b} (xtwin.prep.runout)",
+        "quick_look": quick,
         "per_energy": {f"{e:.2f}": i for e, i in zip(h.energy_eV, info)},
     }
     if applied:
@@ -1149,6 +1224,7 @@ def _run_blocks(
     clamped = 0
     if options.scheduler:
         for res in _dask_blocks(plan.ctx, blocks, options):
+            check_interrupted()
             write(res)
             clamped += res.clamped
         return clamped
@@ -1177,6 +1253,7 @@ def _run_blocks(
                     pending.pop().result()
 
             for a, b in blocks:
+                check_interrupted()  # a SIGINT whose exception was swallowed stops here
                 res = compute_block(ctx, a, b, pool, before_reconstruct=wait_for_writer)
                 clamped += res.clamped
                 wait_for_writer()

@@ -14,12 +14,19 @@ from xtwin.errors import XtwinInputError
 
 @dataclass(frozen=True)
 class GridSpec:
-    """Reconstruction grid: ``n_pixels`` detector columns (= x, y), ``n_rows`` rows (= z)."""
+    """Reconstruction grid: ``n_pixels`` detector columns (= x, y), ``n_rows`` rows (= z).
+
+    ``projector``: how the twin integrates the fine grid along the rays: ``"strip"`` (ASTRA's
+    area-weighted strip projector, exact for voxels; the default) or ``"fourier"`` (a
+    band-limited projection through a type-2 NUFFT, 15-35x faster at 512-1024 columns, for
+    beamline-size scenarios).
+    """
 
     n_pixels: int = 64
     n_rows: int = 40
     pixel_size_m: float = 0.4e-6
     oversample: int = 2
+    projector: str = "strip"
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,13 @@ class ElectrochemistrySpec:
     (how much a particle's CBD coverage raises it) act through the particle's effective size
     in PyBaMM's size distribution; ``hotspot_strength`` and ``hotspot_length_m`` make the
     reaction preferred near CBD contacts inside each particle (zero-sum per particle).
+
+    Ni chemistry (:mod:`xtwin.physics.xanes`): ``ni_chemistry = "two-state"`` makes the Ni
+    K-edge a linear mix of two end members (the retrieval's own assumption); ``"three-state"``
+    oxidizes Ni2+ -> Ni3+ -> Ni4+ sequentially (:class:`~xtwin.physics.xanes.ThreeStateChemistry`),
+    so intermediate spectra leave the straight line. ``end_members = "measured-nmc622"``
+    anchors the spectra at w = 1 and w = 0 to measured NMC622 spectra (pristine and 4.3 V,
+    Advanced Photon Source, packaged with xtwin) instead of the parametric shapes.
     """
 
     parameter_set: str = "Mohtat2020"
@@ -82,6 +96,8 @@ class ElectrochemistrySpec:
     activity_cbd_weight: float = 0.0
     hotspot_strength: float = 0.0
     hotspot_length_m: float = 0.5e-6
+    ni_chemistry: str = "two-state"
+    end_members: str = "parametric"
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,12 @@ class AcquisitionSpec:
     ``window_kapton_um`` and ``electrolyte_layer_um``: the operando cell in the beam, Kapton
     windows (total thickness) and a liquid layer outside the sample, uniform at every angle
     (flats are taken with the cell out of the beam); they cost photons, not accuracy.
+
+    ``defocus_um``: distance of the imaged plane from the objective's focal plane (the sample's
+    depth within the zone plate's depth of field). Non-zero, the exit wave (attenuation and
+    the phase from each phase's refractive-index decrement delta) is Fresnel-propagated by
+    that distance on the fine grid: edges carry the bright/dark fringes of real TXM images
+    (fringe width about sqrt(lambda z): 55 nm at 20 um and 8.3 keV). 0: a pure absorption image.
 
     ``photons_per_pixel`` is the flat-field level per projection, the same at every energy
     unless ``photon_split`` gives relative weights per energy (scaled to a mean of 1, so the
@@ -137,6 +159,7 @@ class AcquisitionSpec:
     dead_pixel_fraction: float = 0.0
     window_kapton_um: float = 0.0
     electrolyte_layer_um: float = 0.0
+    defocus_um: float = 0.0
     detector_blur_px: float = 0.5
     flat_nonuniformity: float = 0.1
     rotation_axis_offset_px: float = 0.0
@@ -295,6 +318,7 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
         (1 <= g.n_rows <= 2048, "grid.n_rows must be within 1-2048"),
         (1e-9 <= g.pixel_size_m <= 1e-4, "grid.pixel_size_m must be within 1 nm-100 um (metres)"),
         (1 <= g.oversample <= 4, "grid.oversample must be 1-4 (2 avoids the inverse crime)"),
+        (g.projector in ("strip", "fourier"), "grid.projector must be strip or fourier"),
         (m.sample in ("pillar", "box"), "microstructure.sample must be pillar or box"),
         (
             0.2 <= m.pillar_diameter_fraction <= 0.95,
@@ -341,6 +365,14 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
         (0 <= e.activity_spread <= 1, "electrochemistry.activity_spread must be within 0-1"),
         (0 <= e.hotspot_strength <= 1, "electrochemistry.hotspot_strength must be within 0-1"),
         (e.hotspot_length_m > 0, "electrochemistry.hotspot_length_m must be positive"),
+        (
+            e.ni_chemistry in ("two-state", "three-state"),
+            "electrochemistry.ni_chemistry must be two-state or three-state",
+        ),
+        (
+            e.end_members in ("parametric", "measured-nmc622"),
+            "electrochemistry.end_members must be parametric or measured-nmc622",
+        ),
         (len(a.energies_eV) >= 3, "acquisition.energies_eV needs at least three energies"),
         (
             all(1000 < x < 100000 for x in a.energies_eV),
@@ -379,6 +411,10 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
         (
             0 <= a.window_kapton_um <= 500 and 0 <= a.electrolyte_layer_um <= 500,
             "acquisition.window_kapton_um and electrolyte_layer_um must be within 0-500 um",
+        ),
+        (
+            abs(a.defocus_um) <= 1000,
+            "acquisition.defocus_um must be within +-1000 um (a TXM depth of field is tens of um)",
         ),
         (
             abs(a.magnification_per_eV) < 1e-3,

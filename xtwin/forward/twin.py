@@ -47,9 +47,9 @@ from xtwin.forward.scenario import Scenario
 from xtwin.io.scan import ScanData, write_scan
 from xtwin.io.truth import TruthData, write_truth
 from xtwin.physics import materials
-from xtwin.physics.attenuation import mu_per_m
+from xtwin.physics.attenuation import mu_per_m, wavelength_m
 from xtwin.physics.spectra import Spectrum, write_spectrum
-from xtwin.physics.xanes import XanesModel
+from xtwin.physics.xanes import XanesModel, chemistry_model
 from xtwin.shifts import shift_image_stack, shift_rows
 
 SHARED_FILES = ("scenario.toml", "reference_lithiated.csv", "reference_delithiated.csv")
@@ -163,13 +163,76 @@ def _magnify(images: np.ndarray, scale: float) -> np.ndarray:
     return out
 
 
-def _projector(n: int, theta_deg: np.ndarray):
-    """ASTRA strip (area-weighted) projector on the fine grid."""
-    import astra
+def fresnel_intensity(
+    absorbance: np.ndarray,
+    phase: np.ndarray,
+    pixel_m: float,
+    distance_m: float,
+    wavelength_m: float,
+) -> np.ndarray:
+    """Intensity of the exit wave ``exp(-absorbance / 2 + i phase)`` (..., rows, cols)
+    propagated ``distance_m`` (Fresnel, paraxial: ``H = exp(-i pi lambda z f^2)``), with the
+    images edge-padded by half their size so the borders do not wrap."""
+    from scipy import fft
 
-    vg = astra.create_vol_geom(n, n)
-    pg = astra.create_proj_geom("parallel", 1.0, n, np.radians(theta_deg))
-    return astra, astra.create_projector("strip", pg, vg)
+    rows, cols = absorbance.shape[-2:]
+    pr, pc = rows // 2 + 8, cols // 2 + 8
+    nr = fft.next_fast_len(rows + 2 * pr)
+    nc = fft.next_fast_len(cols + 2 * pc)
+    fy = fft.fftfreq(nr, d=pixel_m)[:, None]
+    fx = fft.fftfreq(nc, d=pixel_m)[None, :]
+    kernel = np.exp(-1j * np.pi * wavelength_m * distance_m * (fx**2 + fy**2)).astype(np.complex64)
+    out = np.empty(absorbance.shape, dtype=np.float64)
+    lead = absorbance.shape[:-2]
+    a2 = absorbance.reshape((-1, rows, cols))
+    p2 = phase.reshape((-1, rows, cols))
+    o2 = out.reshape((-1, rows, cols))
+    pad = [(0, 0), (pr, nr - rows - pr), (pc, nc - cols - pc)]
+    for k0 in range(0, a2.shape[0], 16):
+        sl = slice(k0, k0 + 16)
+        psi = np.exp(-0.5 * a2[sl] + 1j * p2[sl]).astype(np.complex64)
+        psi = np.pad(psi, pad, mode="edge")
+        field = fft.ifft2(fft.fft2(psi, axes=(-2, -1)) * kernel, axes=(-2, -1))
+        o2[sl] = np.abs(field[:, pr : pr + rows, pc : pc + cols]) ** 2
+    return out.reshape(lead + (rows, cols))
+
+
+class _Projector:
+    """Line integrals of fine-grid slices: ASTRA's strip (area-weighted) projector, or the
+    band-limited Fourier projector of :mod:`xtwin.recon.fourier` (type-2 NUFFT), batched."""
+
+    def __init__(self, kind: str, n: int, theta_deg: np.ndarray, threads: int) -> None:
+        self.kind, self.threads = kind, max(1, threads)
+        if kind == "strip":
+            import astra
+
+            vg = astra.create_vol_geom(n, n)
+            pg = astra.create_proj_geom("parallel", 1.0, n, np.radians(theta_deg))
+            self.astra, self.pid = astra, astra.create_projector("strip", pg, vg)
+        else:
+            from xtwin.recon.fourier import FourierFBP
+
+            self.geom = FourierFBP(n, theta_deg)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """(batch, n, n) slices -> (batch, n_angle, n) sinograms, float32."""
+        if self.kind == "strip":
+            out = []
+            for im in images:
+                sid, sino = self.astra.create_sino(np.ascontiguousarray(im), self.pid)
+                self.astra.data2d.delete(sid)
+                out.append(sino)
+            return np.asarray(out, dtype=np.float32)
+        parts = np.array_split(np.arange(images.shape[0]), self.threads)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.threads) as ex:
+            res = list(ex.map(lambda k: self.geom.project(images[k]), [p for p in parts if p.size]))
+        return np.concatenate(res).astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        if self.kind == "strip":
+            self.astra.projector.delete(self.pid)
 
 
 class _Acquisition:
@@ -178,7 +241,12 @@ class _Acquisition:
     def __init__(self, scenario: Scenario, ms: Microstructure) -> None:
         a, g = scenario.acquisition, scenario.grid
         self.scenario, self.ms = scenario, ms
-        self.xanes = XanesModel(bandwidth_rel=a.bandwidth_rel, energy_offset_eV=a.energy_offset_eV)
+        e_spec = scenario.electrochemistry
+        self.xanes = XanesModel(
+            bandwidth_rel=a.bandwidth_rel,
+            energy_offset_eV=a.energy_offset_eV,
+            chemistry=chemistry_model(e_spec.ni_chemistry, e_spec.end_members),
+        )
         self.energies = np.asarray(a.energies_eV, dtype=float)
         true_e = self.energies + a.energy_offset_eV
         elyte = materials.electrolyte(scenario.electrochemistry.electrolyte_molarity_mol_l)
@@ -193,7 +261,18 @@ class _Acquisition:
             mu_per_m(materials.kapton(), true_e) * a.window_kapton_um * 1e-6
             + self.mu_elyte * a.electrolyte_layer_um * 1e-6
         )
-        self.coef_a, self.coef_c = self.xanes.linear_coefficients(self.energies)
+        # mu of the active material = a(E) + sum_k C_k(E) g_k(w): one g (w) for two end
+        # members, three (w and the Ni3+ and Ni4+ fractions) for the three-state chemistry
+        self.coef_a, self.coef_c = self.xanes.field_model(self.energies)
+        if a.defocus_um:  # refractive-index decrements: electrolyte, carbon-binder, NMC
+            from xtwin.physics.attenuation import delta
+
+            # NMC at mid lithiation: delta changes by < 0.2 % over the window (Li has 3
+            # electrons of ~60 per formula unit)
+            x_mid = float(materials.x_from_lithiation(0.5))
+            self.delta = np.stack(
+                [delta(elyte, true_e), delta(cbd, true_e), delta(materials.nmc532(x_mid), true_e)]
+            )
         self.theta = np.linspace(0.0, 180.0, a.n_angles, endpoint=False)
         n_rows, n_cols = g.n_rows, g.n_pixels
         yy, xx = np.mgrid[:n_rows, :n_cols]
@@ -237,13 +316,6 @@ class _Acquisition:
         n_e, n_a = len(self.energies), self.scenario.acquisition.n_angles
         return (np.arange(n_e * n_a).reshape(n_e, n_a) + 0.5) / (n_e * n_a)
 
-    def _mu(self, ie: int, w_am: np.ndarray) -> np.ndarray:
-        mu = np.zeros(self.ms.phases.shape, dtype=np.float32)  # air, closed pores: 0
-        mu[self.pore] = self.mu_elyte[ie]
-        mu[self.cbd] = self.mu_cbd[ie]
-        mu[self.active] = self.coef_a[ie] + self.coef_c[ie] * w_am
-        return mu * np.float32(self.ms.voxel_m)
-
     def transmission(
         self, w_start: np.ndarray, tick, w_end: np.ndarray | None = None
     ) -> np.ndarray:
@@ -256,38 +328,82 @@ class _Acquisition:
         ms, g, a = self.ms, self.scenario.grid, self.scenario.acquisition
         os_ = g.oversample
         nz, n = ms.phases.shape[0], ms.phases.shape[1]
-        astra, pid = _projector(n, self.theta)
+        proj = _Projector(g.projector, n, self.theta, os.cpu_count() or 1)
         shift = a.rotation_axis_offset_px * os_  # the axis projects this far from the centre
-        fields = [w_start[self.active]] + ([w_end[self.active]] if w_end is not None else [])
+        # mu is linear in the phases and in w, and projection is linear: each energy's and
+        # field's attenuation is a combination of a few basis volumes (pores, carbon-binder,
+        # active material, w in the active material at the acquisition's start and end). The
+        # projector runs on whichever set is smaller: the bases (combined per energy after
+        # projection: a stack of 30 energies costs what 3 do) or the combined volumes.
+        fields = [w_start] + ([w_end] if w_end is not None else [])
+        n_e, n_f = len(self.energies), len(fields)
+        n_g = self.coef_c.shape[0]
+        coef = np.zeros((n_e, n_f, 3 + n_g * n_f))
+        coef[:, :, 0] = self.mu_elyte[:, None]
+        coef[:, :, 1] = self.mu_cbd[:, None]
+        coef[:, :, 2] = self.coef_a[:, None]
+        for f in range(n_f):
+            coef[:, f, 3 + f * n_g : 3 + (f + 1) * n_g] = self.coef_c.T
+        # the phase needs each phase's own projection: the bases then
+        combine = n_e * n_f < coef.shape[2] and not a.defocus_um
+        mix = (np.eye(n_e * n_f).reshape(n_e, n_f, n_e * n_f) if combine else coef).astype(
+            np.float32
+        )
+        pre = coef.reshape(n_e * n_f, -1).astype(np.float32) * np.float32(ms.voxel_m)
         frac = self.elapsed_fraction()
-        trans = np.empty((len(self.energies), a.n_angles, g.n_rows, g.n_pixels))
+        sinos = np.empty((mix.shape[2], a.n_angles, nz, n), dtype=np.float32)
         try:
-            for ie in range(len(self.energies)):
-                mus = [self._mu(ie, f) for f in fields]
-                t_fine = np.empty((a.n_angles, nz, n))
-                for z in range(nz):
-                    sinos = []
-                    for mu in mus:
-                        sid, sino = astra.create_sino(np.ascontiguousarray(mu[z]), pid)
-                        astra.data2d.delete(sid)
-                        sinos.append(sino)
-                    sino = (
-                        sinos[0]
-                        if len(sinos) == 1
-                        else ((1 - frac[ie])[:, None] * sinos[0] + frac[ie][:, None] * sinos[1])
-                    )
-                    if shift:
-                        sino = shift_rows(sino, shift)
-                    t_fine[:, z, :] = np.exp(-sino)
-                scale = 1.0 + a.magnification_per_eV * (self.energies[ie] - self.energies[0])
-                if scale != 1.0:  # the zone plate magnifies the image about the optical axis
-                    t_fine = _magnify(t_fine, scale)
-                trans[ie] = t_fine.reshape(a.n_angles, g.n_rows, os_, g.n_pixels, os_).mean(
-                    axis=(2, 4)
-                )
-                tick("projections", 1)
+            for z in range(nz):
+                act = self.active[z]
+                gv = [self.xanes.field_values(np.where(act, f[z], 0.0)) for f in fields]
+                imgs = np.stack(
+                    [self.pore[z], self.cbd[z], act]
+                    + [np.where(act, gk, 0.0) for gf in gv for gk in gf]
+                ).astype(np.float32)
+                vox = np.float32(ms.voxel_m)
+                imgs = np.tensordot(pre, imgs, axes=1) if combine else imgs * vox
+                sinos[:, :, z, :] = proj(imgs)
         finally:
-            astra.projector.delete(pid)
+            proj.close()
+        tick("projections", 1)
+        trans = np.empty((n_e, a.n_angles, g.n_rows, g.n_pixels))
+        for ie in range(n_e):
+            # the field moves linearly from start to end during the acquisition
+            wt = [np.ones(a.n_angles)] if n_f == 1 else [1 - frac[ie], frac[ie]]
+            sino = np.zeros((a.n_angles, nz, n), dtype=np.float32)
+            for f in range(n_f):
+                per_angle = wt[f].astype(np.float32)[:, None, None]
+                for k in range(mix.shape[2]):
+                    if mix[ie, f, k]:
+                        sino += (mix[ie, f, k] * per_angle) * sinos[k]
+            phase = None
+            if a.defocus_um:  # phase = -k sum_phase delta x (path length through the phase)
+                k_wave = 2 * np.pi / wavelength_m(self.energies[ie] + a.energy_offset_eV).item()
+                phase = np.zeros_like(sino)
+                for b in range(3):
+                    phase -= np.float32(k_wave * self.delta[b, ie]) * sinos[b]
+            if shift:
+                for z in range(nz):
+                    sino[:, z, :] = shift_rows(sino[:, z, :], shift)
+                    if phase is not None:
+                        phase[:, z, :] = shift_rows(phase[:, z, :], shift)
+            if phase is None:
+                t_fine = np.exp(-sino, dtype=np.float64)
+            else:
+                t_fine = fresnel_intensity(
+                    sino,
+                    phase,
+                    ms.voxel_m,
+                    a.defocus_um * 1e-6,
+                    wavelength_m(self.energies[ie] + a.energy_offset_eV).item(),
+                )
+            del sino, phase
+            scale = 1.0 + a.magnification_per_eV * (self.energies[ie] - self.energies[0])
+            if scale != 1.0:  # the zone plate magnifies the image about the optical axis
+                t_fine = _magnify(t_fine, scale)
+            trans[ie] = t_fine.reshape(a.n_angles, g.n_rows, os_, g.n_pixels, os_).mean(axis=(2, 4))
+            del t_fine
+            tick("transmission", 1)
         for ie, (dy, dx) in enumerate(self.drift_px):
             if dy or dx:
                 trans[ie] = shift_image_stack(trans[ie], dy, dx)
@@ -295,13 +411,15 @@ class _Acquisition:
             for ie in range(len(self.energies)):
                 for k, (dy, dx) in enumerate(self.runout_px[ie]):
                     trans[ie, k] = shift_image_stack(trans[ie, k], dy, dx)
-        if a.detector_blur_px > 0:
-            trans = ndimage.gaussian_filter(
-                trans, (0, 0, a.detector_blur_px, a.detector_blur_px), mode="nearest"
-            )
+        if a.detector_blur_px > 0:  # energy by energy: one energy's temporaries at a time
+            for ie in range(n_e):
+                trans[ie] = ndimage.gaussian_filter(
+                    trans[ie], (0, a.detector_blur_px, a.detector_blur_px), mode="nearest"
+                )
         if np.any(self.cell_od):
-            trans = trans * np.exp(-self.cell_od)[:, None, None, None]
-        return np.clip(trans, 0.0, 1.0)
+            trans *= np.exp(-self.cell_od)[:, None, None, None]
+        # no upper clip: a bright Fresnel fringe exceeds the flat
+        return np.maximum(trans, 0.0, out=trans)
 
     def counts(
         self, trans: np.ndarray, rng: np.random.Generator
@@ -315,15 +433,32 @@ class _Acquisition:
             return np.clip(np.rint(x), 0, 65535).astype(np.uint16)
 
         response = self.pixel_response()
-        proj = rng.poisson(self.beam[:, None] * trans * response) + dark_noise(trans.shape)
+        if np.ndim(response) == 0:
+            response = np.full((len(self.energies), 1, 1, 1), response)
+        n_e, n_a = trans.shape[:2]
+        # drawn block by block of angles, in the order (and so with the values) of whole-array
+        # draws: every Poisson count, then every read noise, then the dead pixels' readings;
+        # counts kept exactly in float32 meanwhile (one float32 copy of the scan, not five
+        # float64 ones)
+        step = max(1, (1 << 24) // max(1, trans[0, 0].size))
+        blocks = [(e, k, min(k + step, n_a)) for e in range(n_e) for k in range(0, n_a, step)]
+        acc = np.empty(trans.shape, dtype=np.float32)
+        for e, k0, k1 in blocks:
+            acc[e, k0:k1] = rng.poisson(self.beam[e][None] * trans[e, k0:k1] * response[e])
+        out = np.empty(trans.shape, dtype=np.uint16)
+        for e, k0, k1 in blocks:
+            out[e, k0:k1] = to_u16(acc[e, k0:k1] + dark_noise(acc[e, k0:k1].shape))
+        del acc
         shape = (len(self.energies), a.n_flats) + self.beam.shape[1:]
         flats = rng.poisson(np.broadcast_to(self.beam[:, None], shape)) + dark_noise(shape)
         dead = self.dead_pixels()
         if dead is not None:  # a dead pixel reads the dark level, in flats and projections
-            proj = np.where(dead, dark_noise(proj.shape), proj)
+            for e, k0, k1 in blocks:
+                noise = to_u16(dark_noise(out[e, k0:k1].shape))
+                out[e, k0:k1] = np.where(dead, noise, out[e, k0:k1])
             flats = np.where(dead, dark_noise(flats.shape), flats)
         darks = to_u16(dark_noise((a.n_darks,) + self.beam.shape[1:])) if a.n_darks else None
-        return to_u16(proj), to_u16(flats), darks
+        return out, to_u16(flats), darks
 
 
 def simulate(
@@ -353,6 +488,7 @@ def simulate(
         w_end = map_lithiation(ms, echem, i1, e, activity, dist_wet)[0] if duration else None
         tick("lithiation", 1)
         proj, flats, darks = acq.counts(acq.transmission(w_start, tick, w_end), rng_acq)
+        tick("noise", 1)
         scans.append(
             ScanData(
                 data=proj,
@@ -395,6 +531,7 @@ def simulate(
         )
     a = scenario.acquisition
     standards = XanesModel(
+        chemistry=chemistry_model(e.ni_chemistry, e.end_members),
         bandwidth_rel=a.standards_bandwidth_rel or a.bandwidth_rel,
         energy_offset_eV=a.energy_offset_eV + a.standards_offset_from_scan_eV,
     )

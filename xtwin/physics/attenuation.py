@@ -135,3 +135,34 @@ def background_energy_dependence(energy_eV: np.ndarray | float) -> np.ndarray:
 def jump_energy_dependence(energy_eV: np.ndarray | float) -> np.ndarray:
     """Energy dependence j(E) of the Ni K-edge jump, normalized to 1 at 8345 eV."""
     return ni_k_jump_cm2_g(energy_eV) / ni_k_jump_cm2_g(8345.0)
+
+
+#: Classical electron radius (m) and h c (eV m).
+ELECTRON_RADIUS_M = 2.8179403262e-15
+HC_EV_M = 1.239841984e-6
+
+
+def wavelength_m(energy_eV: np.ndarray | float) -> np.ndarray:
+    """X-ray wavelength (m) at ``energy_eV``."""
+    return HC_EV_M / _as_energy_eV(energy_eV)
+
+
+def delta(material: Material, energy_eV: np.ndarray | float) -> np.ndarray:
+    """Refractive-index decrement ``delta`` (n = 1 - delta + i beta) of a material.
+
+    ``delta = r_e lambda^2 / (2 pi) * N_A rho sum_Z w_Z (Z + f'_Z(E)) / A_Z``, with the
+    anomalous scattering factor f' of each element from xraylib (``Fi``, which carries the
+    dip at the Ni K edge); for a compound this is what xraylib's ``Refractive_Index_Re``
+    gives (1 - n).
+    """
+    import xraylib
+
+    e = _as_energy_eV(energy_eV)
+    lam = wavelength_m(e)
+    n_avogadro = 6.02214076e23
+    electrons_per_g = np.zeros_like(e)
+    for z, w in material.mass_fractions.items():
+        fp = np.array([xraylib.Fi(int(z), float(x) / 1000.0) for x in e.ravel()]).reshape(e.shape)
+        electrons_per_g = electrons_per_g + w * (z + fp) / xraylib.AtomicWeight(int(z))
+    n_e_per_m3 = material.density_g_cm3 * 1e6 * n_avogadro * electrons_per_g
+    return ELECTRON_RADIUS_M * lam**2 * n_e_per_m3 / (2 * np.pi)

@@ -159,6 +159,116 @@ def tabulated_end_member(path, *, tail_eV: float = 60.0) -> TabulatedEndMember:
     return TabulatedEndMember(energy, values)
 
 
+#: Ni K-edge shapes of the three Ni oxidation states in layered NMC (parametric): the edge
+#: (1.8 eV per oxidation state), the white line (2.1 eV per state, lower with oxidation) and the
+#: EXAFS phase move with the state, interpolated from the two default end members at their Ni
+#: states (2.5 and 3.73, see :class:`ThreeStateChemistry`). A shifted shape is not the
+#: average of its neighbours, so mixtures of these are not a two-end-member line.
+NI2 = ParametricEndMember(
+    edge_eV=8344.8, white_line_eV=8348.5, white_line_height=0.59, exafs_phase_rad=-0.65
+)
+NI3 = ParametricEndMember(
+    edge_eV=8346.6, white_line_eV=8350.6, white_line_height=0.51, exafs_phase_rad=0.65
+)
+NI4 = ParametricEndMember(
+    edge_eV=8348.4, white_line_eV=8352.8, white_line_height=0.43, exafs_phase_rad=1.95
+)
+
+
+@dataclass(frozen=True)
+class ThreeStateChemistry:
+    """Ni2+ -> Ni3+ -> Ni4+ in Li_x NMC532: the Ni K-edge as a mixture of three states.
+
+    Charge balance of Li_x Ni0.5 Mn0.3 Co0.2 O2 with Mn4+ and Co3+ gives the mean Ni state
+    ``N(x) = 2.4 + 2 (1 - x)`` when the Ni alone compensates the Li removed (Co3+/4+ and
+    oxygen take part only near the top of charge, ignored here: stated). The Ni is oxidized
+    sequentially, Ni2+ -> Ni3+ first and then Ni3+ -> Ni4+ [1]_, so the fractions are
+    ``f2 = max(0, 3 - N)``, ``f4 = max(0, N - 3)``, ``f3 = 1 - f2 - f4``. Over the default
+    window (w = 1: x = 0.95, N = 2.50; w = 0: x = 0.33, N = 3.73) the spectrum is a straight
+    line in w on each side of N = 3 (w = 0.60) but not across it: the two-end-member
+    retrieval carries a model bias in between.
+
+    ``end_members_from`` optionally anchors the window's ends to measured spectra (lithiated,
+    delithiated files): the states' departure from the straight line is kept, their ends
+    become the measured spectra.
+
+    References
+    ----------
+    .. [1] W.-S. Yoon, M. Balasubramanian, K. Y. Chung, X.-Q. Yang, J. McBreen, C. P. Grey and
+       D. A. Fischer, "Investigation of the charge compensation mechanism on the
+       electrochemically Li-ion deintercalated Li1-xCo1/3Ni1/3Mn1/3O2 electrode system by
+       combination of soft and hard X-ray absorption spectroscopy," J. Am. Chem. Soc. 127,
+       17479-17487 (2005).
+    """
+
+    states: tuple[EndMember, EndMember, EndMember] = (NI2, NI3, NI4)
+    end_members_from: tuple[str, str] | None = None
+
+    @staticmethod
+    def ni_state(lithiation: np.ndarray | float) -> np.ndarray:
+        """Mean Ni oxidation state at lithiation fraction w."""
+        x = x_from_lithiation(lithiation)
+        return np.clip(2.4 + 2.0 * (1.0 - x), 2.0, 4.0)
+
+    def fractions(self, lithiation: np.ndarray | float) -> np.ndarray:
+        """(f2, f3, f4) along the first axis, broadcast over w."""
+        n = self.ni_state(lithiation)
+        f2 = np.clip(3.0 - n, 0.0, 1.0)
+        f4 = np.clip(n - 3.0, 0.0, 1.0)
+        return np.stack([f2, 1.0 - f2 - f4, f4])
+
+    def state_shapes(self, energy_eV: np.ndarray, sigma_eV: np.ndarray) -> np.ndarray:
+        """(3, n_E) normalized shapes of the three states, broadened, with the measured-end
+        correction (linear in w, zero where no files are given)."""
+        return np.stack(
+            [
+                np.array(
+                    [m.normalized(e, bandwidth_sigma_eV=s) for e, s in zip(energy_eV, sigma_eV)]
+                )
+                for m in self.states
+            ]
+        )
+
+    def correction(self, energy_eV: np.ndarray, sigma_eV: np.ndarray) -> np.ndarray:
+        """(2, n_E): measured minus modelled end member at w = 1 and w = 0 (zeros without
+        measured files)."""
+        if self.end_members_from is None:
+            return np.zeros((2, np.size(energy_eV)))
+        shapes = self.state_shapes(energy_eV, sigma_eV)
+        out = []
+        for path, w in zip(self.end_members_from, (1.0, 0.0)):
+            meas = _tabulated(path)
+            m = np.array(
+                [meas.normalized(e, bandwidth_sigma_eV=s) for e, s in zip(energy_eV, sigma_eV)]
+            )
+            out.append(m - self.fractions(w) @ shapes)
+        return np.stack(out)
+
+
+def measured_nmc622_files() -> tuple[str, str]:
+    """The packaged measured NMC622 Ni K-edge spectra: (pristine, 4.3 V) paths."""
+    from pathlib import Path
+
+    d = Path(__file__).resolve().parent.parent / "data" / "spectra"
+    return str(d / "nmc622_ni_k_pristine_1.csv"), str(d / "nmc622_ni_k_4p3V_1.csv")
+
+
+def chemistry_model(ni_chemistry: str, end_members: str) -> ThreeStateChemistry | None:
+    """The chemistry of a scenario's ``ni_chemistry`` and ``end_members`` keys (None: two
+    parametric end members, linearly mixed)."""
+    files = measured_nmc622_files() if end_members == "measured-nmc622" else None
+    if ni_chemistry == "two-state" and files is None:
+        return None
+    if ni_chemistry == "two-state":  # measured ends, straight line between: no departure
+        return ThreeStateChemistry(states=(LITHIATED_DEFAULT,) * 3, end_members_from=files)
+    return ThreeStateChemistry(end_members_from=files)
+
+
+@lru_cache(maxsize=8)
+def _tabulated(path: str) -> TabulatedEndMember:
+    return tabulated_end_member(path)
+
+
 @dataclass(frozen=True)
 class XanesModel:
     """Two end members, the monochromator bandwidth and an energy calibration offset.
@@ -177,42 +287,95 @@ class XanesModel:
     delithiated: EndMember = DELITHIATED_DEFAULT
     bandwidth_rel: float = SI111_BANDWIDTH
     energy_offset_eV: float = 0.0
+    chemistry: ThreeStateChemistry | None = None
 
-    def end_members(self, energy_eV: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-        """(S_lith, S_delith) at nominal energies, broadened and offset."""
+    def _state_basis(self, energy_eV: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """Shapes S_b(E) and their weights g_b(w) as functions: S(E, w) = sum_b g_b(w) S_b(E).
+        Returns the (n_b, n_E) shapes; :meth:`_weights` gives the g_b."""
         e = _as_energy_eV(energy_eV) + self.energy_offset_eV
         sigma = e * self.bandwidth_rel / FWHM_PER_SIGMA
-        out = []
-        for member in (self.lithiated, self.delithiated):
-            vals = [member.normalized(ei, bandwidth_sigma_eV=si) for ei, si in zip(e, sigma)]
-            out.append(np.asarray(vals, dtype=float).reshape(e.shape))
-        return out[0], out[1]
+        if self.chemistry is None:
+            out = []
+            for member in (self.lithiated, self.delithiated):
+                vals = [member.normalized(ei, bandwidth_sigma_eV=si) for ei, si in zip(e, sigma)]
+                out.append(np.asarray(vals, dtype=float).reshape(e.shape))
+            return np.stack(out), e
+        ch = self.chemistry
+        return np.concatenate([ch.state_shapes(e, sigma), ch.correction(e, sigma)]), e
+
+    def _weights(self, lithiation: np.ndarray | float) -> np.ndarray:
+        """g_b(w) of :meth:`_state_basis`, along the first axis."""
+        w = np.asarray(lithiation, dtype=float)
+        if self.chemistry is None:
+            return np.stack([w, 1.0 - w])
+        return np.concatenate([self.chemistry.fractions(w), np.stack([w, 1.0 - w])])
+
+    def end_members(self, energy_eV: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """(S_lith, S_delith) at nominal energies, broadened and offset: the shapes at w = 1
+        and w = 0."""
+        return self.shape(energy_eV, 1.0), self.shape(energy_eV, 0.0)
 
     def shape(self, energy_eV: np.ndarray | float, lithiation: np.ndarray | float) -> np.ndarray:
         """Normalized absorbance S(E, w), broadcast over energy (last axis) and w."""
-        s_l, s_d = self.end_members(energy_eV)
-        w = np.asarray(lithiation, dtype=float)[..., None]
-        return w * s_l + (1.0 - w) * s_d
+        basis, _ = self._state_basis(energy_eV)
+        g = self._weights(lithiation)
+        return np.tensordot(np.moveaxis(g, 0, -1), basis, axes=1)
 
     def nmc532_mu_per_m(
         self, energy_eV: np.ndarray | float, lithiation: np.ndarray | float
     ) -> np.ndarray:
-        """Linear attenuation (1/m) of dense Li_x NMC532 at lithiation w, shape (..., n_E).
+        """Linear attenuation (1/m) of dense Li_x NMC532 at lithiation w, shape (..., n_E):
+        ``mu = a(E) + sum_k C_k(E) g_k(w)`` (:meth:`field_model`)."""
+        a, c = self.field_model(energy_eV)
+        g = self.field_values(lithiation)
+        return a + np.tensordot(np.moveaxis(g, 0, -1), c, axes=1)
 
-        ``mu = a(E) + w * c(E)``: see :meth:`linear_coefficients`.
-        """
-        a, c = self.linear_coefficients(energy_eV)
-        w = np.asarray(lithiation, dtype=float)[..., None]
-        return a + w * c
-
-    def linear_coefficients(self, energy_eV: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-        """(a(E), c(E)) in 1/m with mu(E, w) = a(E) + w c(E) for dense NMC532."""
+    def field_model(self, energy_eV: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """(a(E), C(E)) in 1/m, C of shape (n_g, n_E), with ``mu(E, w) = a(E) + sum_k C_k(E)
+        g_k(w)`` for dense NMC532 (:meth:`field_values` gives the g_k). Two end members:
+        g = (w,), exactly linear. Three Ni states: g = (w, f3(w), f4(w)) (the Li content and
+        the fractions of Ni3+ and Ni4+), linear in each but piecewise in w."""
         e_nom = _as_energy_eV(energy_eV)
         e_true = e_nom + self.energy_offset_eV
-        s_l, s_d = self.end_members(e_nom)
-        mu0 = _nmc_mu_per_m(e_true, 0.0, s_d)
-        mu1 = _nmc_mu_per_m(e_true, 1.0, s_l)
-        return mu0, mu1 - mu0
+        if self.chemistry is None:
+            s_l, s_d = self.end_members(e_nom)
+            mu0 = _nmc_mu_per_m(e_true, 0.0, s_d)
+            return mu0, (_nmc_mu_per_m(e_true, 1.0, s_l) - mu0)[None]
+        basis, _ = self._state_basis(e_nom)  # S2, S3, S4, corr(w=1), corr(w=0)
+        zero = np.zeros_like(e_true)
+        mu_x0 = _nmc_mu_per_m(e_true, 0.0, zero)  # no Ni edge: the Li content's part
+        mu_x1 = _nmc_mu_per_m(e_true, 1.0, zero)
+        jump = _ni_jump_per_m(e_true)
+        # S = S2 + f3 (S3 - S2) + f4 (S4 - S2) + w corr1 + (1 - w) corr0
+        a = mu_x0 + jump * (basis[0] + basis[4])
+        c = np.stack(
+            [
+                mu_x1 - mu_x0 + jump * (basis[3] - basis[4]),
+                jump * (basis[1] - basis[0]),
+                jump * (basis[2] - basis[0]),
+            ]
+        )
+        return a, c
+
+    def field_values(self, lithiation: np.ndarray | float) -> np.ndarray:
+        """The g_k(w) of :meth:`field_model`, along the first axis."""
+        w = np.asarray(lithiation, dtype=float)
+        if self.chemistry is None:
+            return w[None]
+        f = self.chemistry.fractions(w)
+        return np.stack([w, f[1], f[2]])
+
+    def linear_coefficients(self, energy_eV: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """(a(E), c(E)) in 1/m of the straight line through mu(E, 0) and mu(E, 1) (exact for
+        two end members; the chord of the three-state model)."""
+        mu = self.nmc532_mu_per_m(energy_eV, np.array([0.0, 1.0]))
+        return mu[0], mu[1] - mu[0]
+
+
+def _ni_jump_per_m(e_true: np.ndarray) -> np.ndarray:
+    """rho_Ni sigma_Ni,K(E) in 1/m (the Ni density does not change with x)."""
+    dens = nmc532_partial_densities_g_cm3(1.0)
+    return dens[NI_Z] * ni_k_jump_cm2_g(e_true) * 100.0
 
 
 def _nmc_mu_per_m(e_true: np.ndarray, w: float, shape: np.ndarray) -> np.ndarray:

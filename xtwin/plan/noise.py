@@ -59,6 +59,10 @@ class SampleModel:
         Electrolyte outside the sample in the beam (the cell's liquid layer).
     electrolyte_molarity_mol_l : float
         LiPF6 in EC:DMC.
+    ni_chemistry : str
+        ``"two-state"`` (the Ni edge a linear mix of two end members) or ``"three-state"``
+        (Ni2+ -> Ni3+ -> Ni4+, :class:`xtwin.physics.xanes.ThreeStateChemistry`): the planner's
+        model-bias term then carries the retrieval's linear-mixing bias at this lithiation.
     """
 
     diameter_m: float = 23e-6
@@ -67,6 +71,7 @@ class SampleModel:
     lithiation: float = 0.5
     electrolyte_path_m: float = 0.0
     electrolyte_molarity_mol_l: float = 1.2
+    ni_chemistry: str = "two-state"
 
     def __post_init__(self) -> None:
         if not (self.diameter_m > 0 and self.electrolyte_path_m >= 0):
@@ -75,6 +80,8 @@ class SampleModel:
             raise XtwinInputError("active_fraction + cbd_fraction must lie in (0, 1]")
         if not 0 <= self.lithiation <= 1:
             raise XtwinInputError("lithiation must lie in [0, 1]")
+        if self.ni_chemistry not in ("two-state", "three-state"):
+            raise XtwinInputError("ni_chemistry must be two-state or three-state")
 
 
 @dataclass(frozen=True)

@@ -144,18 +144,25 @@ def _tables(
     )
     from xtwin.physics.dose import EV_TO_J, nmc532_mu_en_rho_cm2_g
     from xtwin.physics.materials import nmc532_partial_densities_g_cm3, x_from_lithiation
-    from xtwin.physics.xanes import XanesModel
+    from xtwin.physics.xanes import XanesModel, chemistry_model
     from xtwin.retrieve.conventions import convention_references
 
     grid = np.arange(8240.0, 8520.0, 0.25)
     w = sample.lithiation
-    xanes = XanesModel(bandwidth_rel=bandwidth_rel)
+    chem = chemistry_model(sample.ni_chemistry, "parametric")
+    xanes = XanesModel(bandwidth_rel=bandwidth_rel, chemistry=chem)
     mu_true = xanes.nmc532_mu_per_m(grid, w)
     shifts = {}
     for dE in offsets:
-        shifts[dE] = XanesModel(bandwidth_rel=bandwidth_rel, energy_offset_eV=dE).nmc532_mu_per_m(
-            grid, w
-        )
+        shifts[dE] = XanesModel(
+            bandwidth_rel=bandwidth_rel, energy_offset_eV=dE, chemistry=chem
+        ).nmc532_mu_per_m(grid, w)
+    if references is None and chem is not None:  # standards of the same chemistry
+        from xtwin.physics.spectra import Spectrum
+
+        e_std = np.arange(8150.0, 8800.0, 0.5)
+        s_l, s_d = xanes.end_members(e_std)
+        references = (Spectrum(e_std, s_l, "three-state w=1"), Spectrum(e_std, s_d, "w=0"))
     raw_l, raw_d = references or builtin_standards(bandwidth_rel)
     s = [
         (np.interp(grid, ln.energy_eV, ln.flat), np.interp(grid, dn.energy_eV, dn.flat))

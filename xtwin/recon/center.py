@@ -57,8 +57,9 @@ def center_from_sinograms(
 ) -> np.ndarray:
     """Per-sinogram axis offsets (pixels) for ``sinos`` of shape (n_rows, n_angle, n_col).
 
-    Coarse: 1-pixel steps on sinograms binned to at most 256 columns; fine: 0.1-pixel steps
-    at full column resolution around the coarse minimum; both on at most 360 angles.
+    Coarse: 1-pixel steps on sinograms binned to at most 256 columns; then (when binned by
+    more than 2) half-pixel steps, and 0.1-pixel steps at full column resolution around the
+    minimum; all on at most 360 angles.
     """
     from xtwin.recon.fourier import FourierFBP
 
@@ -79,15 +80,22 @@ def center_from_sinograms(
     def one(r: int) -> float:
         sc = _negativity(g_coarse.fbp_offsets(coarse_s[r], coarse + centre_shift))
         c0 = _best(coarse, sc) * b if coarse.size >= 3 else 0.0
+
+        def scores(trials: np.ndarray) -> np.ndarray:
+            return np.concatenate(
+                [
+                    _negativity(g_fine.fbp_offsets(sub[r], part))
+                    for part in np.array_split(trials, max(1, trials.size // 8))
+                ]
+            )
+
         span = max(1.0, b / 2.0)
+        if span > 1.0:  # half-pixel steps first, then tenths around the best
+            mid = np.round(c0 * 2) / 2 + np.arange(-span, span + 1e-6, 0.5)
+            c0 = _best(mid, scores(mid))
+            span = 1.0
         fine = np.round(c0, 1) + np.arange(-span, span + 1e-6, 0.1)
-        sf = np.concatenate(
-            [
-                _negativity(g_fine.fbp_offsets(sub[r], part))
-                for part in np.array_split(fine, max(1, fine.size // 8))
-            ]
-        )
-        return _best(fine, sf)
+        return _best(fine, scores(fine))
 
     from concurrent.futures import ThreadPoolExecutor
 

@@ -311,6 +311,47 @@ def solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> Sol
     )
 
 
+def convention_half_range(
+    mu: np.ndarray,
+    mu_sigma: np.ndarray,
+    solution: Solution,
+    calibration: Calibration,
+    alternatives: tuple[Calibration, ...],
+) -> np.ndarray:
+    """Half the range of w over ``calibration`` (whose ``solution`` is given) and the
+    ``alternatives`` (other reference normalizations), per voxel.
+
+    Three energies: each alternative's w is its ratio ``k / j`` with the main solution's
+    second-order bias correction (the corrections differ between conventions by far less
+    than the spread), two matrix rows per alternative instead of a full solve. Otherwise
+    each alternative is solved in full.
+    """
+    lo_w = solution.lithiation.copy()
+    hi_w = solution.lithiation.copy()
+    n_e = mu.shape[0]
+    if n_e == 3 and calibration.matrix.shape == (3, 3):
+        flat = mu.reshape(3, -1).astype(np.float32, copy=False)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            main = np.linalg.pinv(calibration.matrix).astype(np.float32)[1:]
+            jk = main @ flat
+            # what the bias correction took off the plain ratio, per voxel
+            delta = (jk[1] / jk[0]).reshape(lo_w.shape) - solution.lithiation
+            for cal in alternatives:
+                rows = np.linalg.pinv(cal.matrix).astype(np.float32)[1:]
+                jk = rows @ flat
+                w_alt = (jk[1] / jk[0]).reshape(lo_w.shape) - delta
+                np.fmin(lo_w, w_alt, out=lo_w)
+                np.fmax(hi_w, w_alt, out=hi_w)
+    else:
+        for cal in alternatives:
+            w_alt = solve(mu, mu_sigma, cal).lithiation
+            np.fmin(lo_w, w_alt, out=lo_w)
+            np.fmax(hi_w, w_alt, out=hi_w)
+    hi_w -= lo_w
+    hi_w *= 0.5
+    return hi_w
+
+
 def _weighted_fit(
     m: np.ndarray, mu: np.ndarray, var: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -62,6 +62,7 @@ METRICS = (
     "median_sigma",
     "median_systematic",
     "coverage",
+    "ring_amplitude",
 )
 
 
@@ -193,7 +194,7 @@ def run_one(scenario_toml: str, run: Run, seed: int) -> dict[str, Any]:
     from xtwin.io.limap import read_limap
     from xtwin.io.truth import PHASE_ACTIVE, read_truth
     from xtwin.pipeline import ProcessOptions, process_file
-    from xtwin.validate.metrics import compare, interior_mask
+    from xtwin.validate.metrics import compare, interior_mask, ring_amplitude
 
     doc = _merge(tomllib.loads(scenario_toml), run.scenario)
     sc = scenario_from_dict(doc, f"run {run.name!r}").replace_seed(seed)
@@ -232,6 +233,7 @@ def run_one(scenario_toml: str, run: Run, seed: int) -> dict[str, Any]:
         if lm.systematic is not None
         else float("nan"),
         "coverage": m.voxel.coverage,
+        "ring_amplitude": ring_amplitude(err, both),
     }
 
 
@@ -335,7 +337,7 @@ def summarize(campaign: Campaign, rows: list[dict[str, Any]]) -> list[dict[str, 
             continue
         rec: dict[str, Any] = {"run": r.name, "n_seeds": len(sel)}
         for k in METRICS:
-            vals = np.array([x[k] for x in sel], dtype=float)
+            vals = np.array([x.get(k, np.nan) for x in sel], dtype=float)
             rec[k] = float(np.nanmean(vals))
             rec[k + "_sd"] = float(np.nanstd(vals)) if vals.size > 1 else 0.0
         out.append(rec)

@@ -222,3 +222,28 @@ def interior_mask(truth, erosion_px: int = 2) -> np.ndarray:
 
     active = truth.phases == PHASE_ACTIVE
     return ndimage.binary_erosion(active, iterations=erosion_px)
+
+
+def ring_amplitude(error: np.ndarray, mask: np.ndarray, width_px: int = 5) -> float:
+    """Amplitude of ring artefacts in an error map (z, y, x) about the slices' centre: the
+    error averaged over the azimuth in 1-pixel radial bins (over every slice), minus its running
+    mean over ``width_px`` bins, rms over the radii. A ring is constant along the azimuth and
+    one or two pixels wide, so it survives the azimuthal average while noise and particle-scale
+    structure do not; compare it with the voxel sigma of w (a ring below it is not visible).
+    """
+    from scipy import ndimage
+
+    n_y, n_x = error.shape[-2:]
+    yy, xx = np.mgrid[:n_y, :n_x]
+    r = np.hypot(yy - (n_y - 1) / 2.0, xx - (n_x - 1) / 2.0).astype(int)
+    r = np.broadcast_to(r, error.shape)
+    ok = mask & np.isfinite(error)
+    n_r = int(r.max()) + 1
+    count = np.bincount(r[ok], minlength=n_r)
+    total = np.bincount(r[ok], weights=error[ok], minlength=n_r)
+    good = count >= 20
+    if good.sum() < width_px + 2:
+        return float("nan")
+    prof = total[good] / count[good]
+    smooth = ndimage.uniform_filter1d(prof, width_px, mode="nearest")
+    return float(np.sqrt(np.mean((prof - smooth) ** 2)))

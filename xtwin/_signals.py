@@ -1,0 +1,25 @@
+"""Interrupts that cannot be lost: SIGINT sets a flag as well as raising KeyboardInterrupt.
+
+Python raises KeyboardInterrupt wherever the main thread happens to be; inside a weakref or
+garbage-collection callback it is printed and ignored, and a long run would go on. Long loops
+call :func:`check_interrupted` between units of work, so an interrupt that was swallowed
+still stops the run at the next safe point.
+"""
+
+from __future__ import annotations
+
+import threading
+
+_INTERRUPTED = threading.Event()
+
+
+def on_sigint(signum, frame) -> None:
+    """SIGINT handler: remember the interrupt, then raise it."""
+    _INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
+def check_interrupted() -> None:
+    """Raise KeyboardInterrupt if SIGINT arrived (even if its exception was swallowed)."""
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
