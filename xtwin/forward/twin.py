@@ -432,9 +432,9 @@ class _Acquisition:
         def to_u16(x: np.ndarray) -> np.ndarray:
             return np.clip(np.rint(x), 0, 65535).astype(np.uint16)
 
-        response = self.pixel_response()
-        if np.ndim(response) == 0:
-            response = np.full((len(self.energies), 1, 1, 1), response)
+        response = np.asarray(self.pixel_response(), dtype=float)
+        if response.ndim == 0:
+            response = np.full((len(self.energies), 1, 1, 1), float(response))
         n_e, n_a = trans.shape[:2]
         # drawn block by block of angles, in the order (and so with the values) of whole-array
         # draws: every Poisson count, then every read noise, then the dead pixels' readings;
