@@ -203,3 +203,47 @@ def test_three_state_ni_chemistry_is_not_a_line_and_the_retrieval_shows_it():
     pristine = tabulated_end_member(measured_nmc622_files()[0])
     assert isinstance(pristine, TabulatedEndMember)
     np.testing.assert_allclose(measured.shape(grid, 1.0), pristine.normalized(grid), atol=1e-9)
+
+
+def test_standards_as_pellets_holder_background_and_thickness_effect():
+    """Standards measured as pellets: a boron-nitride matrix and Kapton tape add their own
+    smooth absorbance (present when on, absent when off), which the pipeline's normalization
+    removes (no bias); leakage through a thick standard flattens its edge step (the thickness
+    effect), which biases the retrieval."""
+    from xtwin.forward.twin import reference_spectra
+    from xtwin.physics import materials
+    from xtwin.physics.attenuation import mu_per_m, mu_rho_cm2_g
+    from xtwin.physics.spectra import normalize
+    from xtwin.physics.xanes import XanesModel
+    from xtwin.retrieve import calibrate
+    from xtwin.retrieve.three_energy import solve
+
+    e3 = np.array([8320.0, 8347.0, 8400.0])
+    model = XanesModel()
+    w = np.linspace(0, 1, 11)
+    mu = np.moveaxis(model.nmc532_mu_per_m(e3, w), -1, 0)
+
+    def spectra(**kw):
+        return reference_spectra(model, np.random.default_rng(0), noise=0.0, **kw)
+
+    def max_bias(l, d):
+        cal = calibrate(e3, normalize(l), normalize(d))
+        return float(np.max(np.abs(solve(mu, np.full(mu.shape, 1e-6), cal).lithiation - w)))
+
+    clean_l, clean_d = spectra()
+    pel_l, pel_d = spectra(background_mg_cm2=50.0, tape_m=50e-6)
+    bn = materials.material_from_formula("boron nitride", "BN", 2.1)
+    holder = 0.05 * mu_rho_cm2_g(bn, clean_l.energy_eV) + 50e-6 * mu_per_m(
+        materials.kapton(), clean_l.energy_eV
+    )
+    np.testing.assert_allclose(pel_l.absorbance - clean_l.absorbance, holder, rtol=1e-9)
+    assert holder.min() > 0.2  # a background that matters in the raw spectra
+    assert max_bias(pel_l, pel_d) < max_bias(clean_l, clean_d) + 0.002  # normalized away
+
+    thick_l, thick_d = spectra(thickness_m=20e-6, leakage=0.02)
+    step = {
+        k: np.ptp(normalize(s).flat[(s.energy_eV > 8340) & (s.energy_eV < 8360)])
+        for k, s in (("clean", clean_l), ("thick", thick_l))
+    }
+    assert step["thick"] < 0.99 * step["clean"]  # the white line flattened (1.0 without leakage)
+    assert max_bias(thick_l, thick_d) > 3 * max_bias(clean_l, clean_d)

@@ -246,3 +246,90 @@ def test_phase_contrast_fringes_present_only_with_defocus():
     ph = rng.uniform(-1, 1, (2, 48, 64))
     i = T.fresnel_intensity(a, ph, 3e-8, 20e-6, 1.5e-10)
     assert abs(i.mean() / np.exp(-a).mean() - 1) < 0.02
+
+
+def test_drifting_beam_present_only_when_switched_on():
+    """An empty beam normalized by the flats taken before the scan: with ``flat_drift`` the
+    ratio grows with the angle index (by 0.5-1.5 x flat_drift, on average over the pattern, at
+    the end of each energy's scan) and differs between energies; without, it stays at 1."""
+    import dataclasses
+    import types
+
+    from xtwin.forward.scenario import default_scenario
+    from xtwin.forward.twin import _Acquisition
+
+    for drift in (0.0, 0.04):
+        sc = default_scenario()
+        sc = dataclasses.replace(
+            sc, acquisition=dataclasses.replace(sc.acquisition, flat_drift=drift, n_angles=40)
+        )
+        beam = np.full((3, 24, 32), 20000.0)
+        fake = types.SimpleNamespace(
+            scenario=sc,
+            beam=beam,
+            energies=np.zeros(3),
+            pixel_response=lambda: 1.0,
+            dead_pixels=lambda: None,
+        )
+        proj, flats, darks = _Acquisition.counts(
+            fake, np.ones((3, 40, 24, 32)), np.random.default_rng(0)
+        )
+        dark = sc.acquisition.dark_counts
+        ratio = (proj - dark).mean(axis=(2, 3)) / (flats.astype(float) - dark).mean(axis=(1, 2, 3))[
+            :, None
+        ]
+        end = ratio[:, -5:].mean(axis=1) - 1
+        if drift == 0.0:
+            assert np.all(np.abs(ratio - 1) < 0.003)
+        else:
+            assert np.all(end > 0.5 * drift * 0.8) and np.all(end < 1.5 * drift * 1.1)
+            assert np.ptp(end) > 0.1 * drift  # each energy drifts by its own amount
+            assert np.all(ratio[:, -5:].mean(axis=1) > ratio[:, :5].mean(axis=1))
+
+
+def test_sample_wider_than_the_field_of_view(tmp_path):
+    """Interior tomography: with field_of_view_fraction 0.7 the sample crosses both edges of
+    the detector at every angle (absorbing edge columns), while the default pillar leaves them
+    empty; the truth is the field of view's grid, and the pipeline leaves the voxels that are
+    not on the detector at every angle (outside the inscribed disc) without lithiation."""
+    import dataclasses
+
+    import h5py
+
+    from xtwin.forward.twin import simulate_to
+    from xtwin.io.limap import read_limap
+    from xtwin.io.truth import read_truth
+    from xtwin.pipeline import ProcessOptions, field_of_view_disc, process_file
+
+    base = _with(n_angles=60)
+    edge_od = {}
+    for fov in (1.0, 0.7):
+        sc = dataclasses.replace(
+            base,
+            grid=dataclasses.replace(base.grid, n_pixels=40, n_rows=12, field_of_view_fraction=fov),
+        )
+        paths = simulate_to(sc, tmp_path / f"fov{fov}")
+        with h5py.File(paths["scan.h5"]) as f:
+            p = f["/exchange/data"][1].astype(float)
+            fl = f["/exchange/data_white"][1].astype(float).mean(axis=0)
+            dk = f["/exchange/data_dark"][()].astype(float).mean(axis=0)
+        od = -np.log(np.clip((p - dk) / (fl - dk), 1e-3, None))
+        edge_od[fov] = np.minimum(od[:, :, :2].mean(axis=(1, 2)), od[:, :, -2:].mean(axis=(1, 2)))
+        tr = read_truth(paths["truth.h5"])
+        assert tr.lithiation.shape == (12, 40, 40)
+        if fov < 1:
+            out = tmp_path / "limap.h5"
+            process_file(
+                [paths["scan.h5"]],
+                paths["reference_lithiated.csv"],
+                paths["reference_delithiated.csv"],
+                out,
+                options=ProcessOptions(center_offset_px=0.0),
+            )
+            lm = read_limap(out)
+            outside = ~field_of_view_disc(40, 0.0)
+            assert np.isfinite(tr.lithiation[:, outside]).any()  # there is NMC out there
+            assert not np.isfinite(lm.lithiation[:, outside]).any()
+            assert np.isfinite(lm.lithiation[:, ~outside]).mean() > 0.2
+    assert np.all(edge_od[0.7] > 0.05)  # material beyond both edges at every angle
+    assert np.all(np.abs(edge_od[1.0]) < 0.03)  # the pillar leaves the edges empty

@@ -126,12 +126,15 @@ def sha256_of(path: str | os.PathLike, *, chunk_bytes: int = 1 << 20) -> str:
 def write_csv_atomic(
     path: str | os.PathLike, rows: list[dict], fields: tuple[str, ...] = ()
 ) -> Path:
-    """Write records as CSV atomically (floats with 6 significant digits); ``fields`` name
-    the columns of an empty table."""
+    """Write records as CSV atomically (floats with 6 significant digits): ``fields`` first,
+    then every key any record has (a record without one gets ``nan``)."""
     import csv
 
+    names = list(fields)
+    for r in rows:  # every column any record has, in order of appearance
+        names += [k for k in r if k not in names]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, list(rows[0]) if rows else list(fields))
+        w = csv.DictWriter(fh, names, restval="nan")
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})

@@ -347,6 +347,17 @@ def read_block(
     return p_all, v_all, clamped
 
 
+def field_of_view_disc(n_col: int, center_offset_px: float) -> np.ndarray:
+    """(n_col, n_col) voxels of the reconstruction grid (centred on the rotation axis) that
+    stay on the detector at every angle: within ``(n_col - 1) / 2 - |offset|`` (+ half a
+    pixel) of the axis. Outside it a sample wider than the field of view (interior
+    tomography), or the corners of a box, are seen at some angles only."""
+    c = (n_col - 1) / 2.0
+    yy, xx = np.mgrid[:n_col, :n_col]
+    r = c - abs(float(center_offset_px)) + 0.5
+    return (yy - c) ** 2 + (xx - c) ** 2 <= r * r
+
+
 def compute_block(
     ctx: BlockContext,
     lo: int,
@@ -439,6 +450,11 @@ def compute_block(
         out["sigma"][:, ctx.lost_cols] = np.nan
     for f in extras + (("edge_jump",) if mode == "edge-jump" else ()):
         out[f][lost] = np.nan
+    if h.is_tomography:  # voxels that leave the detector at some angle: not measured
+        outside = ~field_of_view_disc(n_c, ctx.center_offset_px)
+        if outside.any():
+            for f in ("lithiation", "sigma", "edge_jump") + extras:
+                out[f][:, outside] = np.nan
     sol = Solution(*(out[f] for f in fields))
     ret = apply_mask(
         sol,
@@ -891,7 +907,7 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
 #: look at the run-out and the vertical offsets.
 RUNOUT_BAND_ROWS = 96
 #: Detector rows and columns (at most) of the sinograms that projection matching aligns.
-RUNOUT_MATCH_ROWS = 8
+RUNOUT_MATCH_ROWS = 16
 RUNOUT_MATCH_COLS = 512
 
 

@@ -20,6 +20,12 @@ class GridSpec:
     area-weighted strip projector, exact for voxels; the default) or ``"fourier"`` (a
     band-limited projection through a type-2 NUFFT, 15-35x faster at 512-1024 columns, for
     beamline-size scenarios).
+
+    ``field_of_view_fraction`` below 1 makes the sample wider than the detector (interior
+    tomography): the microstructure is built ``1 / field_of_view_fraction`` times wider (the
+    pillar or box with it), projected whole, and the detector sees only its central
+    ``n_pixels`` columns, so material outside the field of view crosses every projection. The
+    truth is the central ``n_pixels`` x ``n_pixels`` region, the reconstruction grid.
     """
 
     n_pixels: int = 64
@@ -27,6 +33,7 @@ class GridSpec:
     pixel_size_m: float = 0.4e-6
     oversample: int = 2
     projector: str = "strip"
+    field_of_view_fraction: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,12 @@ class AcquisitionSpec:
     ``standards_bandwidth_rel`` (their dE/E; 0 = the scan's) say otherwise: an energy
     calibration error of the retrieval is a difference between the two.
 
+    The standards are pellets measured in transmission: ``standards_thickness_um`` of dense
+    NMC-equivalent (edge step about 1 at 5 um), ``standards_background_mg_cm2`` of boron
+    nitride matrix and ``standards_tape_um`` of Kapton tape (a smooth background of their own),
+    and ``standards_leakage``, the fraction of the beam that misses the absorber (harmonics,
+    pinholes), which flattens a thick standard's edge and white line (the thickness effect).
+
     ``magnification_per_eV``: a zone plate's focal length is proportional to E, so the image
     scale changes with energy, ``s(E) = 1 + k (E - E_first)`` about the optical axis (of order
     1e-4 per eV: 0.3 % over 30 eV, 4 % over a 400 eV stack; 0 switches it off).
@@ -124,6 +137,12 @@ class AcquisitionSpec:
     ``window_kapton_um`` and ``electrolyte_layer_um``: the operando cell in the beam, Kapton
     windows (total thickness) and a liquid layer outside the sample, uniform at every angle
     (flats are taken with the cell out of the beam); they cost photons, not accuracy.
+
+    ``flat_drift``: change of the incident beam over each energy's scan, linear in time, while
+    the flats are taken before the scan: its intensity (storage-ring decay, monochromator heat
+    load) and its illumination pattern (a condenser that moves), each energy by its own amount
+    (0.5-1.5 x ``flat_drift``) and pattern, so that by the end of a scan its flats are off by
+    up to 3 x ``flat_drift`` depending on the pixel (0.02: up to 6 %).
 
     ``defocus_um``: distance of the imaged plane from the objective's focal plane (the sample's
     depth within the zone plate's depth of field). Non-zero, the exit wave (attenuation and
@@ -152,6 +171,10 @@ class AcquisitionSpec:
     energy_offset_eV: float = 0.0
     standards_offset_from_scan_eV: float = 0.0
     standards_bandwidth_rel: float = 0.0
+    standards_thickness_um: float = 5.0
+    standards_background_mg_cm2: float = 0.0
+    standards_tape_um: float = 0.0
+    standards_leakage: float = 0.0
     magnification_per_eV: float = 0.0
     runout_px: float = 0.0
     jitter_px: float = 0.0
@@ -160,6 +183,7 @@ class AcquisitionSpec:
     window_kapton_um: float = 0.0
     electrolyte_layer_um: float = 0.0
     defocus_um: float = 0.0
+    flat_drift: float = 0.0
     detector_blur_px: float = 0.5
     flat_nonuniformity: float = 0.1
     rotation_axis_offset_px: float = 0.0
@@ -319,6 +343,10 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
         (1e-9 <= g.pixel_size_m <= 1e-4, "grid.pixel_size_m must be within 1 nm-100 um (metres)"),
         (1 <= g.oversample <= 4, "grid.oversample must be 1-4 (2 avoids the inverse crime)"),
         (g.projector in ("strip", "fourier"), "grid.projector must be strip or fourier"),
+        (
+            0.3 <= g.field_of_view_fraction <= 1.0,
+            "grid.field_of_view_fraction must be within 0.3-1 (1: the sample fits the detector)",
+        ),
         (m.sample in ("pillar", "box"), "microstructure.sample must be pillar or box"),
         (
             0.2 <= m.pillar_diameter_fraction <= 0.95,
@@ -411,6 +439,15 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
         (
             0 <= a.window_kapton_um <= 500 and 0 <= a.electrolyte_layer_um <= 500,
             "acquisition.window_kapton_um and electrolyte_layer_um must be within 0-500 um",
+        ),
+        (abs(a.flat_drift) < 0.5, "acquisition.flat_drift must be within -0.5 to 0.5"),
+        (
+            0 < a.standards_thickness_um <= 100
+            and 0 <= a.standards_background_mg_cm2 <= 500
+            and 0 <= a.standards_tape_um <= 500
+            and 0 <= a.standards_leakage < 0.2,
+            "acquisition.standards_thickness_um must be within 0-100, "
+            "standards_background_mg_cm2 0-500, standards_tape_um 0-500, standards_leakage 0-0.2",
         ),
         (
             abs(a.defocus_um) <= 1000,

@@ -43,11 +43,11 @@ from xtwin.forward.microstructure import (
     generate,
     sample_mask,
 )
-from xtwin.forward.scenario import Scenario
+from xtwin.forward.scenario import GridSpec, Scenario
 from xtwin.io.scan import ScanData, write_scan
 from xtwin.io.truth import TruthData, write_truth
 from xtwin.physics import materials
-from xtwin.physics.attenuation import mu_per_m, wavelength_m
+from xtwin.physics.attenuation import mu_per_m, mu_rho_cm2_g, wavelength_m
 from xtwin.physics.spectra import Spectrum, write_spectrum
 from xtwin.physics.xanes import XanesModel, chemistry_model
 from xtwin.shifts import shift_image_stack, shift_rows
@@ -115,6 +115,23 @@ def to_reconstruction_grid(
         w_c = block_mean(np.where(phases == PHASE_ACTIVE, w, 0.0), f) / frac
     w_c = np.where(frac >= 0.5, w_c, np.nan)
     return coarse_ph, coarse_lab, w_c.astype(np.float32)
+
+
+def sample_grid(g: GridSpec) -> GridSpec:
+    """The grid the sample is built on: the reconstruction grid, or for interior tomography
+    (``field_of_view_fraction`` < 1) one wider by its inverse (same parity, so the detector's
+    columns sit centred on it)."""
+    if g.field_of_view_fraction >= 1.0:
+        return g
+    n = int(round(g.n_pixels / g.field_of_view_fraction))
+    n += (n - g.n_pixels) % 2
+    return dataclasses.replace(g, n_pixels=n)
+
+
+def crop_to_field(a: np.ndarray, n: int) -> np.ndarray:
+    """The central ``n`` x ``n`` of the last two axes (the detector's field of view)."""
+    c0 = (a.shape[-1] - n) // 2
+    return a[..., c0 : c0 + n, c0 : c0 + n]
 
 
 def _runout(scenario: Scenario, theta_deg: np.ndarray, n_energy: int) -> np.ndarray | None:
@@ -401,6 +418,8 @@ class _Acquisition:
             scale = 1.0 + a.magnification_per_eV * (self.energies[ie] - self.energies[0])
             if scale != 1.0:  # the zone plate magnifies the image about the optical axis
                 t_fine = _magnify(t_fine, scale)
+            c0 = (n - g.n_pixels * os_) // 2  # the detector sees the central columns
+            t_fine = t_fine[..., c0 : c0 + g.n_pixels * os_]
             trans[ie] = t_fine.reshape(a.n_angles, g.n_rows, os_, g.n_pixels, os_).mean(axis=(2, 4))
             del t_fine
             tick("transmission", 1)
@@ -443,8 +462,23 @@ class _Acquisition:
         step = max(1, (1 << 24) // max(1, trans[0, 0].size))
         blocks = [(e, k, min(k + step, n_a)) for e in range(n_e) for k in range(0, n_a, step)]
         acc = np.empty(trans.shape, dtype=np.float32)
+        # the beam drifts during each energy's scan (flats taken before it): its intensity and
+        # its illumination pattern (a condenser that moves), by an amount and a pattern of its
+        # own at each energy (0.5-1.5 x flat_drift, random phase), up to 2x that per pixel
+        drift_rng = np.random.default_rng(np.random.SeedSequence(self.scenario.seed).spawn(9)[8])
+        amp = a.flat_drift * np.asarray(drift_rng.uniform(0.5, 1.5, n_e))
+        phase = np.asarray(drift_rng.uniform(0.0, 2 * np.pi, n_e))
+        tau = (np.arange(n_a) + 0.5) / n_a
+        n_r, n_c = self.beam.shape[1:]
+        yy, xx = np.mgrid[:n_r, :n_c]
         for e, k0, k1 in blocks:
-            acc[e, k0:k1] = rng.poisson(self.beam[e][None] * trans[e, k0:k1] * response[e])
+            lam = self.beam[e][None] * trans[e, k0:k1] * response[e]
+            if a.flat_drift:
+                pattern = 1.0 + np.cos(2 * np.pi * 1.3 * xx / n_c + phase[e]) * np.cos(
+                    2 * np.pi * 0.8 * yy / max(n_r, 2)
+                )
+                lam = lam * (1.0 + amp[e] * tau[k0:k1, None, None] * pattern[None])
+            acc[e, k0:k1] = rng.poisson(lam)
         out = np.empty(trans.shape, dtype=np.uint16)
         for e, k0, k1 in blocks:
             out[e, k0:k1] = to_u16(acc[e, k0:k1] + dark_noise(acc[e, k0:k1].shape))
@@ -469,7 +503,7 @@ def simulate(
     ss = np.random.SeedSequence(scenario.seed)
     rng_ms, rng_acq, rng_ref, rng_li = (np.random.default_rng(s) for s in ss.spawn(4))
     g, e, a = scenario.grid, scenario.electrochemistry, scenario.acquisition
-    ms = generate(g, scenario.microstructure, rng_ms)
+    ms = generate(sample_grid(g), scenario.microstructure, rng_ms)
     tick("microstructure", 1)
     duration = len(a.energies_eV) * a.n_angles * a.exposure_s
     # PyBaMM at each acquisition's start, middle and end (the middle is the truth's time)
@@ -535,7 +569,14 @@ def simulate(
         bandwidth_rel=a.standards_bandwidth_rel or a.bandwidth_rel,
         energy_offset_eV=a.energy_offset_eV + a.standards_offset_from_scan_eV,
     )
-    ref_l, ref_d = reference_spectra(standards, rng_ref)
+    ref_l, ref_d = reference_spectra(
+        standards,
+        rng_ref,
+        thickness_m=a.standards_thickness_um * 1e-6,
+        background_mg_cm2=a.standards_background_mg_cm2,
+        tape_m=a.standards_tape_um * 1e-6,
+        leakage=a.standards_leakage,
+    )
     tick("files", 1)
     return TwinResult(scans, truths, ref_l, ref_d)
 
@@ -553,19 +594,23 @@ def _truth(
 ) -> TruthData:
     """The truth of one acquisition: the field at PyBaMM time index ``k`` (its middle)."""
     g = scenario.grid
-    phases_c, labels_c, w_c = to_reconstruction_grid(ms.phases, ms.labels, w_fine, g.oversample)
-    am = ms.phases == PHASE_ACTIVE
     snap = echem.snapshots[k]
     slabs = slab_conservation(
         w_fine, ms, table, echem, k, depth_offset_m=scenario.microstructure.depth_offset_m
     )
+    # the truth on the field of view (all of the sample unless it is wider than the detector)
+    n_fine = g.n_pixels * g.oversample
+    phases, labels = crop_to_field(ms.phases, n_fine), crop_to_field(ms.labels, n_fine)
+    w_fine = crop_to_field(w_fine, n_fine)
+    phases_c, labels_c, w_c = to_reconstruction_grid(phases, labels, w_fine, g.oversample)
+    am = phases == PHASE_ACTIVE
     return TruthData(
         lithiation=w_c,
         labels=labels_c,
         phases=phases_c,
         fine_lithiation=w_fine.astype(np.float32),
-        fine_labels=np.where(am, ms.labels, 0),
-        fine_phases=ms.phases,
+        fine_labels=np.where(am, labels, 0),
+        fine_phases=phases,
         particles=table,
         pybamm={
             "time_s": echem.time_s,
@@ -607,14 +652,24 @@ def _truth(
 
 
 def reference_spectra(
-    xanes: XanesModel, rng: np.random.Generator, *, thickness_m: float = 5e-6, noise: float = 2e-4
+    xanes: XanesModel,
+    rng: np.random.Generator,
+    *,
+    thickness_m: float = 5e-6,
+    noise: float = 2e-4,
+    background_mg_cm2: float = 0.0,
+    tape_m: float = 0.0,
+    leakage: float = 0.0,
 ) -> tuple[Spectrum, Spectrum]:
-    """Transmission spectra of dense end-member standards, as a beamline would record them.
+    """Transmission spectra of end-member standards, as a beamline would record them.
 
-    Absorbance ``mu(E, w) * thickness`` (w = 1 and 0) on a typical XANES grid (5 eV steps
-    pre-edge, 0.25 eV across the edge, 2-5 eV after, to 8850 eV), through the same
-    monochromator (bandwidth and calibration offset) as the scan, with Gaussian noise of
-    ``noise`` absorbance units.
+    Absorbance of ``thickness_m`` of dense NMC532 at w = 1 and 0 on a typical XANES grid (5 eV
+    steps pre-edge, 0.25 eV across the edge, 2-5 eV after, to 8850 eV), through the
+    monochromator (bandwidth and calibration offset) of ``xanes``, with Gaussian noise of
+    ``noise`` absorbance units. A real standard is a pellet: ``background_mg_cm2`` of boron
+    nitride matrix and ``tape_m`` of Kapton tape add a smooth background of their own, and
+    ``leakage`` (harmonics, pinholes: a fraction of the beam that misses the absorber) gives
+    ``-ln((1 - f) exp(-mu t) + f)``, which flattens a thick standard's edge and white line.
     """
     e = np.unique(
         np.concatenate(
@@ -626,15 +681,17 @@ def reference_spectra(
             ]
         )
     )
+    e_true = e + xanes.energy_offset_eV
+    holder = background_mg_cm2 * 1e-3 * mu_rho_cm2_g(
+        materials.material_from_formula("boron nitride", "BN", 2.1), e_true
+    ) + tape_m * mu_per_m(materials.kapton(), e_true)
     out = []
     for w in (1.0, 0.0):
-        mu = xanes.nmc532_mu_per_m(e, w)
+        od = xanes.nmc532_mu_per_m(e, w) * thickness_m + holder
+        if leakage:
+            od = -np.log((1.0 - leakage) * np.exp(-od) + leakage)
         out.append(
-            Spectrum(
-                e,
-                mu * thickness_m + noise * rng.standard_normal(e.size),
-                f"synthetic standard w={w:g}",
-            )
+            Spectrum(e, od + noise * rng.standard_normal(e.size), f"synthetic standard w={w:g}")
         )
     return out[0], out[1]
 
