@@ -854,6 +854,17 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
             f"{int(lost[lo:hi].sum())} detector rows not seen at every energy after "
             "registration: no lithiation there"
         )
+    if offsets is not None:  # rows the run-out moved off the detector at some angle
+        rows_idx = np.arange(n_r)
+        up = float(np.max(-offsets[..., 0], initial=0.0))
+        down = float(np.max(offsets[..., 0], initial=0.0))
+        off_detector = (rows_idx < up - 0.5) | (rows_idx > n_r - 1 - down + 0.5)
+        if off_detector[lo:hi].any():
+            notes.append(
+                f"{int(off_detector[lo:hi].sum())} detector rows were off the detector at some "
+                "angle (vertical run-out): no lithiation there"
+            )
+        lost = lost | off_detector
     lost_cols = rows_not_seen_at_all_energies(shifts, n_c, scales, axis=1)
     if lost_cols.any():
         notes.append(

@@ -129,6 +129,8 @@ class AcquisitionSpec:
     ``runout_px`` and ``jitter_px``: rms displacements of each projection on the detector, in
     both directions, from the rotation stage's run-out (smooth in the angle, the same at every
     energy) and from jitter (independent per projection); distinct from ``energy_drift_px``.
+    Where projections move vertically the twin builds the sample taller than the detector (the
+    electrode goes on above and below it), so material really enters and leaves the field.
 
     ``ring_strength``: rms of a fixed per-pixel gain error of the projections relative to the
     flats (a drifted scintillator or detector response; it makes ring artefacts), and

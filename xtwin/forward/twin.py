@@ -117,15 +117,37 @@ def to_reconstruction_grid(
     return coarse_ph, coarse_lab, w_c.astype(np.float32)
 
 
-def sample_grid(g: GridSpec) -> GridSpec:
+def sample_grid(g: GridSpec, z_margin_rows: int = 0) -> GridSpec:
     """The grid the sample is built on: the reconstruction grid, or for interior tomography
     (``field_of_view_fraction`` < 1) one wider by its inverse (same parity, so the detector's
-    columns sit centred on it)."""
-    if g.field_of_view_fraction >= 1.0:
-        return g
-    n = int(round(g.n_pixels / g.field_of_view_fraction))
-    n += (n - g.n_pixels) % 2
-    return dataclasses.replace(g, n_pixels=n)
+    columns sit centred on it), with ``z_margin_rows`` more rows above and below."""
+    n = g.n_pixels
+    if g.field_of_view_fraction < 1.0:
+        n = int(round(g.n_pixels / g.field_of_view_fraction))
+        n += (n - g.n_pixels) % 2
+    return dataclasses.replace(g, n_pixels=n, n_rows=g.n_rows + 2 * z_margin_rows)
+
+
+def _energy_drift(scenario: Scenario) -> np.ndarray:
+    """(n_energy, 2) drift (rows, cols) of the image between energies, in detector pixels."""
+    a = scenario.acquisition
+    drift_rng = np.random.default_rng(np.random.SeedSequence(scenario.seed).spawn(5)[4])
+    return a.energy_drift_px * drift_rng.standard_normal((len(a.energies_eV), 2))
+
+
+def z_margin(scenario: Scenario) -> int:
+    """Rows simulated beyond the detector's top and bottom: the largest vertical displacement
+    of any projection (run-out, jitter, drift between energies) brings them onto the detector,
+    and the sample goes on there (it is not the detector's edge rows repeated)."""
+    a = scenario.acquisition
+    if not (a.runout_px or a.jitter_px or a.energy_drift_px):
+        return 0
+    theta = np.linspace(0.0, 180.0, a.n_angles, endpoint=False)
+    ro = _runout(scenario, theta, len(a.energies_eV))
+    reach = float(np.abs(_energy_drift(scenario)[:, 0]).max())
+    if ro is not None:
+        reach += float(np.abs(ro[..., 0]).max())
+    return int(np.ceil(reach)) + 2
 
 
 def crop_to_field(a: np.ndarray, n: int) -> np.ndarray:
@@ -303,8 +325,7 @@ class _Acquisition:
         self.pore = ms.phases == PHASE_PORE
         self.cbd = ms.phases == PHASE_CBD
         self.active = ms.phases == PHASE_ACTIVE
-        drift_rng = np.random.default_rng(np.random.SeedSequence(scenario.seed).spawn(5)[4])
-        self.drift_px = a.energy_drift_px * drift_rng.standard_normal((len(self.energies), 2))
+        self.drift_px = _energy_drift(scenario)
         self.runout_px = _runout(scenario, self.theta, len(self.energies))
 
     def pixel_response(self) -> np.ndarray | float:
@@ -418,18 +439,21 @@ class _Acquisition:
             scale = 1.0 + a.magnification_per_eV * (self.energies[ie] - self.energies[0])
             if scale != 1.0:  # the zone plate magnifies the image about the optical axis
                 t_fine = _magnify(t_fine, scale)
-            c0 = (n - g.n_pixels * os_) // 2  # the detector sees the central columns
-            t_fine = t_fine[..., c0 : c0 + g.n_pixels * os_]
+            # the image moves on the detector (drift between energies, the stage's run-out and
+            # jitter per projection) before the pixels integrate it: shifted on the fine grid
+            dy0, dx0 = self.drift_px[ie]
+            if self.runout_px is not None:
+                for k, (dy, dx) in enumerate(self.runout_px[ie]):
+                    t_fine[k] = shift_image_stack(t_fine[k], (dy + dy0) * os_, (dx + dx0) * os_)
+            elif dy0 or dx0:
+                t_fine = shift_image_stack(t_fine, dy0 * os_, dx0 * os_)
+            # the detector sees the central rows and columns
+            c0 = (n - g.n_pixels * os_) // 2
+            z0 = (nz - g.n_rows * os_) // 2
+            t_fine = t_fine[:, z0 : z0 + g.n_rows * os_, c0 : c0 + g.n_pixels * os_]
             trans[ie] = t_fine.reshape(a.n_angles, g.n_rows, os_, g.n_pixels, os_).mean(axis=(2, 4))
             del t_fine
             tick("transmission", 1)
-        for ie, (dy, dx) in enumerate(self.drift_px):
-            if dy or dx:
-                trans[ie] = shift_image_stack(trans[ie], dy, dx)
-        if self.runout_px is not None:  # the stage wobbles: every projection moves a little
-            for ie in range(len(self.energies)):
-                for k, (dy, dx) in enumerate(self.runout_px[ie]):
-                    trans[ie, k] = shift_image_stack(trans[ie, k], dy, dx)
         if a.detector_blur_px > 0:  # energy by energy: one energy's temporaries at a time
             for ie in range(n_e):
                 trans[ie] = ndimage.gaussian_filter(
@@ -503,7 +527,14 @@ def simulate(
     ss = np.random.SeedSequence(scenario.seed)
     rng_ms, rng_acq, rng_ref, rng_li = (np.random.default_rng(s) for s in ss.spawn(4))
     g, e, a = scenario.grid, scenario.electrochemistry, scenario.acquisition
-    ms = generate(sample_grid(g), scenario.microstructure, rng_ms)
+    # rows beyond the detector where projections move vertically: the electrode goes on there
+    # (the rows above start shallower, so the detector's rows keep their depth)
+    zm = z_margin(scenario)
+    m_spec = dataclasses.replace(
+        scenario.microstructure,
+        depth_offset_m=scenario.microstructure.depth_offset_m - zm * g.pixel_size_m,
+    )
+    ms = generate(sample_grid(g, zm), m_spec, rng_ms)
     tick("microstructure", 1)
     duration = len(a.energies_eV) * a.n_angles * a.exposure_s
     # PyBaMM at each acquisition's start, middle and end (the middle is the truth's time)
@@ -596,12 +627,20 @@ def _truth(
     g = scenario.grid
     snap = echem.snapshots[k]
     slabs = slab_conservation(
-        w_fine, ms, table, echem, k, depth_offset_m=scenario.microstructure.depth_offset_m
+        w_fine,
+        ms,
+        table,
+        echem,
+        k,
+        depth_offset_m=scenario.microstructure.depth_offset_m - z_margin(scenario) * g.pixel_size_m,
     )
-    # the truth on the field of view (all of the sample unless it is wider than the detector)
+    # the truth on the field of view: the detector's rows and (interior tomography) columns
     n_fine = g.n_pixels * g.oversample
-    phases, labels = crop_to_field(ms.phases, n_fine), crop_to_field(ms.labels, n_fine)
-    w_fine = crop_to_field(w_fine, n_fine)
+    z0 = (ms.phases.shape[0] - g.n_rows * g.oversample) // 2
+    rows = slice(z0, z0 + g.n_rows * g.oversample)
+    phases = crop_to_field(ms.phases[rows], n_fine)
+    labels = crop_to_field(ms.labels[rows], n_fine)
+    w_fine = crop_to_field(w_fine[rows], n_fine)
     phases_c, labels_c, w_c = to_reconstruction_grid(phases, labels, w_fine, g.oversample)
     am = phases == PHASE_ACTIVE
     return TruthData(
