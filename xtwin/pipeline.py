@@ -942,9 +942,9 @@ def _runout_offsets(
         quick_look_conclusive,
         reprojection_residual_drop,
         shift_per_angle,
+        undo_column_shifts,
     )
     from xtwin.recon.center import center_from_sinograms
-    from xtwin.shifts import shift_rows
 
     h = source.header
     n_e, _, n_r, n_c = h.shape
@@ -1020,14 +1020,10 @@ def _runout_offsets(
             "per_energy": quick,
         }
     # the axis found on sinograms that still carry the run-out is off: once more, aligned
-    aligned = np.stack(
-        [shift_rows(sinos[ref][:, k, :], -dx_ref[k]) for k in range(h.shape[1])], axis=1
-    )
+    aligned = undo_column_shifts(sinos[ref], dx_ref)
     centre = float(np.median(center_from_sinograms(aligned, h.theta_deg)))
     dx_ref = horizontal_offsets_reprojection(sinos[ref], h.theta_deg, centre)
-    aligned = np.stack(
-        [shift_rows(sinos[ref][:, k, :], -dx_ref[k]) for k in range(h.shape[1])], axis=1
-    )
+    aligned = undo_column_shifts(sinos[ref], dx_ref)
     # other energies: each projection matched to the reference energy's at the same angle
     # (the sample is the same; an in-plane offset between energies would not be physical)
     for e in range(n_e):

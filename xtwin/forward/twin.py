@@ -150,10 +150,12 @@ def z_margin(scenario: Scenario) -> int:
     return int(np.ceil(reach)) + 2
 
 
-def crop_to_field(a: np.ndarray, n: int) -> np.ndarray:
-    """The central ``n`` x ``n`` of the last two axes (the detector's field of view)."""
-    c0 = (a.shape[-1] - n) // 2
-    return a[..., c0 : c0 + n, c0 : c0 + n]
+def central(a: np.ndarray, *sizes: int) -> np.ndarray:
+    """The central ``sizes`` of the last ``len(sizes)`` axes (what the detector sees of a
+    sample built taller or wider than it)."""
+    lead = (slice(None),) * (a.ndim - len(sizes))
+    starts = [(a.shape[a.ndim - len(sizes) + i] - n) // 2 for i, n in enumerate(sizes)]
+    return a[lead + tuple(slice(c, c + n) for c, n in zip(starts, sizes))]
 
 
 def _runout(scenario: Scenario, theta_deg: np.ndarray, n_energy: int) -> np.ndarray | None:
@@ -390,6 +392,7 @@ class _Acquisition:
         pre = coef.reshape(n_e * n_f, -1).astype(np.float32) * np.float32(ms.voxel_m)
         frac = self.elapsed_fraction()
         sinos = np.empty((mix.shape[2], a.n_angles, nz, n), dtype=np.float32)
+        vox = np.float32(ms.voxel_m)
         try:
             for z in range(nz):
                 act = self.active[z]
@@ -398,7 +401,6 @@ class _Acquisition:
                     [self.pore[z], self.cbd[z], act]
                     + [np.where(act, gk, 0.0) for gf in gv for gk in gf]
                 ).astype(np.float32)
-                vox = np.float32(ms.voxel_m)
                 imgs = np.tensordot(pre, imgs, axes=1) if combine else imgs * vox
                 sinos[:, :, z, :] = proj(imgs)
         finally:
@@ -415,8 +417,9 @@ class _Acquisition:
                     if mix[ie, f, k]:
                         sino += (mix[ie, f, k] * per_angle) * sinos[k]
             phase = None
+            lam = wavelength_m(self.energies[ie] + a.energy_offset_eV).item()
             if a.defocus_um:  # phase = -k sum_phase delta x (path length through the phase)
-                k_wave = 2 * np.pi / wavelength_m(self.energies[ie] + a.energy_offset_eV).item()
+                k_wave = 2 * np.pi / lam
                 phase = np.zeros_like(sino)
                 for b in range(3):
                     phase -= np.float32(k_wave * self.delta[b, ie]) * sinos[b]
@@ -428,13 +431,7 @@ class _Acquisition:
             if phase is None:
                 t_fine = np.exp(-sino, dtype=np.float64)
             else:
-                t_fine = fresnel_intensity(
-                    sino,
-                    phase,
-                    ms.voxel_m,
-                    a.defocus_um * 1e-6,
-                    wavelength_m(self.energies[ie] + a.energy_offset_eV).item(),
-                )
+                t_fine = fresnel_intensity(sino, phase, ms.voxel_m, a.defocus_um * 1e-6, lam)
             del sino, phase
             scale = 1.0 + a.magnification_per_eV * (self.energies[ie] - self.energies[0])
             if scale != 1.0:  # the zone plate magnifies the image about the optical axis
@@ -447,10 +444,7 @@ class _Acquisition:
                     t_fine[k] = shift_image_stack(t_fine[k], (dy + dy0) * os_, (dx + dx0) * os_)
             elif dy0 or dx0:
                 t_fine = shift_image_stack(t_fine, dy0 * os_, dx0 * os_)
-            # the detector sees the central rows and columns
-            c0 = (n - g.n_pixels * os_) // 2
-            z0 = (nz - g.n_rows * os_) // 2
-            t_fine = t_fine[:, z0 : z0 + g.n_rows * os_, c0 : c0 + g.n_pixels * os_]
+            t_fine = central(t_fine, g.n_rows * os_, g.n_pixels * os_)  # the detector's view
             trans[ie] = t_fine.reshape(a.n_angles, g.n_rows, os_, g.n_pixels, os_).mean(axis=(2, 4))
             del t_fine
             tick("transmission", 1)
@@ -495,13 +489,13 @@ class _Acquisition:
         tau = (np.arange(n_a) + 0.5) / n_a
         n_r, n_c = self.beam.shape[1:]
         yy, xx = np.mgrid[:n_r, :n_c]
+        pattern = 1.0 + np.cos(2 * np.pi * 1.3 * xx[None] / n_c + phase[:, None, None]) * np.cos(
+            2 * np.pi * 0.8 * yy[None] / max(n_r, 2)
+        )
         for e, k0, k1 in blocks:
             lam = self.beam[e][None] * trans[e, k0:k1] * response[e]
             if a.flat_drift:
-                pattern = 1.0 + np.cos(2 * np.pi * 1.3 * xx / n_c + phase[e]) * np.cos(
-                    2 * np.pi * 0.8 * yy / max(n_r, 2)
-                )
-                lam = lam * (1.0 + amp[e] * tau[k0:k1, None, None] * pattern[None])
+                lam = lam * (1.0 + amp[e] * tau[k0:k1, None, None] * pattern[e][None])
             acc[e, k0:k1] = rng.poisson(lam)
         out = np.empty(trans.shape, dtype=np.uint16)
         for e, k0, k1 in blocks:
@@ -592,6 +586,7 @@ def simulate(
                 acq.drift_px,
                 window_s=(t0, t1),
                 snapshot=k,
+                depth_offset_m=m_spec.depth_offset_m,
             )
         )
     a = scenario.acquisition
@@ -622,25 +617,17 @@ def _truth(
     drift_px: np.ndarray,
     window_s: tuple[float, float],
     snapshot: int,
+    depth_offset_m: float,
 ) -> TruthData:
-    """The truth of one acquisition: the field at PyBaMM time index ``k`` (its middle)."""
+    """The truth of one acquisition: the field at PyBaMM time index ``k`` (its middle), on
+    the detector's view of the sample (whose first fine row lies at ``depth_offset_m``)."""
     g = scenario.grid
     snap = echem.snapshots[k]
-    slabs = slab_conservation(
-        w_fine,
-        ms,
-        table,
-        echem,
-        k,
-        depth_offset_m=scenario.microstructure.depth_offset_m - z_margin(scenario) * g.pixel_size_m,
-    )
+    slabs = slab_conservation(w_fine, ms, table, echem, k, depth_offset_m=depth_offset_m)
     # the truth on the field of view: the detector's rows and (interior tomography) columns
-    n_fine = g.n_pixels * g.oversample
-    z0 = (ms.phases.shape[0] - g.n_rows * g.oversample) // 2
-    rows = slice(z0, z0 + g.n_rows * g.oversample)
-    phases = crop_to_field(ms.phases[rows], n_fine)
-    labels = crop_to_field(ms.labels[rows], n_fine)
-    w_fine = crop_to_field(w_fine[rows], n_fine)
+    view = (g.n_rows * g.oversample, g.n_pixels * g.oversample, g.n_pixels * g.oversample)
+    phases, labels = central(ms.phases, *view), central(ms.labels, *view)
+    w_fine = central(w_fine, *view)
     phases_c, labels_c, w_c = to_reconstruction_grid(phases, labels, w_fine, g.oversample)
     am = phases == PHASE_ACTIVE
     return TruthData(

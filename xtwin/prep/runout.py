@@ -153,6 +153,16 @@ def shift_per_angle(
     return out
 
 
+def undo_column_shifts(sinos: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """Sinograms ``(n_slice, n_angle, n_col)`` with each angle's horizontal offset ``dx[k]``
+    undone (Fourier shift along the columns, edge-padded), float32."""
+    from xtwin.shifts import shift_rows
+
+    return np.stack(
+        [shift_rows(sinos[:, k, :].astype(np.float32), -dx[k]) for k in range(dx.size)], axis=1
+    )
+
+
 def horizontal_offsets_reprojection(
     sinos: np.ndarray,
     theta_deg: np.ndarray,
@@ -192,7 +202,6 @@ def horizontal_offsets_reprojection(
        reprojection," Sci. Rep. 7, 11818 (2017).
     """
     from xtwin.recon.fourier import FourierFBP
-    from xtwin.shifts import shift_rows
 
     n_s, n_a, n_c = sinos.shape
     geom = FourierFBP(n_c, theta_deg, center_offset_px)
@@ -200,9 +209,7 @@ def horizontal_offsets_reprojection(
     th = np.radians(theta_deg)
     design = np.column_stack([np.cos(th), np.sin(th), np.ones_like(th)])
     for _ in range(n_iter):
-        aligned = np.stack(
-            [shift_rows(sinos[:, k, :].astype(np.float32), -dx[k]) for k in range(n_a)], axis=1
-        )
+        aligned = undo_column_shifts(sinos, dx)
         reproj = geom.project(geom.fbp(aligned))
         new = cc_shifts(sinos, reproj, max_px=max_px)
         coef, *_ = np.linalg.lstsq(design, new, rcond=None)
@@ -228,15 +235,12 @@ def reprojection_residual_drop(
     the offsets (fitting noise lowers it by about the number of angles over the number of
     values)."""
     from xtwin.recon.fourier import FourierFBP
-    from xtwin.shifts import shift_rows
 
     geom = FourierFBP(sinos.shape[2], theta_deg, center_offset_px)
     edge = min(8, sinos.shape[2] // 8)
 
     def residual(d: np.ndarray) -> float:
-        al = np.stack(
-            [shift_rows(sinos[:, k, :].astype(np.float32), -d[k]) for k in range(d.size)], axis=1
-        )
+        al = undo_column_shifts(sinos, d)
         r = geom.project(geom.fbp(al)) - al
         return float(np.sum(r[..., edge : r.shape[-1] - edge] ** 2))
 
