@@ -217,32 +217,24 @@ class ThreeStateChemistry:
         f4 = np.clip(n - 3.0, 0.0, 1.0)
         return np.stack([f2, 1.0 - f2 - f4, f4])
 
-    def state_shapes(self, energy_eV: np.ndarray, sigma_eV: np.ndarray) -> np.ndarray:
-        """(3, n_E) normalized shapes of the three states, broadened, with the measured-end
-        correction (linear in w, zero where no files are given)."""
-        return np.stack(
-            [
-                np.array(
-                    [m.normalized(e, bandwidth_sigma_eV=s) for e, s in zip(energy_eV, sigma_eV)]
-                )
-                for m in self.states
-            ]
-        )
-
-    def correction(self, energy_eV: np.ndarray, sigma_eV: np.ndarray) -> np.ndarray:
-        """(2, n_E): measured minus modelled end member at w = 1 and w = 0 (zeros without
-        measured files)."""
+    def basis(self, energy_eV: np.ndarray, sigma_eV: np.ndarray) -> np.ndarray:
+        """(5, n_E): the normalized shapes of the three states (broadened by ``sigma_eV``),
+        then the measured-end corrections at w = 1 and w = 0 (measured minus modelled end
+        member; zeros without measured files), which enter linearly in w."""
+        shapes = np.stack([_broadened(m, energy_eV, sigma_eV) for m in self.states])
         if self.end_members_from is None:
-            return np.zeros((2, np.size(energy_eV)))
-        shapes = self.state_shapes(energy_eV, sigma_eV)
-        out = []
-        for path, w in zip(self.end_members_from, (1.0, 0.0)):
-            meas = _tabulated(path)
-            m = np.array(
-                [meas.normalized(e, bandwidth_sigma_eV=s) for e, s in zip(energy_eV, sigma_eV)]
-            )
-            out.append(m - self.fractions(w) @ shapes)
-        return np.stack(out)
+            return np.concatenate([shapes, np.zeros((2, shapes.shape[1]))])
+        corr = [
+            _broadened(_tabulated(path), energy_eV, sigma_eV) - self.fractions(w) @ shapes
+            for path, w in zip(self.end_members_from, (1.0, 0.0))
+        ]
+        return np.concatenate([shapes, np.stack(corr)])
+
+
+def _broadened(member, energy_eV: np.ndarray, sigma_eV: np.ndarray) -> np.ndarray:
+    """A member's normalized absorbance at each energy with its own broadening sigma."""
+    vals = [member.normalized(e, bandwidth_sigma_eV=s) for e, s in zip(energy_eV, sigma_eV)]
+    return np.asarray(vals, dtype=float).reshape(np.shape(energy_eV))
 
 
 def measured_nmc622_files() -> tuple[str, str]:
@@ -289,19 +281,14 @@ class XanesModel:
     energy_offset_eV: float = 0.0
     chemistry: ThreeStateChemistry | None = None
 
-    def _state_basis(self, energy_eV: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-        """Shapes S_b(E) and their weights g_b(w) as functions: S(E, w) = sum_b g_b(w) S_b(E).
-        Returns the (n_b, n_E) shapes; :meth:`_weights` gives the g_b."""
+    def _state_basis(self, energy_eV: np.ndarray | float) -> np.ndarray:
+        """The (n_b, n_E) shapes S_b(E) with S(E, w) = sum_b g_b(w) S_b(E) (:meth:`_weights`
+        gives the g_b), broadened and offset."""
         e = _as_energy_eV(energy_eV) + self.energy_offset_eV
         sigma = e * self.bandwidth_rel / FWHM_PER_SIGMA
         if self.chemistry is None:
-            out = []
-            for member in (self.lithiated, self.delithiated):
-                vals = [member.normalized(ei, bandwidth_sigma_eV=si) for ei, si in zip(e, sigma)]
-                out.append(np.asarray(vals, dtype=float).reshape(e.shape))
-            return np.stack(out), e
-        ch = self.chemistry
-        return np.concatenate([ch.state_shapes(e, sigma), ch.correction(e, sigma)]), e
+            return np.stack([_broadened(m, e, sigma) for m in (self.lithiated, self.delithiated)])
+        return self.chemistry.basis(e, sigma)
 
     def _weights(self, lithiation: np.ndarray | float) -> np.ndarray:
         """g_b(w) of :meth:`_state_basis`, along the first axis."""
@@ -313,11 +300,12 @@ class XanesModel:
     def end_members(self, energy_eV: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
         """(S_lith, S_delith) at nominal energies, broadened and offset: the shapes at w = 1
         and w = 0."""
-        return self.shape(energy_eV, 1.0), self.shape(energy_eV, 0.0)
+        basis = self._state_basis(energy_eV)
+        return self._weights(1.0) @ basis, self._weights(0.0) @ basis
 
     def shape(self, energy_eV: np.ndarray | float, lithiation: np.ndarray | float) -> np.ndarray:
         """Normalized absorbance S(E, w), broadcast over energy (last axis) and w."""
-        basis, _ = self._state_basis(energy_eV)
+        basis = self._state_basis(energy_eV)
         g = self._weights(lithiation)
         return np.tensordot(np.moveaxis(g, 0, -1), basis, axes=1)
 
@@ -341,7 +329,7 @@ class XanesModel:
             s_l, s_d = self.end_members(e_nom)
             mu0 = _nmc_mu_per_m(e_true, 0.0, s_d)
             return mu0, (_nmc_mu_per_m(e_true, 1.0, s_l) - mu0)[None]
-        basis, _ = self._state_basis(e_nom)  # S2, S3, S4, corr(w=1), corr(w=0)
+        basis = self._state_basis(e_nom)  # S2, S3, S4, corr(w=1), corr(w=0)
         zero = np.zeros_like(e_true)
         mu_x0 = _nmc_mu_per_m(e_true, 0.0, zero)  # no Ni edge: the Li content's part
         mu_x1 = _nmc_mu_per_m(e_true, 1.0, zero)
@@ -388,14 +376,17 @@ def _nmc_mu_per_m(e_true: np.ndarray, w: float, shape: np.ndarray) -> np.ndarray
     return mu * 100.0
 
 
-def builtin_standards(bandwidth_rel: float = SI111_BANDWIDTH) -> tuple[Spectrum, Spectrum]:
-    """The built-in NMC532 end members (lithiated, delithiated) as raw standards would be
-    measured: broadened by the monochromator, on a 0.5 eV grid over 8150-8800 eV (far enough
-    above the edge for any post-edge normalization range)."""
+def builtin_standards(
+    bandwidth_rel: float = SI111_BANDWIDTH, chemistry: ThreeStateChemistry | None = None
+) -> tuple[Spectrum, Spectrum]:
+    """The built-in NMC532 end members (lithiated, delithiated) of ``chemistry`` (default: the
+    two parametric end members) as raw standards would be measured: broadened by the
+    monochromator, on a 0.5 eV grid over 8150-8800 eV (far enough above the edge for any
+    post-edge normalization range)."""
     from xtwin.physics.spectra import Spectrum
 
     grid = np.arange(8150.0, 8800.0, 0.5)
-    s_l, s_d = XanesModel(bandwidth_rel=bandwidth_rel).end_members(grid)
+    s_l, s_d = XanesModel(bandwidth_rel=bandwidth_rel, chemistry=chemistry).end_members(grid)
     return (
         Spectrum(grid, s_l, "built-in lithiated NMC532"),
         Spectrum(grid, s_d, "built-in delithiated NMC532"),

@@ -157,13 +157,8 @@ def _tables(
         shifts[dE] = XanesModel(
             bandwidth_rel=bandwidth_rel, energy_offset_eV=dE, chemistry=chem
         ).nmc532_mu_per_m(grid, w)
-    if references is None and chem is not None:  # standards of the same chemistry
-        from xtwin.physics.spectra import Spectrum
-
-        e_std = np.arange(8150.0, 8800.0, 0.5)
-        s_l, s_d = xanes.end_members(e_std)
-        references = (Spectrum(e_std, s_l, "three-state w=1"), Spectrum(e_std, s_d, "w=0"))
-    raw_l, raw_d = references or builtin_standards(bandwidth_rel)
+    # without references, standards of the sample's own chemistry
+    raw_l, raw_d = references or builtin_standards(bandwidth_rel, chem)
     s = [
         (np.interp(grid, ln.energy_eV, ln.flat), np.interp(grid, dn.energy_eV, dn.flat))
         for ln, dn in convention_references(raw_l, raw_d).values()
