@@ -31,10 +31,15 @@ CHILD = (
 )
 
 
-def measure(cmd: list[str]) -> tuple[int, float, int]:
+def measure(cmd: list[str], what: str) -> tuple[int, float]:
+    """Peak RSS (bytes) and wall seconds of ``cmd`` run in a child process; exits with the
+    tail of its stderr when it fails."""
     out = subprocess.run([sys.executable, "-c", CHILD, *cmd], capture_output=True, text=True)
     peak, wall, rc = out.stdout.split()[-3:]
-    return int(peak), float(wall), int(rc)
+    if int(rc):
+        print(out.stderr[-3000:])
+        raise SystemExit(f"{what} failed")
+    return int(peak), float(wall)
 
 
 def run(sizes: list[tuple[int, int, int]], limit: str) -> list[dict]:
@@ -43,7 +48,7 @@ def run(sizes: list[tuple[int, int, int]], limit: str) -> list[dict]:
         with tempfile.TemporaryDirectory() as d:
             scan, refs, _ = write_big_scan(d, n_c, n_r, n_a)
             out = Path(d) / "limap.h5"
-            peak, wall, rc = measure(
+            peak, wall = measure(
                 [
                     "xtwin",
                     "process",
@@ -56,10 +61,9 @@ def run(sizes: list[tuple[int, int, int]], limit: str) -> list[dict]:
                     str(out),
                     "--memory-limit",
                     limit,
-                ]
+                ],
+                f"xtwin process at {n_c}x{n_r}x{n_a}",
             )
-            if rc:
-                raise SystemExit(f"xtwin process failed at {n_c}x{n_r}x{n_a}")
             with h5py.File(out, "r") as f:
                 prov = {
                     k: json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v

@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,6 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+from memory import measure  # noqa: E402  (the child-process peak-memory measurement)
 
 
 class _RssSampler:
@@ -148,32 +149,24 @@ def main() -> None:
                 flush=True,
             )
         # the pipeline on the twin's scan, in a child process (its own peak memory)
-        cmd = [
-            sys.executable,
-            "-c",
-            "import resource, subprocess, sys, time; t = time.perf_counter(); "
-            "r = subprocess.run(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, "
-            "time.perf_counter() - t, r.returncode)",
-            sys.executable,
-            "-m",
-            "xtwin.cli",
-            "process",
-            str(paths["scan.h5"]),
-            "--lithiated",
-            str(paths["reference_lithiated.csv"]),
-            "--delithiated",
-            str(paths["reference_delithiated.csv"]),
-            "-o",
-            str(Path(tmp) / "limap.h5"),
-            "--memory-limit",
-            args.memory_limit,
-        ]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        peak, wall, rc = out.stdout.split()[-3:]
-        if int(rc) != 0:
-            print(out.stderr[-3000:])
-            raise SystemExit("xtwin process failed")
+        peak, wall = measure(
+            [
+                sys.executable,
+                "-m",
+                "xtwin.cli",
+                "process",
+                str(paths["scan.h5"]),
+                "--lithiated",
+                str(paths["reference_lithiated.csv"]),
+                "--delithiated",
+                str(paths["reference_delithiated.csv"]),
+                "-o",
+                str(Path(tmp) / "limap.h5"),
+                "--memory-limit",
+                args.memory_limit,
+            ],
+            "xtwin process",
+        )
         import h5py
 
         with h5py.File(Path(tmp) / "limap.h5") as f:
@@ -200,8 +193,8 @@ def main() -> None:
         "twin_over_astra_line": round(twin_proj_s / peers["astra_line_fine_grid_s"], 3),
         "twin_over_astra_strip": round(twin_proj_s / peers["astra_strip_fine_grid_s"], 3),
         "process": {
-            "wall_s": round(float(wall), 1),
-            "peak_GiB": round(int(peak) / 2**30, 3),
+            "wall_s": round(wall, 1),
+            "peak_GiB": round(peak / 2**30, 3),
             "memory_limit": args.memory_limit,
             "timing_s": timing,
         },
