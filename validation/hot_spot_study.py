@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -44,11 +43,10 @@ ABLATION = {
 
 
 def one(strength: float, seed: int, acquisition: dict | None = None) -> dict:
-    from xtwin.analysis.lithiation import analyze_map, compare_analyses
-    from xtwin.analysis.report import load_map
+    from analyze_campaign import twin_analysis
+
     from xtwin.forward.scenario import load_scenario
-    from xtwin.forward.twin import simulate_to
-    from xtwin.pipeline import ProcessOptions, process_file
+    from xtwin.pipeline import ProcessOptions
 
     sc = load_scenario(HERE.parent / "synthetic" / "hot_spots.toml").replace_seed(seed)
     sc = dataclasses.replace(
@@ -58,19 +56,7 @@ def one(strength: float, seed: int, acquisition: dict | None = None) -> dict:
             sc.acquisition, **(REALISTIC if acquisition is None else acquisition)
         ),
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = simulate_to(sc, tmp)
-        out = Path(tmp) / "limap.h5"
-        process_file(
-            [paths["scan.h5"]],
-            paths["reference_lithiated.csv"],
-            paths["reference_delithiated.csv"],
-            out,
-            options=ProcessOptions(workers=1),
-        )
-        rec = analyze_map(load_map(out)[0])
-        tru = analyze_map(load_map(paths["truth.h5"])[0], fdr=0.0)
-    res = compare_analyses(rec, tru)
+    res = twin_analysis(sc, ProcessOptions(workers=1))
     return {
         "strength": strength,
         "seed": seed,
