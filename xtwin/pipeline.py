@@ -1045,7 +1045,17 @@ def _runout_offsets(
         }
         best = max(drops, key=lambda k: drops[k])
         drop = drops[best]
-        offs[e][:, 1] = cands[best] * b
+        dx_e = cands[best]
+        if e != ref:
+            # projection matching leaves out what a displaced sample does (the rotation's
+            # first harmonic); between energies such a displacement is real (the stage's
+            # jitter, drift of the sample in the slice plane) and would misregister the
+            # energies' slices: it is fitted against the reference energy's aligned sinograms
+            # (the constant stays with the registration)
+            dx_e = dx_e + _first_harmonic(
+                cc_shifts(undo_column_shifts(sinos[e], dx_e), aligned), h.theta_deg
+            )
+        offs[e][:, 1] = dx_e * b
         info[e]["residual_drop"] = round(drop, 4)
         info[e]["matched_to"] = best
         if drop < MIN_RESIDUAL_DROP:  # not significant: matching noise, not run-out
@@ -1074,6 +1084,15 @@ def _runout_offsets(
         )
         return offsets, note
     return None, note
+
+
+def _first_harmonic(d: np.ndarray, theta_deg: np.ndarray) -> np.ndarray:
+    """The ``a cos(theta) + b sin(theta)`` part of per-angle shifts ``d`` (fitted together
+    with a constant, which is left out)."""
+    th = np.radians(theta_deg)
+    design = np.column_stack([np.ones_like(th), np.cos(th), np.sin(th)])
+    coef, *_ = np.linalg.lstsq(design, d, rcond=None)
+    return design[:, 1:] @ coef[1:]
 
 
 def _scales(

@@ -150,7 +150,37 @@ def shift_per_angle(
         out = np.ascontiguousarray(res[..., pad : pad + n], dtype=np.float32)
         if variance:
             np.maximum(out, 0.0, out=out)
+        fill_unseen_columns(out, dxs)
     return out
+
+
+def unseen_columns(n_col: int, dx: np.ndarray) -> np.ndarray:
+    """(n_angle, n_col) True where a column, once an angle's horizontal offset ``dx`` is
+    undone, lay outside the detector (it samples the input at ``x + dx``)."""
+    x = np.arange(n_col)[None, :] + np.asarray(dx, dtype=np.float64)[:, None]
+    return (x < -0.5) | (x > n_col - 0.5)
+
+
+def fill_unseen_columns(proj: np.ndarray, dx: np.ndarray) -> None:
+    """Fill in place the columns of ``proj`` ``(n_angle, rows, n_col)`` that lay outside the
+    detector at their angle (:func:`unseen_columns`) from the nearest angles that saw them
+    (linear along the angle, the sinogram's smooth direction).
+
+    A sample that touches the edge of the field leaves it at some angles under run-out; the
+    edge padding of the shift put the edge value there instead. Such an inconsistent sinogram
+    biases the whole slice, and differently at each energy (each has its own jitter): about
+    -0.01 of lithiation in the particles of a pillar filling 90 % of the field with 2 px of
+    run-out and 1 px of jitter, with the true offsets undone."""
+    unseen = unseen_columns(proj.shape[-1], dx)
+    if not unseen.any():
+        return
+    idx = np.arange(proj.shape[0])
+    for c in np.flatnonzero(unseen.any(axis=0)):
+        seen = ~unseen[:, c]
+        if not seen.any():
+            continue
+        for r in range(proj.shape[1]):
+            proj[~seen, r, c] = np.interp(idx[~seen], idx[seen], proj[seen, r, c])
 
 
 def undo_column_shifts(sinos: np.ndarray, dx: np.ndarray) -> np.ndarray:
@@ -168,12 +198,21 @@ def horizontal_offsets_reprojection(
     theta_deg: np.ndarray,
     center_offset_px: float = 0.0,
     *,
-    n_iter: int = 10,
+    n_iter: int = 100,
     max_px: float = 8.0,
+    tol_px: float = 0.002,
 ) -> np.ndarray:
     """Horizontal offset of each projection by projection matching: reconstruct a few slices
     with the current offsets, reproject, and move each projection to best match its
-    reprojection (normalized cross-correlation over the slices), a few times over [1]_.
+    reprojection (normalized cross-correlation over the slices), until the offsets change by
+    less than ``tol_px`` [1]_.
+
+    The reconstruction from misaligned projections carries their misalignment, so each round
+    recovers part of what is left (a fixed-point iteration); the update is over-relaxed by
+    :data:`RELAXATION`, which halves the number of rounds (twin with 2 px of run-out and 1 px
+    of jitter on 64 columns: 24 rounds instead of 37 to 0.04 px rms). Convergence is slow
+    (each round leaves a large fraction of what is left), so the tolerance is tight: 0.01 px
+    stopped 3 % short of the offsets, 0.002 px leaves 1 %.
 
     Works where the horizontal centre of mass cannot: samples wider than the field of view or
     touching its edge.
@@ -185,8 +224,11 @@ def horizontal_offsets_reprojection(
     theta_deg : ndarray
     center_offset_px : float
     n_iter : int
+        Most rounds.
     max_px : float
         Largest offset searched.
+    tol_px : float
+        Stop when no offset changes by more than this in a round.
 
     Returns
     -------
@@ -214,11 +256,15 @@ def horizontal_offsets_reprojection(
         new = cc_shifts(sinos, reproj, max_px=max_px)
         coef, *_ = np.linalg.lstsq(design, new, rcond=None)
         new -= design @ coef  # a sinusoid is a shifted sample, not run-out
-        if np.max(np.abs(new - dx)) < 0.01:
-            dx = new
+        change = float(np.max(np.abs(new - dx)))
+        dx = dx + RELAXATION * (new - dx)
+        if change < tol_px:
             break
-        dx = new
     return dx
+
+
+#: Over-relaxation of the projection-matching update (2 diverges on the twin).
+RELAXATION = 1.5
 
 
 #: Horizontal offsets from projection matching are kept when undoing them lowers the
@@ -287,14 +333,20 @@ def refine_shifts(
     mp = np.pad(moving.astype(np.float64), [(0, 0), (0, 0), (pad, total - n_c - pad)], mode="edge")
     spec = fft.rfft(mp, axis=2)
     freq = np.fft.rfftfreq(total)
-    fx = fixed.astype(np.float64)
     d = np.asarray(d0, dtype=np.float64).copy()
+    # compared only where the moved images hold data at every angle: a sample that touches
+    # the edge of the field leaves it at some angles, and the edge padding is not the sample
+    # (matching the padding pulled the offsets 7 % short and left 0.2 px rms of error)
+    m = min(int(np.ceil(np.abs(d).max(initial=0.0))) + 2, n_c // 4)
+    inner = slice(m, n_c - m)
+    fx = fixed.astype(np.float64)[..., inner]
     for _ in range(n_iter):
         ramp = np.exp(2j * np.pi * freq[None, :] * d[:, None])  # moves back by d
         sh = spec * ramp[None]
-        sv = fft.irfft(sh, total, axis=2)[..., pad : pad + n_c]
+        sv = fft.irfft(sh, total, axis=2)[..., pad : pad + n_c][..., inner]
         # S(x) = moving(x + d): d S / d d is the spatial derivative of S
-        gv = fft.irfft(sh * (2j * np.pi * freq)[None, None, :], total, axis=2)[..., pad : pad + n_c]
+        gv = fft.irfft(sh * (2j * np.pi * freq)[None, None, :], total, axis=2)
+        gv = gv[..., pad : pad + n_c][..., inner]
         # best contrast and offset per angle (least squares over slices and columns)
         sm, fm = sv.mean(axis=(0, 2), keepdims=True), fx.mean(axis=(0, 2), keepdims=True)
         s0, f0 = sv - sm, fx - fm
