@@ -1,9 +1,12 @@
-"""Figures of docs/realism.md: the Ni chemistry's model bias and the Fresnel fringes.
+"""Figures of docs/realism.md: the Ni chemistry's model bias, the Fresnel fringes, and what
+each of the other effects does to the twin's scan.
 
     python docs/scripts/realism_figures.py [--out docs/figures]
 
-Both are computed from the physics alone (no noise, no reconstruction), so they show the
-effect itself; the validation campaigns (validation/realism.toml, validation/phase_contrast.toml,
+The first two are computed from the physics alone (no noise, no reconstruction); the effects
+figure compares the twin's scan (default scenario, seed 7, 6e4 photons per pixel) with each
+effect on and off, at the sizes of docs/realism.md. They show the effect itself; the
+validation campaigns (validation/realism.toml, validation/phase_contrast.toml,
 validation/error_budget.toml) show what it does through the whole pipeline.
 """
 
@@ -97,6 +100,115 @@ def fresnel_fringes(out: Path) -> None:
     save_png(fig, out / "phase_fringes.png", dpi=110)
 
 
+#: (title, acquisition overrides, what is shown): the effects at the sizes of docs/realism.md.
+EFFECTS = (
+    ("zone-plate magnification 1 % (edge to post-edge)", {"magnification_per_eV": 1.89e-4}, "proj"),
+    ("stage run-out 2 px + jitter 1 px", {"runout_px": 2.0, "jitter_px": 1.0}, "sino"),
+    (
+        "gain rings 1 % + dead pixels 0.2 %",
+        {"ring_strength": 0.01, "dead_pixel_fraction": 0.002},
+        "sino",
+    ),
+    ("flats drifting 2 % over each energy's scan", {"flat_drift": 0.02}, "late"),
+    (
+        "operando cell: 50 um Kapton + 20 um electrolyte",
+        {"window_kapton_um": 50.0, "electrolyte_layer_um": 20.0},
+        "profile",
+    ),
+    ("sample wider than the field (70 %)", None, "wide"),
+)
+
+
+def _absorbance(scan, energy: int) -> np.ndarray:
+    """-ln((I - dark) / (flat - dark)) of every projection at one energy (mean flats)."""
+    d = scan.darks.mean(axis=0) if scan.darks is not None else 0.0
+    f = scan.flats[energy].mean(axis=0) - d
+    i = scan.data[energy].astype(np.float64) - d
+    return -np.log(np.clip(i, 1.0, None) / np.clip(f, 1.0, None))
+
+
+def effects(out: Path) -> None:
+    """One row per effect: the twin's absorbance (a projection, a sinogram or a row profile)
+    with the effect on, and on minus off, at the post-edge energy (8400 eV)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from xtwin.forward.scenario import load_scenario
+    from xtwin.forward.twin import simulate
+    from xtwin.plotting import save_png
+
+    base = load_scenario(ROOT / "synthetic" / "default.toml")
+    base = dataclasses.replace(
+        base, acquisition=dataclasses.replace(base.acquisition, photons_per_pixel=6e4)
+    )
+    off = _absorbance(simulate(base).scan, 2)
+    row = off.shape[1] // 2
+    fig, axes = plt.subplots(len(EFFECTS), 2, figsize=(9.0, 3.0 * len(EFFECTS)))
+    for (title, acq, kind), (ax_on, ax_d) in zip(EFFECTS, axes):
+        if acq is None:
+            sc = dataclasses.replace(
+                base, grid=dataclasses.replace(base.grid, field_of_view_fraction=0.7)
+            )
+        else:
+            sc = dataclasses.replace(base, acquisition=dataclasses.replace(base.acquisition, **acq))
+        on = _absorbance(simulate(sc).scan, 2)
+        if kind == "wide":  # another sample: its projection, and the profiles of both
+            im = ax_on.imshow(on[0], cmap="gray", aspect="auto", interpolation="nearest")
+            ax_on.set_xlabel("detector column (px)")
+            ax_on.set_ylabel("detector row (px)")
+            fig.colorbar(im, ax=ax_on, label="absorbance")
+            ax_on.set_title(f"{title}\nprojection at angle 0, effect on", fontsize=9)
+            x = np.arange(on.shape[2])
+            ax_d.plot(x, off[0, row], "k-", label="sample inside the field")
+            ax_d.plot(x, on[0, row], "C3-", label="sample 1 / 0.7 times wider")
+            ax_d.set_xlabel("detector column (px)")
+            ax_d.set_ylabel("absorbance")
+            ax_d.legend(fontsize=8)
+            ax_d.set_title(f"row {row}: material at the edges of the field", fontsize=9)
+            continue
+        if kind == "profile":
+            x = np.arange(on.shape[2])
+            ax_on.plot(x, off[0, row], "k-", label="off")
+            ax_on.plot(x, on[0, row], "C3-", label="on")
+            ax_on.set_xlabel("detector column (px)")
+            ax_on.set_ylabel("absorbance")
+            ax_on.legend(fontsize=8)
+            ax_d.plot(x, on[0, row] - off[0, row], "C3-")
+            ax_d.set_xlabel("detector column (px)")
+            ax_d.set_ylabel("absorbance, on minus off")
+            ax_on.set_title(f"{title}\nrow {row}, angle 0", fontsize=9)
+            ax_d.set_title("on minus off", fontsize=9)
+            continue
+        if kind == "sino":
+            img_on, img_d = on[:, row, :], on[:, row, :] - off[:, row, :]
+            ylabel, where = "projection (angle index)", f"sinogram of row {row}"
+        elif kind == "late":  # the drift grows with time: the last 10 projections' mean
+            img_on = on[-10:].mean(axis=0)
+            img_d = img_on - off[-10:].mean(axis=0)
+            ylabel, where = "detector row (px)", "mean of the last 10 projections"
+        else:
+            img_on, img_d = on[0], on[0] - off[0]
+            ylabel, where = "detector row (px)", "projection at angle 0"
+        for ax, img, label, cmap in (
+            (ax_on, img_on, "absorbance", "gray"),
+            (ax_d, img_d, "absorbance, on minus off", "RdBu_r"),
+        ):
+            lim = float(np.percentile(np.abs(img), 99.5)) or 1.0
+            kw = {"vmin": -lim, "vmax": lim} if cmap == "RdBu_r" else {}
+            im = ax.imshow(img, cmap=cmap, aspect="auto", interpolation="nearest", **kw)
+            ax.set_xlabel("detector column (px)")
+            ax.set_ylabel(ylabel)
+            fig.colorbar(im, ax=ax, label=label)
+        ax_on.set_title(f"{title}\n{where}, effect on", fontsize=9)
+        ax_d.set_title("on minus off", fontsize=9)
+    fig.suptitle("The twin's realism effects at 8400 eV (default scenario, seed 7)", y=0.995)
+    fig.tight_layout()
+    save_png(fig, out / "effects.png", dpi=90)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "docs" / "figures"))
@@ -106,6 +218,7 @@ def main() -> None:
     for k, v in chemistry_bias(out).items():
         print(f"{k}: max |bias| {v:.4f}")
     fresnel_fringes(out)
+    effects(out)
     print(f"wrote {out}")
 
 
