@@ -79,6 +79,12 @@ def independent_files(tmp_path_factory):
             f["/measurement/instrument/detector/pixel_size"] = PIXEL_UM
             f["/measurement/instrument/detector/pixel_size"].attrs["units"] = "um"
         paths.append(p)
+    return d, paths, write_references(d)
+
+
+def write_references(d) -> dict:
+    """The two end members' spectra as a standard pellet gives them (3x the attenuation per um
+    plus a background), in keV with a comment and a header line."""
     e = np.concatenate(
         [np.arange(8200, 8330, 5.0), np.arange(8330, 8380, 0.5), np.arange(8380, 8900, 5.0)]
     )
@@ -89,7 +95,7 @@ def independent_files(tmp_path_factory):
             f"{a / 1000:.6f}  {b:.6f}" for a, b in zip(e, 3 * mu_nmc_per_um(e, w) + 0.1)
         )
         refs[name].write_text("# standard pellet\nEnergy(keV)  Absorbance\n" + rows + "\n")
-    return d, paths, refs
+    return refs
 
 
 def test_process_recovers_uniform_spheres(independent_files):
