@@ -1020,9 +1020,21 @@ def _runout_offsets(
             "per_energy": quick,
         }
     # the axis found on sinograms that still carry the run-out is off: once more, aligned
-    aligned = undo_column_shifts(sinos[ref], dx_ref)
-    centre = float(np.median(center_from_sinograms(aligned, h.theta_deg)))
-    dx_ref = horizontal_offsets_reprojection(sinos[ref], h.theta_deg, centre)
+    # projection matching converges slowly from zero (the slices it reprojects carry the
+    # run-out); where the sample stays in the field the centre of mass already has the
+    # offsets but for their noise, and matching starts from it (an analytic phantom, 512
+    # columns x 721 angles: 9 rounds instead of 50, 60 s instead of about 170 s)
+    com = [o[:, 1] / b if i["mass_rel_std"] < 0.01 else None for o, i in zip(offs, info)]
+    com_ref = com[ref]
+    if com_ref is not None:
+        dx_ref = com_ref
+    # the run-out's mean over the angles is an offset of the axis, which projection matching
+    # leaves to the axis search: twice, each time on sinograms aligned with the offsets found
+    # on the previous axis (an analytic phantom with a 1 px mean: 0.040 -> 0.022 px rms)
+    for _ in range(2):
+        aligned = undo_column_shifts(sinos[ref], dx_ref)
+        centre = float(np.median(center_from_sinograms(aligned, h.theta_deg)))
+        dx_ref = horizontal_offsets_reprojection(sinos[ref], h.theta_deg, centre, dx0=dx_ref)
     aligned = undo_column_shifts(sinos[ref], dx_ref)
     # other energies: each projection matched to the reference energy's at the same angle
     # (the sample is the same; an in-plane offset between energies would not be physical)
@@ -1037,7 +1049,9 @@ def _runout_offsets(
             # constant (the drift between energies) comes along; the registration finds ~0.
             cands = {
                 "reference energy": cc_shifts(sinos[e], aligned),
-                "reprojection": horizontal_offsets_reprojection(sinos[e], h.theta_deg, centre),
+                "reprojection": horizontal_offsets_reprojection(
+                    sinos[e], h.theta_deg, centre, dx0=com[e]
+                ),
             }
         drops = {
             k: reprojection_residual_drop(sinos[e], h.theta_deg, centre, v)

@@ -201,6 +201,7 @@ def horizontal_offsets_reprojection(
     n_iter: int = 100,
     max_px: float = 8.0,
     tol_px: float = 0.002,
+    dx0: np.ndarray | None = None,
 ) -> np.ndarray:
     """Horizontal offset of each projection by projection matching: reconstruct a few slices
     with the current offsets, reproject, and move each projection to best match its
@@ -229,6 +230,8 @@ def horizontal_offsets_reprojection(
         Largest offset searched.
     tol_px : float
         Stop when no offset changes by more than this in a round.
+    dx0 : ndarray, optional
+        Offsets to start from (default: none).
 
     Returns
     -------
@@ -247,7 +250,7 @@ def horizontal_offsets_reprojection(
 
     n_s, n_a, n_c = sinos.shape
     geom = FourierFBP(n_c, theta_deg, center_offset_px)
-    dx = np.zeros(n_a)
+    dx = np.zeros(n_a) if dx0 is None else np.asarray(dx0, dtype=np.float64).copy()
     th = np.radians(theta_deg)
     design = np.column_stack([np.cos(th), np.sin(th), np.ones_like(th)])
     for _ in range(n_iter):
