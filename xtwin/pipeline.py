@@ -985,19 +985,23 @@ def _runout_offsets(
     rows = np.unique(np.linspace(2, max(n_r - 3, 2), min(RUNOUT_MATCH_ROWS, n_r)).astype(int))
     sinos = []
     for e in range(n_e):
-        halo = int(np.ceil(np.abs(offs[e][:, 0]).max())) + LANCZOS_A + 1
-        s = np.stack(
-            [
-                shift_per_angle(
-                    readers[e](r - halo, r + halo + 1)[0],
-                    r - halo,
-                    r,
-                    r + 1,
-                    np.c_[offs[e][:, 0], 0 * offs[e][:, 0]],
-                )[:, 0]
-                for r in rows
-            ]
-        )
+        dz = offs[e][:, 0]
+        if np.any(dz):
+            halo = int(np.ceil(np.abs(dz).max())) + LANCZOS_A + 1
+            s = np.stack(
+                [
+                    shift_per_angle(
+                        readers[e](r - halo, r + halo + 1)[0],
+                        r - halo,
+                        r,
+                        r + 1,
+                        np.c_[dz, 0 * dz],
+                    )[:, 0]
+                    for r in rows
+                ]
+            )
+        else:  # no vertical offsets: the rows as they are
+            s = np.stack([readers[e](r, r + 1)[0][:, 0] for r in rows])
         sinos.append(s[..., : nb * b].reshape(s.shape[0], s.shape[1], nb, b).mean(axis=-1))
     # horizontal, reference energy: projection matching, alternating with the axis search (the
     # axis found on sinograms that still carry the run-out is off)
