@@ -941,6 +941,7 @@ def _runout_offsets(
         horizontal_offsets_reprojection,
         quick_look_conclusive,
         reprojection_residual_drop,
+        rotation_terms,
         shift_per_angle,
         undo_column_shifts,
     )
@@ -1070,8 +1071,11 @@ def _runout_offsets(
             # jitter, drift of the sample in the slice plane) and would misregister the
             # energies' slices: it is fitted against the reference energy's aligned sinograms
             # (the constant stays with the registration)
-            dx_e = dx_e + _first_harmonic(
-                cc_shifts(undo_column_shifts(sinos[e], dx_e), aligned), h.theta_deg
+            dx_e = (
+                dx_e
+                + rotation_terms(
+                    cc_shifts(undo_column_shifts(sinos[e], dx_e), aligned), h.theta_deg
+                )[1]
             )
         offs[e][:, 1] = dx_e * b
         info[e]["residual_drop"] = round(drop, 4)
@@ -1102,15 +1106,6 @@ def _runout_offsets(
         )
         return offsets, note
     return None, note
-
-
-def _first_harmonic(d: np.ndarray, theta_deg: np.ndarray) -> np.ndarray:
-    """The ``a cos(theta) + b sin(theta)`` part of per-angle shifts ``d`` (fitted together
-    with a constant, which is left out)."""
-    th = np.radians(theta_deg)
-    design = np.column_stack([np.ones_like(th), np.cos(th), np.sin(th)])
-    coef, *_ = np.linalg.lstsq(design, d, rcond=None)
-    return design[:, 1:] @ coef[1:]
 
 
 def _scales(

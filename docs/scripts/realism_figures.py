@@ -127,6 +127,32 @@ def _absorbance(scan, energy: int) -> np.ndarray:
     return -np.log(np.clip(i, 1.0, None) / np.clip(f, 1.0, None))
 
 
+def _image(fig, ax, img: np.ndarray, ylabel: str, title: str, difference: bool = False) -> None:
+    """An absorbance image (grey) or a difference (diverging, symmetric) with its colour bar."""
+    if difference:
+        lim = float(np.percentile(np.abs(img), 99.5)) or 1.0
+        im = ax.imshow(
+            img, cmap="RdBu_r", aspect="auto", interpolation="nearest", vmin=-lim, vmax=lim
+        )
+    else:
+        im = ax.imshow(img, cmap="gray", aspect="auto", interpolation="nearest")
+    ax.set_xlabel("detector column (px)")
+    ax.set_ylabel(ylabel)
+    fig.colorbar(im, ax=ax, label="absorbance, on minus off" if difference else "absorbance")
+    ax.set_title(title, fontsize=9)
+
+
+def _profile(ax, curves: list, ylabel: str, title: str) -> None:
+    """Row profiles ``(values, style, label or None)`` along the detector columns."""
+    for y, style, label in curves:
+        ax.plot(np.arange(y.size), y, style, label=label)
+    ax.set_xlabel("detector column (px)")
+    ax.set_ylabel(ylabel)
+    if any(label for *_, label in curves):
+        ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+
+
 def effects(out: Path) -> None:
     """One row per effect: the twin's absorbance (a projection, a sinogram or a row profile)
     with the effect on, and on minus off, at the post-edge energy (8400 eV)."""
@@ -155,31 +181,32 @@ def effects(out: Path) -> None:
             sc = dataclasses.replace(base, acquisition=dataclasses.replace(base.acquisition, **acq))
         on = _absorbance(simulate(sc).scan, 2)
         if kind == "wide":  # another sample: its projection, and the profiles of both
-            im = ax_on.imshow(on[0], cmap="gray", aspect="auto", interpolation="nearest")
-            ax_on.set_xlabel("detector column (px)")
-            ax_on.set_ylabel("detector row (px)")
-            fig.colorbar(im, ax=ax_on, label="absorbance")
-            ax_on.set_title(f"{title}\nprojection at angle 0, effect on", fontsize=9)
-            x = np.arange(on.shape[2])
-            ax_d.plot(x, off[0, row], "k-", label="sample inside the field")
-            ax_d.plot(x, on[0, row], "C3-", label="sample 1 / 0.7 times wider")
-            ax_d.set_xlabel("detector column (px)")
-            ax_d.set_ylabel("absorbance")
-            ax_d.legend(fontsize=8)
-            ax_d.set_title(f"row {row}: material at the edges of the field", fontsize=9)
+            _image(
+                fig, ax_on, on[0], "detector row (px)", f"{title}\nprojection at angle 0, effect on"
+            )
+            _profile(
+                ax_d,
+                [
+                    (off[0, row], "k-", "sample inside the field"),
+                    (on[0, row], "C3-", "sample 1 / 0.7 times wider"),
+                ],
+                "absorbance",
+                f"row {row}: material at the edges of the field",
+            )
             continue
         if kind == "profile":
-            x = np.arange(on.shape[2])
-            ax_on.plot(x, off[0, row], "k-", label="off")
-            ax_on.plot(x, on[0, row], "C3-", label="on")
-            ax_on.set_xlabel("detector column (px)")
-            ax_on.set_ylabel("absorbance")
-            ax_on.legend(fontsize=8)
-            ax_d.plot(x, on[0, row] - off[0, row], "C3-")
-            ax_d.set_xlabel("detector column (px)")
-            ax_d.set_ylabel("absorbance, on minus off")
-            ax_on.set_title(f"{title}\nrow {row}, angle 0", fontsize=9)
-            ax_d.set_title("on minus off", fontsize=9)
+            _profile(
+                ax_on,
+                [(off[0, row], "k-", "off"), (on[0, row], "C3-", "on")],
+                "absorbance",
+                f"{title}\nrow {row}, angle 0",
+            )
+            _profile(
+                ax_d,
+                [(on[0, row] - off[0, row], "C3-", None)],
+                "absorbance, on minus off",
+                "on minus off",
+            )
             continue
         if kind == "sino":
             img_on, img_d = on[:, row, :], on[:, row, :] - off[:, row, :]
@@ -191,18 +218,8 @@ def effects(out: Path) -> None:
         else:
             img_on, img_d = on[0], on[0] - off[0]
             ylabel, where = "detector row (px)", "projection at angle 0"
-        for ax, img, label, cmap in (
-            (ax_on, img_on, "absorbance", "gray"),
-            (ax_d, img_d, "absorbance, on minus off", "RdBu_r"),
-        ):
-            lim = float(np.percentile(np.abs(img), 99.5)) or 1.0
-            kw = {"vmin": -lim, "vmax": lim} if cmap == "RdBu_r" else {}
-            im = ax.imshow(img, cmap=cmap, aspect="auto", interpolation="nearest", **kw)
-            ax.set_xlabel("detector column (px)")
-            ax.set_ylabel(ylabel)
-            fig.colorbar(im, ax=ax, label=label)
-        ax_on.set_title(f"{title}\n{where}, effect on", fontsize=9)
-        ax_d.set_title("on minus off", fontsize=9)
+        _image(fig, ax_on, img_on, ylabel, f"{title}\n{where}, effect on")
+        _image(fig, ax_d, img_d, ylabel, "on minus off", difference=True)
     fig.suptitle("The twin's realism effects at 8400 eV (default scenario, seed 7)", y=0.995)
     fig.tight_layout()
     save_png(fig, out / "effects.png", dpi=90)

@@ -37,6 +37,16 @@ import numpy as np
 MIN_RUNOUT_RMS_PX = 0.2
 
 
+def rotation_terms(d: np.ndarray, theta_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What a displaced sample (or axis) gives of per-angle detector offsets ``d``: the
+    constant and the ``a cos(theta) + b sin(theta)`` part, fitted together by least squares;
+    ``(constant, harmonic)``, each ``(n_angle,)``."""
+    th = np.radians(theta_deg)
+    design = np.column_stack([np.ones_like(th), np.cos(th), np.sin(th)])
+    coef, *_ = np.linalg.lstsq(design, d, rcond=None)
+    return design[:, :1] @ coef[:1], design[:, 1:] @ coef[1:]
+
+
 def offsets_from_sums(
     vertical_profiles: np.ndarray, com_x: np.ndarray, theta_deg: np.ndarray
 ) -> tuple[np.ndarray, dict]:
@@ -59,10 +69,8 @@ def offsets_from_sums(
     structured = structured and np.sqrt(np.mean(grad**2)) > noise
     if not structured or np.sqrt(np.mean(dz**2)) < 3 * sigma_dz:
         dz = np.zeros_like(dz)  # no vertical structure to pin a shift, or not significant
-    th = np.radians(theta_deg)
-    design = np.column_stack([np.cos(th), np.sin(th), np.ones_like(th)])
-    coef, *_ = np.linalg.lstsq(design, com_x, rcond=None)
-    dx = com_x - design @ coef
+    constant, harmonic = rotation_terms(com_x, theta_deg)
+    dx = com_x - constant - harmonic
     off = np.column_stack([dz, dx])
     return off, {
         "sigma_rows_px": sigma_dz,
@@ -251,14 +259,12 @@ def horizontal_offsets_reprojection(
     n_s, n_a, n_c = sinos.shape
     geom = FourierFBP(n_c, theta_deg, center_offset_px)
     dx = np.zeros(n_a) if dx0 is None else np.asarray(dx0, dtype=np.float64).copy()
-    th = np.radians(theta_deg)
-    design = np.column_stack([np.cos(th), np.sin(th), np.ones_like(th)])
     for _ in range(n_iter):
         aligned = undo_column_shifts(sinos, dx)
         reproj = geom.project(geom.fbp(aligned))
         new = cc_shifts(sinos, reproj, max_px=max_px)
-        coef, *_ = np.linalg.lstsq(design, new, rcond=None)
-        new -= design @ coef  # a sinusoid is a shifted sample, not run-out
+        constant, harmonic = rotation_terms(new, theta_deg)
+        new -= constant + harmonic  # a sinusoid is a shifted sample, not run-out
         change = float(np.max(np.abs(new - dx)))
         dx = dx + RELAXATION * (new - dx)
         if change < tol_px:
