@@ -32,10 +32,18 @@ from xtwin import __version__
 from xtwin._files import apply_umask, sha256_of
 from xtwin._provenance import package_versions
 from xtwin._signals import check_interrupted
+from xtwin._threads import thread_map
 from xtwin.errors import XtwinInputError
 from xtwin.io.limap import LiMap
 from xtwin.io.source import ScanSource, open_scan, source_from_scan
-from xtwin.memory import READ_THREADS, MemoryPlan, even_blocks, plan_memory
+from xtwin.memory import (
+    READ_THREADS,
+    MemoryPlan,
+    even_blocks,
+    plan_memory,
+    release_freed_memory,
+    share_one_arena,
+)
 from xtwin.physics.spectra import NormalizedSpectrum, normalize, read_spectrum
 from xtwin.prep.normalize import exposure_ratios, normalize_block
 from xtwin.prep.register import (
@@ -256,6 +264,35 @@ class BlockResult:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+class Scratch:
+    """Block-sized arrays kept from one block to the next.
+
+    A fresh array of hundreds of MB costs its page faults (on virtual machines about a second
+    per GB of system time, more than the arithmetic done in it), so the pipeline's large
+    per-block arrays are taken from here. An array handed out under a name is overwritten by
+    the next call that asks for that name: its user must be done with it by then (the
+    pipeline gives its blocks' results two scratches in turn, and waits for the writer of
+    the block before last).
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        """A C-contiguous array of ``shape`` (uninitialized) under ``name``."""
+        n = int(np.prod(shape))
+        dt = np.dtype(dtype)
+        buf = self._bufs.get(name)
+        if buf is None or buf.dtype != dt or buf.size < n:
+            self._bufs.pop(name, None)
+            buf = self._bufs[name] = np.empty(n, dt)
+        return buf[:n].reshape(shape)
+
+
+def _array(scratch: Scratch | None, name: str, shape: tuple[int, ...], dtype=np.float32):
+    return np.empty(shape, dtype) if scratch is None else scratch.get(name, shape, dtype)
+
+
 def normalized_rows(
     source: ScanSource,
     energy: int,
@@ -265,10 +302,12 @@ def normalized_rows(
     *,
     angles: np.ndarray | None = None,
     dark: np.ndarray | None = None,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``-ln(I/I0)`` and its variance of detector rows ``[lo, hi)`` of one energy (all angles
     or ``angles``), read from ``source`` (:func:`xtwin.prep.normalize.normalize_block`).
-    ``dark`` is the mean dark of those rows when the caller has it already."""
+    ``dark`` is the mean dark of those rows when the caller has it already; ``out`` two
+    float32 arrays to write into (used when the scan has flats)."""
     h = source.header
     return normalize_block(
         source.projections(energy, lo, hi, angles),
@@ -276,14 +315,21 @@ def normalized_rows(
         source.dark_mean(lo, hi) if dark is None else dark,
         counts_per_photon=h.counts_per_photon,
         exposure_ratio=exposure_ratio,
+        out=out,
     )
 
 
 def read_block(
-    ctx: BlockContext, lo: int, hi: int, *, variance: bool = True
+    ctx: BlockContext,
+    lo: int,
+    hi: int,
+    *,
+    variance: bool = True,
+    scratch: Scratch | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Absorbance and its variance of detector rows ``[lo, hi)``, every energy, registered:
-    (n_energy, n_angle, rows, n_col) float32 each, and the number of clamped values."""
+    (n_energy, n_angle, rows, n_col) float32 each, and the number of clamped values (in
+    ``scratch``'s arrays when given)."""
     src = ctx.source
     n_e, n_a, _, n_c = src.header.shape
     rows = hi - lo
@@ -295,16 +341,16 @@ def read_block(
         halo = int(np.ceil(np.abs(ctx.projection_offsets[..., 0]).max())) + LANCZOS_A + 1
         inner = dataclasses.replace(ctx, projection_offsets=None)
         p_ext, v_ext, clamped = read_block(inner, lo - halo, hi + halo, variance=variance)
-        p_out = np.empty((n_e, n_a, rows, n_c), dtype=np.float32)
-        v_out = np.empty_like(p_out) if variance else v_ext
+        p_out = _array(scratch, "p", (n_e, n_a, rows, n_c))
+        v_out = _array(scratch, "v", p_out.shape) if variance else v_ext
         for e in range(n_e):
             off = ctx.projection_offsets[e]
             p_out[e] = shift_per_angle(p_ext[e], lo - halo, lo, hi, off)
             if variance:
                 v_out[e] = shift_per_angle(v_ext[e], lo - halo, lo, hi, off, variance=True)
         return p_out, v_out, clamped
-    p_all = np.empty((n_e, n_a, rows, n_c), dtype=np.float32)
-    v_all = np.empty_like(p_all) if variance else np.empty((n_e, 0, 0, 0), np.float32)
+    p_all = _array(scratch, "p", (n_e, n_a, rows, n_c))
+    v_all = _array(scratch, "v", p_all.shape) if variance else np.empty((n_e, 0, 0, 0), np.float32)
     windows = []
     for e in range(n_e):
         dy = float(ctx.shifts[e][0])
@@ -319,7 +365,16 @@ def read_block(
         dy, dx = (float(x) for x in ctx.shifts[e])
         sc = 1.0 if ctx.scales is None else float(ctx.scales[e])
         a, b = windows[e]
-        p, v, notes = normalized_rows(src, e, a, b, float(ctx.exposure_ratio[e]), dark=darks[a, b])
+        direct = sc == 1.0 and not (dy or dx) and variance  # normalized straight into place
+        p, v, notes = normalized_rows(
+            src,
+            e,
+            a,
+            b,
+            float(ctx.exposure_ratio[e]),
+            dark=darks[a, b],
+            out=(p_all[e], v_all[e]) if direct else None,
+        )
         n_clamped = sum(int(n.split()[0]) for n in notes if "were clamped" in n)
         if ctx.remove_rings:
             p = remove_stripes(p, v)[0]
@@ -328,10 +383,15 @@ def read_block(
             p_all[e] = apply_transform(p, a, lo, hi, dy, dx, sc, n_rows=n_r)
             if variance:
                 v_all[e] = apply_transform(v, a, lo, hi, dy, dx, sc, n_rows=n_r, variance=True)
-        else:
-            p_all[e] = apply_shift(p, lo, hi, dy, dx) if (dy or dx) else p
+        elif dy or dx:
+            apply_shift(p, lo, hi, dy, dx, out=p_all[e])
             if variance:
-                v_all[e] = apply_shift(v, lo, hi, dy, dx, variance=True) if (dy or dx) else v
+                apply_shift(v, lo, hi, dy, dx, variance=True, out=v_all[e])
+        else:
+            if not np.may_share_memory(p, p_all[e]):
+                p_all[e] = p
+            if variance and not np.may_share_memory(v, v_all[e]):
+                v_all[e] = v
         return n_clamped
 
     # energies normalized side by side (numpy releases the GIL; the memory model counts
@@ -364,6 +424,8 @@ def compute_block(
     hi: int,
     pool=None,
     before_reconstruct: Callable[[], None] | None = None,
+    scratch: Scratch | None = None,
+    out_scratch: Scratch | None = None,
 ) -> BlockResult:
     """Normalize, register, reconstruct and solve detector rows ``[lo, hi)``.
 
@@ -378,6 +440,11 @@ def compute_block(
     before_reconstruct : callable, optional
         Called once the block is read, before the reconstruction allocates its volumes (the
         pipeline waits there for the previous block's write, which bounds memory).
+    scratch : Scratch, optional
+        Arrays reused from block to block for the absorbance.
+    out_scratch : Scratch, optional
+        The same for the result's arrays (mu, sigma, the maps), which are views of it: valid
+        until a call with the same ``out_scratch`` reconstructs (default: ``scratch``).
 
     Returns
     -------
@@ -385,27 +452,38 @@ def compute_block(
     """
     import time
 
-    t0 = time.perf_counter()
     h = ctx.source.header
     n_c = h.shape[3]
     rows = hi - lo
-    p_all, v_all, clamped = read_block(ctx, lo, hi)
+    t0 = time.perf_counter()
+    p_all, v_all, clamped = read_block(ctx, lo, hi, scratch=scratch)
+    t_read = time.perf_counter() - t0
     if before_reconstruct is not None:
-        before_reconstruct()
+        before_reconstruct()  # timed by the caller
     t1 = time.perf_counter()
+    res_scratch = out_scratch if out_scratch is not None else scratch
     if h.is_tomography:
         from xtwin.recon.volume import SlicePool
 
         own = pool is None
         pool = pool or SlicePool(ctx.method, n_c, h.theta_deg, ctx.center_offset_px, ctx.threads)
+        vol_shape = (h.shape[0], rows, n_c, n_c)
         try:
-            mu, mu_sig = pool.run(p_all, v_all, h.pixel_size_m)
+            mu, mu_sig = pool.run(
+                p_all,
+                v_all,
+                h.pixel_size_m,
+                out=(
+                    _array(res_scratch, "mu", vol_shape),
+                    _array(res_scratch, "mu_sigma", vol_shape),
+                ),
+            )
         finally:
             if own:
                 pool.close()
                 pool = None
-    else:
-        mu = p_all[:, 0]
+    else:  # copies: the next block reads into the scratch while this one is written
+        mu = p_all[:, 0].copy()
         mu_sig = np.sqrt(v_all[:, 0])
     del p_all, v_all
     t2 = time.perf_counter()
@@ -413,11 +491,19 @@ def compute_block(
     mode = ctx.calibration.mode
     extras = ctx.extras
     img = (rows,) + mu.shape[2:]
-    out = {f: np.empty(img, dtype=np.float32) for f in fields + extras}
-
+    out = {f: _array(res_scratch, "out/" + f, img) for f in fields + extras}
+    mask = _array(res_scratch, "out/mask", img, bool)
     alts = tuple(cal for _, cal in ctx.alt_calibrations)
+    lost = ctx.lost_rows[lo:hi]  # rows not seen at every energy: no lithiation (nor mask)
+    lost_cols = ctx.lost_cols if ctx.lost_cols is not None and ctx.lost_cols.any() else None
+    outside = None
+    if h.is_tomography:  # voxels that leave the detector at some angle: not measured
+        outside = ~field_of_view_disc(n_c, ctx.center_offset_px)
+        outside = outside if outside.any() else None
+    nan = np.float32(np.nan)
 
     def one(k: int) -> None:
+        # row by row (small temporaries); the same values as whole-block operations
         s = solve(mu[:, k], mu_sig[:, k], ctx.calibration)
         for f in fields:
             out[f][k] = getattr(s, f)
@@ -432,9 +518,38 @@ def compute_block(
         elif mode == "edge-jump":
             with np.errstate(divide="ignore", invalid="ignore"):
                 out["od_ratio"][k] = np.where(mu[0, k] > 0, mu[-1, k] / mu[0, k], np.nan)
-        if ctx.alt_calibrations:  # w under each other normalization convention
-            out["systematic"][k] = convention_half_range(
-                mu[:, k], mu_sig[:, k], s, ctx.calibration, alts
+        if lost[k]:
+            for f in ("lithiation", "sigma") + extras:
+                out[f][k] = nan
+            if mode == "edge-jump":
+                out["edge_jump"][k] = nan
+        if lost_cols is not None:  # 2D: columns not seen at every energy likewise
+            out["lithiation"][k][lost_cols] = nan
+            out["sigma"][k][lost_cols] = nan
+        if outside is not None:
+            for f in ("lithiation", "sigma", "edge_jump") + extras:
+                out[f][k][outside] = nan
+        ret = apply_mask(
+            Solution(*(out[f][k] for f in fields)),
+            ctx.jump_reference_per_m,
+            min_jump_snr=ctx.min_jump_snr,
+            min_jump_fraction=ctx.min_jump_fraction,
+            require_lithiation=mode != "edge-jump",
+        )
+        out["lithiation"][k] = ret.lithiation
+        out["sigma"][k] = ret.sigma
+        mask[k] = ret.mask
+        for f in extras:
+            if f != "od_ratio":  # spectral features and systematics only where there is Ni
+                out[f][k][~ret.mask] = nan
+        if ctx.alt_calibrations and ret.mask.any():  # w under the other conventions
+            m = ret.mask
+            out["systematic"][k][m] = convention_half_range(
+                mu[:, k][:, m],
+                mu_sig[:, k][:, m],
+                Solution(*(getattr(s, f)[m] for f in fields)),
+                ctx.calibration,
+                alts,
             )
 
     if pool is not None and h.is_tomography:
@@ -442,31 +557,7 @@ def compute_block(
     else:
         for k in range(rows):
             one(k)
-    lost = ctx.lost_rows[lo:hi]  # rows not seen at every energy: no lithiation (nor mask)
-    out["lithiation"][lost] = np.nan
-    out["sigma"][lost] = np.nan
-    if ctx.lost_cols is not None and ctx.lost_cols.any():  # 2D: columns likewise
-        out["lithiation"][:, ctx.lost_cols] = np.nan
-        out["sigma"][:, ctx.lost_cols] = np.nan
-    for f in extras + (("edge_jump",) if mode == "edge-jump" else ()):
-        out[f][lost] = np.nan
-    if h.is_tomography:  # voxels that leave the detector at some angle: not measured
-        outside = ~field_of_view_disc(n_c, ctx.center_offset_px)
-        if outside.any():
-            for f in ("lithiation", "sigma", "edge_jump") + extras:
-                out[f][:, outside] = np.nan
     sol = Solution(*(out[f] for f in fields))
-    ret = apply_mask(
-        sol,
-        ctx.jump_reference_per_m,
-        min_jump_snr=ctx.min_jump_snr,
-        min_jump_fraction=ctx.min_jump_fraction,
-        require_lithiation=mode != "edge-jump",
-    )
-    sol = Solution(ret.lithiation, ret.sigma, sol.edge_jump, sol.edge_jump_sigma, sol.background)
-    for f in extras:
-        if f != "od_ratio":  # spectral features and systematics only where there is Ni
-            out[f][~ret.mask] = np.nan
     t3 = time.perf_counter()
     return BlockResult(
         lo,
@@ -475,8 +566,8 @@ def compute_block(
         mu_sig,
         sol,
         clamped,
-        ret.mask,
-        {"read_normalize_register": t1 - t0, "reconstruct": t2 - t1, "retrieve": t3 - t2},
+        mask,
+        {"read_normalize_register": t_read, "reconstruct": t2 - t1, "retrieve": t3 - t2},
         {f: out[f] for f in extras},
     )
 
@@ -588,15 +679,24 @@ class _H5Sink:
 
     def write(self, r0: int, res: BlockResult) -> None:
         f = self.f
-        r1 = r0 + res.hi - res.lo
-        f["/recon/mu"][:, r0:r1] = res.mu
-        f["/recon/mu_sigma"][:, r0:r1] = res.mu_sigma
+        n = res.hi - res.lo
+        r1 = r0 + n
         s = res.solution
-        for name, val in zip(_LI, (s.lithiation, s.sigma, s.edge_jump, s.edge_jump_sigma)):
-            f["/li/" + name][r0:r1] = val
-        for name, val in res.extra.items():
-            f["/" + extra_path(name)][r0:r1] = val
-        f["/li/mask"][r0:r1] = np.asarray(res.mask, dtype=np.uint8)
+        maps = {
+            "/li/" + k: v
+            for k, v in zip(_LI, (s.lithiation, s.sigma, s.edge_jump, s.edge_jump_sigma))
+        }
+        maps.update({"/" + extra_path(k): v for k, v in res.extra.items()})
+        # slice by slice: h5py holds one lock for every file, so one long write would stall
+        # the reading of the next block from the scan file for its whole duration
+        mask = np.asarray(res.mask, dtype=bool)
+        for k in range(n):
+            for e in range(res.mu.shape[0]):
+                f["/recon/mu"][e, r0 + k] = res.mu[e, k]
+                f["/recon/mu_sigma"][e, r0 + k] = res.mu_sigma[e, k]
+            for name, val in maps.items():
+                f[name][r0 + k] = val[k]
+            f["/li/mask"][r0 + k] = mask[k].astype(np.uint8)
         f.flush()
         f["/pipeline/rows_done"][r0:r1] = 1  # written last: rows count once their data are in
         f.flush()
@@ -760,9 +860,27 @@ def _mode_notes(cal: Calibration, ref_l, ref_d) -> list[str]:
     return []
 
 
+def _read_sample(
+    source: ScanSource, sample: np.ndarray, idx: np.ndarray, ratio: np.ndarray
+) -> list[list[str]]:
+    """The registration sample: every energy's absorbance at the angles ``idx``, into
+    ``sample`` (energies side by side); each energy's normalization notes."""
+    n_r = source.header.shape[2]
+    dark = source.dark_mean(0, n_r)
+
+    def one(e: int) -> list[str]:
+        var = np.empty(sample.shape[1:], np.float32)
+        return normalized_rows(
+            source, e, 0, n_r, float(ratio[e]), angles=idx, dark=dark, out=(sample[e], var)
+        )[2]
+
+    return thread_map(one, range(sample.shape[0]), READ_THREADS)
+
+
 def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOptions) -> _Plan:
     """Decide everything global before the blocks run: registration shifts, rotation axis,
     rows, block size (refusing up front a run that cannot fit the memory limit)."""
+    share_one_arena()
     h = source.header
     n_e, n_a, n_r, n_c = h.shape
     notes: list[str] = []
@@ -806,11 +924,7 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
     sample = None
     if (options.register and n_e > 1) or (options.center_offset_px == "auto" and h.is_tomography):
         sample = np.empty((n_e, idx.size, n_r, n_c), dtype=np.float32)
-        dark = source.dark_mean(0, n_r)
-        for e in range(n_e):
-            sample[e], _, sample_notes = normalized_rows(
-                source, e, 0, n_r, float(ratio[e]), angles=idx, dark=dark
-            )
+        for e, sample_notes in enumerate(_read_sample(source, sample, idx, ratio)):
             notes.extend(
                 f"{h.energy_eV[e]:.1f} eV: {n}" for n in sample_notes if "dead detector" in n
             )
@@ -843,11 +957,8 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
     reach = np.abs(scales - 1).max() * n_r / 2
     if offsets is not None:
         reach += np.abs(offsets[..., 0]).max() + LANCZOS_A + 1
-    plan = memory(2 * LANCZOS_A + 2 + int(np.ceil(np.abs(shifts[:, 0]).max() + reach)))
-    if options.block_rows is not None and options.block_rows < plan.rows_per_block:
-        import dataclasses
-
-        plan = dataclasses.replace(plan, rows_per_block=options.block_rows)
+    halo = 2 * LANCZOS_A + 2 + int(np.ceil(np.abs(shifts[:, 0]).max() + reach))
+    memory(halo)  # refuses, before the axis search, a run that cannot fit
     lost = rows_not_seen_at_all_energies(shifts, n_r, scales)
     if lost[lo:hi].any():
         notes.append(
@@ -879,6 +990,7 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
         if h.is_tomography and sample is not None:
             center, center_note = _find_center(source, sample, ratio, offsets)
     del sample
+    release_freed_memory()
     ctx = BlockContext(
         source,
         cal,
@@ -899,6 +1011,13 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
 
     j_ref, sample_rows = _jump_reference(ctx, lo, hi)
     ctx = dataclasses.replace(ctx, jump_reference_per_m=j_ref)
+    # the blocks are sized on the memory resident now: what the planning's libraries (FFT
+    # plans, thread arenas) keep is not handed back, though it is free
+    release_freed_memory()
+    baseline = max(baseline, current_rss_bytes())
+    plan = memory(halo)
+    if options.block_rows is not None and options.block_rows < plan.rows_per_block:
+        plan = dataclasses.replace(plan, rows_per_block=options.block_rows)
     mask_note = {
         "jump_reference_per_m": j_ref,
         "percentile": JUMP_REFERENCE_PERCENTILE,
@@ -917,6 +1036,8 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
 #: Detector rows (a central band) whose vertical profiles and centre of mass give the quick
 #: look at the run-out and the vertical offsets.
 RUNOUT_BAND_ROWS = 96
+#: Detector rows read at a time by the quick look (per energy; READ_THREADS energies at once).
+RUNOUT_READ_ROWS = 8
 #: Detector rows and columns (at most) of the sinograms that projection matching aligns.
 RUNOUT_MATCH_ROWS = 16
 RUNOUT_MATCH_COLS = 512
@@ -952,20 +1073,25 @@ def _runout_offsets(
     dark = source.dark_mean(0, n_r)
     band = min(n_r, RUNOUT_BAND_ROWS)
     band_rows = ((n_r - band) // 2, (n_r - band) // 2 + band)
-    offs, info = [], []
-    readers = []
-    for e in range(n_e):
 
-        def read(r0: int, r1: int, e: int = e) -> tuple[np.ndarray, np.ndarray]:
+    def reader(e: int) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+        def read(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
             # rows outside the detector repeat the edge rows (ScanSource); the darks are read once
             d = None if dark is None else dark[np.clip(np.arange(r0, r1), 0, n_r - 1)]
             p, v, _ = normalized_rows(source, e, r0, r1, float(ratio[e]), dark=d)
             return p, v
 
-        o, i = estimate_offsets(read, band_rows, n_c, h.theta_deg)
-        offs.append(o)
-        info.append(i)
-        readers.append(read)
+        return read
+
+    readers = [reader(e) for e in range(n_e)]
+    # energies side by side, a few rows at a time (RUNOUT_READ_ROWS: the memory model's band)
+    looks = thread_map(
+        lambda e: estimate_offsets(readers[e], band_rows, n_c, h.theta_deg, block=RUNOUT_READ_ROWS),
+        range(n_e),
+        READ_THREADS,
+    )
+    offs = [o for o, _ in looks]
+    info = [i for _, i in looks]
     quick = {f"{e:.2f}": dict(i) for e, i in zip(h.energy_eV, info)}
     nothing = all(
         quick_look_conclusive(i)
@@ -1156,26 +1282,29 @@ def _jump_reference(ctx: BlockContext, lo: int, hi: int) -> tuple[float, list[in
     J is linear in the attenuation, so it is reconstructed directly: one FBP per row of the
     energy combination ``sum_e pinv[J, e] p_e``.
     """
-    from xtwin.recon.fbp import make_reconstructor
+    from xtwin.recon.volume import SlicePool
 
     h = ctx.source.header
     rows = np.unique(np.linspace(lo, hi - 1, min(JUMP_SAMPLE_ROWS, hi - lo)).astype(int))
     weights = np.linalg.pinv(ctx.calibration.matrix).astype(np.float32)[1]
-    rec = (
-        make_reconstructor(ctx.method, h.shape[3], h.theta_deg, ctx.center_offset_px)
+    pool = (
+        SlicePool(ctx.method, h.shape[3], h.theta_deg, ctx.center_offset_px, ctx.threads)
         if h.is_tomography
         else None
     )
-    values = []
+
+    def one(r: int) -> np.ndarray:
+        p, _, _ = read_block(ctx, r, r + 1, variance=False)
+        q = np.tensordot(weights, p[:, :, 0, :], axes=(0, 0))  # (n_angle, n_col)
+        if pool is None:
+            return q[0].ravel()
+        return (pool.reconstructor().fbp(q[None])[0] / h.pixel_size_m).ravel()
+
     try:
-        for r in rows:
-            p, _, _ = read_block(ctx, int(r), int(r) + 1, variance=False)
-            q = np.tensordot(weights, p[:, :, 0, :], axes=(0, 0))  # (n_angle, n_col)
-            j = rec.fbp(q[None])[0] / h.pixel_size_m if rec is not None else q[0]
-            values.append(j.ravel())
+        values = thread_map(one, [int(r) for r in rows], ctx.threads)
     finally:
-        if rec is not None:
-            rec.close()
+        if pool is not None:
+            pool.close()
     return jump_reference(np.concatenate(values) if values else np.zeros(0)), rows.tolist()
 
 
@@ -1297,24 +1426,43 @@ def _run_blocks(
         )
     from concurrent.futures import ThreadPoolExecutor
 
+    scratch = Scratch()
+    slots = (Scratch(), Scratch())  # results: one being written while the next is made
     try:
-        # the finished block is written by a second thread while the next one is read
-        # (at most one block waits: the memory model counts it)
+        # a finished block is written by a second thread while the next one is read and
+        # reconstructed; a block waits before it reconstructs for the write of the block
+        # before last, whose arrays it reuses (the memory model counts both). (Reading the
+        # next block on a third thread while this one is solved gained nothing on 2 cores:
+        # both are CPU-bound.)
         with ThreadPoolExecutor(1) as writer:
-            pending: list = []
+            from collections import deque
 
-            def wait_for_writer() -> None:
-                while pending:
-                    pending.pop().result()
+            pending: deque = deque()
 
-            for a, b in blocks:
+            def wait_for_writer(keep: int = 1) -> None:
+                t = time.perf_counter()
+                while len(pending) > keep:
+                    pending.popleft().result()
+                timing["wait_for_writer"] = (
+                    timing.get("wait_for_writer", 0.0) + time.perf_counter() - t
+                )
+
+            for i, (a, b) in enumerate(blocks):
                 check_interrupted()  # a SIGINT whose exception was swallowed stops here
-                res = compute_block(ctx, a, b, pool, before_reconstruct=wait_for_writer)
+                res = compute_block(
+                    ctx,
+                    a,
+                    b,
+                    pool,
+                    before_reconstruct=wait_for_writer,
+                    scratch=scratch,
+                    out_scratch=slots[i % 2],
+                )
                 clamped += res.clamped
-                wait_for_writer()
                 pending.append(writer.submit(write, res))
                 del res
-            wait_for_writer()
+                release_freed_memory()
+            wait_for_writer(0)
     finally:
         if pool is not None:
             pool.close()

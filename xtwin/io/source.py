@@ -79,7 +79,10 @@ class ScanSource:
 
         f = self._files.get(path)
         if f is None:
-            f = self._files[path] = h5py.File(path, "r")
+            # no chunk cache: blocks of rows cut across every chunk of a file chunked by
+            # projection, so a cache never serves a second read, and with it HDF5 copies each
+            # whole chunk (the whole file per block) to hand out a few rows
+            f = self._files[path] = h5py.File(path, "r", rdcc_nbytes=0)
         return f
 
     def _read(self, path: str | None, name: str, key: tuple) -> np.ndarray:

@@ -31,6 +31,9 @@ __all__ = [
 #: Counts below this (after dark subtraction) are clamped before the log.
 MIN_COUNTS = 0.5
 
+#: Values per step of the normalization (about 2 MB of float32 temporaries).
+_CHUNK_VALUES = 1 << 19
+
 
 @dataclass(frozen=True)
 class Absorbance:
@@ -75,6 +78,7 @@ def normalize_block(
     *,
     counts_per_photon: float = 1.0,
     exposure_ratio: float = 1.0,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """-ln(I/I0) and its Poisson variance for one energy's block of detector rows.
 
@@ -144,27 +148,36 @@ def normalize_block(
             flat = np.where(dead, np.maximum(row_median, 1.0).astype(np.float32), flat)
         flat_rel_var = np.float32(counts_per_photon) * flat_raw / (n_flat * flat**2)
         flat = flat * np.float32(exposure_ratio)
-        # in place where possible: the same operations in the same order, fewer passes
-        signal = data.astype(np.float32)
-        if dark_mean is not None:
-            signal -= dark
-        clamped = int(np.count_nonzero(signal < floor))
-        np.maximum(signal, floor, out=signal)
-        p = np.divide(signal, flat)
-        np.log(p, out=p)
-        np.negative(p, out=p)
-        if counts:
-            var = data.astype(np.float32)
-            np.maximum(var, floor, out=var)
-            var *= np.float32(counts_per_photon)
-            np.square(signal, out=signal)
-            var /= signal
-            # -ln of a Poisson count is biased by +var/2 and the log of the flats' mean by
-            # -var_flat/2 (second-order delta method): remove both, leaving O(1/N^2)
-            p -= np.float32(0.5) * (var - flat_rel_var)
-            var += flat_rel_var
-        else:
-            var = np.broadcast_to(_robust_white_variance(p)[..., None], p.shape).astype(np.float32)
+        p = np.empty(data.shape, np.float32) if out is None else out[0]
+        var = np.empty(data.shape, np.float32) if out is None else out[1]
+        # a few angles at a time: the temporaries stay small enough for the allocator to
+        # reuse (fresh pages of block-sized temporaries cost more than the arithmetic)
+        step = max(1, _CHUNK_VALUES // max(1, int(np.prod(data.shape[1:]))))
+        clamped = 0
+        for a in range(0, data.shape[0], step):
+            sl = slice(a, a + step)
+            signal = data[sl].astype(np.float32)
+            if dark_mean is not None:
+                signal -= dark
+            clamped += int(np.count_nonzero(signal < floor))
+            np.maximum(signal, floor, out=signal)
+            pc = p[sl]
+            np.divide(signal, flat, out=pc)
+            np.log(pc, out=pc)
+            np.negative(pc, out=pc)
+            if counts:
+                vc = var[sl]
+                vc[...] = data[sl]
+                np.maximum(vc, floor, out=vc)
+                vc *= np.float32(counts_per_photon)
+                np.square(signal, out=signal)
+                vc /= signal
+                # -ln of a Poisson count is biased by +var/2 and the log of the flats' mean
+                # by -var_flat/2 (second-order delta method): remove both, leaving O(1/N^2)
+                pc -= np.float32(0.5) * (vc - flat_rel_var)
+                vc += flat_rel_var
+        if not counts:
+            var[...] = _robust_white_variance(p)[..., None]
             notes.append(
                 "float projections: noise variance estimated per detector row from "
                 "second differences (robust MAD)"
@@ -183,9 +196,8 @@ DEAD_FLAT_FRACTION = 0.05
 
 def _fill_dead(p: np.ndarray, var: np.ndarray, dead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Absorbance and variance at dead pixels (rows, cols) by linear interpolation along each
-    detector row (row-local, so blocks of rows give what the whole detector gives)."""
-    p = np.array(p, dtype=np.float32)
-    var = np.array(var, dtype=np.float32)
+    detector row (row-local, so blocks of rows give what the whole detector gives), in
+    place."""
     cols = np.arange(p.shape[-1])
     for r in np.flatnonzero(dead.any(axis=1)):
         bad = dead[r]

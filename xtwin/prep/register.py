@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 
+from xtwin._threads import thread_map
 from xtwin.errors import XtwinInputError
 from xtwin.prep.normalize import Absorbance
 from xtwin.shifts import (
@@ -139,12 +140,13 @@ def shifts_from_projections(p: np.ndarray, *, reference: int | None = None) -> n
     for e in range(n_e):
         if e == ref:
             continue
-        per_angle = [
-            phase_cross_correlation(
+
+        def one(a: int, e: int = e) -> np.ndarray:
+            return phase_cross_correlation(
                 prepared(p[ref, a]), prepared(p[e, a]), upsample_factor=100, normalization=None
             )[0]
-            for a in range(p.shape[1])
-        ]
+
+        per_angle = thread_map(one, range(p.shape[1]))
         shifts[e] = refine_shift_2d(p[ref], p[e], -np.median(np.asarray(per_angle), axis=0))
     limit = min(p.shape[2:]) / 4.0
     if np.any(np.abs(shifts) > limit):
@@ -165,7 +167,14 @@ def estimate_energy_shifts(
 
 
 def apply_shift(
-    block: np.ndarray, lo: int, hi: int, dy: float, dx: float, *, variance: bool = False
+    block: np.ndarray,
+    lo: int,
+    hi: int,
+    dy: float,
+    dx: float,
+    *,
+    variance: bool = False,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Register output rows ``[lo, hi)`` of one energy (undo a drift of (dy, dx)).
 
@@ -179,17 +188,26 @@ def apply_shift(
         The energy's drift (rows, cols).
     variance : bool
         ``block`` holds variances: propagate them (squared kernel weights).
+    out : ndarray, optional
+        float32 array of the result's shape to write into.
 
     Returns
     -------
     ndarray, shape (n_angle, hi - lo, n_col), float32
     """
-    out = shift_axis_local(block, lo, hi, dy, axis=1, squared=variance) if dy else block
-    if dx:
-        out = shift_rows(np.ascontiguousarray(out), -dx)
-        if variance:
-            out = np.maximum(out, 0.0)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    n_a, _, n_c = block.shape
+    res = np.empty((n_a, hi - lo, n_c), np.float32) if out is None else out
+    # a few angles at a time (every angle is shifted alone): small temporaries
+    step = max(1, (1 << 19) // max(1, block.shape[1] * n_c))
+    for a in range(0, n_a, step):
+        part = block[a : a + step]
+        part = shift_axis_local(part, lo, hi, dy, axis=1, squared=variance) if dy else part
+        if dx:
+            part = shift_rows(np.ascontiguousarray(part), -dx)
+            if variance:
+                part = np.maximum(part, 0.0)
+        res[a : a + step] = part
+    return res
 
 
 def register_energies(absorbance: Absorbance) -> tuple[Absorbance, np.ndarray]:
@@ -253,18 +271,21 @@ def _score(
     from skimage.registration import phase_cross_correlation
 
     m = int(0.1 * min(ref.shape[-2:])) + 2
-    total = 0.0
-    shifts = []
-    for a in range(ref.shape[0]):
+
+    def one(a: int) -> tuple[float, np.ndarray]:
         w = _warp(img[a], scale, 0.0, 0.0) * window
         sh = phase_cross_correlation(ref[a], w, upsample_factor=10, normalization=None)[0]
-        shifts.append(sh)
         w = _warp(img[a], scale, -sh[0] * scale, -sh[1] * scale) * window
         r, q = ref[a][m:-m, m:-m], w[m:-m, m:-m]
         r = r - r.mean()
         q = q - q.mean()
-        total += float((r * q).sum() / np.sqrt((r * r).sum() * (q * q).sum() + 1e-30))
-    return total / ref.shape[0], np.median(np.asarray(shifts), axis=0)
+        return float((r * q).sum() / np.sqrt((r * r).sum() * (q * q).sum() + 1e-30)), sh
+
+    per_angle = thread_map(one, range(ref.shape[0]))  # summed in order: thread-independent
+    total = 0.0
+    for c, _ in per_angle:
+        total += c
+    return total / ref.shape[0], np.median(np.asarray([sh for _, sh in per_angle]), axis=0)
 
 
 def scales_from_projections(

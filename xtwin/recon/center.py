@@ -59,7 +59,8 @@ def center_from_sinograms(
 
     Coarse: 1-pixel steps on sinograms binned to at most 256 columns; then (when binned by
     more than 2) half-pixel steps, and 0.1-pixel steps at full column resolution around the
-    minimum; all on at most 360 angles.
+    minimum (within a pixel of the coarse minimum, or half a pixel of the half-pixel one);
+    all on at most 360 angles.
     """
     from xtwin.recon.fourier import FourierFBP
 
@@ -90,10 +91,10 @@ def center_from_sinograms(
             )
 
         span = max(1.0, b / 2.0)
-        if span > 1.0:  # half-pixel steps first, then tenths around the best
+        if span > 1.0:  # half-pixel steps first, then tenths within half a pixel of the best
             mid = np.round(c0 * 2) / 2 + np.arange(-span, span + 1e-6, 0.5)
             c0 = _best(mid, scores(mid))
-            span = 1.0
+            span = 0.5
         fine = np.round(c0, 1) + np.arange(-span, span + 1e-6, 0.1)
         return _best(fine, scores(fine))
 

@@ -46,6 +46,10 @@ import numpy as np
 #: FINUFFT tolerance (single precision); the reconstruction error it adds is far below noise.
 NUFFT_EPS = 1e-4
 
+#: Batches up to this size reuse a per-thread NUFFT plan (larger ones are one-off).
+_PLAN_MAX_BATCH = 8
+_PLAN_LOCK = __import__("threading").Lock()
+
 
 #: Filters: the Ram-Lak ramp times a window of the frequency nu (cycles per pixel).
 FILTERS = ("shepp-logan", "ram-lak", "cosine", "hann")
@@ -173,17 +177,48 @@ class FourierFBP:
 
         b = coef.shape[0]
         c = np.ascontiguousarray((coef * self._phase).reshape(b, -1))
-        out = finufft.nufft2d1(
-            self._pts[0],
-            self._pts[1],
-            c,
-            (self.n_col, self.n_col),
-            eps=self.eps,
-            isign=1,
-            nthreads=1,
-            upsampfac=1.25,
-        )
+        if b > _PLAN_MAX_BATCH:  # large one-off batches (axis trials): no plan kept
+            out = finufft.nufft2d1(
+                self._pts[0],
+                self._pts[1],
+                c,
+                (self.n_col, self.n_col),
+                eps=self.eps,
+                isign=1,
+                nthreads=1,
+                upsampfac=1.25,
+            )
+        else:
+            out = self._plan(b).execute(c)
         return np.ascontiguousarray(out.real, dtype=np.float32)
+
+    def _plan(self, n_trans: int):
+        """This thread's type-1 plan for batches of ``n_trans`` (the points are the
+        geometry's, so they are sorted once; the plan's fine grid is allocated once)."""
+        import threading
+
+        import finufft
+
+        with _PLAN_LOCK:
+            if not hasattr(self, "_local"):
+                self._local = threading.local()
+        key, plan = getattr(self._local, "plan", (None, None))
+        if key != n_trans:
+            plan = None  # one plan per thread: free the old fine grid first
+            self._local.plan = (None, None)
+            plan = finufft.Plan(
+                1,
+                (self.n_col, self.n_col),
+                n_trans=n_trans,
+                eps=self.eps,
+                isign=1,
+                dtype="complex64",
+                nthreads=1,
+                upsampfac=1.25,
+            )
+            plan.setpts(self._pts[0], self._pts[1])
+            self._local.plan = (n_trans, plan)
+        return plan
 
     def _batched(self, sinos: np.ndarray) -> tuple[np.ndarray, bool]:
         s = np.asarray(sinos)

@@ -51,7 +51,9 @@ class SlicePool:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.workers)
 
-    def _rec(self) -> SliceReconstructor:
+    def reconstructor(self) -> SliceReconstructor:
+        """This thread's backend (made on first use; call it from the pool's threads or from
+        threads of your own, one backend per thread)."""
         rec = getattr(self._local, "rec", None)
         if rec is None:
             rec = self._local.rec = make_reconstructor(*self.args)
@@ -65,16 +67,20 @@ class SlicePool:
         v: np.ndarray,
         pixel_size_m: float,
         progress: Callable[[int], None] | None = None,
+        out: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``p``, ``v``: (n_energy, n_angle, n_rows, n_col) -> mu, sigma (n_energy, n_rows,
-        n_col, n_col) in 1/m, float32."""
+        n_col, n_col) in 1/m, float32 (in ``out`` when given)."""
         n_e, _, n_r, n_c = p.shape
-        mu = np.empty((n_e, n_r, n_c, n_c), dtype=np.float32)
-        sig = np.empty_like(mu)
+        if out is None:
+            mu = np.empty((n_e, n_r, n_c, n_c), dtype=np.float32)
+            sig = np.empty_like(mu)
+        else:
+            mu, sig = out
         inv_px = np.float32(1.0 / pixel_size_m)
 
         def one(r: int) -> int:
-            rec = self._rec()
+            rec = self.reconstructor()
             sp = np.ascontiguousarray(p[:, :, r, :])
             sv = np.ascontiguousarray(v[:, :, r, :])
             mu[:, r] = rec.fbp(sp) * inv_px
