@@ -186,6 +186,7 @@ def block_bytes(
     tomography: bool,
     writer_overlap: bool = True,
     n_extra: int = 0,
+    resampled: bool = True,
 ) -> int:
     """Peak memory of one block of ``rows`` detector rows.
 
@@ -193,10 +194,13 @@ def block_bytes(
     the float32 absorbance and variance of every energy, and two sets of results (mu and
     sigma of every energy and the per-voxel maps): a writer thread stores one block's while
     the next block is made into the other (one set when ``writer_overlap`` is False: a
-    single block). On top of them comes the largest of the three phases' temporaries:
+    single block, which is read before its results exist). On top of them comes the largest
+    of the three phases' temporaries:
 
-    * reading: per energy normalized at once, its raw window (``rows + halo`` rows), a
-      registered copy of it, the flats and a few small steps of arithmetic;
+    * reading: per energy normalized at once, its raw window (``rows + halo`` rows), the
+      absorbance and variance of the window before they are resampled (``resampled``: some
+      energy is shifted or scaled, the projections realigned or their stripes removed, or
+      there are no flats), the flats and a few small steps of arithmetic;
     * reconstruction: per worker thread the padded sinograms, their complex64 spectra and
       the NUFFT's fine grid;
     * retrieval: one slice's solve temporaries per thread.
@@ -209,7 +213,8 @@ def block_bytes(
     absorb = n_e * n_a * rows * n_c * 4 * 2
     par = min(n_e, READ_THREADS, max(1, workers))  # energies normalized at once
     step = 8 * (1 << 21)  # the normalization's and the shift's steps of a few angles
-    reading = par * (window * (itemsize + 8) + (n_flat + 4) * (rows + halo) * n_c * 4 + step)
+    per_value = itemsize + (8 if resampled else 0)
+    reading = par * (window * per_value + (n_flat + 4) * (rows + halo) * n_c * 4 + step)
     # per-voxel solve temporaries of one slice: float32 closed form, or float64 weighted fit
     per_voxel = 80 if n_e <= 3 else 8 * (4 * n_e + 20)
     if not tomography:
@@ -228,8 +233,9 @@ def block_bytes(
     per_worker = n_e * n_a * (n_pad * 4 + n_half * 40) + n_e * int((1.25 * n_c) ** 2 * 8)
     per_worker += n_e * pix * 8
     solve = workers * pix * per_voxel
-    sets = 2 if writer_overlap else 1
-    return int(absorb + sets * (vol + results) + max(reading, workers * per_worker, solve))
+    if not writer_overlap:  # one block: it is read before its results exist
+        return int(absorb + max(reading, vol + results + max(workers * per_worker, solve)))
+    return int(absorb + 2 * (vol + results) + max(reading, workers * per_worker, solve))
 
 
 def plan_memory(
@@ -245,6 +251,7 @@ def plan_memory(
     limit: int | None,
     baseline: int | None = None,
     n_extra: int = 0,
+    resampled: bool = True,
 ) -> MemoryPlan:
     """Choose the largest block of rows whose predicted peak fits ``limit``.
 
@@ -272,6 +279,9 @@ def plan_memory(
         Resident memory before the run (default: measured now).
     n_extra : int
         Per-voxel output maps beyond the standard four (see :func:`block_bytes`).
+    resampled : bool
+        Some energy is shifted or scaled, or the projections realigned (see
+        :func:`block_bytes`; unknown before the registration: True).
 
     Returns
     -------
@@ -298,6 +308,7 @@ def plan_memory(
             tomography=tomography,
             writer_overlap=r < n_rows_out,
             n_extra=n_extra,
+            resampled=resampled,
         )
 
     def fits(r: int) -> bool:

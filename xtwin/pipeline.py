@@ -894,7 +894,7 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
     workers = options.workers or os.cpu_count() or 1
     idx = registration_angles(n_a)
 
-    def memory(halo: int) -> MemoryPlan:
+    def memory(halo: int, resampled: bool = True) -> MemoryPlan:
         return plan_memory(
             h.shape,
             np.dtype(h.dtype).itemsize,
@@ -907,6 +907,7 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
             limit=options.memory_limit_bytes,
             baseline=baseline,
             n_extra=len(extra_fields(cal.mode, True)),
+            resampled=resampled,
         )
 
     import finufft  # noqa: F401  (loaded now, so the baseline counts the libraries)
@@ -1015,7 +1016,16 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
     # plans, thread arenas) keep is not handed back, though it is free
     release_freed_memory()
     baseline = max(baseline, current_rss_bytes())
-    plan = memory(halo)
+    # the window is normalized into temporaries (not straight into the block) when it is
+    # resampled, has its stripes removed, or has no flats
+    resampled = bool(
+        np.any(shifts)
+        or np.any(scales != 1.0)
+        or offsets is not None
+        or (options.ring_removal and h.is_tomography)
+        or h.n_flat == 0
+    )
+    plan = memory(halo, resampled)
     if options.block_rows is not None and options.block_rows < plan.rows_per_block:
         plan = dataclasses.replace(plan, rows_per_block=options.block_rows)
     mask_note = {
