@@ -353,4 +353,6 @@ __all__ = [
     "parse_bytes",
     "plan_memory",
     "registration_bytes",
+    "release_freed_memory",
+    "share_one_arena",
 ]
