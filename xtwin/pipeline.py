@@ -438,8 +438,9 @@ def compute_block(
     pool : xtwin.recon.SlicePool, optional
         Threads for the slices (made here, with ``ctx.threads``, when not given).
     before_reconstruct : callable, optional
-        Called once the block is read, before the reconstruction allocates its volumes (the
-        pipeline waits there for the previous block's write, which bounds memory).
+        Called once the block is read, before the reconstruction fills its volumes (the
+        pipeline waits there for the write of the block before last, whose arrays it
+        reuses, which bounds memory).
     scratch : Scratch, optional
         Arrays reused from block to block for the absorbance.
     out_scratch : Scratch, optional
