@@ -50,14 +50,14 @@ def test_normalization_in_steps_of_angles_equals_whole_array_formula(n_angle):
     data[0, 0, :3] = 0  # clamped values
     flats = rng.poisson(1000.0, (5, n_r, n_c)).astype(np.uint16)
     dark = rng.poisson(20.0, (n_r, n_c)).astype(np.float32)
-    old = nz._CHUNK_VALUES
+    old = nz.STEP_VALUES
     try:
-        nz._CHUNK_VALUES = 3 * n_r * n_c
+        nz.STEP_VALUES = 3 * n_r * n_c
         p, v, notes = nz.normalize_block(
             data, flats, dark, counts_per_photon=1.3, exposure_ratio=0.9
         )
     finally:
-        nz._CHUNK_VALUES = old
+        nz.STEP_VALUES = old
     p_ref, v_ref = _plain_normalize(data, flats, dark, 1.3, 0.9)
     np.testing.assert_allclose(p, p_ref, rtol=2e-6, atol=2e-6)
     np.testing.assert_allclose(v, v_ref, rtol=2e-6)

@@ -284,7 +284,8 @@ class Scratch:
         dt = np.dtype(dtype)
         buf = self._bufs.get(name)
         if buf is None or buf.dtype != dt or buf.size < n:
-            self._bufs.pop(name, None)
+            del buf
+            self._bufs.pop(name, None)  # the old buffer is freed before the new one is made
             buf = self._bufs[name] = np.empty(n, dt)
         return buf[:n].reshape(shape)
 
@@ -691,13 +692,16 @@ class _H5Sink:
         # slice by slice: h5py holds one lock for every file, so one long write would stall
         # the reading of the next block from the scan file for its whole duration
         mask = np.asarray(res.mask, dtype=bool)
+        per_energy = [(f["/recon/mu"], res.mu), (f["/recon/mu_sigma"], res.mu_sigma)]
+        per_map = [(f[name], val) for name, val in maps.items()]
+        ds_mask = f["/li/mask"]
         for k in range(n):
-            for e in range(res.mu.shape[0]):
-                f["/recon/mu"][e, r0 + k] = res.mu[e, k]
-                f["/recon/mu_sigma"][e, r0 + k] = res.mu_sigma[e, k]
-            for name, val in maps.items():
-                f[name][r0 + k] = val[k]
-            f["/li/mask"][r0 + k] = mask[k].astype(np.uint8)
+            for ds, val in per_energy:
+                for e in range(val.shape[0]):
+                    ds[e, r0 + k] = val[e, k]
+            for ds, val in per_map:
+                ds[r0 + k] = val[k]
+            ds_mask[r0 + k] = mask[k].astype(np.uint8)
         f.flush()
         f["/pipeline/rows_done"][r0:r1] = 1  # written last: rows count once their data are in
         f.flush()
@@ -992,7 +996,6 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
         if h.is_tomography and sample is not None:
             center, center_note = _find_center(source, sample, ratio, offsets)
     del sample
-    release_freed_memory()
     ctx = BlockContext(
         source,
         cal,

@@ -31,8 +31,9 @@ __all__ = [
 #: Counts below this (after dark subtraction) are clamped before the log.
 MIN_COUNTS = 0.5
 
-#: Values per step of the normalization (about 2 MB of float32 temporaries).
-_CHUNK_VALUES = 1 << 19
+#: Values per step of the block-wise arithmetic (normalization, registration shifts): about
+#: 2 MB of float32 temporaries, which the allocator reuses instead of faulting in fresh pages.
+STEP_VALUES = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ def normalize_block(
         var = np.empty(data.shape, np.float32) if out is None else out[1]
         # a few angles at a time: the temporaries stay small enough for the allocator to
         # reuse (fresh pages of block-sized temporaries cost more than the arithmetic)
-        step = max(1, _CHUNK_VALUES // max(1, int(np.prod(data.shape[1:]))))
+        step = max(1, STEP_VALUES // max(1, int(np.prod(data.shape[1:]))))
         clamped = 0
         for a in range(0, data.shape[0], step):
             sl = slice(a, a + step)

@@ -41,6 +41,8 @@ References
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 #: FINUFFT tolerance (single precision); the reconstruction error it adds is far below noise.
@@ -48,7 +50,6 @@ NUFFT_EPS = 1e-4
 
 #: Batches up to this size reuse a per-thread NUFFT plan (larger ones are one-off).
 _PLAN_MAX_BATCH = 8
-_PLAN_LOCK = __import__("threading").Lock()
 
 
 #: Filters: the Ram-Lak ramp times a window of the frequency nu (cycles per pixel).
@@ -158,6 +159,9 @@ class FourierFBP:
         h_d = np.fft.ifft(h).real
         self._ramp_sq = np.fft.fft(h_d**2).real[:n_half].astype(np.float32)
         self._pts = (self._w_row.astype(np.float32), self._w_col.astype(np.float32))
+        # the type-1 transform's options, and each thread's kept plan (see _plan)
+        self._nufft_opts = {"eps": self.eps, "isign": 1, "nthreads": 1, "upsampfac": 1.25}
+        self._local = threading.local()
 
     # -- core -----------------------------------------------------------------------------
     def _spectrum(self, sinos: np.ndarray, *, edge: bool) -> np.ndarray:
@@ -179,14 +183,7 @@ class FourierFBP:
         c = np.ascontiguousarray((coef * self._phase).reshape(b, -1))
         if b > _PLAN_MAX_BATCH:  # large one-off batches (axis trials): no plan kept
             out = finufft.nufft2d1(
-                self._pts[0],
-                self._pts[1],
-                c,
-                (self.n_col, self.n_col),
-                eps=self.eps,
-                isign=1,
-                nthreads=1,
-                upsampfac=1.25,
+                self._pts[0], self._pts[1], c, (self.n_col, self.n_col), **self._nufft_opts
             )
         else:
             out = self._plan(b).execute(c)
@@ -195,26 +192,14 @@ class FourierFBP:
     def _plan(self, n_trans: int):
         """This thread's type-1 plan for batches of ``n_trans`` (the points are the
         geometry's, so they are sorted once; the plan's fine grid is allocated once)."""
-        import threading
-
         import finufft
 
-        with _PLAN_LOCK:
-            if not hasattr(self, "_local"):
-                self._local = threading.local()
         key, plan = getattr(self._local, "plan", (None, None))
         if key != n_trans:
-            plan = None  # one plan per thread: free the old fine grid first
+            del plan  # one plan per thread: the old fine grid is freed first
             self._local.plan = (None, None)
             plan = finufft.Plan(
-                1,
-                (self.n_col, self.n_col),
-                n_trans=n_trans,
-                eps=self.eps,
-                isign=1,
-                dtype="complex64",
-                nthreads=1,
-                upsampfac=1.25,
+                1, (self.n_col, self.n_col), n_trans=n_trans, dtype="complex64", **self._nufft_opts
             )
             plan.setpts(self._pts[0], self._pts[1])
             self._local.plan = (n_trans, plan)
