@@ -21,3 +21,20 @@ def thread_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = N
 
     with ThreadPoolExecutor(n) as ex:
         return list(ex.map(fn, items))
+
+
+def blas_on_one_thread(fn: Callable[..., R]) -> Callable[..., R]:
+    """Run ``fn`` with BLAS on one thread. The pipeline parallelizes over slices and
+    energies itself; a multithreaded BLAS inside its threads oversubscribes the cores, and
+    OpenBLAS's idle threads busy-wait, taking CPU from the reconstruction (on 2 cores the
+    retrieval took twice as long)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -152,8 +152,25 @@ OVERHEAD_FACTOR = 1.10
 OVERHEAD_BYTES = 48 << 20
 
 
-#: Energies normalized at once while a block is read (the pipeline's threads).
+#: Energies normalized at once while a block is read whole energy by whole energy (stripe
+#: removal and flat-less data need every angle of a row at once), and in the planning.
 READ_THREADS = 2
+#: Chunks of angles per energy that a block's reading is cut into otherwise.
+READ_CHUNKS = 8
+
+
+def read_chunk_angles(n_angle: int, per_angle: bool = True) -> int:
+    """Angles normalized (and resampled) at once by one reading thread: a chunk when each
+    angle is normalized on its own (``per_angle``), else every angle."""
+    return max(1, -(-n_angle // READ_CHUNKS)) if per_angle else n_angle
+
+
+def read_parallelism(n_energy: int, n_angle: int, workers: int, step: int) -> int:
+    """Threads reading a block: up to READ_THREADS whole energies, or one chunk of angles
+    (``step`` angles) per worker."""
+    if step >= n_angle:
+        return max(1, min(n_energy, READ_THREADS, workers))
+    return max(1, workers)
 
 
 def predicted_peak(baseline: int, registration: int, block: int) -> int:
@@ -187,6 +204,7 @@ def block_bytes(
     writer_overlap: bool = True,
     n_extra: int = 0,
     resampled: bool = True,
+    per_angle: bool = True,
 ) -> int:
     """Peak memory of one block of ``rows`` detector rows.
 
@@ -197,10 +215,11 @@ def block_bytes(
     single block, which is read before its results exist). On top of them comes the largest
     of the three phases' temporaries:
 
-    * reading: per energy normalized at once, its raw window (``rows + halo`` rows), the
-      absorbance and variance of the window before they are resampled (``resampled``: some
-      energy is shifted or scaled, the projections realigned or their stripes removed, or
-      there are no flats), the flats and a few small steps of arithmetic;
+    * reading: per chunk of angles normalized at once (whole energies unless
+      ``per_angle``, see :func:`read_chunk_angles`), its raw window (``rows + halo`` rows),
+      the absorbance and variance of the window before they are resampled (``resampled``:
+      some energy is shifted or scaled, the projections realigned or their stripes removed,
+      or there are no flats), the flats and a few small steps of arithmetic;
     * reconstruction: per worker thread the padded sinograms, their complex64 spectra and
       the NUFFT's fine grid;
     * retrieval: one slice's solve temporaries per thread.
@@ -209,9 +228,10 @@ def block_bytes(
     writes five more and works in float64 per slice).
     """
     n_e, n_a, _, n_c = shape
-    window = n_a * (rows + halo) * n_c
+    step_angles = read_chunk_angles(n_a, per_angle and n_flat > 0)
+    window = step_angles * (rows + halo) * n_c
     absorb = n_e * n_a * rows * n_c * 4 * 2
-    par = min(n_e, READ_THREADS, max(1, workers))  # energies normalized at once
+    par = read_parallelism(n_e, n_a, max(1, workers), step_angles)  # chunks at once
     step = 8 * (1 << 21)  # the normalization's and the shift's steps of a few angles
     per_value = itemsize + (8 if resampled else 0)
     reading = par * (window * per_value + (n_flat + 4) * (rows + halo) * n_c * 4 + step)
@@ -252,6 +272,7 @@ def plan_memory(
     baseline: int | None = None,
     n_extra: int = 0,
     resampled: bool = True,
+    per_angle: bool = True,
 ) -> MemoryPlan:
     """Choose the largest block of rows whose predicted peak fits ``limit``.
 
@@ -282,6 +303,9 @@ def plan_memory(
     resampled : bool
         Some energy is shifted or scaled, or the projections realigned (see
         :func:`block_bytes`; unknown before the registration: True).
+    per_angle : bool
+        Each angle is normalized on its own (False with stripe removal), see
+        :func:`block_bytes`.
 
     Returns
     -------
@@ -309,6 +333,7 @@ def plan_memory(
             writer_overlap=r < n_rows_out,
             n_extra=n_extra,
             resampled=resampled,
+            per_angle=per_angle,
         )
 
     def fits(r: int) -> bool:

@@ -32,7 +32,7 @@ from xtwin import __version__
 from xtwin._files import apply_umask, sha256_of
 from xtwin._provenance import package_versions
 from xtwin._signals import check_interrupted
-from xtwin._threads import thread_map
+from xtwin._threads import blas_on_one_thread, thread_map
 from xtwin.errors import XtwinInputError
 from xtwin.io.limap import LiMap
 from xtwin.io.source import ScanSource, open_scan, source_from_scan
@@ -41,6 +41,8 @@ from xtwin.memory import (
     MemoryPlan,
     even_blocks,
     plan_memory,
+    read_chunk_angles,
+    read_parallelism,
     release_freed_memory,
     share_one_arena,
 )
@@ -301,7 +303,7 @@ def normalized_rows(
     hi: int,
     exposure_ratio: float,
     *,
-    angles: np.ndarray | None = None,
+    angles: np.ndarray | slice | None = None,
     dark: np.ndarray | None = None,
     out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -361,8 +363,16 @@ def read_block(
         else:
             windows.append(source_rows(lo, hi, dy) if dy else (lo, hi))
     darks = {w: src.dark_mean(*w) for w in set(windows)}  # one read per window
+    # each angle is normalized and resampled on its own (with flats; stripe removal and the
+    # noise estimate of flat-less data need every angle): then the work is cut into chunks
+    # of angles of every energy, which balance the threads when only some energy is
+    # resampled, and keep the temporaries small
+    per_angle = src.header.n_flat > 0 and not ctx.remove_rings
+    step = read_chunk_angles(n_a, per_angle)
+    tasks = [(e, slice(a, min(a + step, n_a))) for e in range(n_e) for a in range(0, n_a, step)]
 
-    def one(e: int) -> int:
+    def one(task: tuple[int, slice]) -> int:
+        e, sl = task
         dy, dx = (float(x) for x in ctx.shifts[e])
         sc = 1.0 if ctx.scales is None else float(ctx.scales[e])
         a, b = windows[e]
@@ -373,38 +383,33 @@ def read_block(
             a,
             b,
             float(ctx.exposure_ratio[e]),
+            angles=None if step == n_a else sl,
             dark=darks[a, b],
-            out=(p_all[e], v_all[e]) if direct else None,
+            out=(p_all[e, sl], v_all[e, sl]) if direct else None,
         )
         n_clamped = sum(int(n.split()[0]) for n in notes if "were clamped" in n)
         if ctx.remove_rings:
             p = remove_stripes(p, v)[0]
         if sc != 1.0:  # magnification and shift: both axes resampled
             n_r = src.header.shape[2]
-            p_all[e] = apply_transform(p, a, lo, hi, dy, dx, sc, n_rows=n_r)
+            p_all[e, sl] = apply_transform(p, a, lo, hi, dy, dx, sc, n_rows=n_r)
             if variance:
-                v_all[e] = apply_transform(v, a, lo, hi, dy, dx, sc, n_rows=n_r, variance=True)
+                v_all[e, sl] = apply_transform(v, a, lo, hi, dy, dx, sc, n_rows=n_r, variance=True)
         elif dy or dx:
-            apply_shift(p, lo, hi, dy, dx, out=p_all[e])
+            apply_shift(p, lo, hi, dy, dx, out=p_all[e, sl])
             if variance:
-                apply_shift(v, lo, hi, dy, dx, variance=True, out=v_all[e])
+                apply_shift(v, lo, hi, dy, dx, variance=True, out=v_all[e, sl])
         else:
             if not np.may_share_memory(p, p_all[e]):
-                p_all[e] = p
+                p_all[e, sl] = p
             if variance and not np.may_share_memory(v, v_all[e]):
-                v_all[e] = v
+                v_all[e, sl] = v
         return n_clamped
 
-    # energies normalized side by side (numpy releases the GIL; the memory model counts
-    # READ_THREADS energies' temporaries)
-    n_threads = min(n_e, READ_THREADS, max(1, ctx.threads))
-    if n_threads > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(n_threads) as ex:
-            clamped = sum(ex.map(one, range(n_e)))
-    else:
-        clamped = sum(one(e) for e in range(n_e))
+    # side by side on threads (numpy releases the GIL): whole energies (READ_THREADS at
+    # once) or chunks of angles (one per worker); the memory model counts them
+    par = read_parallelism(n_e, n_a, max(1, ctx.threads), step)
+    clamped = sum(thread_map(one, tasks, par))
     return p_all, v_all, clamped
 
 
@@ -525,12 +530,13 @@ def compute_block(
                 out[f][k] = nan
             if mode == "edge-jump":
                 out["edge_jump"][k] = nan
+        # np.copyto(..., where=): boolean-index assignment is ten times slower
         if lost_cols is not None:  # 2D: columns not seen at every energy likewise
-            out["lithiation"][k][lost_cols] = nan
-            out["sigma"][k][lost_cols] = nan
+            np.copyto(out["lithiation"][k], nan, where=lost_cols)
+            np.copyto(out["sigma"][k], nan, where=lost_cols)
         if outside is not None:
             for f in ("lithiation", "sigma", "edge_jump") + extras:
-                out[f][k][outside] = nan
+                np.copyto(out[f][k], nan, where=outside)
         ret = apply_mask(
             Solution(*(out[f][k] for f in fields)),
             ctx.jump_reference_per_m,
@@ -541,15 +547,17 @@ def compute_block(
         out["lithiation"][k] = ret.lithiation
         out["sigma"][k] = ret.sigma
         mask[k] = ret.mask
+        no_ni = ~ret.mask
         for f in extras:
             if f != "od_ratio":  # spectral features and systematics only where there is Ni
-                out[f][k][~ret.mask] = nan
+                np.copyto(out[f][k], nan, where=no_ni)
         if ctx.alt_calibrations and ret.mask.any():  # w under the other conventions
-            m = ret.mask
-            out["systematic"][k][m] = convention_half_range(
-                mu[:, k][:, m],
-                mu_sig[:, k][:, m],
-                Solution(*(getattr(s, f)[m] for f in fields)),
+            idx = np.flatnonzero(ret.mask)  # gathers by index: boolean indexing is slower
+            n_e = mu.shape[0]
+            out["systematic"][k].reshape(-1)[idx] = convention_half_range(
+                mu[:, k].reshape(n_e, -1)[:, idx],
+                mu_sig[:, k].reshape(n_e, -1)[:, idx],
+                Solution(*(getattr(s, f).reshape(-1)[idx] for f in fields)),
                 ctx.calibration,
                 alts,
             )
@@ -882,6 +890,7 @@ def _read_sample(
     return thread_map(one, range(sample.shape[0]), READ_THREADS)
 
 
+@blas_on_one_thread
 def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOptions) -> _Plan:
     """Decide everything global before the blocks run: registration shifts, rotation axis,
     rows, block size (refusing up front a run that cannot fit the memory limit)."""
@@ -913,6 +922,7 @@ def plan_processing(source: ScanSource, cal: Calibration, options: ProcessOption
             baseline=baseline,
             n_extra=len(extra_fields(cal.mode, True)),
             resampled=resampled,
+            per_angle=not (options.ring_removal and h.is_tomography),
         )
 
     import finufft  # noqa: F401  (loaded now, so the baseline counts the libraries)
@@ -1391,6 +1401,7 @@ def _shapes(source: ScanSource, n_rows: int, extras: tuple[str, ...]) -> dict[st
     }
 
 
+@blas_on_one_thread
 def _run_blocks(
     plan: _Plan,
     sink,
@@ -1483,6 +1494,12 @@ def _run_blocks(
     return clamped
 
 
+@blas_on_one_thread
+def _block_task(ctx: BlockContext, lo: int, hi: int) -> BlockResult:
+    """One block on a dask worker (one thread per worker: BLAS on one thread too)."""
+    return compute_block(ctx, lo, hi)
+
+
 def _dask_blocks(
     ctx: BlockContext, blocks: list[tuple[int, int]], options: ProcessOptions
 ) -> Iterator[BlockResult]:
@@ -1515,13 +1532,13 @@ def _dask_blocks(
         window = as_completed()
         for _ in range(min(2 * n_workers, len(todo))):
             a, b = todo.pop(0)
-            window.add(client.submit(compute_block, task_ctx, a, b, pure=False))
+            window.add(client.submit(_block_task, task_ctx, a, b, pure=False))
         for fut in window:
             res = fut.result()
             fut.release()
             if todo:
                 a, b = todo.pop(0)
-                window.add(client.submit(compute_block, task_ctx, a, b, pure=False))
+                window.add(client.submit(_block_task, task_ctx, a, b, pure=False))
             yield res
     finally:
         client.close()
