@@ -159,19 +159,20 @@ def _read_limap(path: str | os.PathLike) -> LiMap:
 def read_limap_summary(path: str | os.PathLike, *, block: int = 16) -> tuple[int, float, float]:
     """(voxels with Ni, median lithiation, median sigma) of a Li-map file, read in blocks.
 
-    The medians are taken over a regular subsample of at most about 2 million voxels, so any
-    map size is summarized in bounded memory.
+    The medians are taken over a regular subsample of about 2 million voxels (every
+    step-th voxel along each axis: a few slices are read, not the whole maps), so any map
+    size is summarized in bounded memory and time; the count reads the whole mask.
     """
     with open_h5(path, "Li-map file") as f:
         lith, sig, mask = f["/li/lithiation"], f["/li/sigma"], f["/li/mask"]
         n = lith.shape[0]
-        step = max(1, int(np.ceil(np.sqrt(lith.size / 2e6))))
+        step = max(1, int(np.ceil((lith.size / 2e6) ** (1 / lith.ndim))))
+        inner = (slice(None, None, step),) * (lith.ndim - 1)
         count = 0
-        ls, ss = [], []
         for a in range(0, n, block):
             count += int(np.count_nonzero(mask[a : a + block]))
-            ls.append(lith[a : a + block][..., ::step].ravel())
-            ss.append(sig[a : a + block][..., ::step].ravel())
+        ls = [lith[z][inner].ravel() for z in range(0, n, step)]
+        ss = [sig[z][inner].ravel() for z in range(0, n, step)]
     lv, sv = np.concatenate(ls), np.concatenate(ss)
     med = float(np.nanmedian(lv)) if np.isfinite(lv).any() else float("nan")
     med_s = float(np.nanmedian(sv)) if np.isfinite(sv).any() else float("nan")

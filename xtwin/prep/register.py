@@ -77,28 +77,44 @@ def refine_shift_2d(
     fx = fft.rfftfreq(shape[1]).astype(np.float32)[None, :]
     m = pad  # interior: away from the borders the shift brings padding into
     inner = (slice(None), slice(pad + m, pad + n_r - m), slice(pad + m, pad + n_c - m))
-    f = fixed.astype(np.float64)[:, m : n_r - m, m : n_c - m]
-    if f.shape[1] < 4 or f.shape[2] < 4:
+    f0 = fixed.astype(np.float32)[:, m : n_r - m, m : n_c - m]
+    if f0.shape[1] < 4 or f0.shape[2] < 4:
         return d
-    f0 = f - f.mean(axis=(1, 2), keepdims=True)
+    f0 = f0 - f0.mean(axis=(1, 2), keepdims=True)
 
     def back(x: np.ndarray) -> np.ndarray:
-        return fft.irfft2(x, s=shape, axes=(1, 2), workers=workers)[inner].astype(np.float64)
+        """The inner pixels of the inverse transform, centred per angle (float32)."""
+        out = fft.irfft2(x, s=shape, axes=(1, 2), workers=workers)[inner]
+        return out - out.mean(axis=(1, 2), dtype=np.float64, keepdims=True).astype(np.float32)
+
+    def dot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Per-angle inner products (float64 results; the operands are centred)."""
+        return np.einsum("kij,kij->k", x, y).astype(np.float64)
 
     for _ in range(n_iter):
-        # S(x) = moving(x + d)
+        # S(x) = moving(x + d); the model a_k (S(d) m_k - mean) and its derivatives in d,
+        # whose sums reduce to per-angle inner products of centred images (no temporaries)
         ramp = np.exp(2j * np.pi * (fy * d[0] + fx * d[1])).astype(np.complex64)
         sh = spec * ramp[None]
-        sv = back(sh)
+        s0 = back(sh)
         gy = back(sh * (2j * np.pi * fy)[None])
         gx = back(sh * (2j * np.pi * fx)[None])
-        s0 = sv - sv.mean(axis=(1, 2), keepdims=True)
-        a = (s0 * f0).sum(axis=(1, 2)) / np.maximum((s0 * s0).sum(axis=(1, 2)), 1e-30)
-        r = a[:, None, None] * s0 - f0
-        jy = a[:, None, None] * (gy - gy.mean(axis=(1, 2), keepdims=True))
-        jx = a[:, None, None] * (gx - gx.mean(axis=(1, 2), keepdims=True))
-        h = np.array([[(jy * jy).sum(), (jy * jx).sum()], [(jx * jy).sum(), (jx * jx).sum()]])
-        g = np.array([(jy * r).sum(), (jx * r).sum()])
+        a = dot(s0, f0) / np.maximum(dot(s0, s0), 1e-30)
+        a2 = a * a
+        yx = dot(gy, gx)
+        # J_y = a g_y, J_x = a g_x; residual r = a s0 - f0
+        h = np.array(
+            [
+                [(a2 * dot(gy, gy)).sum(), (a2 * yx).sum()],
+                [(a2 * yx).sum(), (a2 * dot(gx, gx)).sum()],
+            ]
+        )
+        g = np.array(
+            [
+                (a * (a * dot(gy, s0) - dot(gy, f0))).sum(),
+                (a * (a * dot(gx, s0) - dot(gx, f0))).sum(),
+            ]
+        )
         try:
             step = np.linalg.solve(h, g)
         except np.linalg.LinAlgError:
