@@ -280,22 +280,26 @@ def _warp(img: np.ndarray, scale: float, dy: float, dx: float) -> np.ndarray:
 
 
 def _score(
-    ref: np.ndarray, img: np.ndarray, scale: float, window: np.ndarray
+    ref: np.ndarray, img: np.ndarray, scale: float, window: np.ndarray, ref_spec: np.ndarray
 ) -> tuple[float, np.ndarray]:
-    """Correlation of ``ref`` (windowed) with ``img`` resampled at ``scale`` and then
-    windowed, after the best shift."""
+    """Correlation of ``ref`` (windowed; ``ref_spec`` its 2D spectra) with ``img`` resampled
+    at ``scale`` and then windowed, after the best shift."""
+    from scipy import fft
     from skimage.registration import phase_cross_correlation
 
     m = int(0.1 * min(ref.shape[-2:])) + 2
 
     def one(a: int) -> tuple[float, np.ndarray]:
         w = _warp(img[a], scale, 0.0, 0.0) * window
-        sh = phase_cross_correlation(ref[a], w, upsample_factor=10, normalization=None)[0]
+        sh = phase_cross_correlation(
+            ref_spec[a], fft.fft2(w), space="fourier", upsample_factor=10, normalization=None
+        )[0]
         w = _warp(img[a], scale, -sh[0] * scale, -sh[1] * scale) * window
         r, q = ref[a][m:-m, m:-m], w[m:-m, m:-m]
-        r = r - r.mean()
-        q = q - q.mean()
-        return float((r * q).sum() / np.sqrt((r * r).sum() * (q * q).sum() + 1e-30)), sh
+        r = r - r.mean(dtype=np.float64)
+        q = q - q.mean(dtype=np.float64)
+        rq = float(np.vdot(r, q))
+        return rq / np.sqrt(float(np.vdot(r, r)) * float(np.vdot(q, q)) + 1e-30), sh
 
     per_angle = thread_map(one, range(ref.shape[0]))  # summed in order: thread-independent
     total = 0.0
@@ -334,24 +338,27 @@ def scales_from_projections(
     info : dict
         ``per_energy`` (the independent estimates), ``k_per_eV`` and ``reference_eV``.
     """
+    from scipy import fft
     from scipy.optimize import minimize_scalar
 
     n_e = p.shape[0]
     ref = int(np.argmax(p.reshape(n_e, -1).mean(axis=1))) if reference is None else reference
     idx = np.unique(np.linspace(0, p.shape[1] - 1, min(n_angles, p.shape[1])).astype(int))
-    window = np.outer(np.hanning(p.shape[2]), np.hanning(p.shape[3]))
+    # single precision: the correlation's sums and transforms need no more, and cost half
+    window = np.outer(np.hanning(p.shape[2]), np.hanning(p.shape[3])).astype(np.float32)
 
     def prepared(a: np.ndarray) -> np.ndarray:
         return np.stack([(x - x.mean()) * window for x in a])
 
-    r = prepared(p[ref, idx])
+    r = prepared(p[ref, idx].astype(np.float32))
+    r_spec = fft.fft2(r)  # the reference's spectra, once for every trial scale
     est = np.ones(n_e)
     for e in range(n_e):
         if e == ref:
             continue
-        img = np.stack([x - x.mean() for x in p[e, idx]])
+        img = np.stack([x - x.mean() for x in p[e, idx].astype(np.float32)])
         res = minimize_scalar(
-            lambda s, img=img: -_score(r, img, s, window)[0],
+            lambda s, img=img: -_score(r, img, s, window, r_spec)[0],
             bounds=(1 - max_rel, 1 + max_rel),
             method="bounded",
             options={"xatol": 2e-5},
