@@ -155,17 +155,18 @@ def normalize_block(
         # reuse (fresh pages of block-sized temporaries cost more than the arithmetic)
         step = max(1, STEP_VALUES // max(1, int(np.prod(data.shape[1:]))))
         clamped = 0
+        half_flat_var = np.float32(0.5) * flat_rel_var
         for a in range(0, data.shape[0], step):
             sl = slice(a, a + step)
             signal = data[sl].astype(np.float32)
             if dark_mean is not None:
                 signal -= dark
-            clamped += int(np.count_nonzero(signal < floor))
-            np.maximum(signal, floor, out=signal)
+            if signal.min(initial=np.inf) < floor:  # (one pass, no mask, where none is low)
+                clamped += int(np.count_nonzero(signal < floor))
+                np.maximum(signal, floor, out=signal)
             pc = p[sl]
-            np.divide(signal, flat, out=pc)
+            np.divide(flat, signal, out=pc)  # -ln(I / I0) = ln(I0 / I)
             np.log(pc, out=pc)
-            np.negative(pc, out=pc)
             if counts:
                 vc = var[sl]
                 vc[...] = data[sl]
@@ -175,7 +176,9 @@ def normalize_block(
                 vc /= signal
                 # -ln of a Poisson count is biased by +var/2 and the log of the flats' mean
                 # by -var_flat/2 (second-order delta method): remove both, leaving O(1/N^2)
-                pc -= np.float32(0.5) * (vc - flat_rel_var)
+                pc += half_flat_var
+                np.multiply(vc, np.float32(0.5), out=signal)
+                pc -= signal
                 vc += flat_rel_var
         if not counts:
             var[...] = _robust_white_variance(p)[..., None]
