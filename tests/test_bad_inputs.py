@@ -393,3 +393,35 @@ def test_bad_input(case, tmp_path, capsys):
 
 def test_corpus_size():
     assert len(CASES) >= 40
+
+
+def test_a_disk_too_small_for_the_li_map_is_refused_up_front(tmp_path, capsys, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    args = _process()(tmp_path)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "GB free" in err and "Traceback" not in err, err
+    assert not any(p.is_file() for p in (tmp_path / "out").rglob("*"))
+
+
+def test_a_disk_that_fills_during_the_run_stops_it_resumably(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from xtwin import pipeline
+
+    args = _process()(tmp_path)
+
+    def full(self, r0, res):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pipeline._H5Sink, "_write", full)
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "full" in err and "resumes" in err and "Traceback" not in err, err
+    assert not (tmp_path / "out" / "li.h5").exists()  # only the resumable partial file

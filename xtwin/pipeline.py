@@ -620,6 +620,7 @@ class _H5Sink:
         f = self._reopen(path, shapes, key) if path.exists() else None
         if f is None and path.exists():
             path.unlink()  # made for other inputs or options, or damaged: start again
+        self._check_space(path, shapes, f)
         if f is None:
             f = h5py.File(path, "w", track_order=False)
             for name, shape in self._paths(shapes):
@@ -631,6 +632,32 @@ class _H5Sink:
         self.f = f
         self.done = np.asarray(f["/pipeline/rows_done"][()], dtype=bool)
         self.resumed = int(self.done.sum())
+
+    @staticmethod
+    def _check_space(path: Path, shapes: dict[str, tuple[int, ...]], f) -> None:
+        """Refuse up front a Li map that the disk cannot hold (the datasets are allocated
+        sparse, so a full disk would otherwise stop the run hours in).
+
+        Raises
+        ------
+        XtwinInputError
+            With the sizes.
+        """
+        import shutil
+
+        total = sum(4 * int(np.prod(s)) for s in shapes.values())
+        total += int(np.prod(shapes["lithiation"]))  # the mask
+        on_disk = 0
+        if f is not None:  # resuming: what the partial file holds already
+            st = os.stat(path)
+            on_disk = getattr(st, "st_blocks", 0) * 512
+        free = shutil.disk_usage(path.parent).free
+        if total - on_disk > free:
+            raise XtwinInputError(
+                f"the Li map needs {total / 1e9:.1f} GB ({(total - on_disk) / 1e9:.1f} GB more "
+                f"than {path.name} holds) but {path.parent} has {free / 1e9:.1f} GB free; free "
+                "space, write the output elsewhere (-o), or process fewer rows (--rows)"
+            )
 
     @classmethod
     def _reopen(cls, path: Path, shapes: dict[str, tuple[int, ...]], key: str):
@@ -688,6 +715,19 @@ class _H5Sink:
         )
 
     def write(self, r0: int, res: BlockResult) -> None:
+        import errno
+
+        try:
+            self._write(r0, res)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "no space left" in str(exc).lower():
+                raise XtwinInputError(
+                    f"the disk holding {self.path} is full ({exc}); free space and run the "
+                    "same command again: it resumes from the rows already written"
+                ) from None
+            raise
+
+    def _write(self, r0: int, res: BlockResult) -> None:
         f = self.f
         n = res.hi - res.lo
         r1 = r0 + n
