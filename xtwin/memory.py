@@ -232,7 +232,10 @@ def block_bytes(
     window = step_angles * (rows + halo) * n_c
     absorb = n_e * n_a * rows * n_c * 4 * 2
     par = read_parallelism(n_e, n_a, max(1, workers), step_angles)  # chunks at once
-    step = 8 * (1 << 21)  # the normalization's and the shift's steps of a few angles
+    from xtwin.prep.normalize import STEP_VALUES
+
+    # a few float32 and complex temporaries of the normalization's and the shift's steps
+    step = 32 * STEP_VALUES
     per_value = itemsize + (8 if resampled else 0)
     reading = par * (window * per_value + (n_flat + 4) * (rows + halo) * n_c * 4 + step)
     # per-voxel solve temporaries of one slice: float32 closed form, or float64 weighted fit

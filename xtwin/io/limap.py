@@ -156,6 +156,14 @@ def _read_limap(path: str | os.PathLike) -> LiMap:
     return out
 
 
+def regular_sample(ds, n: float = 2e6) -> np.ndarray:
+    """About ``n`` values of an HDF5 dataset (or array), every step-th along each axis, read
+    one slice of the first axis at a time (a few slices, not the whole dataset)."""
+    step = max(1, int(np.ceil((ds.size / n) ** (1 / ds.ndim))))
+    inner = (slice(None, None, step),) * (ds.ndim - 1)
+    return np.concatenate([np.ravel(ds[z][inner]) for z in range(0, ds.shape[0], step)])
+
+
 def read_limap_summary(path: str | os.PathLike, *, block: int = 16) -> tuple[int, float, float]:
     """(voxels with Ni, median lithiation, median sigma) of a Li-map file, read in blocks.
 
@@ -165,15 +173,10 @@ def read_limap_summary(path: str | os.PathLike, *, block: int = 16) -> tuple[int
     """
     with open_h5(path, "Li-map file") as f:
         lith, sig, mask = f["/li/lithiation"], f["/li/sigma"], f["/li/mask"]
-        n = lith.shape[0]
-        step = max(1, int(np.ceil((lith.size / 2e6) ** (1 / lith.ndim))))
-        inner = (slice(None, None, step),) * (lith.ndim - 1)
         count = 0
-        for a in range(0, n, block):
+        for a in range(0, lith.shape[0], block):
             count += int(np.count_nonzero(mask[a : a + block]))
-        ls = [lith[z][inner].ravel() for z in range(0, n, step)]
-        ss = [sig[z][inner].ravel() for z in range(0, n, step)]
-    lv, sv = np.concatenate(ls), np.concatenate(ss)
+        lv, sv = regular_sample(lith), regular_sample(sig)
     med = float(np.nanmedian(lv)) if np.isfinite(lv).any() else float("nan")
     med_s = float(np.nanmedian(sv)) if np.isfinite(sv).any() else float("nan")
     return count, med, med_s
