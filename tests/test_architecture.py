@@ -119,3 +119,104 @@ def test_import_loads_no_heavy_dependency(module):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+#: The pipeline package's modules in the order the data pass through them: a module may
+#: import only those before it (the records first, the public calls last).
+PIPELINE_LAYERS = (
+    "xtwin.pipeline.options",
+    "xtwin.pipeline.events",
+    "xtwin.pipeline._references",
+    "xtwin.pipeline._context",
+    "xtwin.pipeline._read",
+    "xtwin.pipeline._estimate",
+    "xtwin.pipeline._plan",
+    "xtwin.pipeline._block",
+    "xtwin.pipeline._sinks",
+    "xtwin.pipeline._execute",
+    "xtwin.pipeline._provenance",
+    "xtwin.pipeline._process",
+    "xtwin.pipeline._series",
+    "xtwin.pipeline",
+)
+
+
+def _layer(module: str) -> int | None:
+    """The layer of the longest name in PIPELINE_LAYERS that ``module`` is or lies in."""
+    found = [
+        (len(name), i)
+        for i, name in enumerate(PIPELINE_LAYERS)
+        if module == name or module.startswith(name + ".")
+    ]
+    return max(found)[1] if found else None
+
+
+def _layer_violations(g: dict[str, set[str]]) -> list[tuple[str, str]]:
+    bad = []
+    for m, targets in g.items():
+        lm = _layer(m)
+        for t in targets:
+            lt = _layer(t)
+            if lm is not None and lt is not None and lt > lm:
+                bad.append((m, t))
+    return bad
+
+
+def test_pipeline_layers_point_one_way():
+    mods = {_layer(m) for m in _modules() if m.startswith("xtwin.pipeline")}
+    assert None not in mods, "a pipeline module without a layer: add it to PIPELINE_LAYERS"
+    assert not _layer_violations(_graph())
+
+
+def test_layer_check_can_fail():
+    assert _layer_violations({"xtwin.pipeline._read": {"xtwin.pipeline._plan"}})
+
+
+def _private_imports() -> list[tuple[str, str]]:
+    """(importer, name) where a module imports a private name or module of another package
+    (``xtwin.io._h5`` from ``xtwin.analysis``, ``_warp`` from ``xtwin.prep.register``)."""
+    out = []
+    mods = _modules()
+    packages = {m for m, p in mods.items() if p.name == "__init__.py"}
+    for m, path in mods.items():
+        pkg = m if path.name == "__init__.py" else m.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or node.level or not node.module:
+                continue
+            if not node.module.startswith("xtwin."):
+                continue
+            names = [node.module + "." + a.name for a in node.names]
+            for full in names:
+                parts = full.split(".")
+                for i, part in enumerate(parts[1:], start=1):
+                    if part.startswith("_") and not part.startswith("__"):
+                        owner = ".".join(parts[:i])
+                        if owner not in packages:  # a module's private name: its package's
+                            owner = owner.rsplit(".", 1)[0]
+                        if owner != "xtwin" and not (pkg + ".").startswith(owner + "."):
+                            out.append((m, full))
+                        break
+    return out
+
+
+def test_no_private_name_imported_across_packages():
+    assert not _private_imports()
+
+
+def test_pipeline_functions_and_modules_stay_small():
+    """The issue's bar for the pipeline and the CLI: functions of at most 60 lines, modules of
+    at most 400."""
+    long = []
+    for m, path in _modules().items():
+        if not m.startswith(("xtwin.pipeline", "xtwin.cli")):
+            continue
+        tree = ast.parse(path.read_text())
+        n_lines = len(path.read_text().splitlines())
+        if n_lines > 400:
+            long.append((m, n_lines))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > 60:
+                    long.append((f"{m}.{node.name}", length))
+    assert not long, long

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xtwin.pipeline import Scratch
+from xtwin.pipeline._read import Scratch
 
 
 def test_scratch_reuses_its_buffer_and_grows_when_asked_for_more():
@@ -53,7 +53,7 @@ def test_normalization_in_steps_of_angles_equals_whole_array_formula(n_angle):
     old = nz.STEP_VALUES
     try:
         nz.STEP_VALUES = 3 * n_r * n_c
-        p, v, notes = nz.normalize_block(
+        p, v, report = nz.normalize_block(
             data, flats, dark, counts_per_photon=1.3, exposure_ratio=0.9
         )
     finally:
@@ -61,7 +61,8 @@ def test_normalization_in_steps_of_angles_equals_whole_array_formula(n_angle):
     p_ref, v_ref = _plain_normalize(data, flats, dark, 1.3, 0.9)
     np.testing.assert_allclose(p, p_ref, rtol=2e-6, atol=2e-6)
     np.testing.assert_allclose(v, v_ref, rtol=2e-6)
-    assert any("3 values" in n and "clamped" in n for n in notes)
+    assert report.clamped == 3
+    assert any("3 values" in n and "clamped" in n for n in report.lines())
     # into given arrays: the same values, in them
     out = (np.empty(data.shape, np.float32), np.empty(data.shape, np.float32))
     p2, v2, _ = nz.normalize_block(

@@ -174,7 +174,7 @@ def test_streamed_blocks_match_in_memory_bit_for_bit(drifted_scan, tmp_path):
     from xtwin.io.limap import read_limap
     from xtwin.io.source import read_scan
     from xtwin.memory import block_bytes, current_rss_bytes, predicted_peak
-    from xtwin.pipeline import ProcessOptions, process_file, process_scan
+    from xtwin.pipeline import ProcessOptions, RunOptions, process_file, process_scan
 
     scan_path, refs = drifted_scan
     ref_args = (refs["lith"], refs["delith"])
@@ -185,7 +185,11 @@ def test_streamed_blocks_match_in_memory_bit_for_bit(drifted_scan, tmp_path):
     np.testing.assert_allclose(reg["8320.00"], [-1.6, 0.7], atol=0.15)
     out = tmp_path / "blocks.h5"
     process_file(
-        scan_path, *ref_args, out, options=ProcessOptions(center_offset_px=0.0, block_rows=7)
+        scan_path,
+        *ref_args,
+        out,
+        options=ProcessOptions(center_offset_px=0.0),
+        run=RunOptions(block_rows=7),
     )
     _same(read_limap(out), whole)
     # a memory limit that fits about 5 rows: several blocks, the same result
@@ -200,7 +204,8 @@ def test_streamed_blocks_match_in_memory_bit_for_bit(drifted_scan, tmp_path):
         scan_path,
         *ref_args,
         out2,
-        options=ProcessOptions(center_offset_px=0.0, memory_limit_bytes=limit, workers=1),
+        options=ProcessOptions(center_offset_px=0.0),
+        run=RunOptions(memory_limit_bytes=limit, workers=1),
     )
     lm2 = read_limap(out2)
     assert lm2.provenance["memory"]["rows_per_block"] < N_ROW

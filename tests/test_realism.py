@@ -37,7 +37,8 @@ def magnified(tmp_path_factory):
 def _process(paths, out, **opts):
     from xtwin.io.limap import read_limap
     from xtwin.io.truth import read_truth
-    from xtwin.pipeline import ProcessOptions, process_file
+    from xtwin.pipeline import ProcessOptions, RunOptions, process_file
+    from xtwin.pipeline.options import split_options
     from xtwin.validate.metrics import compare
 
     process_file(
@@ -45,7 +46,8 @@ def _process(paths, out, **opts):
         paths["reference_lithiated.csv"],
         paths["reference_delithiated.csv"],
         out,
-        options=ProcessOptions(**opts),
+        options=ProcessOptions(**split_options(**opts)[0]),
+        run=RunOptions(**split_options(**opts)[1]),
     )
     lm = read_limap(out)
     return lm, compare(lm, read_truth(paths["truth.h5"]))

@@ -24,9 +24,9 @@ HERE = Path(__file__).parent
 SCENARIOS = ("default", "hot_spots", "internal_pores", "rate_limited", "source_experiment")
 
 
-def twin_analysis(sc, options=None) -> dict:
+def twin_analysis(sc, options=None, run=None) -> dict:
     """Simulate ``sc``, process its first snapshot with the shared pipeline (``options``:
-    :class:`xtwin.pipeline.ProcessOptions`, default when None), and compare ``xtwin analyze``
+    :class:`xtwin.pipeline.ProcessOptions`, ``run``: its RunOptions, defaults when None), and compare ``xtwin analyze``
     on the recovered map with the analysis of the truth (hot spots by magnitude alone)."""
     from xtwin.analysis.lithiation import analyze_map, compare_analyses
     from xtwin.analysis.report import load_map
@@ -44,6 +44,7 @@ def twin_analysis(sc, options=None) -> dict:
             paths["reference_delithiated.csv"],
             out,
             options=options,
+            run=run,
         )
         rec_in, _ = load_map(out)
         tru_in, _ = load_map(paths[truth])

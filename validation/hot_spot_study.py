@@ -46,7 +46,7 @@ def one(strength: float, seed: int, acquisition: dict | None = None) -> dict:
     from analyze_campaign import twin_analysis
 
     from xtwin.forward.scenario import load_scenario
-    from xtwin.pipeline import ProcessOptions
+    from xtwin.pipeline import RunOptions
 
     sc = load_scenario(HERE.parent / "synthetic" / "hot_spots.toml").replace_seed(seed)
     sc = dataclasses.replace(
@@ -56,7 +56,7 @@ def one(strength: float, seed: int, acquisition: dict | None = None) -> dict:
             sc.acquisition, **(REALISTIC if acquisition is None else acquisition)
         ),
     )
-    res = twin_analysis(sc, ProcessOptions(workers=1))
+    res = twin_analysis(sc, run=RunOptions(workers=1))
     return {
         "strength": strength,
         "seed": seed,

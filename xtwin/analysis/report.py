@@ -30,7 +30,7 @@ def load_map(path: str | os.PathLike, depth_offset_m: float = 0.0) -> tuple[MapI
 
     Depths are measured from the top of the imaged window plus ``depth_offset_m`` (the
     window's depth in the electrode, when known)."""
-    from xtwin.io._h5 import open_h5
+    from xtwin.io import open_h5
 
     with open_h5(path, "Li-map or truth file") as f:
         is_truth = "/truth/lithiation" in f
@@ -108,7 +108,7 @@ def analyze_file(
         Name -> path of each file written.
     """
     from xtwin._files import ensure_writable_dir, write_csv_atomic, write_text_atomic
-    from xtwin.io._h5 import write_h5
+    from xtwin.io import write_h5
 
     out = ensure_writable_dir(out_dir)
     m, kind = load_map(path, depth_offset_m)

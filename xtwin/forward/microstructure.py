@@ -544,7 +544,7 @@ def write_microstructure(
     target: dict[str, float],
 ) -> None:
     """Write the microstructure file: fine and coarse grids, the particle record, targets."""
-    from xtwin.io._h5 import write_h5
+    from xtwin.io import write_h5
 
     coarse_ph, coarse_lab, _ = coarsen(ms.phases, ms.labels, oversample)
     ds = {

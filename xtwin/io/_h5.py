@@ -103,10 +103,11 @@ def write_h5(
             for name, items in (attrs or {}).items():
                 obj = f.require_group(name) if name not in f else f[name]
                 for key, val in items.items():
-                    obj.attrs[key] = _attr_value(val)
+                    obj.attrs[key] = attr_value(val)
 
 
-def _attr_value(val: Any) -> Any:
+def attr_value(val: Any) -> Any:
+    """A value as an HDF5 attribute holds it: containers as JSON, None as "null"."""
     if isinstance(val, dict | list | tuple) and not isinstance(val, np.ndarray):
         return json.dumps(val, sort_keys=True, default=str)
     if val is None:

@@ -21,6 +21,7 @@ from xtwin.io.detector import estimate_counts_per_photon
 from xtwin.io.scan import ScanData
 
 __all__ = [
+    "NormalizationReport",
     "Absorbance",
     "estimate_counts_per_photon",
     "exposure_ratios",
@@ -72,6 +73,52 @@ def _robust_white_variance(p: np.ndarray) -> np.ndarray:
     return ((1.4826 * mad) ** 2 / 6.0).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class NormalizationReport:
+    """What :func:`normalize_block` did besides the arithmetic.
+
+    Attributes
+    ----------
+    clamped : int
+        Values at or below zero after dark subtraction, clamped.
+    dead_pixels : int
+        Dead detector pixels (flat at the dark level) filled from their row neighbours.
+    noise_estimated : str, optional
+        ``"no-flats"`` or ``"float"`` where the variance was estimated from the data.
+    """
+
+    clamped: int = 0
+    dead_pixels: int = 0
+    noise_estimated: str | None = None
+
+    def dead_line(self) -> str:
+        """The dead-pixel sentence (empty when none)."""
+        if not self.dead_pixels:
+            return ""
+        return f"{self.dead_pixels} dead detector pixels filled from their row neighbours"
+
+    def lines(self) -> list[str]:
+        """The report as the provenance's notes."""
+        out = []
+        if self.noise_estimated == "no-flats":
+            out.append(
+                "no flat fields; float projections taken as transmission I/I0; noise "
+                "variance estimated per detector row from second differences (robust MAD)"
+            )
+        elif self.noise_estimated == "float":
+            out.append(
+                "float projections: noise variance estimated per detector row from "
+                "second differences (robust MAD)"
+            )
+        if self.dead_pixels:
+            out.append(self.dead_line())
+        if self.clamped:
+            out.append(
+                f"{self.clamped} values at or below zero after dark subtraction were clamped"
+            )
+        return out
+
+
 def normalize_block(
     data: np.ndarray,
     flats: np.ndarray | None,
@@ -80,7 +127,7 @@ def normalize_block(
     counts_per_photon: float = 1.0,
     exposure_ratio: float = 1.0,
     out: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
+) -> tuple[np.ndarray, np.ndarray, NormalizationReport]:
     """-ln(I/I0) and its Poisson variance for one energy's block of detector rows.
 
     For integer counts the low-count bias of the logarithm is removed to second order
@@ -106,14 +153,15 @@ def normalize_block(
     Returns
     -------
     absorbance, variance : ndarray, float32
-    notes : list of str
-        What was assumed or clamped.
+    report : NormalizationReport
+        What was assumed, filled or clamped.
 
     References
     ----------
     .. [1] DESIGN.md, "Physics conventions": var(-ln(I/I0)) = 1/I + 1/I0 in photons.
     """
-    notes: list[str] = []
+    noise = None
+    dead_count = 0
     counts = data.dtype.kind in "iu"
     dark = np.float32(0.0) if dark_mean is None else dark_mean.astype(np.float32)
     floor = np.float32(MIN_COUNTS if counts else 1e-6)
@@ -127,10 +175,7 @@ def normalize_block(
         clamped = int(np.count_nonzero(data <= floor))
         p = -np.log(signal)
         var = np.broadcast_to(_robust_white_variance(p)[..., None], p.shape).astype(np.float32)
-        notes.append(
-            "no flat fields; float projections taken as transmission I/I0; noise "
-            "variance estimated per detector row from second differences (robust MAD)"
-        )
+        noise = "no-flats"
     else:
         n_flat = flats.shape[0]
         flat_raw = flats.astype(np.float32).mean(axis=0)
@@ -182,16 +227,12 @@ def normalize_block(
                 vc += flat_rel_var
         if not counts:
             var[...] = _robust_white_variance(p)[..., None]
-            notes.append(
-                "float projections: noise variance estimated per detector row from "
-                "second differences (robust MAD)"
-            )
+            noise = "float"
     if flats is not None and dead.any():
         p, var = _fill_dead(p, var, dead)
-        notes.append(f"{int(dead.sum())} dead detector pixels filled from their row neighbours")
-    if clamped:
-        notes.append(f"{clamped} values at or below zero after dark subtraction were clamped")
-    return p.astype(np.float32, copy=False), var.astype(np.float32, copy=False), notes
+        dead_count = int(dead.sum())
+    report = NormalizationReport(clamped, dead_count, noise)
+    return p.astype(np.float32, copy=False), var.astype(np.float32, copy=False), report
 
 
 #: A pixel whose flat (minus dark) is below this fraction of the median flat is dead.
@@ -256,7 +297,7 @@ def normalize_scan(scan: ScanData) -> Absorbance:
         )
         ps.append(p)
         vs.append(v)
-        notes.extend(x for x in n if x not in notes)
+        notes.extend(x for x in n.lines() if x not in notes)
     return Absorbance(
         np.stack(ps), np.stack(vs), scan.theta_deg, scan.energy_eV, scan.pixel_size_m, tuple(notes)
     )

@@ -268,8 +268,9 @@ def rows_not_seen_at_all_energies(
     return lost
 
 
-def _warp(img: np.ndarray, scale: float, dy: float, dx: float) -> np.ndarray:
-    """Sample ``img`` at ``c + scale (r - c) + (dy, dx)`` (bilinear, for the estimation)."""
+def warp_image(img: np.ndarray, scale: float, dy: float, dx: float) -> np.ndarray:
+    """Sample ``img`` at ``c + scale (r - c) + (dy, dx)`` (bilinear, for the estimation),
+    ``c`` the image centre."""
     from scipy import ndimage
 
     c = (np.asarray(img.shape[-2:], dtype=float) - 1) / 2.0
@@ -290,11 +291,11 @@ def _score(
     m = int(0.1 * min(ref.shape[-2:])) + 2
 
     def one(a: int) -> tuple[float, np.ndarray]:
-        w = _warp(img[a], scale, 0.0, 0.0) * window
+        w = warp_image(img[a], scale, 0.0, 0.0) * window
         sh = phase_cross_correlation(
             ref_spec[a], fft.fft2(w), space="fourier", upsample_factor=10, normalization=None
         )[0]
-        w = _warp(img[a], scale, -sh[0] * scale, -sh[1] * scale) * window
+        w = warp_image(img[a], scale, -sh[0] * scale, -sh[1] * scale) * window
         r, q = ref[a][m:-m, m:-m], w[m:-m, m:-m]
         r = r - r.mean(dtype=np.float64)
         q = q - q.mean(dtype=np.float64)

@@ -18,6 +18,7 @@ References
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,7 +144,44 @@ def find_rotation_center(
     if n_a < 8:
         raise XtwinInputError("finding the rotation axis needs a tomogram (several angles)")
     ie = int(np.argmax(p.reshape(n_e, -1).mean(axis=1)))
-    rows = choose_rows(p[ie].std(axis=(0, 2)), n_rows)
-    sinos = np.ascontiguousarray(np.swapaxes(p[ie][:, rows, :], 0, 1), dtype=np.float32)
-    per_row = center_from_sinograms(sinos, absorbance.theta_deg, search_px=search_px)
-    return CenterEstimate(float(np.median(per_row)), per_row, rows, float(absorbance.energy_eV[ie]))
+    return center_from_rows(
+        lambda rows: np.ascontiguousarray(np.swapaxes(p[ie][:, rows, :], 0, 1), dtype=np.float32),
+        p[ie].std(axis=(0, 2)),
+        absorbance.theta_deg,
+        float(absorbance.energy_eV[ie]),
+        n_rows=n_rows,
+        search_px=search_px,
+    )
+
+
+def center_from_rows(
+    sinograms: Callable[[np.ndarray], np.ndarray],
+    contrast: np.ndarray,
+    theta_deg: np.ndarray,
+    energy_eV: float,
+    *,
+    n_rows: int = 5,
+    search_px: float | None = None,
+) -> CenterEstimate:
+    """The rotation axis from the ``n_rows`` most structured detector rows.
+
+    Parameters
+    ----------
+    sinograms : callable
+        Detector rows (int array) -> their sinograms, (n_rows, n_angle, n_col).
+    contrast : ndarray, shape (n_row,)
+        Structure per detector row (e.g. the projections' standard deviation).
+    theta_deg : ndarray
+        Projection angles.
+    energy_eV : float
+        The energy the sinograms are at (recorded).
+    n_rows, search_px
+        As in :func:`find_rotation_center`.
+
+    Returns
+    -------
+    CenterEstimate
+    """
+    rows = choose_rows(contrast, n_rows)
+    per_row = center_from_sinograms(sinograms(rows), theta_deg, search_px=search_px)
+    return CenterEstimate(float(np.median(per_row)), per_row, rows, energy_eV)

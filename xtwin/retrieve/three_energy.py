@@ -424,37 +424,3 @@ def apply_mask(
         s.edge_jump,
         s.background,
     )
-
-
-def retrieve(
-    mu: np.ndarray,
-    mu_sigma: np.ndarray,
-    calibration: Calibration,
-    *,
-    min_jump_snr: float = 3.0,
-    min_jump_fraction: float = 0.2,
-) -> Retrieval:
-    """Solve for (B, J, w) in every voxel and mask voxels without Ni.
-
-    Parameters
-    ----------
-    mu, mu_sigma : ndarray, shape (n_energy, ...)
-        Attenuation (or optical density) per energy, in the calibration's energy order, and
-        its standard uncertainty.
-    calibration : Calibration
-        From :func:`calibrate`.
-    min_jump_snr, min_jump_fraction : float
-        Masking thresholds (see module docstring and :func:`apply_mask`).
-
-    Returns
-    -------
-    Retrieval
-    """
-    sol = solve(mu, mu_sigma, calibration)
-    return apply_mask(
-        sol,
-        jump_reference(sol.edge_jump),
-        min_jump_snr=min_jump_snr,
-        min_jump_fraction=min_jump_fraction,
-        require_lithiation=calibration.mode != "edge-jump",
-    )

@@ -122,7 +122,8 @@ def load_campaign(path: str | os.PathLike) -> Campaign:
         Unreadable TOML, unknown keys, a scenario that does not exist, invalid overrides.
     """
     from xtwin.forward.scenario import default_scenario, load_scenario, scenario_from_dict
-    from xtwin.pipeline import ProcessOptions
+    from xtwin.pipeline import ProcessOptions, RunOptions
+    from xtwin.pipeline.options import split_options
 
     path = Path(path)
     try:
@@ -165,8 +166,9 @@ def load_campaign(path: str | os.PathLike) -> Campaign:
     for r in runs:
         scenario_from_dict(_merge(base_doc, r.scenario), f"{path} run {r.name!r}")
         try:
-            ProcessOptions(**r.process)
-        except TypeError as exc:
+            sci, how = split_options(**r.process)
+            ProcessOptions(**sci), RunOptions(**how)
+        except (TypeError, XtwinInputError) as exc:
             raise XtwinInputError(f"{path} run {r.name!r}: bad process option ({exc})") from None
     combined = tuple(str(x) for x in doc.get("combined", []))
     missing = [c for c in combined if c not in {r.name for r in runs}]
@@ -193,9 +195,11 @@ def run_one(scenario_toml: str, run: Run, seed: int) -> dict[str, Any]:
     from xtwin.forward.twin import simulate, write_outputs
     from xtwin.io.limap import read_limap
     from xtwin.io.truth import PHASE_ACTIVE, read_truth
-    from xtwin.pipeline import ProcessOptions, process_file
+    from xtwin.pipeline import ProcessOptions, RunOptions, process_file
+    from xtwin.pipeline.options import split_options
     from xtwin.validate.metrics import compare, interior_mask, ring_amplitude
 
+    sci, how = split_options(**run.process)
     doc = _merge(tomllib.loads(scenario_toml), run.scenario)
     sc = scenario_from_dict(doc, f"run {run.name!r}").replace_seed(seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,7 +211,8 @@ def run_one(scenario_toml: str, run: Run, seed: int) -> dict[str, Any]:
             paths["reference_lithiated.csv"],
             paths["reference_delithiated.csv"],
             out,
-            options=ProcessOptions(workers=1, **run.process),
+            options=ProcessOptions(**sci),
+            run=RunOptions(**{"workers": 1, **how}),
         )
         lm, tr = read_limap(out), read_truth(paths[scan.replace("scan", "truth")])
     m = compare(lm, tr)

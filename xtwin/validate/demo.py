@@ -28,8 +28,8 @@ def demo(
     force : bool
         Overwrite existing outputs.
     simulate_progress, process_progress : callable, optional
-        Progress callbacks of :func:`xtwin.forward.twin.simulate` and
-        :func:`xtwin.pipeline.process_file`.
+        Progress callbacks of :func:`xtwin.forward.twin.simulate`, and of the rows that
+        :func:`xtwin.pipeline.process_file` finishes.
 
     Returns
     -------
@@ -60,7 +60,7 @@ def demo(
         paths["reference_lithiated.csv"],
         paths["reference_delithiated.csv"],
         limap_path,
-        progress=process_progress,
+        on_event=_rows_done(process_progress),
     )
     limap = read_limap(limap_path)
     truth = read_truth(paths["truth.h5"])
@@ -74,3 +74,14 @@ def demo(
         **{k: Path(v) for k, v in report.items()},
     }
     return {"metrics": metrics, "files": files}
+
+
+def _rows_done(progress: Callable[[int], None] | None):
+    """A pipeline event listener that passes the rows finished to ``progress``."""
+    from xtwin.pipeline import RowsDone
+
+    def listen(event) -> None:
+        if progress is not None and isinstance(event, RowsDone):
+            progress(event.n)
+
+    return listen

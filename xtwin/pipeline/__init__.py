@@ -1,0 +1,89 @@
+"""The shared pipeline: scan -> normalize -> register -> reconstruct -> retrieve -> Li map.
+
+It streams. The scan is read in blocks of detector rows straight from its file(s)
+(:class:`xtwin.io.source.ScanSource`); each block is normalized, registered, reconstructed and
+solved, and written before the next is read, so memory stays bounded (:mod:`xtwin.memory`
+chooses the block from ``RunOptions.memory_limit_bytes`` and refuses, up front, a run that
+cannot fit). The same map comes out, bit for bit, whatever the block size, the threads, or
+whether the blocks ran on a dask cluster.
+
+The Li-map file is built in ``OUT.h5.partial``: run the same command again after an
+interruption, even a SIGKILL, and it resumes where it stopped; the partial file becomes
+``OUT.h5`` only when complete.
+
+The steps, one module each (``docs/architecture.md`` draws them): options
+(:mod:`~xtwin.pipeline.options`), references (``_references``), reading (``_read``), the
+estimators (``_estimate``), the block plan (``_plan``), one block (``_block``), sinks
+(``_sinks``), execution (``_execute``), provenance (``_provenance``), series (``_series``).
+The pipeline never imports the twin (:mod:`xtwin.forward`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from xtwin.pipeline._block import field_of_view_disc
+from xtwin.pipeline._process import partial_path, process_file, process_scan, resume_key
+from xtwin.pipeline._series import check_series, process_series, series_outputs
+from xtwin.pipeline.events import Event, OnEvent, Planned, RowsDone, TimePoint, ignore
+from xtwin.pipeline.options import ProcessOptions, RunOptions
+
+__all__ = [
+    "Event",
+    "Planned",
+    "ProcessOptions",
+    "RowsDone",
+    "RunOptions",
+    "TimePoint",
+    "check_series",
+    "field_of_view_disc",
+    "partial_path",
+    "process",
+    "process_file",
+    "process_scan",
+    "process_series",
+    "resume_key",
+    "series_outputs",
+]
+
+PathLike = str | os.PathLike
+
+
+def process(
+    scans: list[PathLike],
+    lithiated: PathLike | None,
+    delithiated: PathLike | None,
+    out: PathLike,
+    *,
+    options: ProcessOptions | None = None,
+    run: RunOptions | None = None,
+    force: bool = False,
+    on_event: OnEvent = ignore,
+) -> list[Path]:
+    """Process one acquisition (one file, or one file per energy) into ``out``, or an
+    operando series (several files with several energies each) into ``OUT_t000.h5``, ...
+
+    Returns
+    -------
+    list of pathlib.Path
+        The Li map(s) written, in time order.
+    """
+    from xtwin.io.source import series_order
+
+    if series_order(list(scans)) is not None:
+        return process_series(
+            list(scans),
+            lithiated,
+            delithiated,
+            out,
+            options=options,
+            run=run,
+            force=force,
+            on_event=on_event,
+        )
+    return [
+        process_file(
+            list(scans), lithiated, delithiated, out, options=options, run=run, on_event=on_event
+        )
+    ]

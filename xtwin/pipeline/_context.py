@@ -1,0 +1,75 @@
+"""What every block needs, decided once before the blocks run (picklable: blocks may run on
+dask workers, which reopen the scan)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from xtwin.io.source import ScanSource
+from xtwin.retrieve.voxels import VoxelRules
+
+
+@dataclass(frozen=True)
+class BlockContext:
+    """The scan, the registration, the geometry and the retrieval rules of every block.
+
+    Attributes
+    ----------
+    source : ScanSource
+    rules : VoxelRules
+        Calibration, Ni-mask reference and thresholds, alternative calibrations.
+    shifts : ndarray, shape (n_energy, 2)
+        Detector shifts (rows, cols) per energy, px.
+    center_offset_px : float
+        Rotation axis minus detector centre.
+    method : str
+        Reconstruction backend.
+    exposure_ratio : ndarray
+        Projection over flat exposure per energy.
+    lost_rows : ndarray of bool
+        Detector rows not seen at every energy (no lithiation there).
+    threads : int
+    scales : ndarray, optional
+        Magnification per energy.
+    lost_cols : ndarray of bool, optional
+        Detector columns not seen at every energy (2D: no lithiation there).
+    projection_offsets : ndarray, optional
+        (n_energy, n_angle, 2) run-out (rows, cols) undone per projection.
+    remove_rings : bool
+    """
+
+    source: ScanSource
+    rules: VoxelRules
+    shifts: np.ndarray
+    center_offset_px: float
+    method: str
+    exposure_ratio: np.ndarray
+    lost_rows: np.ndarray
+    threads: int = 1
+    scales: np.ndarray | None = None
+    lost_cols: np.ndarray | None = None
+    projection_offsets: np.ndarray | None = None
+    remove_rings: bool = False
+
+    @property
+    def extras(self) -> tuple[str, ...]:
+        """The per-voxel outputs beyond the standard ones."""
+        return self.rules.extras
+
+    def slice_pool(self, threads: int | None = None):
+        """Threads with one reconstruction backend each, for this scan's geometry (None for
+        2D XANES)."""
+        h = self.source.header
+        if not h.is_tomography:
+            return None
+        from xtwin.recon.volume import SlicePool
+
+        return SlicePool(
+            self.method,
+            h.shape[3],
+            h.theta_deg,
+            self.center_offset_px,
+            self.threads if threads is None else threads,
+        )

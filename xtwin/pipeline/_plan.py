@@ -1,0 +1,308 @@
+"""Estimates and the memory model -> one frozen block plan, made before any block runs
+(refusing up front a run that cannot fit the memory limit)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from xtwin.errors import XtwinInputError
+from xtwin.io.source import ScanSource
+from xtwin.memory import (
+    READ_THREADS,
+    MemoryPlan,
+    current_rss_bytes,
+    plan_memory,
+    release_freed_memory,
+)
+from xtwin.pipeline._context import BlockContext
+from xtwin.pipeline._estimate.center import CenterRecord, find_center
+from xtwin.pipeline._estimate.mask import MaskReference, mask_reference
+from xtwin.pipeline._estimate.registration import (
+    EnergyRegistration,
+    no_registration,
+    register_energies,
+)
+from xtwin.pipeline._estimate.runout import RunoutEstimate, estimate_runout
+from xtwin.pipeline._read import RowReader, read_sample
+from xtwin.pipeline.options import ProcessOptions, RunOptions
+from xtwin.prep.normalize import NormalizationReport, exposure_ratios
+from xtwin.prep.register import registration_angles, rows_not_seen_at_all_energies
+from xtwin.retrieve.three_energy import Calibration
+from xtwin.retrieve.voxels import VoxelRules, extra_fields
+from xtwin.shifts import LANCZOS_A, shift_image_stack
+
+
+@dataclass(frozen=True)
+class Unseen:
+    """Detector rows and columns without lithiation, and why (counts within the rows run)."""
+
+    rows_not_registered: int = 0
+    rows_off_detector: int = 0
+    cols_not_registered: int = 0
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """Everything global, decided before the blocks run.
+
+    Attributes
+    ----------
+    ctx : BlockContext
+        What every block needs.
+    row_range : (int, int)
+        Detector rows processed.
+    memory : MemoryPlan
+        Block size and predicted peak.
+    registration, runout, center, mask
+        The estimators' records.
+    sample_reports : tuple of NormalizationReport
+        Each energy's normalization report of the estimators' sample (empty: none read).
+    unseen : Unseen
+    """
+
+    ctx: BlockContext
+    row_range: tuple[int, int]
+    memory: MemoryPlan
+    registration: EnergyRegistration
+    runout: RunoutEstimate
+    center: CenterRecord
+    mask: MaskReference
+    sample_reports: tuple[NormalizationReport, ...] = ()
+    unseen: Unseen = Unseen()
+
+    @property
+    def n_rows(self) -> int:
+        """Rows processed."""
+        return self.row_range[1] - self.row_range[0]
+
+    def notes(self) -> list[str]:
+        """What the planning assumed, found and applied, as the provenance's notes."""
+        h = self.ctx.source.header
+        out = []
+        ratio = self.ctx.exposure_ratio
+        if not np.allclose(ratio, 1.0):
+            out.append(f"flats scaled to the projection exposure by {np.round(ratio, 4)}")
+        if h.n_dark == 0:
+            out.append("no dark fields; assumed a zero dark level")
+        out += [
+            f"{e:.1f} eV: {r.dead_line()}"
+            for e, r in zip(h.energy_eV, self.sample_reports)
+            if r.dead_pixels
+        ]
+        out += self.runout.notes(h.energy_eV) + self.registration.notes()
+        u = self.unseen
+        if u.rows_not_registered:
+            out.append(
+                f"{u.rows_not_registered} detector rows not seen at every energy after "
+                "registration: no lithiation there"
+            )
+        if u.rows_off_detector:
+            out.append(
+                f"{u.rows_off_detector} detector rows were off the detector at some angle "
+                "(vertical run-out): no lithiation there"
+            )
+        if u.cols_not_registered:
+            out.append(
+                f"{u.cols_not_registered} detector columns not seen at every energy after "
+                "registration: "
+                + ("no lithiation there" if not h.is_tomography else "edge-padded in the sinograms")
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class _Memory:
+    """The memory model's inputs that the planning does not change."""
+
+    source: ScanSource
+    rows: tuple[int, int]
+    workers: int
+    n_sample: int
+    limit: int | None
+    n_extra: int
+    per_angle: bool
+
+    def plan(self, halo: int, baseline: int, resampled: bool = True) -> MemoryPlan:
+        h = self.source.header
+        return plan_memory(
+            h.shape,
+            np.dtype(h.dtype).itemsize,
+            n_rows_out=self.rows[1] - self.rows[0],
+            halo=halo,
+            workers=self.workers,
+            n_flat=h.n_flat,
+            tomography=h.is_tomography,
+            n_sample=self.n_sample,
+            limit=self.limit,
+            baseline=baseline,
+            n_extra=self.n_extra,
+            resampled=resampled,
+            per_angle=self.per_angle,
+        )
+
+
+def _row_range(source: ScanSource, options: ProcessOptions) -> tuple[int, int]:
+    h = source.header
+    n_r = h.shape[2]
+    lo, hi = options.rows or (0, n_r)
+    if h.is_tomography:
+        from xtwin.recon.fbp import check_tomography
+
+        check_tomography(h.theta_deg)
+    if hi > n_r:
+        raise XtwinInputError(f"rows {lo}:{hi} reach beyond the detector's {n_r} rows")
+    return lo, hi
+
+
+def plan_processing(
+    source: ScanSource,
+    cal: Calibration,
+    options: ProcessOptions,
+    run: RunOptions,
+    alternatives: tuple[Calibration, ...] = (),
+) -> BlockPlan:
+    """Decide everything global before the blocks run: registration, run-out, rotation axis,
+    the Ni mask's reference and the block size (a run that cannot fit is refused first)."""
+    from xtwin.memory import share_one_arena
+
+    share_one_arena()
+    h = source.header
+    lo, hi = _row_range(source, options)
+    idx = registration_angles(h.shape[1])
+    mem = _Memory(
+        source,
+        (lo, hi),
+        run.workers or os.cpu_count() or 1,
+        idx.size,
+        run.memory_limit_bytes,
+        len(extra_fields(cal.mode, True)),
+        not (options.ring_removal and h.is_tomography),
+    )
+    import finufft  # noqa: F401  (loaded now, so the baseline counts the libraries)
+    import skimage.registration  # noqa: F401
+
+    baseline = current_rss_bytes()
+    mem.plan(2 * LANCZOS_A, baseline)  # refuses, before any pixel is read, what cannot fit
+    reader = RowReader(source, exposure_ratios(h.exposure_s, h.flat_exposure_s, h.shape[0]))
+    est = _estimate(reader, idx, options)
+    halo = _halo(est[0], est[1], h.shape[2])
+    mem.plan(halo, baseline)  # refuses, before the axis search, a run that cannot fit
+    ctx, unseen = _context(reader, est, cal, options, mem.workers, (lo, hi))
+    mask = mask_reference(ctx, lo, hi)
+    rules = VoxelRules(
+        cal,
+        mask.jump_reference_per_m,
+        options.min_jump_snr,
+        options.min_jump_fraction,
+        alternatives,
+    )
+    ctx = dataclasses.replace(ctx, rules=rules)
+    # the blocks are sized on the memory resident now: what the planning's libraries (FFT
+    # plans, thread arenas) keep is not handed back, though it is free
+    release_freed_memory()
+    memory = mem.plan(halo, max(baseline, current_rss_bytes()), _resampled(ctx))
+    if run.block_rows is not None and run.block_rows < memory.rows_per_block:
+        memory = dataclasses.replace(memory, rows_per_block=run.block_rows)
+    registration, runout, center, reports = est
+    return BlockPlan(ctx, (lo, hi), memory, registration, runout, center, mask, reports, unseen)
+
+
+_Estimates = tuple[
+    EnergyRegistration, RunoutEstimate, CenterRecord, tuple[NormalizationReport, ...]
+]
+
+
+def _estimate(reader: RowReader, idx: np.ndarray, options: ProcessOptions) -> _Estimates:
+    """Run-out, registration and rotation axis, from the estimators' sample (read once)."""
+    h = reader.source.header
+    n_e, n_a = h.shape[:2]
+    auto_center = options.center_offset_px == "auto" and h.is_tomography
+    sample, reports = None, ()
+    if (options.register and n_e > 1) or auto_center:
+        sample, rep = read_sample(reader, idx, READ_THREADS)
+        reports = tuple(rep)
+    runout = RunoutEstimate()
+    if h.is_tomography and options.align_projections != "off" and n_a >= 16:
+        runout = estimate_runout(reader, options.align_projections)
+        if runout.offsets is not None and sample is not None:  # the sample without it
+            for e in range(n_e):
+                for j, a in enumerate(idx):
+                    dz, dx = (float(v) for v in runout.offsets[e, a])
+                    sample[e, j] = shift_image_stack(sample[e, j], -dz, -dx)
+    registration = no_registration(h.energy_eV)
+    if options.register and n_e > 1 and sample is not None:
+        registration = register_energies(sample, h.energy_eV, options.register_scale)
+    if isinstance(options.center_offset_px, str):
+        center = CenterRecord(0.0)
+        if auto_center and sample is not None:
+            center = find_center(reader, sample, runout.offsets)
+    else:
+        center = CenterRecord(float(options.center_offset_px))
+    return registration, runout, center, reports
+
+
+def _halo(registration: EnergyRegistration, runout: RunoutEstimate, n_rows: int) -> int:
+    """Rows read beyond a block's on each side for its registration and run-out."""
+    reach = np.abs(registration.scales - 1).max() * n_rows / 2
+    if runout.offsets is not None:
+        reach += np.abs(runout.offsets[..., 0]).max() + LANCZOS_A + 1
+    return 2 * LANCZOS_A + 2 + int(np.ceil(np.abs(registration.shifts[:, 0]).max() + reach))
+
+
+def _context(
+    reader: RowReader,
+    est: _Estimates,
+    cal: Calibration,
+    options: ProcessOptions,
+    workers: int,
+    rows: tuple[int, int],
+) -> tuple[BlockContext, Unseen]:
+    """The blocks' context (its rules without the mask reference yet) and the rows and
+    columns without lithiation."""
+    registration, runout, center, _ = est
+    h = reader.source.header
+    n_r, n_c = h.shape[2:]
+    lo, hi = rows
+    shifts, scales = registration.shifts, registration.scales
+    lost = rows_not_seen_at_all_energies(shifts, n_r, scales)
+    n_lost = int(lost[lo:hi].sum())
+    n_off = 0
+    if runout.offsets is not None:  # rows the run-out moved off the detector at some angle
+        rows_idx = np.arange(n_r)
+        up = float(np.max(-runout.offsets[..., 0], initial=0.0))
+        down = float(np.max(runout.offsets[..., 0], initial=0.0))
+        off_detector = (rows_idx < up - 0.5) | (rows_idx > n_r - 1 - down + 0.5)
+        n_off = int(off_detector[lo:hi].sum())
+        lost = lost | off_detector
+    lost_cols = rows_not_seen_at_all_energies(shifts, n_c, scales, axis=1)
+    ctx = BlockContext(
+        reader.source,
+        VoxelRules(cal, 0.0, options.min_jump_snr, options.min_jump_fraction),
+        shifts,
+        center.offset_px,
+        options.method,
+        reader.ratio,
+        lost,
+        threads=workers,
+        scales=scales,
+        lost_cols=lost_cols if not h.is_tomography else np.zeros(n_c, dtype=bool),
+        projection_offsets=runout.offsets,
+        remove_rings=options.ring_removal and h.is_tomography,
+    )
+    return ctx, Unseen(n_lost, n_off, int(lost_cols.sum()))
+
+
+def _resampled(ctx: BlockContext) -> bool:
+    """Whether the window is normalized into temporaries (not straight into the block): it
+    is resampled, has its stripes removed, or has no flats."""
+    return bool(
+        np.any(ctx.shifts)
+        or np.any(ctx.scales != 1.0)
+        or ctx.projection_offsets is not None
+        or ctx.remove_rings
+        or ctx.source.header.n_flat == 0
+    )

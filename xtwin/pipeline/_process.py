@@ -1,0 +1,198 @@
+"""One acquisition through the pipeline: into arrays (:func:`process_scan`) or into a
+resumable Li-map file (:func:`process_file`), by the same sequence of steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from xtwin import __version__
+from xtwin._files import sha256_of
+from xtwin.io.limap import LiMap
+from xtwin.io.source import ScanSource, open_scan, source_from_scan
+from xtwin.pipeline._execute import run_blocks
+from xtwin.pipeline._plan import plan_processing
+from xtwin.pipeline._provenance import Outcome, Prepared, provenance
+from xtwin.pipeline._references import References, read_references
+from xtwin.pipeline._sinks import ArraySink, H5Sink, map_shapes
+from xtwin.pipeline.events import OnEvent, Planned, ignore
+from xtwin.pipeline.options import ProcessOptions, RunOptions, split_options
+
+PathLike = str | os.PathLike
+
+
+def _prepare(
+    source: ScanSource, refs: References, options: ProcessOptions, run: RunOptions
+) -> Prepared:
+    """Calibrate, then plan (estimates and memory) before any block runs."""
+    allow = options.allow_swapped_references
+    cal = refs.calibrate(source.header.energy_eV, allow)
+    alts, conventions = refs.alternatives(cal.energy_eV, allow)
+    plan = plan_processing(source, cal, options, run, tuple(c for _, c in alts))
+    return Prepared(refs, cal, conventions, plan)
+
+
+def _planned(prep: Prepared, resumed: int) -> Planned:
+    plan = prep.plan
+    return Planned(
+        plan.ctx.center_offset_px,
+        plan.center.found,
+        plan.memory.rows_per_block,
+        plan.n_rows,
+        resumed,
+        plan.memory.peak,
+    )
+
+
+def process_scan(
+    scan,
+    lithiated: PathLike | None,
+    delithiated: PathLike | None,
+    *,
+    options: ProcessOptions | None = None,
+    run: RunOptions | None = None,
+    on_event: OnEvent = ignore,
+    **kwargs: Any,
+) -> LiMap:
+    """Run the whole pipeline on an in-memory scan (or an open source) and return the Li map.
+
+    Parameters
+    ----------
+    scan : ScanData or ScanSource
+        The acquisition (tomography or 2D XANES).
+    lithiated, delithiated : path-like or None
+        Reference spectra of the two end members (two-column text); None for a two-energy
+        scan (edge-jump mode).
+    options : ProcessOptions, optional
+        What to compute.
+    run : RunOptions, optional
+        How to run it (memory, workers, scheduler, block rows).
+    on_event : callable, optional
+        Called with each :mod:`~xtwin.pipeline.events` event.
+    **kwargs
+        Fields of either record (``center_offset_px=...``, ``workers=...``), overriding it.
+
+    Returns
+    -------
+    LiMap
+        The same values, bit for bit, as :func:`process_file` writes.
+    """
+    import dataclasses
+
+    sci, how = split_options(**kwargs)
+    opts = dataclasses.replace(options or ProcessOptions(), **sci)
+    run = dataclasses.replace(run or RunOptions(), **how)
+    source = scan if isinstance(scan, ScanSource) else source_from_scan(scan)
+    prep = _prepare(
+        source, read_references(lithiated, delithiated, opts.reference_convention), opts, run
+    )
+    sink = ArraySink(map_shapes(source, prep.plan.n_rows, prep.plan.ctx.extras))
+    on_event(_planned(prep, 0))
+    timing: dict[str, float] = {}
+    clamped = run_blocks(prep.plan, sink, run, on_event, timing)
+    prov = provenance(prep, opts, run, Outcome(clamped, 0, {}, timing))
+    return _limap(sink, prep, prov)
+
+
+def _limap(sink: ArraySink, prep: Prepared, prov: dict[str, Any]) -> LiMap:
+    a = sink.arrays
+    return LiMap(
+        lithiation=a["lithiation"],
+        sigma=a["sigma"],
+        mask=sink.mask,
+        edge_jump_per_m=a["edge_jump_per_m"],
+        mu_per_m=a["mu"],
+        mu_sigma_per_m=a["mu_sigma"],
+        energy_eV=prep.calibration.energy_eV,
+        pixel_size_m=prep.plan.ctx.source.header.pixel_size_m,
+        provenance=prov,
+        edge_jump_sigma_per_m=a["edge_jump_sigma_per_m"],
+        edge={k[5:]: v for k, v in a.items() if k.startswith("edge/")},
+        systematic=a.get("li/systematic"),
+        mode=prep.calibration.mode,
+    )
+
+
+def partial_path(out: PathLike) -> Path:
+    """Where an unfinished Li-map file is built (and resumed from)."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+def resume_key(inputs: dict[str, str], refs: References, options: ProcessOptions) -> str:
+    """What a partial file must have been made from to be resumed: the inputs' and the
+    references' SHA-256, every result-affecting option, the version."""
+    ref_prov = refs.provenance()
+    return json.dumps(
+        {
+            "inputs": inputs,
+            "refs": [ref_prov[k]["sha256"] for k in sorted(ref_prov)],
+            "options": options.key(),
+            "version": __version__,
+        },
+        sort_keys=True,
+    )
+
+
+def process_file(
+    scans: list[PathLike] | PathLike,
+    lithiated: PathLike | None,
+    delithiated: PathLike | None,
+    out: PathLike,
+    *,
+    options: ProcessOptions | None = None,
+    run: RunOptions | None = None,
+    on_event: OnEvent = ignore,
+) -> Path:
+    """Process scan file(s) into a Li-map file, streaming, with bounded memory and resume.
+
+    Parameters
+    ----------
+    scans : path-like or list of path-like
+        One Data Exchange file, or one file per energy of one acquisition.
+    lithiated, delithiated : path-like or None
+        Reference spectra (None for a two-energy scan).
+    out : path-like
+        Li-map file to write (built in ``OUT.partial`` and renamed when complete).
+    options : ProcessOptions, optional
+    run : RunOptions, optional
+    on_event : callable, optional
+        Called with each :mod:`~xtwin.pipeline.events` event.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    t_start = time.perf_counter()
+    opts, run, out = options or ProcessOptions(), run or RunOptions(), Path(out)
+    paths = [scans] if isinstance(scans, str | os.PathLike) else list(scans)
+    refs = read_references(lithiated, delithiated, opts.reference_convention)
+    with open_scan(paths) as source:
+        with ThreadPoolExecutor(1) as hasher:  # hashing overlaps the planning (GIL released)
+            hashing = hasher.submit(lambda: {str(p): sha256_of(p) for p in paths})
+            prep = _prepare(source, refs, opts, run)
+            hashes = hashing.result()
+        shapes = map_shapes(source, prep.plan.n_rows, prep.plan.ctx.extras)
+        sink = H5Sink(partial_path(out), shapes, resume_key(hashes, refs, opts))
+        try:
+            on_event(_planned(prep, sink.resumed))
+            timing = {"plan": time.perf_counter() - t_start}
+            clamped = run_blocks(prep.plan, sink, run, on_event, timing)
+            timing["total"] = time.perf_counter() - t_start
+            prov = provenance(prep, opts, run, Outcome(clamped, sink.resumed, hashes, timing))
+            sink.finish(
+                out,
+                prep.calibration.energy_eV,
+                source.header.pixel_size_m,
+                prov,
+                prep.calibration.mode,
+            )
+        finally:
+            sink.close()
+    return out

@@ -1,0 +1,251 @@
+"""What to compute and how to run it: two typed records.
+
+:class:`ProcessOptions` holds every setting that changes the Li map; its :meth:`key` (which
+decides whether a partial file may be resumed) is derived from its fields, so a new
+result-changing field enters the key without anyone editing a list. :class:`RunOptions` holds
+what only changes how fast and in how much memory the same map is made. The command line is
+generated from the fields' metadata (flag, help, choices from the registries of methods and
+conventions), so choices are not spelled out twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from xtwin.errors import XtwinInputError
+
+#: Names the reconstruction method may also be given by, resolved once (here).
+METHOD_ALIASES = {"fast": "fourier"}
+
+#: Per-projection alignment modes.
+ALIGN_MODES = ("auto", "on", "off")
+
+
+def _methods() -> tuple[str, ...]:
+    from xtwin.recon.fbp import METHODS
+
+    return METHODS
+
+
+def _conventions() -> tuple[str, ...]:
+    from xtwin.retrieve.conventions import CONVENTIONS
+
+    return CONVENTIONS
+
+
+def resolve_method(name: str) -> str:
+    """The reconstruction method a name (or alias, e.g. ``fast``) stands for.
+
+    Raises
+    ------
+    XtwinInputError
+        An unknown name, with the choices.
+    """
+    method = METHOD_ALIASES.get(name, name)
+    if method not in _methods():
+        choices = ", ".join((*_methods(), *METHOD_ALIASES))
+        raise XtwinInputError(f"unknown reconstruction method {name!r}; choose one of {choices}")
+    return method
+
+
+def _meta(flag: str, help: str, **more: Any) -> dict[str, Any]:
+    return {"flag": flag, "help": help, **more}
+
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    """How to process a scan: every field changes the result (and the resume key).
+
+    Attributes
+    ----------
+    center_offset_px : float or "auto"
+        Rotation axis minus detector centre, pixels; ``"auto"`` (default) finds it from the
+        data and records it.
+    method : str
+        Reconstruction backend (:data:`xtwin.recon.fbp.METHODS`; ``fast`` is ``fourier``).
+    min_jump_snr, min_jump_fraction : float
+        Ni masking thresholds (:func:`xtwin.retrieve.three_energy.apply_mask`).
+    register : bool
+        Register the energies to each other first.
+    register_scale : bool
+        Also estimate and correct a magnification change between energies (zone-plate
+        optics; applied when it moves the detector edge by at least 0.25 px).
+    rows : (int, int), optional
+        Process only detector rows ``[start, stop)``.
+    allow_swapped_references : bool
+        Accept a "lithiated" reference whose edge lies above the "delithiated" one.
+    reference_convention : str
+        How the reference spectra are normalized (:data:`xtwin.retrieve.conventions.CONVENTIONS`;
+        default ``xtwin``); the others give ``/li/systematic``.
+    align_projections : str
+        Per-projection alignment for the stage's run-out and jitter: ``auto`` (default)
+        applies the offsets when their rms reaches 0.2 px, ``on`` always, ``off`` skips the
+        estimate.
+    ring_removal : bool
+        Remove sinogram stripes (ring artefacts) before reconstruction; dead pixels are
+        always filled.
+    """
+
+    center_offset_px: float | str = field(
+        default="auto",
+        metadata=_meta(
+            "--center-offset", "Rotation axis minus detector centre, in pixels, or 'auto'."
+        ),
+    )
+    method: str = field(
+        default="fourier",
+        metadata=_meta(
+            "--recon",
+            "Reconstruction backend (gridrec needs tomopy; fast = fourier).",
+            choices=lambda: (*_methods(), *METHOD_ALIASES),
+        ),
+    )
+    min_jump_snr: float = field(
+        default=3.0, metadata=_meta("--min-jump-snr", "Ni mask: smallest J / sigma_J.")
+    )
+    min_jump_fraction: float = field(
+        default=0.2,
+        metadata=_meta("--min-jump-fraction", "Ni mask: smallest J over the dense-NMC J."),
+    )
+    register: bool = field(
+        default=True, metadata=_meta("--register", "Register the energies to each other.")
+    )
+    register_scale: bool = field(
+        default=True,
+        metadata=_meta("--register-scale", "Correct a magnification change between energies."),
+    )
+    rows: tuple[int, int] | None = field(
+        default=None, metadata=_meta("--rows", "Process only detector rows START:STOP.")
+    )
+    allow_swapped_references: bool = field(
+        default=False,
+        metadata=_meta(
+            "--allow-swapped-references",
+            "Accept a lithiated reference whose edge lies above the delithiated one.",
+        ),
+    )
+    reference_convention: str = field(
+        default="xtwin",
+        metadata=_meta(
+            "--reference-convention",
+            "How the reference spectra are normalized (the others give /li/systematic).",
+            choices=_conventions,
+        ),
+    )
+    align_projections: str = field(
+        default="auto",
+        metadata=_meta(
+            "--align-projections",
+            "Per-projection alignment for stage run-out and jitter (auto: when >= 0.2 px rms).",
+            choices=lambda: ALIGN_MODES,
+        ),
+    )
+    ring_removal: bool = field(
+        default=False,
+        metadata=_meta("--ring-removal", "Remove sinogram stripes (ring artefacts) first."),
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", resolve_method(self.method))
+        if self.reference_convention not in _conventions():
+            raise XtwinInputError(
+                f"unknown reference convention {self.reference_convention!r}; choose one of "
+                f"{', '.join(_conventions())}"
+            )
+        c = self.center_offset_px
+        if isinstance(c, str) and c != "auto":
+            raise XtwinInputError(f"center offset {c!r} is neither a number of pixels nor 'auto'")
+        if not isinstance(c, str) and not np.isfinite(c):
+            raise XtwinInputError(f"center offset {c} is not a finite number of pixels")
+        if self.min_jump_snr < 0 or not 0 <= self.min_jump_fraction < 1:
+            raise XtwinInputError("min_jump_snr must be >= 0 and min_jump_fraction in [0, 1)")
+        r = self.rows
+        if r is not None and (len(r) != 2 or r[0] < 0 or r[1] <= r[0]):
+            raise XtwinInputError(f"rows {r} is not a range START:STOP with 0 <= START < STOP")
+        if r is not None:
+            object.__setattr__(self, "rows", (int(r[0]), int(r[1])))
+        if self.align_projections not in ALIGN_MODES:
+            raise XtwinInputError(
+                f"align_projections {self.align_projections!r} must be auto, on or off"
+            )
+
+    def key(self) -> dict[str, Any]:
+        """Every field, JSON-ready: what decides whether a partial file may be resumed."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: the same map, bit for bit, whatever these are.
+
+    Attributes
+    ----------
+    memory_limit_bytes : int, optional
+        Cap on the predicted peak memory (default: half the available memory).
+    workers : int, optional
+        Threads (or dask workers) reconstructing at once (default: the CPU count).
+    scheduler : str, optional
+        ``"local"`` for a dask.distributed LocalCluster, or a scheduler address
+        (``tcp://host:8786``); default: threads in this process.
+    block_rows : int, optional
+        At most this many detector rows per block (smaller than the memory plan allows).
+    """
+
+    memory_limit_bytes: int | None = field(
+        default=None,
+        metadata=_meta(
+            "--memory-limit", "Cap on peak memory, e.g. 2GB (default: half the available)."
+        ),
+    )
+    workers: int | None = field(
+        default=None,
+        metadata=_meta(
+            "--workers", "Threads (or dask workers) reconstructing at once (default: CPU count)."
+        ),
+    )
+    scheduler: str | None = field(
+        default=None,
+        metadata=_meta(
+            "--scheduler", "Run blocks on dask.distributed: 'local' or a scheduler address."
+        ),
+    )
+    block_rows: int | None = field(
+        default=None, metadata=_meta("--block-rows", "At most this many detector rows per block.")
+    )
+
+    def __post_init__(self) -> None:
+        if self.block_rows is not None and self.block_rows < 1:
+            raise XtwinInputError("block_rows must be at least 1")
+        if self.workers is not None and self.workers < 1:
+            raise XtwinInputError("workers must be at least 1")
+        if self.memory_limit_bytes is not None and self.memory_limit_bytes <= 0:
+            raise XtwinInputError("memory_limit_bytes must be positive")
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def split_options(**kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Keyword arguments split into ProcessOptions' and RunOptions' fields.
+
+    Raises
+    ------
+    XtwinInputError
+        A name that is neither.
+    """
+    sci = {f.name for f in dataclasses.fields(ProcessOptions)}
+    run = {f.name for f in dataclasses.fields(RunOptions)}
+    unknown = sorted(set(kwargs) - sci - run)
+    if unknown:
+        raise XtwinInputError(
+            f"unknown processing option(s) {unknown}; choose from {sorted(sci | run)}"
+        )
+    return (
+        {k: v for k, v in kwargs.items() if k in sci},
+        {k: v for k, v in kwargs.items() if k in run},
+    )
