@@ -208,7 +208,7 @@ def block_bytes(
 ) -> int:
     """Peak memory of one block of ``rows`` detector rows.
 
-    The block's large arrays are kept from block to block (:class:`xtwin.pipeline.Scratch`):
+    The block's large arrays are kept from block to block (``xtwin.pipeline._read.Scratch``):
     the float32 absorbance and variance of every energy, and two sets of results (mu and
     sigma of every energy and the per-voxel maps): a writer thread stores one block's while
     the next block is made into the other (one set when ``writer_overlap`` is False: a

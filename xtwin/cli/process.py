@@ -90,39 +90,61 @@ def _with_record_options(fn):
 class _Progress:
     """The pipeline's events as a progress bar and the lines a user reads on the terminal."""
 
-    def __init__(self, desc: str) -> None:
-        self.desc = desc
+    def __init__(self, out: Path) -> None:
         self.bar: Any = None
-        self.total = 0
+        self.count = 1  # time points
+        self.kept = 0  # time points kept before the first bar
+        self.current = out  # the Li map being made
 
     def __call__(self, event) -> None:
         from xtwin.pipeline import Planned, RowsDone, TimePoint
 
         if isinstance(event, Planned):
-            how = "found from the data" if event.center_found else "as given"
-            click.echo(
-                f"rotation axis: {event.center_offset_px:+.2f} px from the detector centre "
-                f"({how}); blocks of {event.rows_per_block} rows, predicted peak memory "
-                f"{event.predicted_peak_bytes / 2**30:.2f} GiB",
-                err=True,
-            )
-            if self.bar is None:
-                self.bar = bar(self.total or event.n_rows, self.desc)
+            self._planned(event)
         elif isinstance(event, RowsDone) and self.bar is not None:
             self.bar.update(event.n)
         elif isinstance(event, TimePoint):
-            self._time_point(event)
+            self.count, self.current = event.count, event.limap
+            if event.kept:
+                self.kept += 1
+                if self.bar is not None:
+                    self.bar.update(self.bar.total // self.count)
+            if event.kept is not None:
+                click.echo(
+                    f"{event.limap}: time point {event.index} from {event.scan}"
+                    + (" (kept)" if event.kept else "")
+                )
 
-    def _time_point(self, event) -> None:
+    def _planned(self, event) -> None:
         from xtwin.pipeline import partial_path
 
-        if event.kept is None:
-            if partial_path(event.limap).exists():
-                click.echo(f"resuming from {partial_path(event.limap)}", err=True)
-            return
+        if event.resumed_rows:
+            click.echo(
+                f"resuming from {partial_path(self.current)}: {event.resumed_rows} of "
+                f"{event.n_rows} rows done",
+                err=True,
+            )
+        how = "found from the data" if event.center_found else "as given"
         click.echo(
-            f"{event.limap}: time point {event.index} from {event.scan}"
-            + (" (kept)" if event.kept else "")
+            f"rotation axis: {event.center_offset_px:+.2f} px from the detector centre "
+            f"({how}); blocks of {event.rows_per_block} rows, predicted peak memory "
+            f"{event.predicted_peak_bytes / 2**30:.2f} GiB",
+            err=True,
+        )
+        if self.bar is None:  # opens with the first plan (none for a run refused up front)
+            self.bar = bar(event.n_rows * self.count, "series" if self.count > 1 else "process")
+            self.bar.update(event.n_rows * self.kept)
+
+    def interrupted(self) -> None:
+        from xtwin.pipeline import partial_path
+
+        if not partial_path(self.current).exists():
+            return
+        kept = "finished time points are kept; " if self.count > 1 else ""
+        click.echo(
+            f"interrupted: {kept}the finished rows of {self.current.name} are kept in "
+            f"{partial_path(self.current)}; run the same command again to resume",
+            err=True,
         )
 
     def close(self) -> None:
@@ -173,85 +195,29 @@ def process(
     the Li map is built in OUT.h5.partial, so an interrupted run (even killed) resumes where
     it stopped when the same command is run again.
     """
-    from xtwin.io.source import series_order
+    from xtwin.pipeline import process as run_pipeline
 
     options = _options_from(ProcessOptions, values)
     run = _options_from(RunOptions, values)
-    if series_order(list(scans)) is not None:  # an operando series: one map per time point
-        _series(list(scans), lithiated, delithiated, out, force, options, run)
-        return
-    _single(list(scans), lithiated, delithiated, out, force, options, run)
-    _summary(out)
-
-
-def _single(scans, lithiated, delithiated, out: Path, force: bool, options, run) -> None:
-    from xtwin._files import check_can_write
-    from xtwin.pipeline import partial_path, process_file
-
-    check_can_write(out, force=force)
-    if partial_path(out).exists():
-        click.echo(f"resuming from {partial_path(out)}", err=True)
-    progress = _Progress("process")  # the bar opens with the plan (none for a refused run)
+    progress = _Progress(out)
     try:
-        process_file(
-            scans, lithiated, delithiated, out, options=options, run=run, on_event=progress
-        )
-    except KeyboardInterrupt:
-        if partial_path(out).exists():
-            click.echo(
-                f"interrupted: the finished rows are kept in {partial_path(out)}; run "
-                "the same command again to resume",
-                err=True,
-            )
-        raise
-    finally:
-        progress.close()
-
-
-def _series(scans, lithiated, delithiated, out: Path, force: bool, options, run) -> None:
-    from xtwin._files import ensure_writable_dir
-    from xtwin.io.scan import read_header
-    from xtwin.pipeline import partial_path, process_series
-
-    ensure_writable_dir(out.parent if str(out.parent) else Path("."))
-    n_rows = read_header(scans[0])[0].shape[2]
-    if options.rows:
-        n_rows = options.rows[1] - options.rows[0]
-    progress = _Progress("series")
-    progress.total = n_rows * len(scans)
-    current: list[Path] = []
-
-    def on_event(event) -> None:
-        from xtwin.pipeline import TimePoint
-
-        if isinstance(event, TimePoint):
-            current[:] = [event.limap]
-            if event.kept and progress.bar is not None:
-                progress.bar.update(n_rows)
-        progress(event)
-
-    try:
-        process_series(
-            scans,
+        made = run_pipeline(
+            list(scans),
             lithiated,
             delithiated,
             out,
             options=options,
             run=run,
             force=force,
-            on_event=on_event,
+            on_event=progress,
         )
     except KeyboardInterrupt:
-        if current and partial_path(current[0]).exists():
-            click.echo(
-                f"interrupted: finished time points are kept; the rows of "
-                f"{current[0].name} are kept in {partial_path(current[0])}; run "
-                "the same command again to resume",
-                err=True,
-            )
+        progress.interrupted()
         raise
     finally:
         progress.close()
+    if made == [out]:
+        _summary(out)
 
 
 def _summary(out: Path) -> None:

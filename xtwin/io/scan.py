@@ -248,7 +248,7 @@ class ScanHeader:
 
 
 @dataclass(frozen=True)
-class _Part:
+class ScanPart:
     """Where one energy's pixels live: an HDF5 file (or arrays) and an index in it."""
 
     path: str | None
@@ -261,7 +261,7 @@ def read_header(path: str | os.PathLike):
 
     Returns
     -------
-    (ScanHeader, list of _Part)
+    (ScanHeader, list of ScanPart)
         The header and where each energy's pixels are.
 
     Raises
@@ -422,7 +422,7 @@ def _parse_header(f, path: Path):
         paths=(str(path),),
     )
     parts = [
-        _Part(str(path), None if one_energy else int(e), (int(e) if flat_4d else None))
+        ScanPart(str(path), None if one_energy else int(e), (int(e) if flat_4d else None))
         for e in order
     ]
     return header, parts

@@ -23,7 +23,7 @@ import numpy as np
 
 from xtwin.errors import XtwinInputError
 from xtwin.io._h5 import read_guarded
-from xtwin.io.scan import ScanData, ScanHeader, _Part, read_header
+from xtwin.io.scan import ScanData, ScanHeader, ScanPart, read_header
 
 
 class ScanSource:
@@ -33,7 +33,7 @@ class ScanSource:
     ----------
     header : ScanHeader
         Validated header.
-    parts : list of _Part
+    parts : list of ScanPart
         One per energy, in ascending energy order.
     arrays : ScanData, optional
         In-memory data (then ``parts`` index into it).
@@ -44,7 +44,7 @@ class ScanSource:
     blocks may be read from worker threads and from dask workers.
     """
 
-    def __init__(self, header: ScanHeader, parts: list[_Part], arrays=None) -> None:
+    def __init__(self, header: ScanHeader, parts: list[ScanPart], arrays=None) -> None:
         self.header = header
         self._parts = parts
         self._arrays = arrays
@@ -279,7 +279,7 @@ def source_from_scan(scan) -> ScanSource:
         provenance=s.provenance,
         notes=s.notes,
     )
-    parts = [_Part(None, e, e) for e in range(s.data.shape[0])]
+    parts = [ScanPart(None, e, e) for e in range(s.data.shape[0])]
     return ScanSource(header, parts, arrays=s)
 
 

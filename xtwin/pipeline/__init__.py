@@ -61,8 +61,9 @@ def process(
     force: bool = False,
     on_event: OnEvent = ignore,
 ) -> list[Path]:
-    """Process one acquisition (one file, or one file per energy) into ``out``, or an
-    operando series (several files with several energies each) into ``OUT_t000.h5``, ...
+    """Process one acquisition (one file, or one file per energy) into ``out`` (an existing
+    ``out`` only with ``force``), or an operando series (several files with several energies
+    each) into ``OUT_t000.h5``, ...
 
     Returns
     -------
@@ -82,6 +83,9 @@ def process(
             force=force,
             on_event=on_event,
         )
+    from xtwin._files import check_can_write
+
+    check_can_write(out, force=force)
     return [
         process_file(
             list(scans), lithiated, delithiated, out, options=options, run=run, on_event=on_event

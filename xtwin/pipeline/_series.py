@@ -90,10 +90,8 @@ def process_series(
 ) -> list[Path]:
     """Process an operando series (one multi-energy scan file per time point) in time order.
 
-    A rerun after an interruption keeps the time points already finished (their Li map exists
-    and was made from the same scan file) and resumes the unfinished one from its partial
-    file. A Li map made from another scan is refused unless ``force``, which reprocesses every
-    time point.
+    A rerun keeps the time points finished from the same scan files and resumes the
+    unfinished one; a Li map made from another scan is refused unless ``force``.
 
     Parameters
     ----------
@@ -121,22 +119,18 @@ def process_series(
         raise XtwinInputError(
             "these files are not an operando series (several files with several energies each)"
         )
+    from xtwin._files import ensure_writable_dir
+
     check_series([scans[i] for i in order])
     outs = series_outputs(out, len(order))
+    ensure_writable_dir(outs[0].parent)
     if not force:
         _refuse_foreign_maps([scans[i] for i in order], outs)
+    refs = (lithiated, delithiated)
     for k, i in enumerate(order):
         kept = outs[k].exists() and not force
         if not kept:
-            on_event(TimePoint(k, Path(scans[i]), outs[k]))
-            process_file(
-                [scans[i]],
-                lithiated,
-                delithiated,
-                outs[k],
-                options=options,
-                run=run,
-                on_event=on_event,
-            )
-        on_event(TimePoint(k, Path(scans[i]), outs[k], kept))
+            on_event(TimePoint(k, len(order), Path(scans[i]), outs[k]))
+            process_file([scans[i]], *refs, outs[k], options=options, run=run, on_event=on_event)
+        on_event(TimePoint(k, len(order), Path(scans[i]), outs[k], kept))
     return outs

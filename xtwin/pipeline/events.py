@@ -46,10 +46,11 @@ class RowsDone:
 
 @dataclass(frozen=True)
 class TimePoint:
-    """An operando series' time point starts (``kept`` None) or is done (``kept``: an
-    existing Li map was kept)."""
+    """An operando series' time point ``index`` of ``count`` starts (``kept`` None) or is
+    done (``kept``: an existing Li map was kept)."""
 
     index: int
+    count: int
     scan: Path
     limap: Path
     kept: bool | None = None

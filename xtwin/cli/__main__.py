@@ -1,0 +1,7 @@
+"""``python -m xtwin.cli ...``: the same as ``xtwin ...``."""
+
+import sys
+
+from xtwin.cli import main
+
+sys.exit(main())
