@@ -47,19 +47,27 @@ def field_of_view_disc(n_col: int, center_offset_px: float) -> np.ndarray:
     return (yy - c) ** 2 + (xx - c) ** 2 <= r * r
 
 
+#: A step's array not made yet (or released).
+_NONE = np.empty(0, np.float32)
+
+
+def _none() -> np.ndarray:
+    return _NONE
+
+
 @dataclass
 class _Block:
     """A block's arrays as its steps fill them."""
 
     lo: int
     hi: int
-    p: np.ndarray | None = None
-    v: np.ndarray | None = None
+    p: np.ndarray = field(default_factory=_none)
+    v: np.ndarray = field(default_factory=_none)
     clamped: int = 0
-    mu: np.ndarray | None = None
-    mu_sigma: np.ndarray | None = None
+    mu: np.ndarray = field(default_factory=_none)
+    mu_sigma: np.ndarray = field(default_factory=_none)
     out: dict[str, np.ndarray] = field(default_factory=dict)
-    mask: np.ndarray | None = None
+    mask: np.ndarray = field(default_factory=_none)
 
 
 def compute_block(
@@ -132,7 +140,7 @@ def _reconstruct(ctx: BlockContext, b: _Block, pool, scratch: Scratch | None) ->
     else:  # copies: the next block reads into the scratch while this one is written
         b.mu = b.p[:, 0].copy()
         b.mu_sigma = np.sqrt(b.v[:, 0])
-    b.p = b.v = None
+    b.p = b.v = _NONE  # released: the scratch keeps its buffer for the next block
 
 
 def _retrieve(ctx: BlockContext, b: _Block, pool, scratch: Scratch | None) -> None:

@@ -221,7 +221,8 @@ def _estimate(reader: RowReader, idx: np.ndarray, options: ProcessOptions) -> _E
     h = reader.source.header
     n_e, n_a = h.shape[:2]
     auto_center = options.center_offset_px == "auto" and h.is_tomography
-    sample, reports = None, ()
+    sample = None
+    reports: tuple[NormalizationReport, ...] = ()
     if (options.register and n_e > 1) or auto_center:
         sample, rep = read_sample(reader, idx, READ_THREADS)
         reports = tuple(rep)

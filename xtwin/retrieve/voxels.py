@@ -8,6 +8,7 @@ to every row of an in-memory volume, so both give the same map.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -221,6 +222,17 @@ def retrieve(
     """
     if jump_reference_per_m is None:
         jump_reference_per_m = jump_reference(solve(mu, mu_sigma, calibration).edge_jump)
+    if mu.ndim < 3:  # voxels in a flat list (or one voxel): one row
+        one = retrieve(
+            mu[:, None],
+            mu_sigma[:, None],
+            calibration,
+            min_jump_snr=min_jump_snr,
+            min_jump_fraction=min_jump_fraction,
+            jump_reference_per_m=jump_reference_per_m,
+            outside=outside,
+        )
+        return Retrieval(*(a[0] for a in dataclasses.astuple(one)))
     rules = VoxelRules(calibration, jump_reference_per_m, min_jump_snr, min_jump_fraction)
     shape = mu.shape[1:]
     out = {f: np.empty(shape, np.float32) for f in FIELDS + rules.extras}

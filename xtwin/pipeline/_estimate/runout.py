@@ -178,7 +178,8 @@ def _match(
     # their noise, and matching starts from it (an analytic phantom, 512 columns x 721
     # angles: 9 rounds instead of 50)
     com = [o[:, 1] / m.binning if i["mass_rel_std"] < 0.01 else None for o, i in zip(offs, info)]
-    aligned = _align_reference(m, dx_ref if com[m.ref] is None else com[m.ref])
+    com_ref = com[m.ref]
+    aligned = _align_reference(m, dx_ref if com_ref is None else com_ref)
     for e in range(h.shape[0]):
         _align_energy(m, e, aligned, com[e], offs[e], info[e])
     offsets = np.stack(offs)
