@@ -2,6 +2,11 @@
 
     python benchmarks/recon.py [--quick]
 
+tomopy's gridrec joins when tomopy is importable: build it from ``../shared/peers/`` with
+``bash ../shared/peers/build-tomopy.sh $(which python)`` and run with
+``LD_LIBRARY_PATH=$(python -c 'import sys; print(sys.prefix)')/lib``. Every method: an
+untimed warm-up, then the best of three calls over the batch of slices, on the same threads.
+
 Writes benchmarks/recon_results.json and prints seconds, ratio to xtwin and RMSE per method.
 """
 
@@ -24,10 +29,10 @@ if __name__ == "__main__":
         ref = r["methods"]["xtwin fourier"]["seconds"]
         print(f"\n{size}^2 x {angles} angles, {slices} slices, {r['workers']} threads")
         for name, m in r["methods"].items():
-            noisy_txt = f"{m['rmse_noisy']:.4e}" if m["rmse_noisy"] is not None else "-"
+            noisy_txt = f"{m['error_scaled_noisy']:.4f}" if m["rmse_noisy"] is not None else "-"
             print(
-                f"  {name:24s} {m['seconds']:9.3f} s  {m['seconds'] / ref:6.2f}x  "
-                f"RMSE {m['rmse']:.4e}  noisy {noisy_txt}",
+                f"  {name:26s} {m['ms_per_slice']:9.1f} ms/slice  {m['seconds'] / ref:6.2f}x  "
+                f"error {m['error_scaled']:.4f}  noisy {noisy_txt}  (RMSE {m['rmse']:.3e})",
                 flush=True,
             )
         print(f"  fastest peer / xtwin: {r['speedup_vs_fastest_peer']:.2f}")

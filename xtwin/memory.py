@@ -253,8 +253,9 @@ def block_bytes(
     n_pad = 2 * n_c
     n_half = n_pad // 2 + 1
     # padded sinograms and three complex64 spectra (measured: 235 MiB above the volumes for
-    # two threads at 1024 columns x 721 angles x 3 energies; five were counted before BLAS
-    # ran on one thread), the NUFFT plan's fine grid (kept per thread) and output
+    # two threads at 1024 columns x 721 angles x 3 energies); the filtered projections cut
+    # to the detector (a float32 copy of the padded length and a half-length spectrum) take
+    # what the third spectrum took. The NUFFT plan's fine grid (kept per thread) and output
     per_worker = n_e * n_a * (n_pad * 4 + n_half * 24) + n_e * int((1.25 * n_c) ** 2 * 8)
     per_worker += n_e * pix * 8
     solve = workers * pix * per_voxel

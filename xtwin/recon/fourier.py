@@ -12,7 +12,13 @@ the detector is band-limited (periodic sinc over the padded length ``L``), not l
 The filter is the spatial Ram-Lak kernel (Kak & Slaney [1], eq. 61), whose DFT does not zero
 the mean, sampled on ``L = 2 n`` points with edge-value padding (no cupping for samples wider
 than the field of view), times a window (Shepp-Logan by default; :func:`filter_response`).
-Only the non-negative frequencies are transformed (the image is real).
+The filtered projection is then cut back to the detector (``m``, the next fast length from
+``n``) and transformed again, so the NUFFT sees ``m / 2 + 1`` points per angle instead of
+``n + 1``: the band-limited interpolation is periodic over the detector instead of over the
+padded length, which changes nothing inside the field of view (the detector covers
+``x . theta`` there; Shepp-Logan at 512^2 x 720: 0.01462 against 0.01463, and 0.0008 rms on
+a sample 1.4 times wider than the field) and halves the NUFFT's spreading. Only the
+non-negative frequencies are transformed (the image is real).
 
 Noise: for uncorrelated projection noise of variance ``v``, the reconstruction is
 ``f(x) = dtheta sum_kj h(x . theta_k - s_j) p_kj`` with the band-limited kernel ``h``, so::
@@ -45,8 +51,10 @@ import threading
 
 import numpy as np
 
-#: FINUFFT tolerance (single precision); the reconstruction error it adds is far below noise.
-NUFFT_EPS = 1e-4
+#: FINUFFT tolerance (single precision). 1e-3 changes the Shepp-Logan error at 512^2 x 720
+#: by less than 1e-6 (phantom units; 0.0146 either way) and is about 10 % faster than 1e-4 (kernel
+#: width 5 instead of 7 at upsampling 1.25).
+NUFFT_EPS = 1e-3
 
 #: Batches up to this size reuse a per-thread NUFFT plan (larger ones are one-off).
 _PLAN_MAX_BATCH = 8
@@ -159,8 +167,18 @@ class FourierFBP:
         h_d = np.fft.ifft(h).real
         self._ramp_sq = np.fft.fft(h_d**2).real[:n_half].astype(np.float32)
         self._pts = (self._w_row.astype(np.float32), self._w_col.astype(np.float32))
-        # the type-1 transform's options, and each thread's kept plan (see _plan)
-        self._nufft_opts = {"eps": self.eps, "isign": 1, "nthreads": 1, "upsampfac": 1.25}
+        self._fbp = _CutGeometry(self.n_col, theta, s0, self.pad)
+        # the type-1 transform's options (points in the order given: along each ray, angle
+        # after angle, which spreads 30 % faster at 512^2 than FINUFFT's bin sort; FFTW's
+        # deterministic ESTIMATE plans, so every process computes the same bits), and each
+        # thread's kept plan (see _plan)
+        self._nufft_opts = {
+            "eps": self.eps,
+            "isign": 1,
+            "nthreads": 1,
+            "upsampfac": 1.25,
+            "spread_sort": 0,
+        }
         self._local = threading.local()
 
     # -- core -----------------------------------------------------------------------------
@@ -176,22 +194,41 @@ class FourierFBP:
 
         return fft.rfft(padded, axis=-1)  # float32 in, complex64 out
 
-    def _adjoint_nufft(self, coef: np.ndarray) -> np.ndarray:
+    def _filtered(self, sinos: np.ndarray, response: np.ndarray) -> np.ndarray:
+        """Filtered sinograms cut to the detector, as the cut geometry's spectra times its
+        phases: ``(batch, n_angle, m // 2 + 1)`` complex64."""
+        from scipy import fft
+
+        spec = self._spectrum(sinos, edge=True)
+        spec *= response
+        g = self._fbp
+        q = fft.irfft(spec, n=self.n_pad, axis=-1)[..., g.start : g.start + g.m]
+        out = fft.rfft(q, axis=-1)
+        out *= g.phase
+        return out
+
+    def _adjoint_nufft(self, coef: np.ndarray, cut: bool = False) -> np.ndarray:
+        """The type-1 sum over the polar points of the full (``cut`` False: ``coef`` are
+        rfft spectra of the padded length, the phases still to apply) or the cut geometry
+        (``coef`` with their phases)."""
         import finufft
 
         b = coef.shape[0]
-        c = np.ascontiguousarray((coef * self._phase).reshape(b, -1))
-        if b > _PLAN_MAX_BATCH:  # large one-off batches (axis trials): no plan kept
-            out = finufft.nufft2d1(
-                self._pts[0], self._pts[1], c, (self.n_col, self.n_col), **self._nufft_opts
-            )
+        if cut:
+            pts = self._fbp.pts
+            c = np.ascontiguousarray(coef.reshape(b, -1))
+        else:
+            pts = self._pts
+            c = np.ascontiguousarray((coef * self._phase).reshape(b, -1))
+        if b > _PLAN_MAX_BATCH or not cut:  # one-off batches (axis trials, adjoint): no plan
+            out = finufft.nufft2d1(pts[0], pts[1], c, (self.n_col, self.n_col), **self._nufft_opts)
         else:
             out = self._plan(b).execute(c)
         return np.ascontiguousarray(out.real, dtype=np.float32)
 
     def _plan(self, n_trans: int):
-        """This thread's type-1 plan for batches of ``n_trans`` (the points are the
-        geometry's, so they are sorted once; the plan's fine grid is allocated once)."""
+        """This thread's type-1 plan of the cut geometry for batches of ``n_trans`` (its fine
+        grid allocated and its FFT planned once)."""
         import finufft
 
         key, plan = getattr(self._local, "plan", (None, None))
@@ -201,7 +238,7 @@ class FourierFBP:
             plan = finufft.Plan(
                 1, (self.n_col, self.n_col), n_trans=n_trans, dtype="complex64", **self._nufft_opts
             )
-            plan.setpts(self._pts[0], self._pts[1])
+            plan.setpts(*self._fbp.pts)
             self._local.plan = (n_trans, plan)
         return plan
 
@@ -220,9 +257,8 @@ class FourierFBP:
             the image row (ASTRA's orientation).
         """
         s, single = self._batched(sinos)
-        out = self._adjoint_nufft(self._spectrum(s, edge=True) * self._ramp) * np.float32(
-            self.dtheta
-        )
+        out = self._adjoint_nufft(self._filtered(s, self._ramp), cut=True)
+        out *= np.float32(self.dtheta)
         return out[0] if single else out
 
     def fbp_variance(self, var_sinos: np.ndarray) -> np.ndarray:
@@ -234,10 +270,9 @@ class FourierFBP:
             Per-pixel variance (non-negative), same layout as :meth:`fbp`.
         """
         s, single = self._batched(var_sinos)
-        out = self._adjoint_nufft(self._spectrum(s, edge=True) * self._ramp_sq) * np.float32(
-            self.dtheta**2
-        )
-        out = np.maximum(out, 0.0)
+        out = self._adjoint_nufft(self._filtered(s, self._ramp_sq), cut=True)
+        out *= np.float32(self.dtheta**2)
+        np.maximum(out, 0.0, out=out)
         return out[0] if single else out
 
     def fbp_offsets(self, sino: np.ndarray, offsets_px: np.ndarray) -> np.ndarray:
@@ -250,10 +285,11 @@ class FourierFBP:
         -------
         ndarray, shape (len(offsets_px), n_col, n_col), float32
         """
-        spec = self._spectrum(np.asarray(sino)[None], edge=True)[0] * self._ramp
+        spec = self._filtered(np.asarray(sino)[None], self._ramp)[0]
         rel = np.asarray(offsets_px, dtype=np.float64) - self.center_offset_px
-        ramps = np.exp(2j * np.pi * rel[:, None] * self._nu[None, :]).astype(np.complex64)
-        return self._adjoint_nufft(spec[None] * ramps[:, None, :]) * np.float32(self.dtheta)
+        ramps = np.exp(2j * np.pi * rel[:, None] * self._fbp.nu[None, :]).astype(np.complex64)
+        out = self._adjoint_nufft(spec[None] * ramps[:, None, :], cut=True)
+        return out * np.float32(self.dtheta)
 
     def backproject(self, sinos: np.ndarray) -> np.ndarray:
         """Unfiltered back-projection (zero padding): the exact adjoint of :meth:`project`."""
@@ -294,6 +330,34 @@ class FourierFBP:
         full = np.fft.ifft(_hermitian_full(spec, self.n_pad), axis=-1) * self.n_pad
         out = full.real[..., self.pad : self.pad + self.n_col].astype(np.float32)
         return out[0] if single else out
+
+
+class _CutGeometry:
+    """The polar points and phases of filtered projections cut to ``m`` samples (the next
+    fast even length from the detector width) starting at padded sample ``start``."""
+
+    def __init__(self, n_col: int, theta: np.ndarray, s0_padded: float, pad: int) -> None:
+        from scipy import fft
+
+        m = fft.next_fast_len(n_col, real=True)
+        m += m % 2
+        self.m = m
+        self.start = pad - (m - n_col) // 2
+        s0 = s0_padded + self.start  # coordinate of the cut's first sample
+        n_half = m // 2 + 1
+        self.nu = np.arange(n_half) / m
+        om = 2.0 * np.pi * self.nu
+        w_col = (om[None, :] * np.cos(theta)[:, None]).ravel()
+        w_row = (-om[None, :] * np.sin(theta)[:, None]).ravel()
+        delta = 0.5 if n_col % 2 == 0 else 0.0  # pixel centres vs NUFFT mode indices
+        weight = np.full(n_half, 2.0)
+        weight[0] = 1.0
+        weight[-1] = 0.0  # Nyquist dropped: the interpolation kernel stays real and even
+        phase = np.exp(-2j * np.pi * self.nu * s0)[None, :] * np.exp(
+            1j * delta * (w_col + w_row)
+        ).reshape(theta.size, n_half)
+        self.phase = (phase * weight[None, :] / m).astype(np.complex64)
+        self.pts = (w_row.astype(np.float32), w_col.astype(np.float32))
 
 
 def _hermitian_full(half: np.ndarray, n_pad: int) -> np.ndarray:
