@@ -23,11 +23,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xtwin.pipeline._block import field_of_view_disc
 from xtwin.pipeline._process import partial_path, process_file, process_scan, resume_key
 from xtwin.pipeline._series import check_series, process_series, series_outputs
 from xtwin.pipeline.events import Event, OnEvent, Planned, RowsDone, TimePoint, ignore
 from xtwin.pipeline.options import ProcessOptions, RunOptions
+from xtwin.recon.volume import field_of_view_disc
 
 __all__ = [
     "Event",

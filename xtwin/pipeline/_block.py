@@ -17,6 +17,7 @@ import numpy as np
 
 from xtwin.pipeline._context import BlockContext
 from xtwin.pipeline._read import Scratch, array, read_block
+from xtwin.recon.volume import field_of_view_disc
 from xtwin.retrieve.three_energy import Solution
 from xtwin.retrieve.voxels import FIELDS, retrieve_row
 
@@ -34,17 +35,6 @@ class BlockResult:
     clamped: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     extra: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def field_of_view_disc(n_col: int, center_offset_px: float) -> np.ndarray:
-    """(n_col, n_col) voxels of the reconstruction grid (centred on the rotation axis) that
-    stay on the detector at every angle: within ``(n_col - 1) / 2 - |offset|`` (+ half a
-    pixel) of the axis. Outside it a sample wider than the field of view (interior
-    tomography), or the corners of a box, are seen at some angles only."""
-    c = (n_col - 1) / 2.0
-    yy, xx = np.mgrid[:n_col, :n_col]
-    r = c - abs(float(center_offset_px)) + 0.5
-    return (yy - c) ** 2 + (xx - c) ** 2 <= r * r
 
 
 #: A step's array not made yet (or released).

@@ -257,7 +257,7 @@ def horizontal_offsets_reprojection(
     from xtwin.recon.fourier import FourierFBP
 
     n_s, n_a, n_c = sinos.shape
-    geom = FourierFBP(n_c, theta_deg, center_offset_px)
+    geom = FourierFBP(n_c, theta_deg, center_offset_px, field="padded")
     dx = np.zeros(n_a) if dx0 is None else np.asarray(dx0, dtype=np.float64).copy()
     for _ in range(n_iter):
         aligned = undo_column_shifts(sinos, dx)
@@ -291,7 +291,7 @@ def reprojection_residual_drop(
     values)."""
     from xtwin.recon.fourier import FourierFBP
 
-    geom = FourierFBP(sinos.shape[2], theta_deg, center_offset_px)
+    geom = FourierFBP(sinos.shape[2], theta_deg, center_offset_px, field="padded")
     edge = min(8, sinos.shape[2] // 8)
 
     def residual(d: np.ndarray) -> float:

@@ -76,14 +76,14 @@ def center_from_sinograms(
     # binning by b (the last n_c % b columns dropped) moves the detector centre
     centre_shift = ((n_c - 1) / 2.0 - ((nb - 1) / 2.0 * b + (b - 1) / 2.0)) / b
     coarse = np.arange(-np.floor(search / b), np.floor(search / b) + 1.0)
-    g_coarse = FourierFBP(nb, theta)
-    g_fine = FourierFBP(n_c, theta)
+    g_coarse = FourierFBP(nb, theta, field="padded")
+    g_fine = FourierFBP(n_c, theta, field="padded")
     # half-pixel steps on sinograms binned by 2 (a quarter of the cost of full resolution)
     q = 2 if b >= 4 else 1
     nq = n_c // q
     mid_s = sub[:, :, : nq * q].reshape(n_rows, sub.shape[1], nq, q).mean(axis=-1)
     mid_shift = ((n_c - 1) / 2.0 - ((nq - 1) / 2.0 * q + (q - 1) / 2.0)) / q
-    g_mid = FourierFBP(nq, theta) if q > 1 else g_fine
+    g_mid = FourierFBP(nq, theta, field="padded") if q > 1 else g_fine
 
     def one(r: int) -> float:
         sc = _negativity(g_coarse.fbp_offsets(coarse_s[r], coarse + centre_shift))

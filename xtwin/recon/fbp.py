@@ -166,6 +166,19 @@ class GridrecReconstructor:
                 "--recon gridrec needs tomopy, which is not installed here "
                 "(it is on conda-forge, not PyPI); use --recon fourier"
             ) from None
+        try:  # its C library (libtomo) loads at the first call: fail here, with the fix
+            tomopy.recon(
+                np.zeros((8, 1, 8), np.float32),
+                np.linspace(0, np.pi, 8, endpoint=False),
+                algorithm="gridrec",
+                ncore=1,
+            )
+        except Exception as exc:  # noqa: BLE001 (any failure of the peer is the same advice)
+            raise XtwinInputError(
+                f"--recon gridrec: tomopy is installed but cannot reconstruct ({exc}); put "
+                "its C library on the loader path (LD_LIBRARY_PATH=<env>/lib, see "
+                "../shared/peers/build-tomopy.sh) or use --recon fourier"
+            ) from None
         self.tomopy = tomopy
         self.theta_rad = np.radians(np.asarray(theta_deg, dtype=float))
         self.center = (n_col - 1) / 2.0 + center_offset_px

@@ -122,6 +122,12 @@ class FourierFBP:
         NUFFT tolerance.
     filter_name : str
         One of :data:`FILTERS`.
+    field : str
+        ``"disc"`` (default): :meth:`fbp` is exact inside the disc that stays on the detector
+        at every angle (the field of view; outside it the filtered projections wrap around
+        the detector); ``"padded"``: over the whole square and for shifted axes, as a
+        reprojection or an axis search needs (the NUFFT takes the filtered projections over
+        the padded length: twice the points).
 
     Notes
     -----
@@ -137,7 +143,10 @@ class FourierFBP:
         *,
         eps: float = NUFFT_EPS,
         filter_name: str = "shepp-logan",
+        field: str = "disc",
     ) -> None:
+        if field not in ("disc", "padded"):
+            raise ValueError(f"field {field!r} is neither 'disc' nor 'padded'")
         theta = np.radians(np.asarray(theta_deg, dtype=np.float64))
         self.n_col = int(n_col)
         self.n_angle = theta.size
@@ -167,7 +176,8 @@ class FourierFBP:
         h_d = np.fft.ifft(h).real
         self._ramp_sq = np.fft.fft(h_d**2).real[:n_half].astype(np.float32)
         self._pts = (self._w_row.astype(np.float32), self._w_col.astype(np.float32))
-        self._fbp = _CutGeometry(self.n_col, theta, s0, self.pad)
+        reach = self.n_col if field == "disc" else self.n_pad
+        self._fbp = _CutGeometry(self.n_col, theta, s0, self.pad, reach)
         # the type-1 transform's options (points in the order given: along each ray, angle
         # after angle, which spreads 30 % faster at 512^2 than FINUFFT's bin sort; FFTW's
         # deterministic ESTIMATE plans, so every process computes the same bits), and each
@@ -202,10 +212,11 @@ class FourierFBP:
         spec = self._spectrum(sinos, edge=True)
         spec *= response
         g = self._fbp
-        q = fft.irfft(spec, n=self.n_pad, axis=-1)[..., g.start : g.start + g.m]
-        out = fft.rfft(q, axis=-1)
-        out *= g.phase
-        return out
+        if g.m < self.n_pad:
+            q = fft.irfft(spec, n=self.n_pad, axis=-1)[..., g.start : g.start + g.m]
+            spec = fft.rfft(q, axis=-1)
+        spec *= g.phase
+        return spec
 
     def _adjoint_nufft(self, coef: np.ndarray, cut: bool = False) -> np.ndarray:
         """The type-1 sum over the polar points of the full (``cut`` False: ``coef`` are
@@ -334,13 +345,17 @@ class FourierFBP:
 
 class _CutGeometry:
     """The polar points and phases of filtered projections cut to ``m`` samples (the next
-    fast even length from the detector width) starting at padded sample ``start``."""
+    fast even length from ``reach``, at most the padded length), centred on the detector,
+    starting at padded sample ``start``."""
 
-    def __init__(self, n_col: int, theta: np.ndarray, s0_padded: float, pad: int) -> None:
+    def __init__(
+        self, n_col: int, theta: np.ndarray, s0_padded: float, pad: int, reach: int
+    ) -> None:
         from scipy import fft
 
-        m = fft.next_fast_len(n_col, real=True)
+        m = fft.next_fast_len(max(n_col, reach), real=True)
         m += m % 2
+        m = min(m, n_col + 2 * pad)
         self.m = m
         self.start = pad - (m - n_col) // 2
         s0 = s0_padded + self.start  # coordinate of the cut's first sample

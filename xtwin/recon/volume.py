@@ -144,3 +144,14 @@ def reconstruct(
             absorbance.absorbance, absorbance.variance, absorbance.pixel_size_m, progress
         )
     return Volume(mu, sig, absorbance.energy_eV, absorbance.pixel_size_m, absorbance.notes)
+
+
+def field_of_view_disc(n_col: int, center_offset_px: float) -> np.ndarray:
+    """(n_col, n_col) voxels of the reconstruction grid (centred on the rotation axis) that
+    stay on the detector at every angle: within ``(n_col - 1) / 2 - |offset|`` (+ half a
+    pixel) of the axis. Outside it a sample wider than the field of view (interior
+    tomography), or the corners of a box, are seen at some angles only."""
+    c = (n_col - 1) / 2.0
+    yy, xx = np.mgrid[:n_col, :n_col]
+    r = c - abs(float(center_offset_px)) + 0.5
+    return (yy - c) ** 2 + (xx - c) ** 2 <= r * r

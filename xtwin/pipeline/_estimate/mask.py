@@ -10,6 +10,7 @@ import numpy as np
 from xtwin._threads import thread_map
 from xtwin.pipeline._context import BlockContext
 from xtwin.pipeline._read import read_block
+from xtwin.recon.volume import field_of_view_disc
 from xtwin.retrieve.three_energy import JUMP_REFERENCE_PERCENTILE, jump_reference
 
 #: Detector rows reconstructed before the blocks to set the Ni mask's reference edge jump.
@@ -37,22 +38,24 @@ class MaskReference:
 
 
 def mask_reference(ctx: BlockContext, lo: int, hi: int) -> MaskReference:
-    """The 99.5th percentile of the edge jump J over up to 16 rows spread over ``[lo, hi)``.
+    """The 99.5th percentile of the edge jump J over up to 16 rows spread over ``[lo, hi)``
+    (tomography: inside the field of view, the voxels the map reports).
 
-    J is linear in the attenuation, so it is reconstructed directly: one FBP per row of the
-    energy combination ``sum_e pinv[J, e] p_e``.
+        J is linear in the attenuation, so it is reconstructed directly: one FBP per row of the
+        energy combination ``sum_e pinv[J, e] p_e``.
     """
     h = ctx.source.header
     rows = np.unique(np.linspace(lo, hi - 1, min(JUMP_SAMPLE_ROWS, hi - lo)).astype(int))
     weights = np.linalg.pinv(ctx.rules.calibration.matrix).astype(np.float32)[1]
     pool = ctx.slice_pool()
+    inside = field_of_view_disc(h.shape[3], ctx.center_offset_px)
 
     def one(r: int) -> np.ndarray:
         p, _, _ = read_block(ctx, r, r + 1, variance=False)
         q = np.tensordot(weights, p[:, :, 0, :], axes=(0, 0))  # (n_angle, n_col)
         if pool is None:
             return q[0].ravel()
-        return (pool.reconstructor().fbp(q[None])[0] / h.pixel_size_m).ravel()
+        return pool.reconstructor().fbp(q[None])[0][inside] / h.pixel_size_m
 
     try:
         values = thread_map(one, [int(r) for r in rows], ctx.threads)
