@@ -12,12 +12,13 @@ the detector is band-limited (periodic sinc over the padded length ``L``), not l
 The filter is the spatial Ram-Lak kernel (Kak & Slaney [1], eq. 61), whose DFT does not zero
 the mean, sampled on ``L = 2 n`` points with edge-value padding (no cupping for samples wider
 than the field of view), times a window (Shepp-Logan by default; :func:`filter_response`).
-The filtered projection is then cut back to the detector (``m``, the next fast length from
-``n``) and transformed again, so the NUFFT sees ``m / 2 + 1`` points per angle instead of
-``n + 1``: the band-limited interpolation is periodic over the detector instead of over the
-padded length, which changes nothing inside the field of view (the detector covers
-``x . theta`` there; Shepp-Logan at 512^2 x 720: 0.01462 against 0.01463, and 0.0008 rms on
-a sample 1.4 times wider than the field) and halves the NUFFT's spreading. Only the
+The filtered projection is then cut back to the detector and a margin of ``n / 16`` on each
+side (``m``, the next fast length from ``1.125 n``) and transformed again, so the NUFFT sees
+``m / 2 + 1`` points per angle instead of ``n + 1``: the band-limited interpolation is
+periodic over the cut instead of over the padded length, which changes little inside the
+field of view (the detector covers ``x . theta`` there; Shepp-Logan at 512^2 x 720: error
+0.0146 either way; a sample 1.4 times wider than the field: 0.0006 rms and at most 1 % of the
+image maximum at the field's edge) and nearly halves the NUFFT's spreading. Only the
 non-negative frequencies are transformed (the image is real).
 
 Noise: for uncorrelated projection noise of variance ``v``, the reconstruction is
@@ -176,7 +177,12 @@ class FourierFBP:
         h_d = np.fft.ifft(h).real
         self._ramp_sq = np.fft.fft(h_d**2).real[:n_half].astype(np.float32)
         self._pts = (self._w_row.astype(np.float32), self._w_col.astype(np.float32))
-        reach = self.n_col if field == "disc" else self.n_pad
+        # the cut reaches n / 16 beyond each end of the detector: where the filtered
+        # projections wrap around, their band-limited interpolation rings, and at the edge of
+        # the field of view of a sample wider than the field that costs up to 11-15 % of the
+        # image maximum without a margin and 1 % with this one (512 and 128 columns)
+        margin = -(-self.n_col // 16)
+        reach = self.n_col + 2 * margin if field == "disc" else self.n_pad
         self._fbp = _CutGeometry(self.n_col, theta, s0, self.pad, reach)
         # the type-1 transform's options (points in the order given: along each ray, angle
         # after angle, which spreads 30 % faster at 512^2 than FINUFFT's bin sort; FFTW's
