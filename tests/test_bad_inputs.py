@@ -424,3 +424,28 @@ def test_a_disk_that_fills_during_the_run_stops_it_resumably(tmp_path, capsys, m
     assert rc == 2, err
     assert "full" in err and "resumes" in err and "Traceback" not in err, err
     assert not (tmp_path / "out" / "li.h5").exists()  # only the resumable partial file
+
+
+def test_sigint_inside_a_weakref_callback_is_kept_not_printed():
+    """Python prints and drops an exception raised in a weakref callback ("Exception
+    ignored"): the handler then only records the interrupt, and the next safe point raises
+    it."""
+    import types
+
+    from xtwin import _signals
+
+    def frame(filename: str, name: str = "remove"):
+        return types.SimpleNamespace(
+            f_code=types.SimpleNamespace(co_filename=filename, co_name=name)
+        )
+
+    try:
+        _signals.on_sigint(2, frame("/usr/lib/python3.11/weakref.py"))  # no raise
+        with pytest.raises(KeyboardInterrupt):
+            _signals.check_interrupted()
+        _signals._INTERRUPTED.clear()
+        with pytest.raises(KeyboardInterrupt):  # anywhere else it raises at once
+            _signals.on_sigint(2, frame("/work/xtwin/pipeline/_execute.py", "run_blocks"))
+    finally:
+        _signals._INTERRUPTED.clear()
+    _signals.check_interrupted()  # cleared: nothing pending

@@ -13,9 +13,20 @@ import threading
 _INTERRUPTED = threading.Event()
 
 
+#: Frames in which an exception would be printed ("Exception ignored in ...") and lost:
+#: weakref and finalizer callbacks. The interrupt is then raised at the next safe point.
+_SWALLOWING = ("weakref.py", "_weakrefset.py")
+
+
 def on_sigint(signum, frame) -> None:
-    """SIGINT handler: remember the interrupt, then raise it."""
+    """SIGINT handler: remember the interrupt, then raise it (not inside a weakref callback
+    or a finalizer, which would print it with a traceback and drop it: there the next
+    :func:`check_interrupted` raises it)."""
     _INTERRUPTED.set()
+    if frame is not None and (
+        frame.f_code.co_filename.endswith(_SWALLOWING) or frame.f_code.co_name == "__del__"
+    ):
+        return
     raise KeyboardInterrupt
 
 

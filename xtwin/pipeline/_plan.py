@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xtwin._signals import check_interrupted
 from xtwin.errors import XtwinInputError
 from xtwin.io.source import ScanSource
 from xtwin.memory import (
@@ -189,6 +190,7 @@ def plan_processing(
     mem.plan(2 * LANCZOS_A, baseline)  # refuses, before any pixel is read, what cannot fit
     reader = RowReader(source, exposure_ratios(h.exposure_s, h.flat_exposure_s, h.shape[0]))
     est = _estimate(reader, idx, options)
+    check_interrupted()  # a SIGINT swallowed during the estimates stops here
     halo = _halo(est[0], est[1], h.shape[2])
     mem.plan(halo, baseline)  # refuses, before the axis search, a run that cannot fit
     ctx, unseen = _context(reader, est, cal, options, mem.workers, (lo, hi))
