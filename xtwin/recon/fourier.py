@@ -157,33 +157,24 @@ class FourierFBP:
         self.center_offset_px = float(center_offset_px)
         self.dtheta = np.pi / self.n_angle
         n_half = self.n_pad // 2 + 1
-        nu = np.arange(n_half) / self.n_pad
         # coordinate of padded sample 0 along the detector (the axis sits at s = 0)
         s0 = -self.pad - (self.n_col - 1) / 2.0 - self.center_offset_px
-        om = 2.0 * np.pi * nu
-        self._w_col = (om[None, :] * np.cos(theta)[:, None]).ravel()
-        self._w_row = (-om[None, :] * np.sin(theta)[:, None]).ravel()
-        delta = 0.5 if self.n_col % 2 == 0 else 0.0  # pixel centres vs NUFFT mode indices
-        weight = np.full(n_half, 2.0)
-        weight[0] = 1.0
-        weight[-1] = 0.0  # Nyquist dropped: the interpolation kernel stays real and even
-        phase = np.exp(-2j * np.pi * nu * s0)[None, :] * np.exp(
-            1j * delta * (self._w_col + self._w_row)
-        ).reshape(self.n_angle, n_half)
-        self._phase = (phase * weight[None, :] / self.n_pad).astype(np.complex64)
-        self._nu = nu
+        # the padded length's points: the projector and its adjoint, and fbp's "padded" field
+        self._padded = _PolarGeometry(self.n_col, theta, s0, self.pad, self.n_pad)
         h = filter_response(self.n_pad, filter_name)
         self._ramp = h[:n_half].astype(np.float32)
         h_d = np.fft.ifft(h).real
         self._ramp_sq = np.fft.fft(h_d**2).real[:n_half].astype(np.float32)
-        self._pts = (self._w_row.astype(np.float32), self._w_col.astype(np.float32))
         # the cut reaches n / 16 beyond each end of the detector: where the filtered
         # projections wrap around, their band-limited interpolation rings, and at the edge of
         # the field of view of a sample wider than the field that costs up to 11-15 % of the
         # image maximum without a margin and 1 % with this one (512 and 128 columns)
         margin = -(-self.n_col // 16)
-        reach = self.n_col + 2 * margin if field == "disc" else self.n_pad
-        self._fbp = _CutGeometry(self.n_col, theta, s0, self.pad, reach)
+        self._fbp = (
+            _PolarGeometry(self.n_col, theta, s0, self.pad, self.n_col + 2 * margin)
+            if field == "disc"
+            else self._padded
+        )
         # the type-1 transform's options (points in the order given: along each ray, angle
         # after angle, which spreads 30 % faster at 512^2 than FINUFFT's bin sort; FFTW's
         # deterministic ESTIMATE plans, so every process computes the same bits), and each
@@ -224,23 +215,18 @@ class FourierFBP:
         spec *= g.phase
         return spec
 
-    def _adjoint_nufft(self, coef: np.ndarray, cut: bool = False) -> np.ndarray:
-        """The type-1 sum over the polar points of the full (``cut`` False: ``coef`` are
-        rfft spectra of the padded length, the phases still to apply) or the cut geometry
-        (``coef`` with their phases)."""
+    def _adjoint_nufft(self, coef: np.ndarray, geom: _PolarGeometry) -> np.ndarray:
+        """The type-1 sum of ``coef`` (spectra times ``geom``'s phases) over ``geom``'s polar
+        points; fbp's geometry through this thread's kept plan."""
         import finufft
 
         b = coef.shape[0]
-        if cut:
-            pts = self._fbp.pts
-            c = np.ascontiguousarray(coef.reshape(b, -1))
-        else:
-            pts = self._pts
-            c = np.ascontiguousarray((coef * self._phase).reshape(b, -1))
-        if b > _PLAN_MAX_BATCH or not cut:  # one-off batches (axis trials, adjoint): no plan
-            out = finufft.nufft2d1(pts[0], pts[1], c, (self.n_col, self.n_col), **self._nufft_opts)
-        else:
+        c = np.ascontiguousarray(coef.reshape(b, -1))
+        if geom is self._fbp and b <= _PLAN_MAX_BATCH:
             out = self._plan(b).execute(c)
+        else:  # one-off batches (axis trials) and the adjoint: no plan kept
+            pts = geom.pts
+            out = finufft.nufft2d1(pts[0], pts[1], c, (self.n_col, self.n_col), **self._nufft_opts)
         return np.ascontiguousarray(out.real, dtype=np.float32)
 
     def _plan(self, n_trans: int):
@@ -274,7 +260,7 @@ class FourierFBP:
             the image row (ASTRA's orientation).
         """
         s, single = self._batched(sinos)
-        out = self._adjoint_nufft(self._filtered(s, self._ramp), cut=True)
+        out = self._adjoint_nufft(self._filtered(s, self._ramp), self._fbp)
         out *= np.float32(self.dtheta)
         return out[0] if single else out
 
@@ -287,7 +273,7 @@ class FourierFBP:
             Per-pixel variance (non-negative), same layout as :meth:`fbp`.
         """
         s, single = self._batched(var_sinos)
-        out = self._adjoint_nufft(self._filtered(s, self._ramp_sq), cut=True)
+        out = self._adjoint_nufft(self._filtered(s, self._ramp_sq), self._fbp)
         out *= np.float32(self.dtheta**2)
         np.maximum(out, 0.0, out=out)
         return out[0] if single else out
@@ -305,13 +291,14 @@ class FourierFBP:
         spec = self._filtered(np.asarray(sino)[None], self._ramp)[0]
         rel = np.asarray(offsets_px, dtype=np.float64) - self.center_offset_px
         ramps = np.exp(2j * np.pi * rel[:, None] * self._fbp.nu[None, :]).astype(np.complex64)
-        out = self._adjoint_nufft(spec[None] * ramps[:, None, :], cut=True)
+        out = self._adjoint_nufft(spec[None] * ramps[:, None, :], self._fbp)
         return out * np.float32(self.dtheta)
 
     def backproject(self, sinos: np.ndarray) -> np.ndarray:
         """Unfiltered back-projection (zero padding): the exact adjoint of :meth:`project`."""
         s, single = self._batched(sinos)
-        out = self._adjoint_nufft(self._spectrum(s, edge=False))
+        g = self._padded
+        out = self._adjoint_nufft(self._spectrum(s, edge=False) * g.phase, g)
         return out[0] if single else out
 
     def project(self, images: np.ndarray) -> np.ndarray:
@@ -332,16 +319,17 @@ class FourierFBP:
         single = im.ndim == 2
         im = im[None] if single else im
         b = im.shape[0]
+        g = self._padded
         vals = finufft.nufft2d2(
-            self._pts[0],
-            self._pts[1],
+            g.pts[0],
+            g.pts[1],
             np.ascontiguousarray(im),
             eps=self.eps,
             isign=-1,
             nthreads=1,
             upsampfac=1.25,
         )
-        spec = vals.reshape(b, self.n_angle, -1) * self._phase.conj()
+        spec = vals.reshape(b, self.n_angle, -1) * g.phase.conj()
         # the adjoint of "rfft, then weights": sum over m of conj(kernel) -> real part of an
         # inverse-direction transform, evaluated on the padded grid
         full = np.fft.ifft(_hermitian_full(spec, self.n_pad), axis=-1) * self.n_pad
@@ -349,10 +337,10 @@ class FourierFBP:
         return out[0] if single else out
 
 
-class _CutGeometry:
+class _PolarGeometry:
     """The polar points and phases of filtered projections cut to ``m`` samples (the next
-    fast even length from ``reach``, at most the padded length), centred on the detector,
-    starting at padded sample ``start``."""
+    fast even length from ``reach``, at most the padded length, which is then kept whole),
+    centred on the detector, starting at padded sample ``start``."""
 
     def __init__(
         self, n_col: int, theta: np.ndarray, s0_padded: float, pad: int, reach: int
@@ -361,7 +349,7 @@ class _CutGeometry:
 
         m = fft.next_fast_len(max(n_col, reach), real=True)
         m += m % 2
-        m = min(m, n_col + 2 * pad)
+        m = min(m, 2 * n_col)  # the padded length (even; n_col + 2 pad for even n_col only)
         self.m = m
         self.start = pad - (m - n_col) // 2
         s0 = s0_padded + self.start  # coordinate of the cut's first sample
