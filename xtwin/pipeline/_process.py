@@ -125,7 +125,7 @@ def partial_path(out: PathLike) -> Path:
 def resume_key(inputs: dict[str, str], refs: References, options: ProcessOptions) -> str:
     """What a partial file must have been made from to be resumed: the inputs' and the
     references' SHA-256, every result-affecting option, the version."""
-    ref_prov = refs.provenance()
+    ref_prov = refs.provenance
     return json.dumps(
         {
             "inputs": inputs,

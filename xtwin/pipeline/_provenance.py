@@ -61,7 +61,7 @@ def provenance(
     return {
         "xtwin_version": __version__,
         "inputs": outcome.inputs,
-        **p.refs.provenance(),
+        **p.refs.provenance,
         "options": {**options.key(), "center_offset_px": ctx.center_offset_px},
         "run_options": dataclasses.asdict(run),
         "rotation_center_search": plan.center.search,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,10 @@ class References:
             f"{ref.source}: {n}" for ref in self.normalized if ref is not None for n in ref.notes
         ]
 
+    @cached_property
     def provenance(self) -> dict[str, Any]:
-        """Paths, SHA-256 and normalization of both spectra (empty without references)."""
+        """Paths, SHA-256 and normalization of both spectra (empty without references);
+        hashed once, for the resume key and the provenance both."""
         ref_l, ref_d = self.normalized
         if self.paths is None or ref_l is None or ref_d is None:
             return {}
