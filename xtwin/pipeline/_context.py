@@ -53,6 +53,11 @@ class BlockContext:
     projection_offsets: np.ndarray | None = None
     remove_rings: bool = False
 
+    def transform(self, energy: int) -> tuple[float, float, float]:
+        """Energy ``energy``'s registration: detector shift (rows, cols; px) and scale."""
+        dy, dx = (float(x) for x in self.shifts[energy])
+        return dy, dx, 1.0 if self.scales is None else float(self.scales[energy])
+
     @property
     def extras(self) -> tuple[str, ...]:
         """The per-voxel outputs beyond the standard ones."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -78,15 +79,20 @@ def normalized_rows(
 
 @dataclass
 class RowReader:
-    """Rows of one energy, normalized, with the dark of the whole detector read once; rows
-    outside the detector repeat the edge rows (as :class:`ScanSource` does)."""
+    """Rows of one energy, normalized, with the dark of the whole detector read once (when
+    first needed); rows outside the detector repeat the edge rows (as :class:`ScanSource`
+    does)."""
 
     source: ScanSource
     ratio: np.ndarray
 
     def __post_init__(self) -> None:
         self.n_rows = self.source.header.shape[2]
-        self.dark = self.source.dark_mean(0, self.n_rows)
+
+    @cached_property
+    def dark(self) -> np.ndarray | None:
+        """The mean dark of the whole detector (None without darks)."""
+        return self.source.dark_mean(0, self.n_rows)
 
     def rows(
         self, energy: int, r0: int, r1: int
@@ -137,8 +143,7 @@ def _windows(ctx: BlockContext, lo: int, hi: int) -> list[tuple[int, int]]:
     n_r = ctx.source.header.shape[2]
     out = []
     for e in range(ctx.source.header.shape[0]):
-        dy = float(ctx.shifts[e][0])
-        sc = 1.0 if ctx.scales is None else float(ctx.scales[e])
+        dy, _, sc = ctx.transform(e)
         if sc != 1.0:
             out.append(scaled_source_rows(lo, hi, sc, dy, (n_r - 1) / 2.0))
         else:
@@ -188,8 +193,7 @@ def _read_registered(
 
 
 def _is_direct(ctx: BlockContext, e: int) -> bool:
-    dy, dx = (float(x) for x in ctx.shifts[e])
-    sc = 1.0 if ctx.scales is None else float(ctx.scales[e])
+    dy, dx, sc = ctx.transform(e)
     return sc == 1.0 and not (dy or dx)
 
 
@@ -205,8 +209,7 @@ def _place(
     """Energy ``e``'s window (from source row ``start``) registered into output rows
     ``[lo, hi)``: resampled under its magnification and shift, or copied."""
     start, lo, hi = rows
-    dy, dx = (float(x) for x in ctx.shifts[e])
-    sc = 1.0 if ctx.scales is None else float(ctx.scales[e])
+    dy, dx, sc = ctx.transform(e)
     if sc != 1.0:  # magnification and shift: both axes resampled
         n_r = ctx.source.header.shape[2]
         p_out[...] = apply_transform(p, start, lo, hi, dy, dx, sc, n_rows=n_r)
