@@ -45,6 +45,19 @@ def _bytes(text: str | None) -> int | None:
 _PARSE = {"center_offset_px": _center, "rows": _rows, "memory_limit_bytes": _bytes}
 
 
+class _RegistryChoice(click.Choice):
+    """A choice among a registry's names, read when the option is first used (help or
+    parsing), so that ``xtwin --help`` does not import the registries' modules."""
+
+    def __init__(self, registry) -> None:
+        self._registry = registry
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self._registry())
+
+
 def _click_option(f: dataclasses.Field) -> Any:
     """A click option made from a field of ProcessOptions or RunOptions: its flag and help
     from the field's metadata, choices from the registries, the default from the field."""
@@ -57,7 +70,7 @@ def _click_option(f: dataclasses.Field) -> Any:
             return click.option(f"{flag}/--no-{name}", dest, default=True, show_default=True, **kw)
         return click.option(flag, dest, is_flag=True, **kw)
     if "choices" in meta:
-        kw["type"] = click.Choice(list(meta["choices"]()))
+        kw["type"] = _RegistryChoice(meta["choices"])
     elif f.name in _PARSE:
         kw["type"] = str
     elif "int" in str(f.type):

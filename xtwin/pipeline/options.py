@@ -11,10 +11,9 @@ conventions), so choices are not spelled out twice.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from xtwin.errors import XtwinInputError
 
@@ -159,7 +158,7 @@ class ProcessOptions:
         c = self.center_offset_px
         if isinstance(c, str) and c != "auto":
             raise XtwinInputError(f"center offset {c!r} is neither a number of pixels nor 'auto'")
-        if not isinstance(c, str) and not np.isfinite(c):
+        if not isinstance(c, str) and not math.isfinite(c):
             raise XtwinInputError(f"center offset {c} is not a finite number of pixels")
         if self.min_jump_snr < 0 or not 0 <= self.min_jump_fraction < 1:
             raise XtwinInputError("min_jump_snr must be >= 0 and min_jump_fraction in [0, 1)")
