@@ -214,7 +214,8 @@ def bench_recon(
     """
     workers = workers or os.cpu_count() or 1
     theta = np.arange(angles) * 180.0 / angles
-    img, sino = phantom_sinogram(size, theta, scale=0.02)
+    scale = 0.02  # the phantom's attenuation per pixel for a value of 1
+    img, sino = phantom_sinogram(size, theta, scale=scale)
     rng = np.random.default_rng(seed)
     i = rng.poisson(photons * np.exp(-sino), (slices,) + sino.shape)
     noisy_sinos = -np.log(np.maximum(i, 1) / photons).astype(np.float32)
@@ -233,28 +234,24 @@ def bench_recon(
             seconds = min(seconds, time.perf_counter() - t0)
             if seconds > 10.0:
                 break
-        orient, best = min(
-            ((o, float(np.sqrt(np.mean((r - img)[disc] ** 2)))) for o, r in _dihedral(rec[0])),
-            key=lambda t: t[1],
-        )
-        rmse_n = None
+        # the orientation (index k of _dihedral) that matches the phantom best
+        views = _dihedral(rec[0])
+        k = min(range(len(views)), key=lambda i: float(np.mean((views[i][1] - img)[disc] ** 2)))
+        rmse_n = error_n = None
         if noisy:
             rec_n = fn(noisy_sinos)
-            k = [o for o, _ in _dihedral(rec_n[0])].index(orient)
             rmse_n = float(
                 np.sqrt(np.mean([np.mean((_dihedral(r)[k][1] - img)[disc] ** 2) for r in rec_n]))
             )
-        k = [o for o, _ in _dihedral(rec[0])].index(orient)
+            error_n = scaled_error(_dihedral(rec_n[0])[k][1], img, disc, scale)
         results[name] = {
             "seconds": round(seconds, 4),
             "ms_per_slice": round(1e3 * seconds / slices, 2),
-            "rmse": best,
+            "rmse": float(np.sqrt(np.mean((views[k][1] - img)[disc] ** 2))),
             "rmse_noisy": rmse_n,
-            "error_scaled": scaled_error(_dihedral(rec[0])[k][1], img, disc, 0.02),
-            "error_scaled_noisy": (
-                scaled_error(_dihedral(rec_n[0])[k][1], img, disc, 0.02) if noisy else None
-            ),
-            "orientation": orient,
+            "error_scaled": scaled_error(views[k][1], img, disc, scale),
+            "error_scaled_noisy": error_n,
+            "orientation": views[k][0],
         }
     peers = [v["seconds"] for k, v in results.items() if not k.startswith("xtwin")]
     speed = (
