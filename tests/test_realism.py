@@ -72,7 +72,7 @@ def test_magnification_is_in_the_projections(magnified):
 
 def test_magnification_corrected_by_registration(magnified):
     d, paths = magnified
-    lm_off, m_off = _process(paths, d / "off.h5", register_scale=False)
+    lm_off, m_off = _process(paths, d / "off.h5", magnification="off")
     lm_on, m_on = _process(paths, d / "on.h5")
     mag = lm_on.provenance["energy_magnification"]
     if isinstance(mag, str):

@@ -144,6 +144,8 @@ class _Progress:
             f"{event.predicted_peak_bytes / 2**30:.2f} GiB",
             err=True,
         )
+        for line in event.notices:
+            click.echo(line, err=True)
         if self.bar is None:  # opens with the first plan (none for a run refused up front)
             self.bar = bar(event.n_rows * self.count, "series" if self.count > 1 else "process")
             self.bar.update(event.n_rows * self.kept)

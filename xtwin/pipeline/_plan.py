@@ -189,7 +189,8 @@ def plan_processing(
     baseline = current_rss_bytes()
     mem.plan(2 * LANCZOS_A, baseline)  # refuses, before any pixel is read, what cannot fit
     reader = RowReader(source, exposure_ratios(h.exposure_s, h.flat_exposure_s, h.shape[0]))
-    est = _estimate(reader, idx, options)
+    contrast = np.interp(h.energy_eV, cal.energy_eV, np.abs(cal.s_lithiated - cal.s_delithiated))
+    est = _estimate(reader, idx, options, contrast)
     check_interrupted()  # a SIGINT swallowed during the estimates stops here
     halo = _halo(est[0], est[1], h.shape[2])
     mem.plan(halo, baseline)  # refuses, before the axis search, a run that cannot fit
@@ -218,7 +219,9 @@ _Estimates = tuple[
 ]
 
 
-def _estimate(reader: RowReader, idx: np.ndarray, options: ProcessOptions) -> _Estimates:
+def _estimate(
+    reader: RowReader, idx: np.ndarray, options: ProcessOptions, contrast: np.ndarray
+) -> _Estimates:
     """Run-out, registration and rotation axis, from the estimators' sample (read once)."""
     h = reader.source.header
     n_e, n_a = h.shape[:2]
@@ -238,7 +241,7 @@ def _estimate(reader: RowReader, idx: np.ndarray, options: ProcessOptions) -> _E
                     sample[e, j] = shift_image_stack(sample[e, j], -dz, -dx)
     registration = no_registration(h.energy_eV)
     if options.register and n_e > 1 and sample is not None:
-        registration = register_energies(sample, h.energy_eV, options.register_scale)
+        registration = register_energies(sample, h.energy_eV, options.magnification, contrast)
     if isinstance(options.center_offset_px, str):
         center = CenterRecord(0.0)
         if auto_center and sample is not None:

@@ -27,12 +27,44 @@ PathLike = str | os.PathLike
 def _prepare(
     source: ScanSource, refs: References, options: ProcessOptions, run: RunOptions
 ) -> Prepared:
-    """Calibrate, then plan (estimates and memory) before any block runs."""
+    """Calibrate (with the energy offset, given or fitted), then plan (estimates and
+    memory) before any block runs."""
+    from xtwin.pipeline._estimate.energy import energy_offset
+
     allow = options.allow_swapped_references
-    cal = refs.calibrate(source.header.energy_eV, allow)
-    alts, conventions = refs.alternatives(cal.energy_eV, allow)
+    e = source.header.energy_eV
+    cal = refs.calibrate(e, allow)  # refuses references that cannot serve, before any fit
+    offset = energy_offset(options, source, refs, cal.edge_eV)
+    delta = offset.value_eV if offset is not None else 0.0
+    if delta:
+        cal = refs.calibrate(e, allow, delta)
+    alts, conventions = refs.alternatives(cal.energy_eV, allow, delta)
+    if offset is not None and offset.sigma_eV > 0 and cal.mode != "edge-jump":
+        sigma = offset.sigma_eV
+        alts += tuple(
+            (
+                f"energy offset {sign * sigma:+.3f} eV",
+                refs.calibrate(e, allow, delta + sign * sigma),
+            )
+            for sign in (-1, 1)
+        )
+        conventions = {
+            **conventions,
+            "used": conventions.get("used", [options.reference_convention])
+            + [f"energy offset {delta:+.3f} -+ {sigma:.3f} eV"],
+            "rule": "/li/systematic = half the range of w over the conventions used and the "
+            "energy offset +- its standard uncertainty",
+        }
     plan = plan_processing(source, cal, options, run, tuple(c for _, c in alts))
-    return Prepared(refs, cal, conventions, plan)
+    return Prepared(refs, cal, conventions, plan, offset)
+
+
+def _references(
+    lithiated: PathLike | None, delithiated: PathLike | None, options: ProcessOptions
+) -> References:
+    return read_references(
+        lithiated, delithiated, options.reference_convention, options.calibration_series
+    )
 
 
 def _planned(prep: Prepared, resumed: int) -> Planned:
@@ -44,7 +76,27 @@ def _planned(prep: Prepared, resumed: int) -> Planned:
         plan.n_rows,
         resumed,
         plan.memory.peak,
+        _notices(prep),
     )
+
+
+def _notices(prep: Prepared) -> tuple[str, ...]:
+    """The planning's findings a user should read on the terminal."""
+    out = []
+    if prep.energy_offset is not None:
+        out.append(prep.energy_offset.line())
+    path = prep.calibration.path
+    if path is not None:
+        out.append(
+            f"lithiation on the measured chemistry path through {path.lithiation.size} spectra "
+            f"(w {path.lithiation[0]:g} to {path.lithiation[-1]:g})"
+        )
+        out += [
+            f"calibration spectra at {p} cannot be told apart at these energies: pooled"
+            for p in path.pooled
+        ]
+    out += prep.plan.registration.notices()
+    return tuple(out)
 
 
 def process_scan(
@@ -86,9 +138,7 @@ def process_scan(
     opts = dataclasses.replace(options or ProcessOptions(), **sci)
     run = dataclasses.replace(run or RunOptions(), **how)
     source = scan if isinstance(scan, ScanSource) else source_from_scan(scan)
-    prep = _prepare(
-        source, read_references(lithiated, delithiated, opts.reference_convention), opts, run
-    )
+    prep = _prepare(source, _references(lithiated, delithiated, opts), opts, run)
     sink = ArraySink(map_shapes(source, prep.plan.n_rows, prep.plan.ctx.extras))
     on_event(_planned(prep, 0))
     timing: dict[str, float] = {}
@@ -172,10 +222,13 @@ def process_file(
     t_start = time.perf_counter()
     opts, run, out = options or ProcessOptions(), run or RunOptions(), Path(out)
     paths = [scans] if isinstance(scans, str | os.PathLike) else list(scans)
-    refs = read_references(lithiated, delithiated, opts.reference_convention)
+    refs = _references(lithiated, delithiated, opts)
+    hashed = paths + [p for p in (opts.energy_calibration,) if p not in (None, "scan")]
     with open_scan(paths) as source:
         with ThreadPoolExecutor(1) as hasher:  # hashing overlaps the planning (GIL released)
-            hashing = hasher.submit(lambda: {str(p): sha256_of(p) for p in paths})
+            hashing = hasher.submit(
+                lambda: {str(p): sha256_of(p) for p in hashed if Path(p).is_file()}
+            )
             prep = _prepare(source, refs, opts, run)
             hashes = hashing.result()
         shapes = map_shapes(source, prep.plan.n_rows, prep.plan.ctx.extras)

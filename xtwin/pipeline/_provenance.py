@@ -12,6 +12,7 @@ from xtwin._provenance import package_versions
 from xtwin.pipeline._plan import BlockPlan
 from xtwin.pipeline._references import References, mode_notes
 from xtwin.pipeline.options import ProcessOptions, RunOptions
+from xtwin.retrieve.energy_scale import EnergyOffset
 from xtwin.retrieve.three_energy import Calibration
 
 
@@ -23,6 +24,7 @@ class Prepared:
     calibration: Calibration
     conventions: dict[str, Any]
     plan: BlockPlan
+    energy_offset: EnergyOffset | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,11 @@ def provenance(
         "projection_alignment": plan.runout.record,
         "energy_registration_px": plan.registration.provenance(),
         "calibration": p.calibration.as_dict(),
+        **(
+            {"energy_offset_eV": p.energy_offset.provenance()}
+            if p.energy_offset is not None
+            else {}
+        ),
         "normalization_conventions": p.conventions,
         "mask": plan.mask.provenance(options.min_jump_snr, options.min_jump_fraction),
         "memory": plan.memory.as_dict(),

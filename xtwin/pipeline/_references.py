@@ -15,6 +15,7 @@ import numpy as np
 from xtwin._files import sha256_of
 from xtwin.errors import XtwinInputError
 from xtwin.physics.spectra import NormalizedSpectrum, Spectrum, normalize, read_spectrum
+from xtwin.retrieve.path import CalibrationSeries
 from xtwin.retrieve.three_energy import Calibration, calibrate
 
 
@@ -26,27 +27,62 @@ class References:
     raw: tuple[Spectrum, Spectrum] | None
     normalized: tuple[NormalizedSpectrum, NormalizedSpectrum] | tuple[None, None]
     convention: str
+    series: CalibrationSeries | None = None
+    series_normalized: tuple[NormalizedSpectrum, ...] = ()
 
-    def calibrate(self, energy_eV: np.ndarray, allow_swapped: bool) -> Calibration:
-        """The retrieval's calibration at the scan's energies."""
+    @property
+    def standards(self) -> tuple[NormalizedSpectrum, ...]:
+        """Every normalized spectrum: the series (ascending lithiation) or both end members."""
+        if self.series is not None:
+            return self.series_normalized
+        return tuple(s for s in self.normalized if s is not None)
+
+    def calibrate(
+        self, energy_eV: np.ndarray, allow_swapped: bool, energy_offset_eV: float = 0.0
+    ) -> Calibration:
+        """The retrieval's calibration at the scan's energies (the standards read at
+        ``energy_eV + energy_offset_eV``)."""
         ref_l, ref_d = self.normalized
-        return calibrate(energy_eV, ref_l, ref_d, allow_swapped=allow_swapped)
+        series = None if self.series is None else (self.series.lithiation, self.series_normalized)
+        return calibrate(
+            energy_eV,
+            ref_l,
+            ref_d,
+            allow_swapped=allow_swapped,
+            energy_offset_eV=energy_offset_eV,
+            series=series,
+        )
 
     def alternatives(
-        self, energy_eV: np.ndarray, allow_swapped: bool
+        self, energy_eV: np.ndarray, allow_swapped: bool, energy_offset_eV: float = 0.0
     ) -> tuple[tuple[tuple[str, Calibration], ...], dict[str, Any]]:
         """Calibrations under the other normalization conventions that the spectra support
         (:mod:`xtwin.retrieve.conventions`), and what was used and skipped."""
         if self.raw is None or np.size(energy_eV) < 3:
             return (), {}
-        from xtwin.retrieve.conventions import CONVENTIONS, convention_references
+        from xtwin.retrieve.conventions import CONVENTIONS, convention_references, normalize_with
 
         out = []
         for name, (ln, dn) in convention_references(*self.raw).items():
             if name == self.convention:
                 continue
             try:
-                out.append((name, calibrate(energy_eV, ln, dn, allow_swapped=allow_swapped)))
+                series = None
+                if self.series is not None:
+                    series = (
+                        self.series.lithiation,
+                        tuple(normalize_with(r, name) for r in self.series.raw),
+                    )
+                    ln, dn = series[1][-1], series[1][0]
+                cal = calibrate(
+                    energy_eV,
+                    ln,
+                    dn,
+                    allow_swapped=allow_swapped,
+                    energy_offset_eV=energy_offset_eV,
+                    series=series,
+                )
+                out.append((name, cal))
             except XtwinInputError:
                 continue
         used = [n for n, _ in out]
@@ -70,6 +106,24 @@ class References:
         if self.paths is None or ref_l is None or ref_d is None:
             return {}
         lith, delith = self.paths
+        if self.series is not None:
+            return {
+                "calibration_series": {
+                    "path": str(self.series.csv),
+                    "sha256": sha256_of(self.series.csv),
+                    "spectra": [
+                        {
+                            "lithiation": float(w),
+                            "path": str(p),
+                            "sha256": sha256_of(p),
+                            **n.summary(),
+                        }
+                        for w, p, n in zip(
+                            self.series.lithiation, self.series.paths, self.series_normalized
+                        )
+                    ],
+                }
+            }
         return {
             "lithiated_reference": {
                 "path": str(lith),
@@ -88,14 +142,24 @@ def read_references(
     lithiated: str | os.PathLike | None,
     delithiated: str | os.PathLike | None,
     convention: str = "xtwin",
+    series: str | os.PathLike | None = None,
 ) -> References:
-    """Read both reference spectra (or none) and normalize them by ``convention``.
+    """Read both reference spectra (or none, or a calibration series) and normalize them by
+    ``convention``.
 
     Raises
     ------
     XtwinInputError
-        Only one of the two given, or a spectrum that cannot be read or normalized.
+        Only one of the two given, a series with references too, or a spectrum that cannot
+        be read or normalized.
     """
+    if series is not None:
+        if lithiated is not None or delithiated is not None:
+            raise XtwinInputError(
+                "a calibration series gives the end members (its lowest and highest "
+                "lithiation); leave out --lithiated and --delithiated, or the series"
+            )
+        return _read_series(series, convention)
     if lithiated is None and delithiated is None:
         return References(None, None, (None, None), convention)
     if lithiated is None or delithiated is None:
@@ -140,3 +204,27 @@ def mode_notes(cal: Calibration, refs: References) -> list[str]:
             f"within 10 eV of the edge (median step {step:.2f} eV)"
         ]
     return []
+
+
+def _normalized(raw: Spectrum, convention: str) -> NormalizedSpectrum:
+    if convention == "xtwin":
+        return normalize(raw)
+    from xtwin.retrieve.conventions import normalize_with
+
+    return normalize_with(raw, convention)
+
+
+def _read_series(path: str | os.PathLike, convention: str) -> References:
+    """References from a calibration series: its ends are the end members."""
+    from xtwin.retrieve.path import read_calibration_series
+
+    series = read_calibration_series(path)
+    norm = tuple(_normalized(r, convention) for r in series.raw)
+    return References(
+        (series.paths[-1], series.paths[0]),
+        (series.raw[-1], series.raw[0]),
+        (norm[-1], norm[0]),
+        convention,
+        series,
+        norm,
+    )

@@ -27,6 +27,9 @@ class Planned:
         Rows taken from an interrupted run's partial file.
     predicted_peak_bytes : int
         The memory model's peak.
+    notices : tuple of str
+        What the planning found or refused that a user should read (the energy offset
+        fitted, a magnification estimate refused, calibration nodes pooled).
     """
 
     center_offset_px: float
@@ -35,6 +38,7 @@ class Planned:
     n_rows: int
     resumed_rows: int
     predicted_peak_bytes: int
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ METHOD_ALIASES = {"fast": "fourier"}
 #: Per-projection alignment modes.
 ALIGN_MODES = ("auto", "on", "off")
 
+#: Magnification-with-energy modes (:mod:`xtwin.pipeline._estimate.registration`).
+MAGNIFICATION_MODES = ("auto", "fit", "inverse-energy", "off")
+
 
 def _methods() -> tuple[str, ...]:
     from xtwin.recon.fbp import METHODS
@@ -70,9 +73,13 @@ class ProcessOptions:
         Ni masking thresholds (:func:`xtwin.retrieve.three_energy.apply_mask`).
     register : bool
         Register the energies to each other first.
-    register_scale : bool
-        Also estimate and correct a magnification change between energies (zone-plate
-        optics; applied when it moves the detector edge by at least 0.25 px).
+    magnification : str
+        A magnification change between energies (zone-plate optics): ``auto`` (default)
+        fits one scale per energy on features that do not change across the edge and
+        applies it when it moves the detector edge by 0.25 px or more and is consistent
+        (with the pixel-proportional-to-E law as a prior); ``fit`` applies the free fit;
+        ``inverse-energy`` applies the law of a fixed-detector zone-plate microscope
+        (object pixel proportional to E) without fitting; ``off`` does nothing.
     rows : (int, int), optional
         Process only detector rows ``[start, stop)``.
     allow_swapped_references : bool
@@ -87,6 +94,17 @@ class ProcessOptions:
     ring_removal : bool
         Remove sinogram stripes (ring artefacts) before reconstruction; dead pixels are
         always filled.
+    energy_calibration : str, optional
+        A quick XANES of the same sample (8 or more energies across the edge, a few
+        angles; any scan file) from which the offset between the scan's energy scale and
+        the standards' is fitted, or ``scan`` to fit it on the scan's own projections (4
+        or more energies) (:mod:`xtwin.retrieve.energy_scale`).
+    energy_offset_eV : float, optional
+        A known offset: true energy on the standards' scale = recorded energy + this.
+    calibration_series : str, optional
+        A CSV (``lithiation,path``, three or more rows) of spectra at known lithiations:
+        lithiation on the piecewise-linear path through them (:mod:`xtwin.retrieve.path`);
+        replaces the two references.
     """
 
     center_offset_px: float | str = field(
@@ -113,9 +131,14 @@ class ProcessOptions:
     register: bool = field(
         default=True, metadata=_meta("--register", "Register the energies to each other.")
     )
-    register_scale: bool = field(
-        default=True,
-        metadata=_meta("--register-scale", "Correct a magnification change between energies."),
+    magnification: str = field(
+        default="auto",
+        metadata=_meta(
+            "--magnification",
+            "Magnification change between energies: fit and apply when consistent (auto), "
+            "always apply the fit (fit), the pixel-proportional-to-E law (inverse-energy), off.",
+            choices=lambda: MAGNIFICATION_MODES,
+        ),
     )
     rows: tuple[int, int] | None = field(
         default=None, metadata=_meta("--rows", "Process only detector rows START:STOP.")
@@ -147,6 +170,29 @@ class ProcessOptions:
         default=False,
         metadata=_meta("--ring-removal", "Remove sinogram stripes (ring artefacts) first."),
     )
+    energy_calibration: str | None = field(
+        default=None,
+        metadata=_meta(
+            "--energy-calibration",
+            "Fit the energy offset of the standards from a quick XANES file of this sample "
+            "(8+ energies across the edge), or from the scan itself ('scan', 4+ energies).",
+        ),
+    )
+    energy_offset_eV: float | None = field(
+        default=None,
+        metadata=_meta(
+            "--energy-offset-ev",
+            "Known offset, eV: true energy on the standards' scale = recorded + this.",
+        ),
+    )
+    calibration_series: str | None = field(
+        default=None,
+        metadata=_meta(
+            "--calibration-series",
+            "CSV 'lithiation,path' of 3+ spectra at known lithiation: w on the measured path "
+            "(instead of --lithiated/--delithiated).",
+        ),
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", resolve_method(self.method))
@@ -167,6 +213,26 @@ class ProcessOptions:
             raise XtwinInputError(f"rows {r} is not a range START:STOP with 0 <= START < STOP")
         if r is not None:
             object.__setattr__(self, "rows", (int(r[0]), int(r[1])))
+        if self.magnification not in MAGNIFICATION_MODES:
+            raise XtwinInputError(
+                f"magnification {self.magnification!r} must be one of "
+                f"{', '.join(MAGNIFICATION_MODES)}"
+            )
+        if self.energy_calibration is not None and self.energy_offset_eV is not None:
+            raise XtwinInputError(
+                "give either --energy-calibration (fit the offset) or --energy-offset-ev (a "
+                "known offset), not both"
+            )
+        off = self.energy_offset_eV
+        if off is not None and (not math.isfinite(off) or abs(off) > 20):
+            raise XtwinInputError(
+                f"energy offset {off} eV is not a finite offset of at most 20 eV; a larger "
+                "one means the energies or the standards belong to another edge"
+            )
+        if self.energy_calibration is not None:
+            object.__setattr__(self, "energy_calibration", str(self.energy_calibration))
+        if self.calibration_series is not None:
+            object.__setattr__(self, "calibration_series", str(self.calibration_series))
         if self.align_projections not in ALIGN_MODES:
             raise XtwinInputError(
                 f"align_projections {self.align_projections!r} must be auto, on or off"

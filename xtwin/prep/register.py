@@ -6,10 +6,10 @@ across detector rows is applied with a finite Lanczos-4 kernel (so blocks of row
 same result as the whole detector) and the shift along rows with a Fourier shift.
 
 A zone-plate TXM also changes its magnification with energy (the focal length is proportional
-to E): :func:`scales_from_projections` estimates each energy's image scale about the optical
-axis (the detector centre) by maximizing the correlation with the reference energy, then fits
-the magnification law ``s(E) = 1 + k (E - E_ref)`` to the estimates and applies the law (the
-prior keeps one noisy energy from getting its own scale); :func:`apply_transform` resamples
+to E): :func:`scale_estimates` estimates an energy's image scale about the optical axis (the
+detector centre) by maximizing the correlation with a reference energy, per angle (the
+pipeline fits the law ``s(E) = 1 + k (E - E_ref)`` on the energies whose image does not depend
+on lithiation: :mod:`xtwin.pipeline._estimate.registration`); :func:`apply_transform` resamples
 rows and columns at ``c + s (r - c) + shift`` with the same finite kernel.
 
 References
@@ -309,70 +309,57 @@ def _score(
     return total / ref.shape[0], np.median(np.asarray([sh for _, sh in per_angle]), axis=0)
 
 
-def scales_from_projections(
+def scale_estimates(
     p: np.ndarray,
-    energy_eV: np.ndarray,
+    reference: int,
+    energies: np.ndarray,
     *,
-    reference: int | None = None,
     max_rel: float = 0.05,
     n_angles: int = 4,
-) -> tuple[np.ndarray, dict]:
-    """Each energy's image scale relative to the reference energy, fitted to the
-    magnification law ``s(E) = 1 + k (E - E_ref)``.
+) -> np.ndarray:
+    """Each energy's image scale relative to the ``reference`` energy, per angle.
 
     Parameters
     ----------
     p : ndarray, shape (n_energy, n_selected_angles, n_row, n_col)
         Absorbance at a few angles (the registration sample).
-    energy_eV : ndarray
-    reference : int, optional
-        Reference energy (default: the most absorbing).
+    reference : int
+        Reference energy.
+    energies : ndarray of int
+        Energies to estimate (the reference gives ones).
     max_rel : float
         Largest relative scale change searched.
     n_angles : int
-        Projections (of the sample) used for the search.
+        Projections (of the sample) used, spread over it.
 
     Returns
     -------
-    scales : ndarray
-        The law's scale per energy (1 at the reference).
-    info : dict
-        ``per_energy`` (the independent estimates), ``k_per_eV`` and ``reference_eV``.
+    ndarray, shape (energies.size, n_used_angles)
+        The scale that best maps each energy's image onto the reference's (correlation of
+        the windowed images after the best shift), per angle.
     """
     from scipy import fft
     from scipy.optimize import minimize_scalar
 
-    n_e = p.shape[0]
-    ref = int(np.argmax(p.reshape(n_e, -1).mean(axis=1))) if reference is None else reference
     idx = np.unique(np.linspace(0, p.shape[1] - 1, min(n_angles, p.shape[1])).astype(int))
     # single precision: the correlation's sums and transforms need no more, and cost half
     window = np.outer(np.hanning(p.shape[2]), np.hanning(p.shape[3])).astype(np.float32)
-
-    def prepared(a: np.ndarray) -> np.ndarray:
-        return np.stack([(x - x.mean()) * window for x in a])
-
-    r = prepared(p[ref, idx].astype(np.float32))
-    r_spec = fft.fft2(r)  # the reference's spectra, once for every trial scale
-    est = np.ones(n_e)
-    for e in range(n_e):
-        if e == ref:
-            continue
-        img = np.stack([x - x.mean() for x in p[e, idx].astype(np.float32)])
-        res = minimize_scalar(
-            lambda s, img=img: -_score(r, img, s, window, r_spec)[0],
-            bounds=(1 - max_rel, 1 + max_rel),
-            method="bounded",
-            options={"xatol": 2e-5},
-        )
-        est[e] = float(res.x)
-    de = np.asarray(energy_eV, dtype=float) - float(energy_eV[ref])
-    k = float(np.sum(de * (est - 1)) / np.sum(de * de)) if np.any(de) else 0.0
-    scales = 1.0 + k * de
-    return scales, {
-        "per_energy": [round(float(x), 6) for x in est],
-        "k_per_eV": k,
-        "reference_eV": float(energy_eV[ref]),
-    }
+    est = np.ones((len(energies), idx.size))
+    for i, a in enumerate(idx):
+        r = ((p[reference, a] - p[reference, a].mean()) * window).astype(np.float32)[None]
+        r_spec = fft.fft2(r)  # the reference's spectrum, once for every trial scale
+        for n, e in enumerate(energies):
+            if e == reference:
+                continue
+            img = (p[e, a] - p[e, a].mean()).astype(np.float32)[None]
+            res = minimize_scalar(
+                lambda s, img=img, r=r, r_spec=r_spec: -_score(r, img, s, window, r_spec)[0],
+                bounds=(1 - max_rel, 1 + max_rel),
+                method="bounded",
+                options={"xatol": 2e-5},
+            )
+            est[n, i] = float(res.x)
+    return est
 
 
 def apply_transform(

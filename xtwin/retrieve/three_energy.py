@@ -39,6 +39,13 @@ import numpy as np
 from xtwin.errors import XtwinInputError
 from xtwin.physics.attenuation import background_energy_dependence, jump_energy_dependence
 from xtwin.physics.spectra import NormalizedSpectrum
+from xtwin.retrieve.path import (
+    ChemistryPath,
+    build_path,
+    map_three,
+    pool_nodes,
+    segment_coefficients,
+)
 
 #: Smallest useful contrast ``abs(S_lith - S_delith)`` at the best energy.
 MIN_CONTRAST = 0.05
@@ -54,12 +61,16 @@ class Calibration:
     s_lithiated: np.ndarray
     s_delithiated: np.ndarray
     edge_eV: float = 8346.0
+    energy_offset_eV: float = 0.0
+    path: ChemistryPath | None = None
 
     def __post_init__(self) -> None:
         n = np.size(self.energy_eV)
         for name in ("background", "jump", "s_lithiated", "s_delithiated"):
             if np.shape(getattr(self, name)) != (n,):
                 raise XtwinInputError(f"calibration {name} needs one value per energy ({n})")
+        if self.path is not None and self.path.spectra.shape[1] != n:
+            raise XtwinInputError(f"calibration path needs one value per energy ({n})")
 
     @property
     def mode(self) -> str:
@@ -77,10 +88,15 @@ class Calibration:
 
     def as_dict(self) -> dict[str, Any]:
         """The calibration for provenance."""
-        return {
+        out = {
             k: np.round(getattr(self, k), 6).tolist()
             for k in ("energy_eV", "background", "jump", "s_lithiated", "s_delithiated")
         } | {"mode": self.mode, "edge_eV": round(self.edge_eV, 2)}
+        if self.energy_offset_eV:
+            out["energy_offset_eV"] = round(self.energy_offset_eV, 4)
+        if self.path is not None:
+            out["chemistry_path"] = self.path.as_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,8 @@ def calibrate(
     delithiated: NormalizedSpectrum | None = None,
     *,
     allow_swapped: bool = False,
+    energy_offset_eV: float = 0.0,
+    series: tuple[np.ndarray, tuple[NormalizedSpectrum, ...]] | None = None,
 ) -> Calibration:
     """Build the retrieval model at ``energy_eV`` from two normalized reference spectra.
 
@@ -122,6 +140,13 @@ def calibrate(
         :data:`DEFAULT_EDGE_EV` without them).
     allow_swapped : bool
         Accept a lithiated edge above the delithiated one (unusual standards).
+    energy_offset_eV : float
+        The standards' energy scale minus the scan's: the spectra are read at
+        ``energy_eV + energy_offset_eV`` (:mod:`xtwin.retrieve.energy_scale`).
+    series : (lithiations, spectra), optional
+        A calibration series in ascending lithiation (its first and last spectra are
+        ``delithiated`` and ``lithiated``): three or more energies then retrieve w on the
+        piecewise-linear path through it (:mod:`xtwin.retrieve.path`).
 
     Raises
     ------
@@ -130,7 +155,8 @@ def calibrate(
         reference spectra, energies that do not bracket the Ni edge, swapped references, or no
         contrast between the end members.
     """
-    e = np.sort(np.asarray(energy_eV, dtype=float))
+    e_scan = np.sort(np.asarray(energy_eV, dtype=float))
+    e = e_scan + energy_offset_eV if energy_offset_eV else e_scan
     if e.size < 2:
         raise XtwinInputError(
             f"{e.size} energy given; the pipeline needs at least two (pre- and post-edge) for "
@@ -144,7 +170,7 @@ def calibrate(
                 f"{e.size} energies: the lithiation retrieval needs the two end members' "
                 "reference spectra; pass --lithiated and --delithiated"
             )
-        return _edge_jump_calibration(e, None)
+        return _edge_jump_calibration(e_scan, None)
     for ref, name in ((lithiated, "lithiated"), (delithiated, "delithiated")):
         lo, hi = ref.energy_eV[0], ref.energy_eV[-1]
         if e[0] < lo - 1e-6 or e[-1] > hi + 1e-6:
@@ -163,7 +189,7 @@ def calibrate(
             "for unusual standards)"
         )
     if e.size == 2:
-        return _edge_jump_calibration(e, (lithiated, delithiated))
+        return _edge_jump_calibration(e_scan, (lithiated, delithiated))
     edge = 0.5 * (lithiated.e_half_jump_eV + delithiated.e_half_jump_eV)
     if not (e[0] < edge - 5.0 and e[-1] > edge + 10.0):
         raise XtwinInputError(
@@ -181,13 +207,33 @@ def calibrate(
             "energy on the edge where lithiated and delithiated differ"
         )
     cal = Calibration(
-        e, background_energy_dependence(e), jump_energy_dependence(e), s_l, s_d, float(edge)
+        e_scan,
+        background_energy_dependence(e),
+        jump_energy_dependence(e),
+        s_l,
+        s_d,
+        float(edge),
+        float(energy_offset_eV),
     )
     if np.linalg.cond(cal.matrix) > 1e6:
         raise XtwinInputError(
             "the energies give an ill-conditioned retrieval; spread them across the edge"
         )
+    if series is not None:
+        cal = _with_path(cal, build_path(e, series[0], series[1]))
     return cal
+
+
+def _with_path(cal: Calibration, path: ChemistryPath) -> Calibration:
+    """The calibration with a chemistry path; for three energies, nodes that the energies
+    cannot tell apart are pooled first (:func:`xtwin.retrieve.path.pool_nodes`)."""
+    import dataclasses
+
+    if cal.mode == "three-energy":
+        pinv = np.linalg.pinv(cal.matrix)[1:]
+        a, c, b, d = segment_coefficients(pinv, cal.jump, path)
+        path = pool_nodes(path, np.append(c / a, (c[-1] + d[-1]) / (a[-1] + b[-1])))[0]
+    return dataclasses.replace(cal, path=path)
 
 
 def _edge_jump_calibration(
@@ -268,6 +314,8 @@ def solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> Sol
     n_e, n_p = m.shape
     if mu.shape[0] != n_e or mu_sigma.shape != mu.shape:
         raise XtwinInputError(f"{mu.shape[0]} attenuation maps for {n_e} energies")
+    if calibration.path is not None and n_e > 3:
+        return _solve_on_path(mu, mu_sigma, calibration)
     # float32 arithmetic (one BLAS product per quantity): w is a ratio, its relative
     # rounding error (1e-7) is far below any noise
     flat_mu = mu.reshape(n_e, -1).astype(np.float32, copy=False)
@@ -301,14 +349,72 @@ def solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> Sol
         np.maximum(sigma, 0.0, out=sigma)
         np.sqrt(sigma, out=sigma)
         sigma /= np.abs(j)
+    c_jj = np.sqrt(c_jj)
+    if calibration.path is not None:  # three energies: u = K / J mapped onto the path
+        coefficients = segment_coefficients(pinv[1:], calibration.jump, calibration.path)
+        w, sigma, factor = map_three(w, sigma, j, coefficients, calibration.path)
+        j = j * factor
+        c_jj = c_jj * np.abs(factor)
     return Solution(
         f32(w),
         f32(sigma),
         f32(j),
-        f32(np.sqrt(c_jj)),
+        f32(c_jj),
         f32(b),
         None if chi2 is None else f32(chi2),
     )
+
+
+def _solve_on_path(mu: np.ndarray, mu_sigma: np.ndarray, cal: Calibration) -> Solution:
+    """Four or more energies on a chemistry path: the weighted fit of every segment
+    (background, its start spectrum, its step t); per voxel the segment whose t lies in
+    [0, 1] (the end segments extrapolate) with the smallest chi-square."""
+    path = cal.path
+    assert path is not None
+    n_e = mu.shape[0]
+    shape = mu.shape[1:]
+    flat_mu = mu.reshape(n_e, -1)
+    var = np.square(mu_sigma.reshape(n_e, -1), dtype=np.float64)
+    n_seg = path.lithiation.size - 1
+    best_score = np.full(flat_mu.shape[1], np.inf)
+    out = [np.full(flat_mu.shape[1], np.nan) for _ in range(6)]
+    for k in range(n_seg):
+        m = np.column_stack(
+            [
+                cal.background,
+                cal.jump * path.spectra[k],
+                cal.jump * (path.spectra[k + 1] - path.spectra[k]),
+            ]
+        )
+        coef, cov, chi2 = _weighted_fit(m, flat_mu, var)
+        b, j, kk = coef
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            t = kk / j
+            t -= (t * cov[1, 1] - cov[1, 2]) / (j * j)
+            s_t = np.sqrt(np.maximum(cov[2, 2] - 2 * t * cov[1, 2] + t * t * cov[1, 1], 0))
+            s_t /= np.abs(j)
+            lo = t < 0 if k > 0 else np.zeros_like(t, dtype=bool)
+            hi = t > 1 if k < n_seg - 1 else np.zeros_like(t, dtype=bool)
+            outside = np.where(lo, -t, 0.0) + np.where(hi, t - 1, 0.0)
+            score = np.where(np.isfinite(chi2), outside * 1e6 + chi2, np.inf)
+        take = score < best_score
+        best_score = np.where(take, score, best_score)
+        dw = path.lithiation[k + 1] - path.lithiation[k]
+        values = (
+            path.lithiation[k] + t * dw,
+            s_t * abs(dw),
+            j,
+            np.sqrt(cov[1, 1]),
+            b,
+            chi2,
+        )
+        for o, v in zip(out, values):
+            np.copyto(o, v, where=take)
+
+    def f32(a: np.ndarray) -> np.ndarray:
+        return a.reshape(shape).astype(np.float32)
+
+    return Solution(*(f32(a) for a in out))
 
 
 def convention_half_range(

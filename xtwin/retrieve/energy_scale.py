@@ -1,0 +1,285 @@
+"""The energy offset between a scan's monochromator scale and its reference standards'.
+
+A quick 2D XANES of the sample (8 or more energies across the Ni K edge) is a set of pixel
+spectra. Each pixel's optical density is modelled as in the retrieval, with the standards'
+spectra read at ``E + delta``::
+
+    od_p(E) = B_p b(E) + J_p j(E) S_d(E + delta) + K_p j(E) [S_l(E + delta) - S_d(E + delta)]
+
+(B, J, K free per pixel, so the pixel's thickness, lithiation and any smooth background or
+normalization difference cost nothing) and one ``delta`` shared by every pixel minimises the
+weighted residual. A rigid shift of the edge and a change of lithiation are told apart by the
+edge's shape: a mixture of two end members broadens the edge, a shift does not. For a fixed
+``delta`` the residual of every pixel's least squares is ``trace((I - P) C)``, with ``P`` the
+projector onto the model's columns and ``C`` the pixels' summed outer product, so the whole
+search costs a few thousand operations on ``n_E x n_E`` matrices, whatever the number of
+pixels. The standard uncertainty is the larger of the curvature estimate and a jackknife over
+ten groups of pixels (which also sees model error and correlated noise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from xtwin.errors import XtwinInputError
+from xtwin.physics.attenuation import background_energy_dependence, jump_energy_dependence
+from xtwin.physics.spectra import NormalizedSpectrum
+
+#: Offsets searched, eV (either sign): a monochromator calibration rarely moves more.
+MAX_OFFSET_EV = 4.0
+
+#: Search grid step, eV (refined by a parabola through the three best points).
+GRID_STEP_EV = 0.02
+
+#: Fewest energies a quick scan needs, and how many within [edge - 5, edge + 10] eV.
+MIN_ENERGIES = 8
+MIN_EDGE_ENERGIES = 3
+
+#: Pixels kept: at least this fraction of the robust largest edge jump.
+MIN_JUMP_FRACTION = 0.25
+
+#: Jackknife groups of pixels for the uncertainty.
+N_GROUPS = 10
+
+
+@dataclass(frozen=True)
+class EnergyOffset:
+    """An energy offset: true energy on the standards' scale = recorded energy + ``value_eV``.
+
+    Attributes
+    ----------
+    value_eV, sigma_eV : float
+        The offset and its standard uncertainty (0 when given by hand).
+    method : str
+        ``given`` (``--energy-offset-ev``), ``quick-xanes`` (a separate quick scan) or
+        ``scan`` (the scan's own projections).
+    n_pixels : int
+        Pixel spectra fitted (0 when given).
+    details : dict
+        What the fit used and found, for the provenance.
+    """
+
+    value_eV: float
+    sigma_eV: float = 0.0
+    method: str = "given"
+    n_pixels: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def provenance(self) -> dict[str, Any]:
+        """The record for ``/provenance`` ``energy_offset_eV``."""
+        return {
+            "value": round(self.value_eV, 4),
+            "sigma": round(self.sigma_eV, 4),
+            "method": self.method,
+            "n_pixels": self.n_pixels,
+            "convention": "true energy on the standards' scale = recorded energy + value",
+            **self.details,
+        }
+
+    def line(self) -> str:
+        """One line for the terminal."""
+        if self.method == "given":
+            return f"energy offset {self.value_eV:+.3f} eV (given)"
+        return (
+            f"energy offset {self.value_eV:+.3f} +- {self.sigma_eV:.3f} eV from "
+            f"{self.n_pixels} pixel spectra ({self.method})"
+        )
+
+
+def check_spans_edge(
+    energy_eV: np.ndarray, edge_eV: float, what: str, min_energies: int = MIN_ENERGIES
+) -> None:
+    """Refuse energies that cannot calibrate the edge position (``min_energies`` below
+    :data:`MIN_ENERGIES`, for a scan fitted on itself, needs one energy on the edge).
+
+    Raises
+    ------
+    XtwinInputError
+        Fewer than :data:`MIN_ENERGIES`, none below ``edge - 5`` or above ``edge + 10`` eV,
+        or fewer than :data:`MIN_EDGE_ENERGIES` between them.
+    """
+    e = np.asarray(energy_eV, dtype=float)
+    on_edge = int(np.sum((e >= edge_eV - 5) & (e <= edge_eV + 10)))
+    need_edge = MIN_EDGE_ENERGIES if min_energies >= MIN_ENERGIES else 1
+    if (
+        e.size < min_energies
+        or not np.any(e < edge_eV - 5)
+        or not np.any(e > edge_eV + 10)
+        or on_edge < need_edge
+    ):
+        raise XtwinInputError(
+            f"{what} has {e.size} energies ({e.min():.1f}-{e.max():.1f} eV, {on_edge} within "
+            f"[{edge_eV - 5:.0f}, {edge_eV + 10:.0f}] eV): an energy calibration needs at least "
+            f"{min_energies} energies spanning the Ni K edge at {edge_eV:.0f} eV, with one "
+            f"below {edge_eV - 5:.0f} eV, one above {edge_eV + 10:.0f} eV and "
+            f"{need_edge} or more on the edge; take a quick XANES across the edge"
+        )
+
+
+def _design(
+    energy_eV: np.ndarray, spectra: Sequence[NormalizedSpectrum], delta: float
+) -> np.ndarray:
+    """Model columns at ``energy_eV`` with the standards read at ``E + delta``: background,
+    then the jump times each standard (the pixel's mixture is free)."""
+    e = energy_eV + delta
+    j = jump_energy_dependence(energy_eV)
+    cols = [background_energy_dependence(energy_eV)]
+    cols += [j * np.interp(e, s.energy_eV, s.flat) for s in spectra]
+    return np.column_stack(cols)
+
+
+def _residual(m: np.ndarray, c: np.ndarray) -> float:
+    """``trace((I - P) C)`` with ``P`` the projector onto the columns of ``m``."""
+    q, _ = np.linalg.qr(m)
+    return float(np.trace(c) - np.sum(q * (c @ q)))
+
+
+def _search(
+    energy_eV: np.ndarray,
+    spectra: Sequence[NormalizedSpectrum],
+    c: np.ndarray,
+    grid: np.ndarray,
+    weights: np.ndarray,
+) -> tuple[float, np.ndarray]:
+    """The offset minimising the residual (grid, then a parabola), and the residual curve."""
+    sw = np.sqrt(weights)[:, None]
+    curve = np.array([_residual(sw * _design(energy_eV, spectra, d), c) for d in grid])
+    i = int(np.argmin(curve))
+    if i in (0, grid.size - 1):
+        return float(grid[i]), curve
+    y0, y1, y2 = curve[i - 1 : i + 2]
+    denom = y0 - 2 * y1 + y2
+    step = grid[1] - grid[0]
+    return float(grid[i] + (0.5 * step * (y0 - y2) / denom if denom > 0 else 0.0)), curve
+
+
+def fit_energy_offset(
+    od: np.ndarray,
+    energy_eV: np.ndarray,
+    spectra: Sequence[NormalizedSpectrum],
+    *,
+    edge_eV: float,
+    method: str = "quick-xanes",
+    max_offset_eV: float = MAX_OFFSET_EV,
+    min_energies: int = MIN_ENERGIES,
+) -> EnergyOffset:
+    """Fit one energy offset shared by every pixel spectrum.
+
+    Parameters
+    ----------
+    od : ndarray, shape (n_energy, n_pixels)
+        Optical density (``-ln(I / I0)``) of each pixel at each energy, registered between
+        energies. Pixels without Ni, or not finite at every energy, are left out.
+    energy_eV : ndarray, shape (n_energy,)
+        Recorded energies.
+    spectra : sequence of NormalizedSpectrum
+        The standards (two end members, or every spectrum of a calibration series): each
+        pixel is a free mixture of them.
+    edge_eV : float
+        The Ni edge of the standards (for the span check).
+    method : str
+        Recorded in the result.
+    max_offset_eV : float
+        Largest offset searched (either sign), further limited by the standards' range.
+    min_energies : int
+        Fewest energies accepted (:func:`check_spans_edge`).
+
+    Returns
+    -------
+    EnergyOffset
+
+    Raises
+    ------
+    XtwinInputError
+        Energies that do not span the edge, no pixel with a Ni edge, or a best offset at the
+        edge of the search (another edge, another sample, or a gross calibration error).
+    """
+    e = np.asarray(energy_eV, dtype=float)
+    order = np.argsort(e)
+    e, od = e[order], np.asarray(od, dtype=np.float64)[order]
+    check_spans_edge(
+        e, edge_eV, "the quick XANES" if "quick" in method else "the scan", min_energies
+    )
+    lo = max(s.energy_eV[0] for s in spectra) - e[0]
+    hi = min(s.energy_eV[-1] for s in spectra) - e[-1]
+    lo, hi = max(lo, -max_offset_eV), min(hi, max_offset_eV)
+    if hi - lo < 10 * GRID_STEP_EV:
+        raise XtwinInputError(
+            f"the standards ({max(s.energy_eV[0] for s in spectra):.1f}-"
+            f"{min(s.energy_eV[-1] for s in spectra):.1f} eV) do not cover the quick XANES "
+            f"energies {e[0]:.1f}-{e[-1]:.1f} eV with room for an offset; measure the "
+            "standards over a wider range"
+        )
+    grid = np.arange(np.ceil(lo / GRID_STEP_EV), np.floor(hi / GRID_STEP_EV) + 1) * GRID_STEP_EV
+    x = _pixels(od, e, spectra)
+    n_e, n_p = x.shape
+    n_par = len(spectra) + 1
+    # energies weighted by their noise, from a first fit's residuals
+    m0 = _design(e, spectra, 0.0)
+    coef, *_ = np.linalg.lstsq(m0, x, rcond=None)
+    resid = x - m0 @ coef
+    var = np.median(resid * resid, axis=1) / 0.455 + 1e-30  # robust (chi2_1 median)
+    weights = 1.0 / var
+    weights /= weights.mean()
+    xw = x * np.sqrt(weights)[:, None]
+    groups = np.array_split(np.arange(n_p), N_GROUPS)
+    cs = [xw[:, g] @ xw[:, g].T for g in groups]
+    c = sum(cs)
+    best, curve = _search(e, spectra, c, grid, weights)
+    if best <= grid[0] + GRID_STEP_EV or best >= grid[-1] - GRID_STEP_EV:
+        raise XtwinInputError(
+            f"the best energy offset lies at the edge of the search ({best:+.2f} eV of "
+            f"{grid[0]:+.2f} to {grid[-1]:+.2f} eV): the quick XANES does not look like a mixture "
+            "of the standards (another element or sample, or a gross monochromator error); "
+            "check its energies, or give a known offset with --energy-offset-ev"
+        )
+    s2 = float(curve.min()) / max(n_p * (n_e - n_par), 1)
+    i = int(np.argmin(curve))
+    step = grid[1] - grid[0]
+    curv = (curve[i - 1] - 2 * curve[i] + curve[i + 1]) / step**2
+    sigma_curv = float(np.sqrt(2 * s2 / curv)) if curv > 0 else float("inf")
+    # jackknife: the fit without each group of pixels in turn
+    near = grid[max(i - 25, 0) : i + 26]
+    loo = np.array([_search(e, spectra, c - cg, near, weights)[0] for cg in cs])
+    sigma_jack = float(np.sqrt((N_GROUPS - 1) / N_GROUPS * np.sum((loo - loo.mean()) ** 2)))
+    return EnergyOffset(
+        best,
+        max(sigma_curv, sigma_jack),
+        method,
+        n_p,
+        {
+            "energies_eV": [round(float(v), 2) for v in e],
+            "sigma_curvature": round(sigma_curv, 4),
+            "sigma_jackknife": round(sigma_jack, 4),
+            "reduced_chi2_per_energy_weighted": round(s2, 4),
+            "model": f"each pixel a free mixture of {len(spectra)} standards with a free "
+            "background; one offset for all",
+            "searched_eV": [round(float(grid[0]), 2), round(float(grid[-1]), 2)],
+        },
+    )
+
+
+def _pixels(od: np.ndarray, e: np.ndarray, spectra: Sequence[NormalizedSpectrum]) -> np.ndarray:
+    """The pixel spectra with a clear Ni edge (finite everywhere, an edge jump of at least
+    :data:`MIN_JUMP_FRACTION` of the robust largest one), as (n_energy, n_kept)."""
+    x = od.reshape(od.shape[0], -1)
+    x = x[:, np.all(np.isfinite(x), axis=0)]
+    if x.shape[1] == 0:
+        raise XtwinInputError("the quick XANES has no pixel that is finite at every energy")
+    m = _design(e, spectra[:1], 0.0)  # background and the jump of one standard
+    coef, *_ = np.linalg.lstsq(m, x, rcond=None)
+    jump = coef[1]
+    ref = float(np.percentile(jump, 99.5))
+    resid = np.sqrt(np.mean((x - m @ coef) ** 2, axis=0))
+    noise = float(np.median(resid)) + 1e-30
+    keep = (jump >= MIN_JUMP_FRACTION * ref) & (jump > 10 * noise)
+    if ref <= 0 or keep.sum() < 50:
+        raise XtwinInputError(
+            f"the quick XANES shows no Ni K edge ({int(keep.sum())} pixels with a clear edge "
+            "jump): is it of this sample, and across the Ni edge?"
+        )
+    return x[:, keep]
