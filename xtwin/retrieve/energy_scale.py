@@ -163,6 +163,7 @@ def fit_energy_offset(
     spectra: Sequence[NormalizedSpectrum],
     *,
     edge_eV: float,
+    od_var: np.ndarray | None = None,
     method: str = "quick-xanes",
     max_offset_eV: float = MAX_OFFSET_EV,
     min_energies: int = MIN_ENERGIES,
@@ -176,6 +177,11 @@ def fit_energy_offset(
         energies. Pixels without Ni, or not finite at every energy, are left out.
     energy_eV : ndarray, shape (n_energy,)
         Recorded energies.
+    od_var : ndarray, optional
+        The variance of ``od`` (photon statistics): the energies are weighted by it and its
+        expected contribution to the residual is taken out (noise that differs between
+        energies and pixels otherwise pulls the offset); estimated from the residuals when
+        not given.
     spectra : sequence of NormalizedSpectrum
         The standards (two end members, or every spectrum of a calibration series): each
         pixel is a free mixture of them.
@@ -201,6 +207,8 @@ def fit_energy_offset(
     e = np.asarray(energy_eV, dtype=float)
     order = np.argsort(e)
     e, od = e[order], np.asarray(od, dtype=np.float64)[order]
+    if od_var is not None:
+        od_var = np.asarray(od_var, dtype=np.float64)[order]
     check_spans_edge(
         e, edge_eV, "the quick XANES" if "quick" in method else "the scan", min_energies
     )
@@ -215,19 +223,24 @@ def fit_energy_offset(
             "standards over a wider range"
         )
     grid = np.arange(np.ceil(lo / GRID_STEP_EV), np.floor(hi / GRID_STEP_EV) + 1) * GRID_STEP_EV
-    x = _pixels(od, e, spectra)
+    x, v = _pixels(od, e, spectra, od_var)
     n_e, n_p = x.shape
     n_par = len(spectra) + 1
-    # energies weighted by their noise, from a first fit's residuals
-    m0 = _design(e, spectra, 0.0)
-    coef, *_ = np.linalg.lstsq(m0, x, rcond=None)
-    resid = x - m0 @ coef
-    var = np.median(resid * resid, axis=1) / 0.455 + 1e-30  # robust (chi2_1 median)
+    if v is None:  # energies weighted by their noise, from a first fit's residuals
+        m0 = _design(e, spectra, 0.0)
+        coef, *_ = np.linalg.lstsq(m0, x, rcond=None)
+        resid = x - m0 @ coef
+        var = np.median(resid * resid, axis=1) / 0.455 + 1e-30  # robust (chi2_1 median)
+    else:
+        var = np.mean(v, axis=1) + 1e-30
     weights = 1.0 / var
     weights /= weights.mean()
     xw = x * np.sqrt(weights)[:, None]
     groups = np.array_split(np.arange(n_p), N_GROUPS)
+    # each group's summed outer product, less the noise's expected part (its diagonal)
     cs = [xw[:, g] @ xw[:, g].T for g in groups]
+    if v is not None:
+        cs = [cg - np.diag(weights * v[:, g].sum(axis=1)) for cg, g in zip(cs, groups)]
     c = sum(cs)
     best, curve = _search(e, spectra, c, grid, weights)
     if best <= grid[0] + GRID_STEP_EV or best >= grid[-1] - GRID_STEP_EV:
@@ -237,7 +250,11 @@ def fit_energy_offset(
             "of the standards (another element or sample, or a gross monochromator error); "
             "check its energies, or give a known offset with --energy-offset-ev"
         )
-    s2 = float(curve.min()) / max(n_p * (n_e - n_par), 1)
+    # the whitened noise variance per value (the residual's, when the noise is not given)
+    if v is None:
+        s2 = float(curve.min()) / max(n_p * (n_e - n_par), 1)
+    else:
+        s2 = float(np.mean(weights * v.mean(axis=1)))
     i = int(np.argmin(curve))
     step = grid[1] - grid[0]
     curv = (curve[i - 1] - 2 * curve[i] + curve[i + 1]) / step**2
@@ -255,7 +272,7 @@ def fit_energy_offset(
             "energies_eV": [round(float(v), 2) for v in e],
             "sigma_curvature": round(sigma_curv, 4),
             "sigma_jackknife": round(sigma_jack, 4),
-            "reduced_chi2_per_energy_weighted": round(s2, 4),
+            "noise_subtracted": v is not None,
             "model": f"each pixel a free mixture of {len(spectra)} standards with a free "
             "background; one offset for all",
             "searched_eV": [round(float(grid[0]), 2), round(float(grid[-1]), 2)],
@@ -263,11 +280,22 @@ def fit_energy_offset(
     )
 
 
-def _pixels(od: np.ndarray, e: np.ndarray, spectra: Sequence[NormalizedSpectrum]) -> np.ndarray:
+def _pixels(
+    od: np.ndarray,
+    e: np.ndarray,
+    spectra: Sequence[NormalizedSpectrum],
+    od_var: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The pixel spectra with a clear Ni edge (finite everywhere, an edge jump of at least
-    :data:`MIN_JUMP_FRACTION` of the robust largest one), as (n_energy, n_kept)."""
+    :data:`MIN_JUMP_FRACTION` of the robust largest one), as (n_energy, n_kept), and their
+    variances."""
     x = od.reshape(od.shape[0], -1)
-    x = x[:, np.all(np.isfinite(x), axis=0)]
+    v = None if od_var is None else od_var.reshape(x.shape)
+    finite = np.all(np.isfinite(x), axis=0)
+    if v is not None:
+        finite &= np.all(np.isfinite(v) & (v > 0), axis=0)
+        v = v[:, finite]
+    x = x[:, finite]
     if x.shape[1] == 0:
         raise XtwinInputError("the quick XANES has no pixel that is finite at every energy")
     m = _design(e, spectra[:1], 0.0)  # background and the jump of one standard
@@ -282,4 +310,4 @@ def _pixels(od: np.ndarray, e: np.ndarray, spectra: Sequence[NormalizedSpectrum]
             f"the quick XANES shows no Ni K edge ({int(keep.sum())} pixels with a clear edge "
             "jump): is it of this sample, and across the Ni edge?"
         )
-    return x[:, keep]
+    return x[:, keep], None if v is None else v[:, keep]

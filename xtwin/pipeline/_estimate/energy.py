@@ -10,7 +10,7 @@ import numpy as np
 from xtwin.errors import XtwinInputError
 from xtwin.io.source import ScanSource, open_scan
 from xtwin.memory import READ_THREADS
-from xtwin.pipeline._read import RowReader, read_sample
+from xtwin.pipeline._read import RowReader, normalized_rows, read_sample
 from xtwin.pipeline._references import References
 from xtwin.pipeline.options import ProcessOptions
 from xtwin.prep.normalize import exposure_ratios
@@ -23,7 +23,7 @@ MAX_ANGLES = 4
 MAX_SIDE_PX = 256
 
 #: Smallest correlation of the quick scan's and the scan's images at a shared angle.
-MIN_SAME_SAMPLE_CORRELATION = 0.5
+MIN_SAME_SAMPLE_CORRELATION = 0.85
 
 
 def energy_offset(
@@ -55,8 +55,8 @@ def energy_offset(
                 "here): with three the end-member model has no freedom left to see an "
                 "offset; take a quick XANES of the sample and pass its file instead"
             )
-        od = _registered_od(source)
-        return _fit(od, e, refs, edge_eV, "scan", min_energies=4)
+        od, var = _registered_od(source)
+        return _fit(od, var, e, refs, edge_eV, "scan", min_energies=4)
     path = Path(what)
     if not path.exists():
         raise XtwinInputError(
@@ -64,13 +64,14 @@ def energy_offset(
             "sample, or 'scan' to fit the offset on the scan itself"
         )
     with open_scan([path]) as quick:
-        od = _registered_od(quick)
+        od, var = _registered_od(quick)
         _check_same_sample(quick, source, od)
-        return _fit(od, quick.header.energy_eV, refs, edge_eV, f"quick-xanes {path.name}")
+        return _fit(od, var, quick.header.energy_eV, refs, edge_eV, f"quick-xanes {path.name}")
 
 
 def _fit(
     od: np.ndarray,
+    var: np.ndarray,
     energy_eV: np.ndarray,
     refs: References,
     edge_eV: float,
@@ -82,6 +83,7 @@ def _fit(
         od.reshape(n_e, -1),
         energy_eV,
         refs.standards,
+        od_var=var.reshape(n_e, -1),
         edge_eV=edge_eV,
         method=method,
         min_energies=min_energies,
@@ -92,19 +94,30 @@ def _angles(n_angle: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_angle - 1, min(MAX_ANGLES, n_angle)).round().astype(int))
 
 
-def _registered_od(source: ScanSource) -> np.ndarray:
-    """Optical density (n_energy, n_angles, rows, cols) at a few angles, binned to at most
-    :data:`MAX_SIDE_PX` a side, each energy shifted onto the most absorbing one."""
+def _registered_od(source: ScanSource) -> tuple[np.ndarray, np.ndarray]:
+    """Optical density (n_energy, n_angles, rows, cols) at a few angles and its variance,
+    binned to at most :data:`MAX_SIDE_PX` a side, each energy shifted onto the most
+    absorbing one."""
     from xtwin.prep.register import shifts_from_projections
     from xtwin.shifts import shift_image_stack
 
     h = source.header
-    reader = RowReader(source, exposure_ratios(h.exposure_s, h.flat_exposure_s, h.shape[0]))
-    sample = read_sample(reader, _angles(h.shape[1]), READ_THREADS)[0]
-    b = max(1, int(np.ceil(max(sample.shape[2:]) / MAX_SIDE_PX)))
-    n_e, n_a, n_r, n_c = sample.shape
+    ratio = exposure_ratios(h.exposure_s, h.flat_exposure_s, h.shape[0])
+    idx = _angles(h.shape[1])
+    n_e, _, n_r, n_c = h.shape
+    dark = RowReader(source, ratio).dark
+    parts = [
+        normalized_rows(source, e, 0, n_r, float(ratio[e]), angles=idx, dark=dark)
+        for e in range(n_e)
+    ]
+    b = max(1, int(np.ceil(max(n_r, n_c) / MAX_SIDE_PX)))
     r, c = n_r // b * b, n_c // b * b
-    od = sample[:, :, :r, :c].reshape(n_e, n_a, r // b, b, c // b, b).mean(axis=(3, 5))
+
+    def binned(a: np.ndarray) -> np.ndarray:
+        return a[:, :, :r, :c].reshape(n_e, idx.size, r // b, b, c // b, b).mean(axis=(3, 5))
+
+    od = binned(np.stack([p[0] for p in parts]).astype(np.float64))
+    var = binned(np.stack([p[1] for p in parts]).astype(np.float64)) / (b * b)
     if n_e > 1:
         shifts = shifts_from_projections(od)
         for e in range(n_e):
@@ -116,7 +129,7 @@ def _registered_od(source: ScanSource) -> np.ndarray:
         od[..., -m:, :] = np.nan
         od[..., :, :m] = np.nan
         od[..., :, -m:] = np.nan
-    return od
+    return od, var
 
 
 def _check_same_sample(quick: ScanSource, scan: ScanSource, od: np.ndarray) -> None:

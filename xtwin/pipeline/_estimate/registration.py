@@ -41,8 +41,8 @@ class EnergyRegistration:
     def notices(self) -> list[str]:
         """The magnification, applied or refused, for the terminal."""
         m = self.magnification
-        if not m:
-            return []
+        if not m or (not m.get("applied") and m.get("edge_displacement_px", 1.0) < 0.1):
+            return []  # nothing to correct, nothing to say
         if m.get("applied"):
             return [
                 f"magnification with energy corrected ({m['mode']}): k = {m['k_per_eV']:.3e} "
