@@ -159,6 +159,14 @@ class AcquisitionSpec:
     ``exposure_s`` is the time per projection (with overheads); the energies are scanned one
     after the other, so an acquisition lasts ``n_energies * n_angles * exposure_s`` during
     which the Li keeps moving (0: the field is frozen during the scan).
+
+    ``quick_xanes_energies_eV``: a quick 2D XANES of the sample at 0 degrees (8 or more
+    energies across the edge), taken through the same monochromator (the same
+    ``energy_offset_eV``) just before the scan and written as ``quick_xanes.h5``: what
+    ``xtwin process --energy-calibration`` fits the standards' energy offset on.
+    ``calibration_series_lithiation``: standards of the same chemistry at these lithiations
+    (three or more), measured like the end members and listed in ``calibration_series.csv``
+    (for ``--calibration-series``).
     """
 
     energies_eV: tuple[float, ...] = (8320.0, 8347.0, 8400.0)
@@ -191,6 +199,8 @@ class AcquisitionSpec:
     rotation_axis_offset_px: float = 0.0
     energy_drift_px: float = 0.0
     exposure_s: float = 0.0
+    quick_xanes_energies_eV: tuple[float, ...] = ()
+    calibration_series_lithiation: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -464,6 +474,22 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
             "acquisition.standards_offset_from_scan_eV must be within +-20 eV",
         ),
         (a.detector_blur_px >= 0, "acquisition.detector_blur_px must be >= 0"),
+        (
+            len(a.quick_xanes_energies_eV) in (0,) or len(a.quick_xanes_energies_eV) >= 8,
+            "acquisition.quick_xanes_energies_eV needs 8 or more energies across the edge (or "
+            "none)",
+        ),
+        (
+            not a.calibration_series_lithiation
+            or (
+                len(set(a.calibration_series_lithiation))
+                == len(a.calibration_series_lithiation)
+                >= 3
+                and all(0 <= w <= 1 for w in a.calibration_series_lithiation)
+            ),
+            "acquisition.calibration_series_lithiation needs three or more distinct values in "
+            "[0, 1] (or none)",
+        ),
         (a.exposure_s >= 0, "acquisition.exposure_s must be >= 0 (seconds per projection)"),
         (
             0 <= a.energy_drift_px < g.n_pixels / 8,

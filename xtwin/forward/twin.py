@@ -58,13 +58,23 @@ SHARED_FILES = ("scenario.toml", "reference_lithiated.csv", "reference_delithiat
 def output_names(scenario: Scenario) -> list[str]:
     """Files ``simulate`` writes: scan.h5/truth.h5, or scan_tNNN.h5/truth_tNNN.h5 per snapshot."""
     n = len(scenario.electrochemistry.snapshot_times_s)
+    a = scenario.acquisition
+    extra = ["quick_xanes.h5"] if a.quick_xanes_energies_eV else []
+    if a.calibration_series_lithiation:
+        extra.append("calibration_series.csv")
+        extra += [_series_name(w) for w in a.calibration_series_lithiation]
     if n == 1:
-        return ["scan.h5", "truth.h5", *SHARED_FILES]
+        return ["scan.h5", "truth.h5", *SHARED_FILES, *extra]
     return (
         [f"scan_t{k:03d}.h5" for k in range(n)]
         + [f"truth_t{k:03d}.h5" for k in range(n)]
         + list(SHARED_FILES)
+        + extra
     )
+
+
+def _series_name(w: float) -> str:
+    return f"calibration/standard_w{w:.3f}.csv"
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,8 @@ class TwinResult:
     truths: list[TruthData]
     reference_lithiated: Spectrum
     reference_delithiated: Spectrum
+    quick_xanes: ScanData | None = None
+    calibration_series: tuple[tuple[float, Spectrum], ...] = ()
 
     @property
     def scan(self) -> ScanData:
@@ -595,16 +607,56 @@ def simulate(
         bandwidth_rel=a.standards_bandwidth_rel or a.bandwidth_rel,
         energy_offset_eV=a.energy_offset_eV + a.standards_offset_from_scan_eV,
     )
-    ref_l, ref_d = reference_spectra(
-        standards,
-        rng_ref,
-        thickness_m=a.standards_thickness_um * 1e-6,
-        background_mg_cm2=a.standards_background_mg_cm2,
-        tape_m=a.standards_tape_um * 1e-6,
-        leakage=a.standards_leakage,
-    )
+    pellet: dict[str, float] = {
+        "thickness_m": a.standards_thickness_um * 1e-6,
+        "background_mg_cm2": a.standards_background_mg_cm2,
+        "tape_m": a.standards_tape_um * 1e-6,
+        "leakage": a.standards_leakage,
+    }
+    ref_l, ref_d = reference_spectra(standards, rng_ref, **pellet)  # type: ignore[arg-type]
+    series: tuple[tuple[float, Spectrum], ...] = ()
+    if a.calibration_series_lithiation:  # its own stream: the other files stay the same
+        rng_series = np.random.default_rng(ss.spawn(10)[9])
+        ws = tuple(float(w) for w in a.calibration_series_lithiation)
+        series = tuple(
+            zip(ws, reference_spectra(standards, rng_series, lithiations=ws, **pellet))  # type: ignore[arg-type]
+        )
+    quick = None
+    if a.quick_xanes_energies_eV:
+        w0 = map_lithiation(ms, echem, times.index(windows[0][0]), e, activity, dist_wet)[0]
+        quick = _quick_xanes(scenario, ms, w0, np.random.default_rng(ss.spawn(9)[8]))
     tick("files", 1)
-    return TwinResult(scans, truths, ref_l, ref_d)
+    return TwinResult(scans, truths, ref_l, ref_d, quick, series)
+
+
+def _quick_xanes(
+    scenario: Scenario, ms: Microstructure, w: np.ndarray, rng: np.random.Generator
+) -> ScanData:
+    """A quick 2D XANES at 0 degrees through the scan's monochromator, at the Li field ``w``
+    (the start of the first acquisition), without the stage's run-out."""
+    a = scenario.acquisition
+    quick_acq = dataclasses.replace(
+        a,
+        energies_eV=tuple(a.quick_xanes_energies_eV),
+        n_angles=1,
+        photon_split=(),
+        runout_px=0.0,
+        jitter_px=0.0,
+        energy_drift_px=0.0,
+    )
+    acq = _Acquisition(dataclasses.replace(scenario, acquisition=quick_acq), ms)
+    proj, flats, darks = acq.counts(acq.transmission(w, lambda *_: None), rng)
+    return ScanData(
+        data=proj,
+        flats=flats,
+        darks=darks,
+        theta_deg=acq.theta,
+        energy_eV=acq.energies,
+        pixel_size_m=scenario.grid.pixel_size_m,
+        counts_per_photon=1.0,
+        metadata={"sample": "synthetic NMC532 electrode", "kind": "quick 2D XANES"},
+        provenance={"writer": "xtwin simulate", "seed": scenario.seed},
+    )
 
 
 def _truth(
@@ -686,7 +738,8 @@ def reference_spectra(
     background_mg_cm2: float = 0.0,
     tape_m: float = 0.0,
     leakage: float = 0.0,
-) -> tuple[Spectrum, Spectrum]:
+    lithiations: tuple[float, ...] = (1.0, 0.0),
+) -> tuple[Spectrum, ...]:
     """Transmission spectra of end-member standards, as a beamline would record them.
 
     Absorbance of ``thickness_m`` of dense NMC532 at w = 1 and 0 on a typical XANES grid (5 eV
@@ -696,6 +749,7 @@ def reference_spectra(
     nitride matrix and ``tape_m`` of Kapton tape add a smooth background of their own, and
     ``leakage`` (harmonics, pinholes: a fraction of the beam that misses the absorber) gives
     ``-ln((1 - f) exp(-mu t) + f)``, which flattens a thick standard's edge and white line.
+    One spectrum per value of ``lithiations`` (default: the end members, w = 1 and 0).
     """
     e = np.unique(
         np.concatenate(
@@ -712,14 +766,14 @@ def reference_spectra(
         materials.material_from_formula("boron nitride", "BN", 2.1), e_true
     ) + tape_m * mu_per_m(materials.kapton(), e_true)
     out = []
-    for w in (1.0, 0.0):
+    for w in lithiations:
         od = xanes.nmc532_mu_per_m(e, w) * thickness_m + holder
         if leakage:
             od = -np.log((1.0 - leakage) * np.exp(-od) + leakage)
         out.append(
             Spectrum(e, od + noise * rng.standard_normal(e.size), f"synthetic standard w={w:g}")
         )
-    return out[0], out[1]
+    return tuple(out)
 
 
 def write_outputs(
@@ -755,6 +809,16 @@ def write_outputs(
         result.reference_delithiated,
         header=hdr + "\nend member: delithiated (charged), w = 0",
     )
+    if result.quick_xanes is not None:
+        write_scan(paths["quick_xanes.h5"], result.quick_xanes)
+    if result.calibration_series:
+        (out / "calibration").mkdir(exist_ok=True)
+        rows = ["lithiation,path"]
+        for w, spec in result.calibration_series:
+            name = _series_name(w)
+            write_spectrum(paths[name], spec, header=hdr + f"\ncalibration standard, w = {w:g}")
+            rows.append(f"{w:g},{name}")
+        write_text_atomic(paths["calibration_series.csv"], "\n".join(rows) + "\n")
     return paths
 
 

@@ -166,6 +166,12 @@ def _limap(sink: ArraySink, prep: Prepared, prov: dict[str, Any]) -> LiMap:
     )
 
 
+def _hashes(paths: list[PathLike], options: ProcessOptions) -> dict[str, str]:
+    """SHA-256 of the scan files and of the quick XANES (both decide the map)."""
+    quick = [p for p in (options.energy_calibration,) if p not in (None, "scan")]
+    return {str(p): sha256_of(p) for p in [*paths, *quick] if Path(p).is_file()}
+
+
 def partial_path(out: PathLike) -> Path:
     """Where an unfinished Li-map file is built (and resumed from)."""
     out = Path(out)
@@ -223,12 +229,9 @@ def process_file(
     opts, run, out = options or ProcessOptions(), run or RunOptions(), Path(out)
     paths = [scans] if isinstance(scans, str | os.PathLike) else list(scans)
     refs = _references(lithiated, delithiated, opts)
-    hashed = paths + [p for p in (opts.energy_calibration,) if p not in (None, "scan")]
     with open_scan(paths) as source:
         with ThreadPoolExecutor(1) as hasher:  # hashing overlaps the planning (GIL released)
-            hashing = hasher.submit(
-                lambda: {str(p): sha256_of(p) for p in hashed if Path(p).is_file()}
-            )
+            hashing = hasher.submit(_hashes, paths, opts)
             prep = _prepare(source, refs, opts, run)
             hashes = hashing.result()
         shapes = map_shapes(source, prep.plan.n_rows, prep.plan.ctx.extras)

@@ -45,6 +45,10 @@ MIN_JUMP_FRACTION = 0.25
 #: Jackknife groups of pixels for the uncertainty.
 N_GROUPS = 10
 
+#: A reduced chi-square above this (the photon noise known) says the standards do not
+#: describe the pixels.
+POOR_FIT_CHI2 = 1.25
+
 
 @dataclass(frozen=True)
 class EnergyOffset:
@@ -81,13 +85,22 @@ class EnergyOffset:
         }
 
     def line(self) -> str:
-        """One line for the terminal."""
+        """One line for the terminal (with a warning when the standards describe the pixel
+        spectra poorly: the offset may then absorb a chemistry they miss)."""
         if self.method == "given":
             return f"energy offset {self.value_eV:+.3f} eV (given)"
-        return (
+        out = (
             f"energy offset {self.value_eV:+.3f} +- {self.sigma_eV:.3f} eV from "
             f"{self.n_pixels} pixel spectra ({self.method})"
         )
+        chi2 = self.details.get("reduced_chi2", 1.0)
+        if chi2 > POOR_FIT_CHI2:
+            out += (
+                f"; warning: the standards describe the pixel spectra poorly (reduced "
+                f"chi-square {chi2:.1f}), so the offset may absorb a chemistry they miss: "
+                "give a calibration series (--calibration-series)"
+            )
+        return out
 
 
 def check_spans_edge(
@@ -273,6 +286,11 @@ def fit_energy_offset(
             "sigma_curvature": round(sigma_curv, 4),
             "sigma_jackknife": round(sigma_jack, 4),
             "noise_subtracted": v is not None,
+            "reduced_chi2": round(
+                (1.0 if v is not None else 0.0)
+                + float(curve.min()) / max(n_p * (n_e - n_par) * s2, 1e-30),
+                3,
+            ),
             "model": f"each pixel a free mixture of {len(spectra)} standards with a free "
             "background; one offset for all",
             "searched_eV": [round(float(grid[0]), 2), round(float(grid[-1]), 2)],

@@ -206,10 +206,16 @@ def run_one(scenario_toml: str, run: Run, seed: int) -> dict[str, Any]:
         paths = write_outputs(simulate(sc), sc, tmp, force=True)
         scan = sorted(k for k in paths if k.startswith("scan"))[0]
         out = Path(tmp) / "limap.h5"
+        # "twin:NAME" names a file the twin wrote (a quick XANES, a calibration series)
+        sci = {
+            k: str(Path(tmp) / v[5:]) if isinstance(v, str) and v.startswith("twin:") else v
+            for k, v in sci.items()
+        }
+        series = sci.get("calibration_series") is not None
         process_file(
             [paths[scan]],
-            paths["reference_lithiated.csv"],
-            paths["reference_delithiated.csv"],
+            None if series else paths["reference_lithiated.csv"],
+            None if series else paths["reference_delithiated.csv"],
             out,
             options=ProcessOptions(**sci),
             run=RunOptions(**{"workers": 1, **how}),
