@@ -193,3 +193,26 @@ def test_low_count_log_bias_is_removed():
         p, v, _ = normalize_block(data, flats, None)
         # uncorrected, -ln n is biased by about 1 / (2 lam): 0.033 and 0.008 here
         assert abs(float(p.mean()) + np.log(t)) < 0.2 / (2 * lam)
+
+
+def test_plan_counts_a_quick_xanes_and_recommends_one():
+    """An uncertain energy scale (0.3 eV) is recommended a quick XANES (with its dose); a plan
+    with one counts its dose and the calibrated uncertainty instead, at a lower total dose;
+    the default states that it assumes an exact energy scale."""
+    from xtwin.errors import XtwinInputError
+    from xtwin.plan.planner import CALIBRATED_UNCERTAINTY_EV, make_plan
+
+    loose = make_plan(0.02, energy_uncertainty_eV=0.3)
+    assert any("--quick-xanes" in n for n in loose.notes)
+    assert loose.calibration["counted_energy_uncertainty_eV"] == 0.3
+    calibrated = make_plan(0.02, energy_uncertainty_eV=0.3, quick_xanes_energies=25)
+    cal = calibrated.calibration
+    assert cal["counted_energy_uncertainty_eV"] == CALIBRATED_UNCERTAINTY_EV
+    assert 0 < cal["quick_xanes_dose_gy"] < 0.2 * calibrated.dose_gy
+    assert calibrated.dose_gy < loose.dose_gy
+    assert not any("--quick-xanes" in n for n in calibrated.notes)
+    exact = make_plan(0.02)
+    assert "assumed exact" in exact.calibration["assumption"]
+    assert "calibration" in exact.to_dict()
+    with pytest.raises(XtwinInputError, match="8 or more"):
+        make_plan(0.02, quick_xanes_energies=4)

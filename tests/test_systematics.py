@@ -367,3 +367,24 @@ def test_magnification_with_contrast_change_corrected(refs, tmp_path, capsys):
             assert mag["k_per_eV"] == pytest.approx(MAG_K, rel=0.15)
             assert "magnification with energy corrected" in capsys.readouterr().err
     np.testing.assert_allclose(means["magnified"], means["clean"], atol=0.01)
+
+
+def test_energy_offset_fitted_on_a_stack_itself(refs, tmp_path):
+    """A 7-energy scan 0.3 eV off the standards: ``--energy-calibration scan`` fits the offset
+    on its own projections (one offset for every pixel), and the spheres follow."""
+    from xtwin.io.limap import read_limap
+
+    stack = (8320.0, 8335.0, 8343.0, 8347.0, 8352.0, 8360.0, 8400.0)
+    rng = np.random.default_rng(5)
+    theta = np.linspace(0, 180, N_ANG, endpoint=False)
+    _write(tmp_path / "scan.h5", stack, theta, lambda e, w: mu_nmc_per_um(e + 0.3, w), rng)
+    out = tmp_path / "li.h5"
+    assert _process(tmp_path, refs, out, "--energy-calibration", "scan") == 0
+    lm = read_limap(out)
+    rec = lm.provenance["energy_offset_eV"]
+    assert rec["method"] == "scan" and rec["value"] == pytest.approx(0.3, abs=0.05)
+    raw = tmp_path / "raw.h5"
+    assert _process(tmp_path, refs, raw) == 0
+    means, raw_means = _sphere_means(out), _sphere_means(raw)
+    assert np.max(np.abs(raw_means - W_TRUE)) > 0.05
+    np.testing.assert_allclose(means, W_TRUE, atol=0.02)

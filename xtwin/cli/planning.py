@@ -61,6 +61,14 @@ def _float_list(text: str, what: str) -> list[float]:
     help="Energy calibration uncertainty counted as a systematic term.",
 )
 @click.option(
+    "--quick-xanes",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Plan a quick 2D XANES of N energies (8+) to calibrate the energy scale (its dose "
+    "counts; the calibration term drops to 0.05 eV).",
+)
+@click.option(
     "--ni-chemistry",
     type=click.Choice(["two-state", "three-state"]),
     default="two-state",
@@ -166,6 +174,7 @@ def _plan_arguments(**g: Any) -> dict[str, Any]:
         pixel_size_m=g["pixel_size_nm"] * 1e-9,
         particle_diameter_m=g["particle_diameter_um"] * 1e-6,
         energy_uncertainty_eV=g["energy_uncertainty_ev"],
+        quick_xanes_energies=g["quick_xanes"],
         n_angles=g["angles"],
         references=refs,
         include_normalization=g["include_normalization"],
@@ -192,10 +201,18 @@ def _plan_table(name: str, p) -> str:
         "  energy (eV)   photons/pixel/projection",
     ]
     lines += [f"  {e:10.2f}   {n:12.1f}" for e, n in zip(p.energies_eV, p.photons_per_pixel)]
+    cal = p.calibration
+    quick = (
+        f" (of which {cal['quick_xanes_dose_gy']:.3g} Gy the quick XANES)"
+        if cal.get("quick_xanes_energies")
+        else ""
+    )
     lines.append(
-        f"  {p.n_angles} angles; dose {p.dose_gy:.3g} Gy to the NMC, "
+        f"  {p.n_angles} angles; dose {p.dose_gy:.3g} Gy to the NMC{quick}, "
         f"{p.dose_gy_electrolyte:.3g} Gy to the electrolyte"
     )
+    if cal:
+        lines.append(f"  energy calibration: {cal['assumption']}")
     lines.append(
         "  systematic terms: " + ", ".join(f"{k} {v:.4f}" for k, v in p.systematic_terms.items())
     )

@@ -154,6 +154,11 @@ def _edge_energy(energy: np.ndarray, mu: np.ndarray) -> float:
     return float(grid[np.argmax(d)])
 
 
+#: The post-edge data must reach this far above E0 for the flattening (a post-edge line fitted
+#: closer to the edge follows the white line's tail, and extrapolated it bends the edge).
+MIN_FLATTEN_REACH_EV = 50.0
+
+
 def normalize(
     spectrum: Spectrum,
     *,
@@ -161,6 +166,7 @@ def normalize(
     pre_edge_eV: tuple[float, float] = (-150.0, -25.0),
     post_edge_eV: tuple[float, float] = (150.0, 600.0),
     post_order: int | None = None,
+    flatten: bool | None = None,
 ) -> NormalizedSpectrum:
     """Normalize a spectrum (pre-edge line, post-edge line, edge jump, flattening).
 
@@ -177,6 +183,9 @@ def normalize(
         from E0 + 150 eV), which keeps EXAFS oscillations from biasing the edge jump.
     post_order : int, optional
         Force the post-edge polynomial order (1 linear, 2 quadratic).
+    flatten : bool, optional
+        Remove the post-edge curvature above E0 (``flat``); by default only when the data
+        reach :data:`MIN_FLATTEN_REACH_EV` above E0 (otherwise ``flat = norm``).
 
     Notes
     -----
@@ -227,8 +236,16 @@ def normalize(
         )
     norm = (mu - pre_line) / jump
     flat = norm.copy()
-    above = np.asarray(e > e0)
-    flat[above] -= (post_line[above] - pre_line[above] - jump) / jump
+    if flatten is None:
+        flatten = bool(e[post].max() - e0 >= MIN_FLATTEN_REACH_EV)
+    if flatten:
+        above = np.asarray(e > e0)
+        flat[above] -= (post_line[above] - pre_line[above] - jump) / jump
+    else:  # a post-edge line over a few eV of white-line tail would bend the whole edge
+        notes.append(
+            f"not flattened: the data end {e[-1] - e0:+.1f} eV above E0 (flattening needs "
+            f"{MIN_FLATTEN_REACH_EV:.0f} eV), so flat = norm"
+        )
     i_max = int(np.argmax(flat))
     sub = mu - pre_line
     return NormalizedSpectrum(

@@ -150,7 +150,7 @@ def tabulated_end_member(path, *, tail_eV: float = 60.0) -> TabulatedEndMember:
     """
     from xtwin.physics.spectra import normalize, read_spectrum
 
-    n = normalize(read_spectrum(path))
+    n = normalize(read_spectrum(path), flatten=True)  # the twin's packaged model, as made
     e_last, s_last = float(n.energy_eV[-1]), float(n.flat[-1])
     tail_e = np.linspace(e_last, e_last + tail_eV, 31)[1:]
     blend = 0.5 * (1 - np.cos(np.pi * (tail_e - e_last) / tail_eV))

@@ -36,15 +36,16 @@ def _prepare(
     cal = refs.calibrate(e, allow)  # refuses references that cannot serve, before any fit
     offset = energy_offset(options, source, refs, cal.edge_eV)
     delta = offset.value_eV if offset is not None else 0.0
-    if delta:
-        cal = refs.calibrate(e, allow, delta)
-    alts, conventions = refs.alternatives(cal.energy_eV, allow, delta)
+    wide = offset.broadening_eV if offset is not None else 0.0
+    if delta or wide:
+        cal = refs.calibrate(e, allow, delta, wide)
+    alts, conventions = refs.alternatives(cal.energy_eV, allow, delta, wide)
     if offset is not None and offset.sigma_eV > 0 and cal.mode != "edge-jump":
         sigma = offset.sigma_eV
         alts += tuple(
             (
                 f"energy offset {sign * sigma:+.3f} eV",
-                refs.calibrate(e, allow, delta + sign * sigma),
+                refs.calibrate(e, allow, delta + sign * sigma, wide),
             )
             for sign in (-1, 1)
         )

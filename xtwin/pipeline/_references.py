@@ -38,12 +38,22 @@ class References:
         return tuple(s for s in self.normalized if s is not None)
 
     def calibrate(
-        self, energy_eV: np.ndarray, allow_swapped: bool, energy_offset_eV: float = 0.0
+        self,
+        energy_eV: np.ndarray,
+        allow_swapped: bool,
+        energy_offset_eV: float = 0.0,
+        broadening_eV: float = 0.0,
     ) -> Calibration:
         """The retrieval's calibration at the scan's energies (the standards read at
-        ``energy_eV + energy_offset_eV``)."""
-        ref_l, ref_d = self.normalized
-        series = None if self.series is None else (self.series.lithiation, self.series_normalized)
+        ``energy_eV + energy_offset_eV``, broadened by ``broadening_eV`` (sigma) where the
+        scan's bandwidth is wider)."""
+        ref_l, ref_d = (_broadened(r, broadening_eV) for r in self.normalized)
+        series = None
+        if self.series is not None:
+            series = (
+                self.series.lithiation,
+                tuple(_broadened(r, broadening_eV) for r in self.series_normalized),
+            )
         return calibrate(
             energy_eV,
             ref_l,
@@ -54,7 +64,11 @@ class References:
         )
 
     def alternatives(
-        self, energy_eV: np.ndarray, allow_swapped: bool, energy_offset_eV: float = 0.0
+        self,
+        energy_eV: np.ndarray,
+        allow_swapped: bool,
+        energy_offset_eV: float = 0.0,
+        broadening_eV: float = 0.0,
     ) -> tuple[tuple[tuple[str, Calibration], ...], dict[str, Any]]:
         """Calibrations under the other normalization conventions that the spectra support
         (:mod:`xtwin.retrieve.conventions`), and what was used and skipped."""
@@ -68,10 +82,14 @@ class References:
                 continue
             try:
                 series = None
+                ln, dn = _broadened(ln, broadening_eV), _broadened(dn, broadening_eV)
                 if self.series is not None:
                     series = (
                         self.series.lithiation,
-                        tuple(normalize_with(r, name) for r in self.series.raw),
+                        tuple(
+                            _broadened(normalize_with(r, name), broadening_eV)
+                            for r in self.series.raw
+                        ),
                     )
                     ln, dn = series[1][-1], series[1][0]
                 cal = calibrate(
@@ -204,6 +222,16 @@ def mode_notes(cal: Calibration, refs: References) -> list[str]:
             f"within 10 eV of the edge (median step {step:.2f} eV)"
         ]
     return []
+
+
+def _broadened(spectrum, sigma_eV: float):
+    """``spectrum`` (or None) broadened by ``sigma_eV`` (:func:`~xtwin.retrieve.energy_scale.
+    broaden`)."""
+    if spectrum is None or not sigma_eV:
+        return spectrum
+    from xtwin.retrieve.energy_scale import broaden
+
+    return broaden(spectrum, sigma_eV)
 
 
 def _normalized(raw: Spectrum, convention: str) -> NormalizedSpectrum:

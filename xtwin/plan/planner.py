@@ -62,6 +62,14 @@ MAX_VOXEL_SIGMA_W = 0.12
 #: Detector full well used to cap photons per pixel per frame (uint16 counts).
 MAX_PHOTONS_PER_FRAME = 6.0e4
 
+#: Energy-scale uncertainty left after a quick-XANES calibration (eV): what
+#: ``process --energy-calibration`` reaches on independent phantoms (within 0.03 eV; 0.05 is
+#: the stated bound).
+CALIBRATED_UNCERTAINTY_EV = 0.05
+
+#: Energies of the quick XANES the planner recommends.
+QUICK_XANES_ENERGIES = 25
+
 #: Candidate energies of the search (eV).
 PRE_GRID = np.arange(8250.0, 8337.5, 2.5)
 EDGE_GRID = np.arange(8337.0, 8360.5, 0.5)
@@ -87,6 +95,7 @@ class Plan:
     split: list[float] = field(default_factory=list)
     pixel_size_m: float = 0.4e-6
     notes: list[str] = field(default_factory=list)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -267,6 +276,7 @@ def make_plan(
     naive: bool = False,
     include_normalization: bool = False,
     read_noise_photons: float = 3.0,
+    quick_xanes_energies: int = 0,
 ) -> Plan:
     """The acquisition reaching ``target_sigma`` on w at the lowest dose to the NMC.
 
@@ -302,6 +312,12 @@ def make_plan(
         Count the spread of w over reference-normalization conventions in the constraint
         (it is always reported; it is a property of how the standards are processed, which
         the user can fix, so by default it does not drive the plan).
+    quick_xanes_energies : int
+        Plan a quick 2D XANES of this many energies (8 or more; one projection each at the
+        plan's mean photons) to calibrate the energy scale: its dose is added, and the
+        calibration term is counted at :data:`CALIBRATED_UNCERTAINTY_EV` instead of
+        ``energy_uncertainty_eV``. Without one, a plan whose calibration term takes more than
+        half the target recommends one (a note, with its dose).
 
     Returns
     -------
@@ -317,9 +333,18 @@ def make_plan(
         raise XtwinInputError("the target sigma of w must lie in (0, 1), e.g. 0.02")
     if level not in ("voxel", "particle"):
         raise XtwinInputError("level must be voxel or particle")
+    if quick_xanes_energies and quick_xanes_energies < 8:
+        raise XtwinInputError(
+            f"a quick XANES of {quick_xanes_energies} energies cannot calibrate the energy "
+            "scale; plan 8 or more across the edge (about 25 is typical)"
+        )
+    stated_uncertainty_eV = energy_uncertainty_eV
+    if quick_xanes_energies:
+        energy_uncertainty_eV = CALIBRATED_UNCERTAINTY_EV
     sample = sample or SampleModel()
     n_pix_across = sample.diameter_m / pixel_size_m
     n_a = int(n_angles or max(16, int(np.ceil(np.pi / 2 * n_pix_across))))
+    tab_angles = n_a  # the tables' dose per photon is for this many projections
     offsets = (-energy_uncertainty_eV, energy_uncertainty_eV) if energy_uncertainty_eV else ()
     tab = _tables(
         sample, n_a, pixel_size_m, n_flats, references, offsets, bandwidth_rel, read_noise_photons
@@ -399,6 +424,12 @@ def make_plan(
             f"calibration {ev['calibration'][np.argmin(systematic)]:.4f}, normalization "
             f"{ev['normalization'][np.argmin(systematic)]:.4f}); relax the target or the "
             "energy uncertainty"
+            + (
+                f" (a quick XANES calibrates it to {CALIBRATED_UNCERTAINTY_EV} eV: "
+                f"--quick-xanes {QUICK_XANES_ENERGIES})"
+                if not quick_xanes_energies and energy_uncertainty_eV > CALIBRATED_UNCERTAINTY_EV
+                else ""
+            )
         )
     noise = float(np.sqrt(dose_per_var[best] / dose[best] + read_var[best] / dose[best] ** 2))
     if snr_bound[best]:
@@ -420,6 +451,19 @@ def make_plan(
         n_a *= scale
         photons = photons / scale
     dose_el = float(np.sum(wgt * tab.d1_el[idx[best]]))
+    # one projection of the quick XANES at the plan's mean photons, per energy
+    per_projection = float(np.mean(tab.d1[idx[best]])) / tab_angles * float(np.mean(photons))
+    calibration = _calibration_record(
+        stated_uncertainty_eV,
+        energy_uncertainty_eV,
+        quick_xanes_energies,
+        per_projection,
+        float(ev["calibration"][best]),
+        target_sigma,
+    )
+    if calibration.get("recommendation"):
+        notes.append(calibration["recommendation"])
+    dose_total = float(dose[best]) + calibration["quick_xanes_dose_gy"]
     terms = {
         "noise": noise,
         "low_counts": low_counts,
@@ -444,7 +488,7 @@ def make_plan(
         energies_eV=[round(float(x), 2) for x in e_best],
         photons_per_pixel=[round(float(x), 1) for x in photons],
         n_angles=n_a,
-        dose_gy=float(dose[best]),
+        dose_gy=dose_total,
         dose_gy_electrolyte=dose_el,
         predicted_sigma=noise,
         predicted_systematic=float(np.hypot(systematic[best], low_counts)),
@@ -456,7 +500,48 @@ def make_plan(
         split=[round(float(x), 4) for x in photons / photons.mean()],
         pixel_size_m=pixel_size_m,
         notes=notes,
+        calibration=calibration,
     )
+
+
+def _calibration_record(
+    stated_eV: float,
+    counted_eV: float,
+    quick: int,
+    dose_per_projection_gy: float,
+    term: float,
+    target: float,
+) -> dict[str, Any]:
+    """What the plan assumes about the energy scale, and the quick XANES it plans or
+    recommends (with its dose)."""
+    out: dict[str, Any] = {
+        "stated_energy_uncertainty_eV": stated_eV,
+        "counted_energy_uncertainty_eV": counted_eV,
+        "quick_xanes_energies": quick,
+        "quick_xanes_dose_gy": quick * dose_per_projection_gy,
+        "energy_calibration_term": term,
+    }
+    if quick:
+        out["assumption"] = (
+            f"the energy scale is calibrated by a quick XANES of {quick} energies "
+            f"(process --energy-calibration) to {counted_eV} eV; its dose is included"
+        )
+    elif counted_eV == 0:
+        out["assumption"] = (
+            "the energy scale is assumed exact (no calibration term): true only when the "
+            "standards were measured on the scan's energy scale, or the offset is calibrated "
+            "(state it with --energy-uncertainty-ev; plan a quick XANES with --quick-xanes)"
+        )
+    else:
+        out["assumption"] = f"the energy scale is uncertain by +-{counted_eV} eV (not calibrated)"
+    if not quick and counted_eV > CALIBRATED_UNCERTAINTY_EV and term > 0.5 * target:
+        out["recommendation"] = (
+            f"the energy uncertainty of {counted_eV} eV costs {term:.4f} in w (target "
+            f"{target:g}): a quick XANES of {QUICK_XANES_ENERGIES} energies (about "
+            f"{QUICK_XANES_ENERGIES * dose_per_projection_gy:.3g} Gy) calibrates it to "
+            f"{CALIBRATED_UNCERTAINTY_EV} eV: --quick-xanes {QUICK_XANES_ENERGIES}"
+        )
+    return out
 
 
 def _dose_for(

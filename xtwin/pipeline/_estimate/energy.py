@@ -55,7 +55,7 @@ def energy_offset(
                 "here): with three the end-member model has no freedom left to see an "
                 "offset; take a quick XANES of the sample and pass its file instead"
             )
-        od, var = _registered_od(source)
+        od, var = _registered_od(source, refs)
         return _fit(od, var, e, refs, edge_eV, "scan", min_energies=4)
     path = Path(what)
     if not path.exists():
@@ -64,7 +64,7 @@ def energy_offset(
             "sample, or 'scan' to fit the offset on the scan itself"
         )
     with open_scan([path]) as quick:
-        od, var = _registered_od(quick)
+        od, var = _registered_od(quick, refs)
         _check_same_sample(quick, source, od)
         return _fit(od, var, quick.header.energy_eV, refs, edge_eV, f"quick-xanes {path.name}")
 
@@ -94,12 +94,13 @@ def _angles(n_angle: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_angle - 1, min(MAX_ANGLES, n_angle)).round().astype(int))
 
 
-def _registered_od(source: ScanSource) -> tuple[np.ndarray, np.ndarray]:
+def _registered_od(source: ScanSource, refs: References) -> tuple[np.ndarray, np.ndarray]:
     """Optical density (n_energy, n_angles, rows, cols) at a few angles and its variance,
-    binned to at most :data:`MAX_SIDE_PX` a side, each energy shifted onto the most
-    absorbing one."""
-    from xtwin.prep.register import shifts_from_projections
-    from xtwin.shifts import shift_image_stack
+    binned to at most :data:`MAX_SIDE_PX` a side, each energy registered onto the most
+    absorbing one (shift, and the zone plate's magnification where it is found: over a
+    quick XANES's 100 eV it reaches 1 %)."""
+    from xtwin.pipeline._estimate.registration import register_energies
+    from xtwin.prep.register import warp_image
 
     h = source.header
     ratio = exposure_ratios(h.exposure_s, h.flat_exposure_s, h.shape[0])
@@ -119,12 +120,21 @@ def _registered_od(source: ScanSource) -> tuple[np.ndarray, np.ndarray]:
     od = binned(np.stack([p[0] for p in parts]).astype(np.float64))
     var = binned(np.stack([p[1] for p in parts]).astype(np.float64)) / (b * b)
     if n_e > 1:
-        shifts = shifts_from_projections(od)
+        ends = refs.standards[-1], refs.standards[0]
+        contrast = np.abs(
+            np.interp(h.energy_eV, ends[0].energy_eV, ends[0].flat)
+            - np.interp(h.energy_eV, ends[1].energy_eV, ends[1].flat)
+        )
+        reg = register_energies(od.astype(np.float32), h.energy_eV, "auto", contrast)
         for e in range(n_e):
-            if np.any(shifts[e]):
-                od[e] = shift_image_stack(od[e], -shifts[e, 0], -shifts[e, 1])
-        # the shifted-in edge rows and columns are not the sample's: left out
-        m = int(np.ceil(np.abs(shifts).max())) + 1
+            (dy, dx), sc = reg.shifts[e], float(reg.scales[e])
+            if dy or dx or sc != 1.0:
+                for a in range(idx.size):
+                    od[e, a] = warp_image(od[e, a], sc, dy, dx)
+                    var[e, a] = warp_image(var[e, a], sc, dy, dx)
+        # the edge rows and columns moved in are not the sample's: left out
+        reach = np.abs(reg.scales - 1).max() * max(od.shape[2:]) / 2
+        m = int(np.ceil(np.abs(reg.shifts).max() + reach)) + 1
         od[..., :m, :] = np.nan
         od[..., -m:, :] = np.nan
         od[..., :, :m] = np.nan
