@@ -89,9 +89,11 @@ def no_registration(energy_eV: np.ndarray) -> EnergyRegistration:
     return EnergyRegistration(np.zeros((n_e, 2)), np.ones(n_e), np.asarray(energy_eV))
 
 
-#: Energies whose end members differ by less than this (normalized) are lithiation-blind:
-#: their images are the same whatever the lithiation, so their scales are not pulled by it.
+#: Energies whose end members differ by less than this (normalized), or by less than a
+#: quarter of the largest difference, are lithiation-blind: their images are the same (or
+#: nearly) whatever the lithiation, so their scales are not pulled by it.
 BLIND_CONTRAST = 0.05
+BLIND_FRACTION = 0.25
 
 #: The fitted k is applied (``auto``) when it is at least this many standard uncertainties.
 MIN_K_SIGNIFICANCE = 3.0
@@ -113,7 +115,9 @@ def register_energies(
     scales = np.ones(sample.shape[0])
     info: dict[str, Any] = {}
     if mode != "off" and sample.shape[0] > 1:
-        blind = np.ones(sample.shape[0], bool) if contrast is None else contrast < BLIND_CONTRAST
+        blind = np.ones(sample.shape[0], bool)
+        if contrast is not None:
+            blind = contrast < max(BLIND_CONTRAST, BLIND_FRACTION * float(np.max(contrast)))
         scales, info = _magnification(sample, np.asarray(energy_eV, float), mode, blind)
         if info["applied"]:
             warped = np.stack(
