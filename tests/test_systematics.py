@@ -261,8 +261,14 @@ def test_calibration_series_retrieves_a_nonlinear_chemistry(series_files, tmp_pa
     assert main(args) == 0
     end_means = _sphere_means(ends)
     assert np.max(np.abs(end_means - W_TRUE)) > 0.04
-    print("end members", end_means, "path", path_means)
     np.testing.assert_allclose(path_means, W_TRUE, atol=0.02)
+    both = tmp_path / "both.h5"  # references given too: the series' ends are used, and said
+    series = ["--calibration-series", str(d / "series.csv")]
+    assert main([*args[:-2], *series, "-o", str(both)]) == 0
+    from xtwin.io.limap import read_limap
+
+    assert any("were not used" in n for n in read_limap(both).provenance["notes"])
+    np.testing.assert_array_equal(_sphere_means(both), path_means)
 
 
 def test_calibration_series_bad_inputs(series_files, tmp_path, capsys):
@@ -388,3 +394,29 @@ def test_energy_offset_fitted_on_a_stack_itself(refs, tmp_path):
     means, raw_means = _sphere_means(out), _sphere_means(raw)
     assert np.max(np.abs(raw_means - W_TRUE)) > 0.05
     np.testing.assert_allclose(means, W_TRUE, atol=0.02)
+
+
+def test_quick_xanes_as_one_file_per_energy(offset_files, refs, tmp_path):
+    """The quick XANES as a folder of one file per energy (or a pattern): the same offset."""
+    from xtwin.io.limap import read_limap
+
+    d, delta = offset_files
+    folder = tmp_path / "quick"
+    folder.mkdir()
+    with h5py.File(d / "quick.h5") as src:
+        data, white = src["/exchange/data"][...], src["/exchange/data_white"][...]
+        theta = src["/exchange/theta"][...]
+    for i, e in enumerate(QUICK_EV):
+        with h5py.File(folder / f"E{e:.1f}.h5", "w") as f:
+            f["/exchange/data"] = data[i]
+            f["/exchange/data_white"] = white[i]
+            f["/exchange/theta"] = theta
+            f["/measurement/instrument/monochromator/energy"] = e
+            f["/measurement/instrument/monochromator/energy"].attrs["units"] = "eV"
+            f["/measurement/instrument/detector/pixel_size"] = PIXEL_UM * 1e-6
+    for k, what in enumerate((str(folder), str(folder / "E*.h5"))):
+        out = tmp_path / f"li{k}.h5"
+        assert _process(d, refs, out, "--energy-calibration", what) == 0
+        rec = read_limap(out).provenance["energy_offset_eV"]
+        assert rec["value"] == pytest.approx(delta, abs=0.05)
+        assert rec["method"] == f"quick-xanes {len(QUICK_EV)} files"

@@ -83,7 +83,7 @@ def _planned(prep: Prepared, resumed: int) -> Planned:
 
 def _notices(prep: Prepared) -> tuple[str, ...]:
     """The planning's findings a user should read on the terminal."""
-    out = []
+    out = list(prep.refs.extra_notes)
     if prep.energy_offset is not None:
         out.append(prep.energy_offset.line())
     path = prep.calibration.path
@@ -169,7 +169,10 @@ def _limap(sink: ArraySink, prep: Prepared, prov: dict[str, Any]) -> LiMap:
 
 def _hashes(paths: list[PathLike], options: ProcessOptions) -> dict[str, str]:
     """SHA-256 of the scan files and of the quick XANES (both decide the map)."""
-    quick = [p for p in (options.energy_calibration,) if p not in (None, "scan")]
+    from xtwin.pipeline._estimate.energy import quick_paths
+
+    what = options.energy_calibration
+    quick = quick_paths(what) if what not in (None, "scan") else []
     return {str(p): sha256_of(p) for p in [*paths, *quick] if Path(p).is_file()}
 
 

@@ -29,6 +29,7 @@ class References:
     convention: str
     series: CalibrationSeries | None = None
     series_normalized: tuple[NormalizedSpectrum, ...] = ()
+    extra_notes: tuple[str, ...] = ()
 
     @property
     def standards(self) -> tuple[NormalizedSpectrum, ...]:
@@ -112,9 +113,8 @@ class References:
 
     def notes(self) -> list[str]:
         """What the normalization of each spectrum assumed."""
-        return [
-            f"{ref.source}: {n}" for ref in self.normalized if ref is not None for n in ref.notes
-        ]
+        spectra = self.series_normalized or tuple(r for r in self.normalized if r is not None)
+        return list(self.extra_notes) + [f"{ref.source}: {n}" for ref in spectra for n in ref.notes]
 
     @cached_property
     def provenance(self) -> dict[str, Any]:
@@ -171,13 +171,19 @@ def read_references(
         Only one of the two given, a series with references too, or a spectrum that cannot
         be read or normalized.
     """
-    if series is not None:
+    if series is not None:  # its lowest and highest lithiation are the end members
+        refs = _read_series(series, convention)
         if lithiated is not None or delithiated is not None:
-            raise XtwinInputError(
-                "a calibration series gives the end members (its lowest and highest "
-                "lithiation); leave out --lithiated and --delithiated, or the series"
+            import dataclasses
+
+            refs = dataclasses.replace(
+                refs,
+                extra_notes=(
+                    "--lithiated and --delithiated were not used: the calibration series' "
+                    "lowest and highest lithiation are the end members",
+                ),
             )
-        return _read_series(series, convention)
+        return refs
     if lithiated is None and delithiated is None:
         return References(None, None, (None, None), convention)
     if lithiated is None or delithiated is None:

@@ -57,16 +57,37 @@ def energy_offset(
             )
         od, var = _registered_od(source, refs)
         return _fit(od, var, e, refs, edge_eV, "scan", min_energies=4)
-    path = Path(what)
-    if not path.exists():
-        raise XtwinInputError(
-            f"the quick XANES {path} does not exist; pass the file of a quick XANES of this "
-            "sample, or 'scan' to fit the offset on the scan itself"
-        )
-    with open_scan([path]) as quick:
+    paths = quick_paths(what)
+    with open_scan([str(p) for p in paths]) as quick:
         od, var = _registered_od(quick, refs)
         _check_same_sample(quick, source, od)
-        return _fit(od, var, quick.header.energy_eV, refs, edge_eV, f"quick-xanes {path.name}")
+        name = paths[0].name if len(paths) == 1 else f"{len(paths)} files"
+        return _fit(od, var, quick.header.energy_eV, refs, edge_eV, f"quick-xanes {name}")
+
+
+def quick_paths(what: str) -> list[Path]:
+    """The quick XANES's files: one scan file, a folder of one file per energy (its ``.h5``
+    and ``.hdf5`` files), or a glob pattern (``quick/E*.h5``).
+
+    Raises
+    ------
+    XtwinInputError
+        Nothing there.
+    """
+    path = Path(what)
+    if any(c in what for c in "*?["):
+        found = sorted(path.parent.glob(path.name))
+    elif path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in (".h5", ".hdf5"))
+    else:
+        found = [path] if path.exists() else []
+    if not found:
+        raise XtwinInputError(
+            f"the quick XANES {what} does not exist (or holds no .h5 scan file); pass the file "
+            "of a quick XANES of this sample (or a folder or pattern of one file per energy), "
+            "or 'scan' to fit the offset on the scan itself"
+        )
+    return found
 
 
 def _fit(
