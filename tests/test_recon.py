@@ -295,3 +295,25 @@ def test_fbp_cut_to_the_detector_equals_the_padded_fbp_in_the_field_of_view(offs
     assert diff.max() < 3e-2, diff.max()
     # and the padded field is not the cut one: the test can tell them apart
     assert np.abs(cut - padded)[~inside].max() / scale > 10 * np.sqrt(np.mean(diff**2))
+
+
+def test_fourier_fbp_pairs_slices_without_changing_them():
+    """Two slices share one transform (one on the points, one on their mirror images): a
+    batch gives each slice as it comes alone, and fbp_with_variance gives fbp and
+    fbp_variance, to the NUFFT's tolerance (and independently of the batch's parity)."""
+    from xtwin.recon.fourier import FourierFBP
+
+    n, theta = 64, np.arange(90) * 2.0
+    geom = FourierFBP(n, theta, 0.3)
+    rng = np.random.default_rng(2)
+    sinos = rng.random((5, theta.size, n)).astype(np.float32)
+    alone = np.stack([geom.fbp(s) for s in sinos])
+    scale = float(np.abs(alone).max())
+    for k in (2, 3, 5):
+        np.testing.assert_allclose(geom.fbp(sinos[:k]), alone[:k], atol=2e-3 * scale)
+    var = rng.random((3, theta.size, n)).astype(np.float32)
+    mu, v = geom.fbp_with_variance(sinos[:3], var)
+    np.testing.assert_allclose(mu, alone[:3], atol=2e-3 * scale)
+    ref = geom.fbp_variance(var)
+    np.testing.assert_allclose(v, ref, atol=2e-3 * float(ref.max()))
+    assert np.all(v >= 0)

@@ -255,8 +255,11 @@ def block_bytes(
     # padded sinograms and three complex64 spectra (measured: 235 MiB above the volumes for
     # two threads at 1024 columns x 721 angles x 3 energies); the filtered projections cut
     # to the detector (a float32 copy of the padded length and a half-length spectrum) take
-    # what the third spectrum took. The NUFFT plan's fine grid (kept per thread) and output
-    per_worker = n_e * n_a * (n_pad * 4 + n_half * 24) + n_e * int((1.25 * n_c) ** 2 * 8)
+    # what the third spectrum took. The NUFFT plan's fine grid (kept per thread; the data and
+    # the variance map paired, one transform per energy) and output
+    from xtwin.recon.fourier import UPSAMPFAC
+
+    per_worker = n_e * n_a * (n_pad * 4 + n_half * 24) + n_e * int((UPSAMPFAC * n_c) ** 2 * 8)
     per_worker += n_e * pix * 8
     solve = workers * pix * per_voxel
     if not writer_overlap:  # one block: it is read before its results exist

@@ -50,6 +50,12 @@ class SliceReconstructor(Protocol):
         """(batch, n_angle, n_col) projection variances -> per-pixel variance."""
         ...
 
+    def fbp_with_variance(
+        self, sinos: np.ndarray, var_sinos: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Both of the above for the same slices (a backend may share work between them)."""
+        ...
+
     def close(self) -> None:
         """Free backend resources."""
         ...
@@ -68,6 +74,11 @@ class FourierReconstructor:
 
     def fbp_variance(self, var_sinos: np.ndarray) -> np.ndarray:
         return self.geom.fbp_variance(var_sinos)
+
+    def fbp_with_variance(
+        self, sinos: np.ndarray, var_sinos: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.geom.fbp_with_variance(sinos, var_sinos)
 
     def close(self) -> None:
         pass
@@ -151,6 +162,11 @@ class AstraReconstructor:
             out.append(np.maximum(gain * self._run("BP", v) / bp1, 0.0))
         return np.stack(out).astype(np.float32)
 
+    def fbp_with_variance(
+        self, sinos: np.ndarray, var_sinos: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.fbp(sinos), self.fbp_variance(var_sinos)
+
     def close(self) -> None:
         self.astra.projector.delete(self.projector)
 
@@ -200,6 +216,11 @@ class GridrecReconstructor:
 
     def fbp_variance(self, var_sinos: np.ndarray) -> np.ndarray:
         return self.var.fbp_variance(var_sinos)
+
+    def fbp_with_variance(
+        self, sinos: np.ndarray, var_sinos: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.fbp(sinos), self.fbp_variance(var_sinos)
 
     def close(self) -> None:
         pass

@@ -83,8 +83,9 @@ class SlicePool:
             rec = self.reconstructor()
             sp = np.ascontiguousarray(p[:, :, r, :])
             sv = np.ascontiguousarray(v[:, :, r, :])
-            mu[:, r] = rec.fbp(sp) * inv_px
-            sig[:, r] = np.sqrt(rec.fbp_variance(sv)) * inv_px
+            m, var = rec.fbp_with_variance(sp, sv)
+            mu[:, r] = m * inv_px
+            sig[:, r] = np.sqrt(var) * inv_px
             return r
 
         for _ in self._pool.map(one, range(n_r)):

@@ -110,13 +110,17 @@ def _methods(n: int, theta: np.ndarray, workers: int) -> dict[str, Callable]:
     def xtwin_fourier(s: np.ndarray, filter_name: str = "shepp-logan") -> np.ndarray:
         from xtwin.recon.fourier import FourierFBP
 
-        def one(x: np.ndarray) -> np.ndarray:
+        def chunk(x: np.ndarray) -> np.ndarray:
             key = (threading.get_ident(), filter_name)
             if key not in geoms:
                 geoms[key] = FourierFBP(n, theta, 0.0, filter_name=filter_name)
             return geoms[key].fbp(x)
 
-        return _threaded(one, s, workers)
+        # each thread a contiguous share of the batch (as tomopy's ncore splits it, and as
+        # the pipeline hands each thread its slices): slices are paired within a call
+        parts = np.array_split(s, min(workers, len(s)))
+        pool = _POOLS.setdefault(workers, ThreadPoolExecutor(workers))
+        return np.concatenate(list(pool.map(chunk, parts)))
 
     def astra_cpu(s: np.ndarray) -> np.ndarray:
         from xtwin.recon.fbp import AstraReconstructor
