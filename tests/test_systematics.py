@@ -420,3 +420,42 @@ def test_quick_xanes_as_one_file_per_energy(offset_files, refs, tmp_path):
         rec = read_limap(out).provenance["energy_offset_eV"]
         assert rec["value"] == pytest.approx(delta, abs=0.05)
         assert rec["method"] == f"quick-xanes {len(QUICK_EV)} files"
+
+
+def test_magnification_modes_on_a_registration_sample():
+    """The four modes on a sample whose post-edge image is magnified by the law: ``fit`` and
+    ``auto`` find k from the lithiation-blind pair, ``inverse-energy`` applies 1 / E_ref
+    without looking, ``off`` nothing; a negligible scale is refused and the terminal is told
+    only when something was seen."""
+    from scipy import ndimage
+
+    from xtwin.pipeline._estimate.registration import register_energies
+    from xtwin.prep.register import warp_image
+
+    rng = np.random.default_rng(0)
+    base = ndimage.gaussian_filter(rng.random((4, 96, 128)), 2.0).astype(np.float32)
+    energy = np.array([8300.0, 8345.0, 8420.0])
+    k_true = 2.5e-4
+
+    def sample(k: float) -> np.ndarray:
+        # what the detector shows at E is the object scaled by s(E) about the centre: the
+        # warp samples the reference image at c + (r - c) / s
+        out = np.empty((3,) + base.shape, np.float32)
+        for e, en in enumerate(energy):
+            s = 1 + k * (en - energy[2])
+            out[e] = np.stack([warp_image(b, 1 / s, 0.0, 0.0) for b in base])
+        return out * np.array([0.6, 1.0, 1.2], np.float32)[:, None, None, None]
+
+    contrast = np.array([0.0, 0.6, 0.02])  # the edge energy is not lithiation-blind
+    fit = register_energies(sample(k_true), energy, "fit", contrast)
+    assert fit.magnification["fitted_on_eV"] == [8300.0, 8420.0]
+    assert fit.magnification["k_per_eV"] == pytest.approx(k_true, rel=0.15)
+    auto = register_energies(sample(k_true), energy, "auto", contrast)
+    assert auto.magnification["applied"] and auto.notices()
+    law = register_energies(sample(k_true), energy, "inverse-energy", contrast)
+    np.testing.assert_allclose(law.scales, energy / 8420.0)
+    off = register_energies(sample(k_true), energy, "off", contrast)
+    np.testing.assert_array_equal(off.scales, 1.0)
+    none = register_energies(sample(0.0), energy, "auto", contrast)
+    assert not none.magnification["applied"] and "refused" in none.magnification
+    assert none.notices() == []  # nothing seen, nothing said
