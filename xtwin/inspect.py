@@ -47,10 +47,14 @@ def describe(path: str | os.PathLike) -> str:
             f"{norm.energy_eV[0]:.1f}-{norm.energy_eV[-1]:.1f} eV\n"
             + "\n".join(f"  {k}: {v}" for k, v in s.items() if k != "source")
         )
+    from xtwin.io.limap import is_attenuation_map
+
     with h5py.File(path, "r") as f:
         kind = (
             "Li-map file"
             if "/li/lithiation" in f
+            else "attenuation map"
+            if is_attenuation_map(f)
             else "truth file"
             if "/truth/lithiation" in f
             else "scan file"
@@ -66,15 +70,39 @@ def describe(path: str | os.PathLike) -> str:
             )
         )
     if kind == "scan file":
-        from xtwin.io.source import read_scan
 
-        scan = read_scan(path)
-        n_e, n_a, n_r, n_c = scan.shape
-        lines.append(
-            f"  {n_e} energies {np.round(scan.energy_eV, 2).tolist()} eV, {n_a} "
-            f"angles, {n_r} x {n_c} pixels of {scan.pixel_size_m * 1e9:.1f} nm"
+        from xtwin.io.scan import read_header
+
+        h = read_header(path)[0]
+        n_e, n_a, n_r, n_c = h.shape
+        energies = (
+            f"{n_e} energies {np.round(h.energy_eV, 2).tolist()} eV"
+            if h.energy_known
+            else "1 energy (not recorded)"
         )
-        lines += [f"  note: {n}" for n in scan.notes]
+        pixel = (
+            "pixels (size not recorded)"
+            if h.pixel_size_assumed
+            else (f"pixels of {h.pixel_size_m * 1e9:.1f} nm")
+        )
+        angles = (
+            f"{n_a} angles {h.theta_deg.min():.1f} to {h.theta_deg.max():.1f} deg"
+            if n_a > 1
+            else "1 angle"
+        )
+        lines.append(
+            f"  {energies}, {angles}, {n_r} x {n_c} {pixel}, {h.n_flat} flats"
+            f"{' per energy' if n_e > 1 else ''}, {h.n_dark} darks"
+        )
+        lines += [f"  note: {n}" for n in h.notes]
+    elif kind == "attenuation map":
+        from xtwin.io.limap import read_mu_summary
+
+        mu, mu_sig, units = read_mu_summary(path)
+        lines.append(
+            f"  single-energy reconstruction: median mu {mu:.4g} +- {mu_sig:.2g} {units}; "
+            "no lithiation (one energy)"
+        )
     elif kind == "Li-map file":
         from xtwin.io.limap import read_limap
 

@@ -35,6 +35,12 @@ def load_map(path: str | os.PathLike, depth_offset_m: float = 0.0) -> tuple[MapI
     with open_h5(path, "Li-map or truth file") as f:
         is_truth = "/truth/lithiation" in f
         is_limap = "/li/lithiation" in f
+        is_mu = "/recon/mu" in f and not is_limap
+    if is_mu:
+        raise XtwinInputError(
+            f"{path} is a single-energy map (attenuation only): it has no lithiation to "
+            "analyze; process a scan with three or more energies, or view it with xtwin report"
+        )
     if is_limap:
         from xtwin.io.limap import read_limap
 
@@ -400,6 +406,8 @@ def report(
 
     out = ensure_writable_dir(out_dir)
     lm = read_limap(limap)
+    if not lm.has_lithiation:
+        return _attenuation_report(lm, Path(limap).name, out)
     edge = edge_figure(lm, Path(limap).name, out)
     if lm.mode == "edge-jump":
         notes = lm.provenance.get("notes", [])
@@ -425,3 +433,61 @@ def report(
     sections += list(extra_sections or [])
     page = write_html(out / "report.html", f"xtwin report: {Path(limap).name}", sections)
     return {**files, "edge.png": edge, "report.html": page}
+
+
+def _attenuation_report(lm: LiMap, name: str, out: Path) -> dict[str, Path]:
+    """A single-energy map: the attenuation and its sigma, three orthogonal slices (one
+    image for 2D), and what the file says."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from xtwin.plotting import save_png
+
+    mu, sig = lm.mu_per_m[0], lm.mu_sigma_per_m[0]
+    e = float(np.ravel(lm.energy_eV)[0])
+    energy = f"{e:.1f} eV" if np.isfinite(e) else "energy not recorded"
+    per_pixel = lm.mu_units == "1/pixel"
+    pix_um = 1.0 if per_pixel else lm.pixel_size_m * 1e6
+    length = "pixel" if per_pixel else "um"
+    views = (
+        [(mu[mu.shape[0] // 2], "z slice", ("x", "y"))]
+        + [
+            (mu[:, mu.shape[1] // 2], "y slice", ("x", "z")),
+            (mu[:, :, mu.shape[2] // 2], "x slice", ("y", "z")),
+        ]
+        if mu.ndim == 3 and mu.shape[0] > 8
+        else [
+            (
+                mu[mu.shape[0] // 2] if mu.ndim == 3 else mu,
+                "slice" if mu.ndim == 3 else "image",
+                ("x", "y"),
+            )
+        ]
+    )
+    finite = mu[np.isfinite(mu)]
+    lo, hi = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
+    fig, axes = plt.subplots(1, len(views), figsize=(4.6 * len(views), 4.2), squeeze=False)
+    for ax, (img, title, (xa, ya)) in zip(axes[0], views):
+        extent = (0, img.shape[1] * pix_um, img.shape[0] * pix_um, 0)
+        im = ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, extent=extent)
+        ax.set_title(title)
+        ax.set_xlabel(f"{xa} ({length})")
+        ax.set_ylabel(f"{ya} ({length})")
+        fig.colorbar(im, ax=ax, shrink=0.8, label=f"mu ({lm.mu_units})")
+    fig.suptitle(f"{name}: attenuation at {energy}")
+    path = out / "attenuation.png"
+    save_png(fig, path, dpi=100)
+    notes = lm.provenance.get("notes", [])
+    if isinstance(notes, str):
+        notes = json.loads(notes)
+    ok = np.isfinite(sig) & np.isfinite(mu)
+    text = (
+        f"single-energy reconstruction ({energy}): no lithiation from one energy\n"
+        f"median mu {float(np.median(finite)) if finite.size else float('nan'):.4g} {lm.mu_units}, "
+        f"median sigma {float(np.median(sig[ok])) if ok.any() else float('nan'):.2g} "
+        f"{lm.mu_units}\n" + "\n".join(notes)
+    )
+    page = write_html(out / "report.html", f"xtwin report: {name}", [("Attenuation", text, [path])])
+    return {"attenuation.png": path, "report.html": page}

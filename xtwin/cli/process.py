@@ -236,8 +236,19 @@ def process(
 
 
 def _summary(out: Path) -> None:
-    from xtwin.io.limap import read_limap_summary
+    import h5py
 
+    from xtwin.io.limap import is_attenuation_map, read_limap_summary, read_mu_summary
+
+    with h5py.File(out, "r") as f:
+        attenuation = is_attenuation_map(f)
+    if attenuation:
+        mu, mu_sig, units = read_mu_summary(out)
+        click.echo(
+            f"{out}: attenuation mu in /recon/mu ({units}), median {mu:.4g} +- {mu_sig:.2g}; "
+            "no lithiation from one energy"
+        )
+        return
     n, med, med_sig = read_limap_summary(out)
     if med == med:  # not NaN
         click.echo(

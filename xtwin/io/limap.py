@@ -19,6 +19,10 @@ Layout::
                        optical density -ln(I/I0) per energy, (n_energy, y, x)
     /recon/mu_sigma    its per-voxel standard uncertainty
     /recon/energy_eV, /recon/pixel_size_m
+                       (group attribute ``mode``; a single-energy scan's file, mode
+                       ``attenuation``, holds only /recon: mu in 1/m, or in 1/pixel when
+                       the scan recorded no pixel size (the ``units`` attribute says which),
+                       energy NaN when not recorded)
     /provenance        attributes: input file hashes, options, versions, reader notes
 
 Slice k of the volume is detector row k.
@@ -53,6 +57,7 @@ class LiMap:
     edge: dict[str, np.ndarray] = field(default_factory=dict)
     mode: str = "three-energy"
     systematic: np.ndarray | None = None
+    mu_units: str = "1/m"
 
     def __post_init__(self) -> None:
         shape = self.lithiation.shape
@@ -81,9 +86,31 @@ class LiMap:
         """True for a 3D (z, y, x) map, False for a 2D XANES (y, x) map."""
         return self.lithiation.ndim == 3
 
+    @property
+    def has_lithiation(self) -> bool:
+        """False for a single-energy (attenuation-only) map."""
+        return self.mode != "attenuation"
+
 
 def write_limap(path: str | os.PathLike, limap: LiMap) -> None:
     """Write a Li-map file atomically and deterministically."""
+    if not limap.has_lithiation:
+        write_h5(
+            path,
+            {
+                "/recon/mu": limap.mu_per_m.astype(np.float32),
+                "/recon/mu_sigma": limap.mu_sigma_per_m.astype(np.float32),
+                "/recon/energy_eV": np.asarray(limap.energy_eV, dtype=np.float64),
+                "/recon/pixel_size_m": np.float64(limap.pixel_size_m),
+            },
+            {
+                "/provenance": dict(limap.provenance),
+                "/recon": {"mode": limap.mode},
+                "/recon/mu": {"units": limap.mu_units},
+                "/recon/mu_sigma": {"units": limap.mu_units},
+            },
+        )
+        return
     write_h5(
         path,
         {
@@ -110,8 +137,9 @@ def write_limap(path: str | os.PathLike, limap: LiMap) -> None:
         {
             "/provenance": dict(limap.provenance),
             **({"/edge": {"mode": limap.mode}} if limap.edge else {}),
+            "/recon": {"mode": limap.mode},
             "/li/lithiation": {"units": "lithiation fraction"},
-            "/recon/mu": {"units": "1/m"},
+            "/recon/mu": {"units": limap.mu_units},
         },
     )
 
@@ -126,9 +154,34 @@ def read_limap(path: str | os.PathLike) -> LiMap:
     )
 
 
+def is_attenuation_map(f) -> bool:
+    """Whether an open HDF5 file is a single-energy map (``/recon/mu``, no lithiation)."""
+    return "/li/lithiation" not in f and "/recon/mu" in f
+
+
+def _read_attenuation(f, what: str) -> LiMap:
+    mu = require(f, "/recon/mu", what=what, ndim=(3, 4))
+    nan = np.full(mu.shape[1:], np.nan, dtype=np.float32)
+    return LiMap(
+        lithiation=nan,
+        sigma=nan,
+        mask=np.zeros(nan.shape, dtype=bool),
+        edge_jump_per_m=nan,
+        mu_per_m=mu,
+        mu_sigma_per_m=require(f, "/recon/mu_sigma", what=what),
+        energy_eV=np.atleast_1d(require(f, "/recon/energy_eV", what=what)),
+        pixel_size_m=float(require(f, "/recon/pixel_size_m", what=what)),
+        provenance=attrs_dict(f["/provenance"]) if "/provenance" in f else {},
+        mode="attenuation",
+        mu_units=str(f["/recon/mu"].attrs.get("units", "1/m")),
+    )
+
+
 def _read_limap(path: str | os.PathLike) -> LiMap:
     with open_h5(path, "Li-map file") as f:
         what = "Li-map file"
+        if is_attenuation_map(f):
+            return _read_attenuation(f, what)
         lith = require(f, "/li/lithiation", what=what, ndim=(2, 3))
         out = LiMap(
             lithiation=lith,
@@ -180,3 +233,16 @@ def read_limap_summary(path: str | os.PathLike, *, block: int = 16) -> tuple[int
     med = float(np.nanmedian(lv)) if np.isfinite(lv).any() else float("nan")
     med_s = float(np.nanmedian(sv)) if np.isfinite(sv).any() else float("nan")
     return count, med, med_s
+
+
+def read_mu_summary(path: str | os.PathLike) -> tuple[float, float, str]:
+    """(median mu, median sigma of mu, units) of a map's ``/recon/mu`` over a regular
+    subsample inside the reconstructed values (finite), read in bounded memory."""
+    with open_h5(path, "Li-map file") as f:
+        mu, sig = f["/recon/mu"], f["/recon/mu_sigma"]
+        units = str(mu.attrs.get("units", "1/m"))
+        mv, sv = regular_sample(mu), regular_sample(sig)
+    ok = np.isfinite(mv)
+    if not ok.any():
+        return float("nan"), float("nan"), units
+    return float(np.median(mv[ok])), float(np.nanmedian(sv)), units

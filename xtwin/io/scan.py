@@ -74,6 +74,11 @@ class ScanData:
         Free-form provenance.
     notes : tuple of str
         Assumptions the reader had to make (missing units, missing pixel size, ...).
+    pixel_size_assumed : bool
+        The file recorded no pixel size (``pixel_size_m`` is :data:`ASSUMED_PIXEL_SIZE_M`).
+
+    A scan with one energy may leave it unknown (``energy_eV = [nan]``): it is reconstructed
+    as attenuation only.
     """
 
     data: np.ndarray
@@ -88,6 +93,7 @@ class ScanData:
     metadata: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    pixel_size_assumed: bool = False
 
     def __post_init__(self) -> None:
         validate_scan(self)
@@ -146,7 +152,8 @@ def validate_scan(scan: ScanData, source: str = "scan") -> None:
             f"{source}: theta has {scan.theta_deg.shape} values for {n_a} "
             "projection angles; give one angle (degrees) per projection"
         )
-    if scan.energy_eV.shape != (n_e,) or not np.all(np.isfinite(scan.energy_eV)):
+    unknown = n_e == 1 and scan.energy_eV.shape == (1,) and np.isnan(scan.energy_eV[0])
+    if scan.energy_eV.shape != (n_e,) or not (unknown or np.all(np.isfinite(scan.energy_eV))):
         raise XtwinInputError(
             f"{source}: {scan.energy_eV.shape} energies for {n_e} energy "
             "stacks; give one finite energy per stack"
@@ -214,6 +221,8 @@ class ScanHeader:
         Assumptions the reader made.
     paths : tuple of str
         Files read (empty for in-memory data).
+    pixel_size_assumed : bool
+        The file recorded no pixel size.
     """
 
     shape: tuple[int, int, int, int]
@@ -230,6 +239,12 @@ class ScanHeader:
     provenance: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
+    pixel_size_assumed: bool = False
+
+    @property
+    def energy_known(self) -> bool:
+        """False for a single-energy scan whose energy was not recorded."""
+        return bool(np.all(np.isfinite(self.energy_eV)))
 
     @property
     def is_tomography(self) -> bool:
@@ -345,34 +360,20 @@ def _parse_header(f, path: Path):
             "projection angles; give one finite angle (degrees) per "
             "projection"
         )
-    if ENERGY_PATH not in f:
-        raise XtwinInputError(
-            f"scan file {path} has no dataset {ENERGY_PATH}; add the "
-            "monochromator energies (attribute units = eV or keV)"
+    if ENERGY_PATH not in f and n_e == 1:
+        energy = np.full(1, np.nan)
+        notes.append(
+            f"no {ENERGY_PATH}: a single-energy scan of unknown energy, reconstructed as "
+            "attenuation only (no lithiation)"
         )
-    e_ds = f[ENERGY_PATH]
-    energy = np.atleast_1d(np.asarray(e_ds[()], dtype=float)).ravel()
-    e_units = _unit_attr(e_ds)
-    if e_units is None:
-        key = "kev" if energy.size and np.nanmax(energy) < 100 else "ev"
-        unit = "keV" if key == "kev" else "eV"
-        notes.append(f"energy has no units attribute; assumed {unit}")
+    elif ENERGY_PATH not in f:
+        raise XtwinInputError(
+            f"scan file {path} has {n_e} energy stacks but no dataset {ENERGY_PATH}; add the "
+            "monochromator energies (attribute units = eV or keV), one per stack"
+        )
     else:
-        key = e_units.strip().lower()
-        if key not in _ENERGY_UNITS:
-            raise XtwinInputError(
-                f"scan file {path}: unknown energy unit {e_units!r}; use eV or keV"
-            )
-    energy = energy * _ENERGY_UNITS[key]
-    if energy.shape != (n_e,) or not np.all(np.isfinite(energy)):
-        raise XtwinInputError(
-            f"scan file {path}: {energy.shape} energies for {n_e} energy "
-            "stacks; give one finite energy per stack"
-        )
-    if len(np.unique(energy)) != n_e:
-        raise XtwinInputError(
-            f"scan file {path}: energies repeat ({energy}); give distinct energies"
-        )
+        energy = _read_energies(f[ENERGY_PATH], n_e, path, notes)
+    assumed = False
     if PIXEL_PATH in f:
         p_ds = f[PIXEL_PATH]
         p_units = _unit_attr(p_ds)
@@ -380,9 +381,11 @@ def _parse_header(f, path: Path):
         if p_units is None:
             notes.append("pixel_size has no units attribute; assumed metres")
     else:
-        pixel = ASSUMED_PIXEL_SIZE_M
+        pixel, assumed = ASSUMED_PIXEL_SIZE_M, True
         notes.append(
-            f"no {PIXEL_PATH}; assumed {pixel:g} m (scales mu only; lithiation is unaffected)"
+            f"no {PIXEL_PATH}: mu is given in 1/pixel"
+            if n_e == 1
+            else f"no {PIXEL_PATH}; assumed {pixel:g} m (scales mu only; lithiation is unaffected)"
         )
     if not (np.isfinite(pixel) and 1e-10 < pixel < 1e-2):
         raise XtwinInputError(
@@ -420,6 +423,7 @@ def _parse_header(f, path: Path):
         provenance=prov,
         notes=tuple(notes),
         paths=(str(path),),
+        pixel_size_assumed=assumed,
     )
     parts = [
         ScanPart(str(path), None if one_energy else int(e), (int(e) if flat_4d else None))
@@ -428,15 +432,50 @@ def _parse_header(f, path: Path):
     return header, parts
 
 
+def _read_energies(e_ds, n_e: int, path: Path, notes: list[str]) -> np.ndarray:
+    """The monochromator energies in eV, one per stack, distinct.
+
+    Raises
+    ------
+    XtwinInputError
+        Unknown unit, wrong count, non-finite or repeated values.
+    """
+    energy = np.atleast_1d(np.asarray(e_ds[()], dtype=float)).ravel()
+    e_units = _unit_attr(e_ds)
+    if e_units is None:
+        key = "kev" if energy.size and np.nanmax(energy) < 100 else "ev"
+        unit = "keV" if key == "kev" else "eV"
+        notes.append(f"energy has no units attribute; assumed {unit}")
+    else:
+        key = e_units.strip().lower()
+        if key not in _ENERGY_UNITS:
+            raise XtwinInputError(
+                f"scan file {path}: unknown energy unit {e_units!r}; use eV or keV"
+            )
+    energy = energy * _ENERGY_UNITS[key]
+    if energy.shape != (n_e,) or not np.all(np.isfinite(energy)):
+        raise XtwinInputError(
+            f"scan file {path}: {energy.shape} energies for {n_e} energy "
+            "stacks; give one finite energy per stack"
+        )
+    if len(np.unique(energy)) != n_e:
+        raise XtwinInputError(
+            f"scan file {path}: energies repeat ({energy}); give distinct energies"
+        )
+    return energy
+
+
 def write_scan(path: str | os.PathLike, scan: ScanData) -> None:
     """Write ``scan`` to ``path`` in the Data Exchange layout (atomically, deterministically)."""
     datasets: dict[str, Any] = {
         "/exchange/data": scan.data,
         "/exchange/theta": scan.theta_deg.astype(np.float64),
-        ENERGY_PATH: scan.energy_eV.astype(np.float64),
-        PIXEL_PATH: np.float64(scan.pixel_size_m),
         GAIN_PATH: np.float64(scan.counts_per_photon),
     }
+    if np.all(np.isfinite(scan.energy_eV)):  # a single energy may be unknown: none written
+        datasets[ENERGY_PATH] = scan.energy_eV.astype(np.float64)
+    if not scan.pixel_size_assumed:
+        datasets[PIXEL_PATH] = np.float64(scan.pixel_size_m)
     if scan.flats is not None:
         datasets["/exchange/data_white"] = scan.flats
     if scan.darks is not None:
@@ -447,8 +486,8 @@ def write_scan(path: str | os.PathLike, scan: ScanData) -> None:
         datasets[FLAT_EXPOSURE_PATH] = np.asarray(scan.flat_exposure_s, dtype=np.float64)
     attrs = {
         "/exchange/theta": {"units": "degrees"},
-        ENERGY_PATH: {"units": "eV"},
-        PIXEL_PATH: {"units": "m"},
+        **({ENERGY_PATH: {"units": "eV"}} if ENERGY_PATH in datasets else {}),
+        **({PIXEL_PATH: {"units": "m"}} if PIXEL_PATH in datasets else {}),
         **({EXPOSURE_PATH: {"units": "s"}} if scan.exposure_s is not None else {}),
         **({FLAT_EXPOSURE_PATH: {"units": "s"}} if scan.flat_exposure_s is not None else {}),
         "/measurement/sample": dict(scan.metadata),

@@ -23,7 +23,7 @@ import numpy as np
 
 from xtwin.errors import XtwinInputError
 from xtwin.io._h5 import read_guarded
-from xtwin.io.scan import ScanData, ScanHeader, ScanPart, read_header
+from xtwin.io.scan import ENERGY_PATH, ScanData, ScanHeader, ScanPart, read_header
 
 
 class ScanSource:
@@ -212,6 +212,7 @@ class ScanSource:
             metadata=h.metadata,
             provenance=h.provenance,
             notes=h.notes,
+            pixel_size_assumed=h.pixel_size_assumed,
         )
 
     def _all_darks(self) -> np.ndarray:
@@ -262,6 +263,7 @@ def source_from_scan(scan) -> ScanSource:
             metadata=scan.metadata,
             provenance=scan.provenance,
             notes=scan.notes,
+            pixel_size_assumed=scan.pixel_size_assumed,
         )
     s = sorted_scan
     header = ScanHeader(
@@ -278,6 +280,7 @@ def source_from_scan(scan) -> ScanSource:
         metadata=s.metadata,
         provenance=s.provenance,
         notes=s.notes,
+        pixel_size_assumed=s.pixel_size_assumed,
     )
     parts = [ScanPart(None, e, e) for e in range(s.data.shape[0])]
     return ScanSource(header, parts, arrays=s)
@@ -337,6 +340,12 @@ def open_scan(paths: str | os.PathLike | list[str | os.PathLike]) -> ScanSource:
                 f"{ref.pixel_size_m:g} m of {plist[0]} by more than 5 %"
             )
     energies = np.array([h.energy_eV[0] for h, _ in infos])
+    if not np.all(np.isfinite(energies)):
+        raise XtwinInputError(
+            "several single-energy files were given and some record no energy: give each "
+            f"file its {ENERGY_PATH} (one acquisition, one file per energy), or process "
+            "files of one unknown energy as a series (all without an energy)"
+        )
     if len(np.unique(energies)) != len(energies):
         raise XtwinInputError(
             f"the files repeat an energy ({energies.tolist()} eV); give one "
@@ -362,6 +371,7 @@ def open_scan(paths: str | os.PathLike | list[str | os.PathLike]) -> ScanSource:
         metadata=ref.metadata,
         provenance={"merged_from": [str(p) for p in plist]},
         notes=tuple(n for i in order for n in infos[i][0].notes),
+        pixel_size_assumed=ref.pixel_size_assumed,
         paths=tuple(str(plist[i]) for i in order),
     )
     parts = [infos[i][1][0] for i in order]
@@ -389,22 +399,32 @@ def read_scan(path: str | os.PathLike) -> ScanData:
 
 
 def series_order(paths: list[str | os.PathLike]) -> list[int] | None:
-    """If ``paths`` are an operando series (several files, each with several energies), their
-    order in time (by ``/measurement/sample`` attribute ``time_s``, else as given); else None.
+    """If ``paths`` are an operando series, their order in time (by ``/measurement/sample``
+    attribute ``time_s``, else as given); else None.
+
+    A series is several files each with several energies, or several single-energy files
+    whose energy is the same (within 0.5 eV) or not recorded: single-energy scans repeated
+    in time. Single-energy files of distinct energies are one acquisition, not a series.
     """
     import h5py
 
     if len(paths) < 2:
         return None
     times: list[float] = []
+    singles: list[float] = []
     for p in paths:
         if not (Path(p).is_file() and h5py.is_hdf5(p)):
             return None
         try:
             with h5py.File(p, "r") as f:
                 ds = f.get("/exchange/data")
-                if ds is None or ds.ndim != 4 or ds.shape[0] < 2:
+                if ds is None or ds.ndim not in (3, 4):
                     return None
+                one = ds.ndim == 3 or ds.shape[0] == 1
+                if one:
+                    e = f.get(ENERGY_PATH)
+                    e_val = np.ravel(e[()]) if isinstance(e, h5py.Dataset) else np.zeros(0)
+                    singles.append(float(e_val[0]) if e_val.size == 1 else float("nan"))
                 t = (
                     f["/measurement/sample"].attrs.get("time_s")
                     if "/measurement/sample" in f
@@ -416,6 +436,15 @@ def series_order(paths: list[str | os.PathLike]) -> list[int] | None:
                 "copy it again from the original"
             ) from None
         times.append(float(t) if t is not None else float(len(times)))
+    if singles and len(singles) != len(paths):
+        return None  # mixed: open_scan names the problem
+    if singles:
+        e = np.asarray(singles)
+        same = np.all(np.isnan(e)) or (
+            np.all(np.isfinite(e)) and float(np.ptp(e)) <= 0.5 * (1e-3 if e.max() < 100 else 1)
+        )
+        if not same:
+            return None  # one acquisition, one file per energy
     return sorted(range(len(paths)), key=lambda i: times[i])
 
 

@@ -258,22 +258,31 @@ def export_tiff(limap_path: str | os.PathLike, out_dir: str | os.PathLike) -> li
     out = ensure_writable_dir(out_dir)
     written: list[Path] = []
     with open_h5(limap_path, "Li-map file") as f:
-        if "/li/lithiation" not in f:
-            raise XtwinInputError(f"{limap_path} is not a Li-map file (no /li/lithiation)")
+        if "/recon/mu" not in f:
+            raise XtwinInputError(
+                f"{limap_path} is not a map file written by xtwin process (no /recon/mu)"
+            )
         pixel_um = float(f["/recon/pixel_size_m"][()]) * 1e6
-        energies = f["/recon/energy_eV"][()]
-        items: list[tuple[str, Any]] = [
-            ("lithiation", f["/li/lithiation"]),
-            ("lithiation_sigma", f["/li/sigma"]),
-            ("ni_mask", f["/li/mask"]),
-            ("edge_jump_per_m", f["/li/edge_jump_per_m"]),
-        ]
+        unit = "um"
+        if str(f["/recon/mu"].attrs.get("units", "")) == "1/pixel":  # no pixel size known
+            pixel_um, unit = 1.0, "pixel"
+        energies = np.atleast_1d(f["/recon/energy_eV"][()])
+        items: list[tuple[str, Any]] = []
+        if "/li/lithiation" in f:  # a single-energy map has the attenuation only
+            items += [
+                ("lithiation", f["/li/lithiation"]),
+                ("lithiation_sigma", f["/li/sigma"]),
+                ("ni_mask", f["/li/mask"]),
+                ("edge_jump_per_m", f["/li/edge_jump_per_m"]),
+            ]
         if "/edge" in f:
             for name, ds in f["/edge"].items():
                 if isinstance(ds, h5py.Dataset) and name not in ("jump_per_m", "jump_sigma_per_m"):
                     items.append((f"edge_{name}", ds))
         for k, e in enumerate(energies):
-            items.append((f"mu_{e:.1f}eV", (f["/recon/mu"], k)))
+            tag = f"{e:.1f}eV" if np.isfinite(e) else "energy_unknown"
+            items.append((f"mu_{tag}", (f["/recon/mu"], k)))
+            items.append((f"mu_sigma_{tag}", (f["/recon/mu_sigma"], k)))
         for name, ds in items:
             arr = ds[0][ds[1]] if isinstance(ds, tuple) else ds[()]
             arr = np.asarray(arr, dtype=np.float32)
@@ -284,7 +293,7 @@ def export_tiff(limap_path: str | os.PathLike, out_dir: str | os.PathLike) -> li
                     arr,
                     imagej=True,
                     resolution=(1.0 / pixel_um, 1.0 / pixel_um),
-                    metadata={"spacing": pixel_um, "unit": "um", "axes": "ZYX"[-arr.ndim :]},
+                    metadata={"spacing": pixel_um, "unit": unit, "axes": "ZYX"[-arr.ndim :]},
                 )
             written.append(path)
     return written

@@ -30,7 +30,7 @@ class BlockResult:
     hi: int
     mu: np.ndarray
     mu_sigma: np.ndarray
-    solution: Solution
+    solution: Solution | None  # None for a single energy (attenuation only)
     mask: np.ndarray
     clamped: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -80,11 +80,13 @@ def compute_block(
     own = pool is None
     pool = ctx.slice_pool() if own else pool
     res_scratch = out_scratch if out_scratch is not None else scratch
+    retrieves = ctx.rules.calibration.mode != "attenuation"
     steps: list[tuple[str, Callable[[_Block], None]]] = [
         ("read_normalize_register", lambda b: _read(ctx, b, scratch)),
         ("reconstruct", lambda b: _reconstruct(ctx, b, pool, res_scratch)),
-        ("retrieve", lambda b: _retrieve(ctx, b, pool, res_scratch)),
     ]
+    if retrieves:
+        steps.append(("retrieve", lambda b: _retrieve(ctx, b, pool, res_scratch)))
     block = _Block(lo, hi)
     seconds = {}
     try:
@@ -103,7 +105,7 @@ def compute_block(
         hi,
         block.mu,
         block.mu_sigma,
-        Solution(*(o[f] for f in FIELDS)),
+        Solution(*(o[f] for f in FIELDS)) if retrieves else None,
         block.mask,
         block.clamped,
         seconds,
@@ -124,7 +126,7 @@ def _reconstruct(ctx: BlockContext, b: _Block, pool, scratch: Scratch | None) ->
         b.mu, b.mu_sigma = pool.run(
             b.p,
             b.v,
-            h.pixel_size_m,
+            ctx.mu_length_m,
             out=(array(scratch, "mu", shape), array(scratch, "mu_sigma", shape)),
         )
     else:  # copies: the next block reads into the scratch while this one is written

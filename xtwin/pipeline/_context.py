@@ -59,6 +59,19 @@ class BlockContext:
         return dy, dx, 1.0 if self.scales is None else float(self.scales[energy])
 
     @property
+    def mu_per_pixel(self) -> bool:
+        """The attenuation is given per pixel: a single-energy scan without a pixel size
+        (with lithiation the pixel size assumed only scales mu, which the ratio ignores)."""
+        return self.rules.calibration.mode == "attenuation" and bool(
+            self.source.header.pixel_size_assumed
+        )
+
+    @property
+    def mu_length_m(self) -> float:
+        """The length mu is given per: the pixel size, or 1 (mu in 1/pixel)."""
+        return 1.0 if self.mu_per_pixel else float(self.source.header.pixel_size_m)
+
+    @property
     def extras(self) -> tuple[str, ...]:
         """The per-voxel outputs beyond the standard ones."""
         return self.rules.extras

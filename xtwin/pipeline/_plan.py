@@ -189,13 +189,13 @@ def plan_processing(
     baseline = current_rss_bytes()
     mem.plan(2 * LANCZOS_A, baseline)  # refuses, before any pixel is read, what cannot fit
     reader = RowReader(source, exposure_ratios(h.exposure_s, h.flat_exposure_s, h.shape[0]))
-    contrast = np.interp(h.energy_eV, cal.energy_eV, np.abs(cal.s_lithiated - cal.s_delithiated))
+    contrast = np.abs(cal.s_lithiated - cal.s_delithiated)  # at the scan's (sorted) energies
     est = _estimate(reader, idx, options, contrast)
     check_interrupted()  # a SIGINT swallowed during the estimates stops here
     halo = _halo(est[0], est[1], h.shape[2])
     mem.plan(halo, baseline)  # refuses, before the axis search, a run that cannot fit
     ctx, unseen = _context(reader, est, cal, options, mem.workers, (lo, hi))
-    mask = mask_reference(ctx, lo, hi)
+    mask = mask_reference(ctx, lo, hi) if cal.mode != "attenuation" else MaskReference(0.0, [])
     rules = VoxelRules(
         cal,
         mask.jump_reference_per_m,

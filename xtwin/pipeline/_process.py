@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from xtwin import __version__
 from xtwin._files import sha256_of
 from xtwin.io.limap import LiMap
@@ -33,6 +35,8 @@ def _prepare(
 
     allow = options.allow_swapped_references
     e = source.header.energy_eV
+    if e.size == 1:
+        return _prepare_attenuation(source, refs, options, run)
     cal = refs.calibrate(e, allow)  # refuses references that cannot serve, before any fit
     offset = energy_offset(options, source, refs, cal.edge_eV)
     delta = offset.value_eV if offset is not None else 0.0
@@ -58,6 +62,35 @@ def _prepare(
         }
     plan = plan_processing(source, cal, options, run, tuple(c for _, c in alts))
     return Prepared(refs, cal, conventions, plan, offset)
+
+
+def _prepare_attenuation(
+    source: ScanSource, refs: References, options: ProcessOptions, run: RunOptions
+) -> Prepared:
+    """One energy: the attenuation only (no lithiation, nothing that needs energies).
+
+    Raises
+    ------
+    XtwinInputError
+        An energy calibration was asked for: it needs several energies.
+    """
+    import dataclasses
+
+    from xtwin.errors import XtwinInputError
+    from xtwin.retrieve.three_energy import attenuation_calibration
+
+    if options.energy_offset_eV is not None or options.energy_calibration is not None:
+        raise XtwinInputError(
+            "a single-energy scan has no energy scale to calibrate; drop --energy-offset / "
+            "--energy-calibration, or give a scan with three or more energies"
+        )
+    cal = attenuation_calibration(source.header.energy_eV)
+    notes = ["single-energy scan: the attenuation mu is reconstructed, no lithiation"]
+    if refs.standards:
+        notes.append("the reference spectra are not used (one energy retrieves no lithiation)")
+    refs = dataclasses.replace(refs, extra_notes=refs.extra_notes + tuple(notes))
+    plan = plan_processing(source, cal, options, run, ())
+    return Prepared(refs, cal, {}, plan, None)
 
 
 def _references(
@@ -140,7 +173,7 @@ def process_scan(
     run = dataclasses.replace(run or RunOptions(), **how)
     source = scan if isinstance(scan, ScanSource) else source_from_scan(scan)
     prep = _prepare(source, _references(lithiated, delithiated, opts), opts, run)
-    sink = ArraySink(map_shapes(source, prep.plan.n_rows, prep.plan.ctx.extras))
+    sink = ArraySink(_shapes(source, prep))
     on_event(_planned(prep, 0))
     timing: dict[str, float] = {}
     clamped = run_blocks(prep.plan, sink, run, on_event, timing)
@@ -150,6 +183,10 @@ def process_scan(
 
 def _limap(sink: ArraySink, prep: Prepared, prov: dict[str, Any]) -> LiMap:
     a = sink.arrays
+    if "lithiation" not in a:  # one energy: no lithiation (NaN, as the file has none)
+        nan = np.full(a["mu"].shape[1:], np.nan, dtype=np.float32)
+        a = {**a, **{k: nan for k in ("lithiation", "sigma", "edge_jump_per_m")}}
+        a["edge_jump_sigma_per_m"] = nan
     return LiMap(
         lithiation=a["lithiation"],
         sigma=a["sigma"],
@@ -164,7 +201,20 @@ def _limap(sink: ArraySink, prep: Prepared, prov: dict[str, Any]) -> LiMap:
         edge={k[5:]: v for k, v in a.items() if k.startswith("edge/")},
         systematic=a.get("li/systematic"),
         mode=prep.calibration.mode,
+        mu_units=_mu_units(prep),
     )
+
+
+def _mu_units(prep: Prepared) -> str:
+    """1/m, or 1/pixel for a single-energy scan without a pixel size; the optical density
+    -ln(I/I0) of a single-energy 2D image."""
+    if prep.calibration.mode == "attenuation" and not prep.plan.ctx.source.header.is_tomography:
+        return "optical density"
+    return "1/pixel" if prep.plan.ctx.mu_per_pixel else "1/m"
+
+
+def _shapes(source: ScanSource, prep: Prepared) -> dict[str, tuple[int, ...]]:
+    return map_shapes(source, prep.plan.n_rows, prep.plan.ctx.extras, prep.calibration.mode)
 
 
 def _hashes(paths: list[PathLike], options: ProcessOptions) -> dict[str, str]:
@@ -238,7 +288,7 @@ def process_file(
             hashing = hasher.submit(_hashes, paths, opts)
             prep = _prepare(source, refs, opts, run)
             hashes = hashing.result()
-        shapes = map_shapes(source, prep.plan.n_rows, prep.plan.ctx.extras)
+        shapes = _shapes(source, prep)
         sink = H5Sink(partial_path(out), shapes, resume_key(hashes, refs, opts))
         try:
             on_event(_planned(prep, sink.resumed))
@@ -252,6 +302,7 @@ def process_file(
                 source.header.pixel_size_m,
                 prov,
                 prep.calibration.mode,
+                _mu_units(prep),
             )
         finally:
             sink.close()

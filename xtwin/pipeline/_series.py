@@ -39,7 +39,9 @@ def check_series(paths: list[PathLike]) -> None:
     ref = heads[0]
     for p, h in zip(paths, heads):
         problems = []
-        if h.shape[0] != ref.shape[0] or not np.allclose(h.energy_eV, ref.energy_eV, atol=0.5):
+        if h.shape[0] != ref.shape[0] or not np.allclose(
+            h.energy_eV, ref.energy_eV, atol=0.5, equal_nan=True
+        ):
             problems.append(f"energies {h.energy_eV.tolist()} vs {ref.energy_eV.tolist()} eV")
         if h.shape[2:] != ref.shape[2:]:
             problems.append(f"detector {h.shape[2:]} vs {ref.shape[2:]}")

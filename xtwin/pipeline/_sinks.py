@@ -31,14 +31,17 @@ def extra_path(name: str) -> str:
 
 
 def map_shapes(
-    source: ScanSource, n_rows: int, extras: tuple[str, ...]
+    source: ScanSource, n_rows: int, extras: tuple[str, ...], mode: str = "three-energy"
 ) -> dict[str, tuple[int, ...]]:
-    """Every output's shape for ``n_rows`` detector rows."""
+    """Every output's shape for ``n_rows`` detector rows (the attenuation only for one
+    energy)."""
     n_e, _, _, n_c = source.header.shape
     img = (n_rows, n_c, n_c) if source.header.is_tomography else (n_rows, n_c)
+    mu = {"mu": (n_e,) + img, "mu_sigma": (n_e,) + img}
+    if mode == "attenuation":
+        return mu
     return {
-        "mu": (n_e,) + img,
-        "mu_sigma": (n_e,) + img,
+        **mu,
         "lithiation": img,
         "sigma": img,
         "edge_jump_per_m": img,
@@ -49,6 +52,8 @@ def map_shapes(
 
 def _maps(res: BlockResult) -> dict[str, np.ndarray]:
     s = res.solution
+    if s is None:
+        return {}
     out = dict(zip(_LI, (s.lithiation, s.sigma, s.edge_jump, s.edge_jump_sigma)))
     return out | {extra_path(k): v for k, v in res.extra.items()}
 
@@ -67,8 +72,8 @@ class ArraySink:
 
     def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
         self.arrays = {k: np.full(s, np.nan, dtype=np.float32) for k, s in shapes.items()}
-        self.mask = np.zeros(shapes["lithiation"], dtype=bool)
-        self.done = np.zeros(shapes["lithiation"][0], dtype=bool)
+        self.mask = np.zeros(shapes["mu"][1:], dtype=bool)
+        self.done = np.zeros(shapes["mu"][1], dtype=bool)
         self.resumed = 0
 
     def write(self, r0: int, res: BlockResult) -> None:
@@ -98,8 +103,9 @@ class H5Sink:
             f = h5py.File(path, "w", track_order=False)
             for name, shape in _paths(shapes):
                 _create(f, name, shape, np.float32)
-            _create(f, "/li/mask", shapes["lithiation"], np.uint8)
-            _create(f, "/pipeline/rows_done", (shapes["lithiation"][0],), np.uint8)
+            if "lithiation" in shapes:
+                _create(f, "/li/mask", shapes["lithiation"], np.uint8)
+            _create(f, "/pipeline/rows_done", (shapes["mu"][1],), np.uint8)
             f.attrs["resume_key"] = key
             f.flush()
         self.f = f
@@ -132,14 +138,15 @@ class H5Sink:
         mask = np.asarray(res.mask, dtype=bool)
         per_energy = [(f["/recon/mu"], res.mu), (f["/recon/mu_sigma"], res.mu_sigma)]
         per_map = [(f[_h5_path(name)], val) for name, val in _maps(res).items()]
-        ds_mask = f["/li/mask"]
+        ds_mask = f["/li/mask"] if res.solution is not None else None
         for k in range(n):
             for ds, val in per_energy:
                 for e in range(val.shape[0]):
                     ds[e, r0 + k] = val[e, k]
             for ds, val in per_map:
                 ds[r0 + k] = val[k]
-            ds_mask[r0 + k] = mask[k].astype(np.uint8)
+            if ds_mask is not None:
+                ds_mask[r0 + k] = mask[k].astype(np.uint8)
         f.flush()
         _to_disk(f)
         f["/pipeline/rows_done"][r0 : r0 + n] = 1  # last: rows count once their data are in
@@ -153,15 +160,32 @@ class H5Sink:
         pixel_size_m: float,
         provenance: dict[str, Any],
         mode: str = "three-energy",
+        mu_units: str = "1/m",
     ) -> None:
         """Units, links and provenance; the partial file renamed to ``out``."""
-        import h5py
-
         f = self.f
         f["/recon/energy_eV"] = np.asarray(energy_eV, dtype=np.float64)
         f["/recon/pixel_size_m"] = np.float64(pixel_size_m)
+        f["/recon/mu"].attrs["units"] = mu_units
+        f["/recon/mu_sigma"].attrs["units"] = mu_units
+        f["/recon"].attrs["mode"] = mode
+        if mode != "attenuation":
+            self._finish_li(mode, provenance)
+        g = f.require_group("/provenance")
+        for k, v in provenance.items():
+            g.attrs[k] = attr_value(v)
+        del f["/pipeline"]
+        del f.attrs["resume_key"]
+        f.close()
+        apply_umask(self.path)
+        os.replace(self.path, out)
+
+    def _finish_li(self, mode: str, provenance: dict[str, Any]) -> None:
+        """The lithiation's units, the edge group's links and the systematic's summary."""
+        import h5py
+
+        f = self.f
         f["/li/lithiation"].attrs["units"] = "lithiation fraction"
-        f["/recon/mu"].attrs["units"] = "1/m"
         f["/li/edge_jump_per_m"].attrs["units"] = "1/m (optical density for 2D XANES)"
         edge = f.require_group("/edge")
         edge.attrs["mode"] = mode
@@ -177,14 +201,6 @@ class H5Sink:
             ds.attrs["map_median"] = (
                 float(np.nanmedian(sub)) if np.isfinite(sub).any() else float("nan")
             )
-        g = f.require_group("/provenance")
-        for k, v in provenance.items():
-            g.attrs[k] = attr_value(v)
-        del f["/pipeline"]
-        del f.attrs["resume_key"]
-        f.close()
-        apply_umask(self.path)
-        os.replace(self.path, out)
 
     def close(self) -> None:
         """Close the file (after an error too, without masking it)."""
@@ -204,7 +220,7 @@ def _check_space(path: Path, shapes: dict[str, tuple[int, ...]], resuming: bool)
         With the sizes.
     """
     total = sum(4 * int(np.prod(s)) for s in shapes.values())
-    total += int(np.prod(shapes["lithiation"]))  # the mask
+    total += int(np.prod(shapes.get("lithiation", 0)))  # the mask
     on_disk = getattr(os.stat(path), "st_blocks", 0) * 512 if resuming else 0
     free = shutil.disk_usage(path.parent).free
     if total - on_disk > free:

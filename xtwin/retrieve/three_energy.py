@@ -74,13 +74,25 @@ class Calibration:
 
     @property
     def mode(self) -> str:
-        """``edge-jump`` (2 energies), ``three-energy`` (3) or ``multi-energy`` (4 or more)."""
+        """``attenuation`` (1 energy: no retrieval), ``edge-jump`` (2 energies),
+        ``three-energy`` (3) or ``multi-energy`` (4 or more)."""
         n = np.size(self.energy_eV)
-        return "edge-jump" if n == 2 else "three-energy" if n == 3 else "multi-energy"
+        return (
+            "attenuation"
+            if n == 1
+            else "edge-jump"
+            if n == 2
+            else "three-energy"
+            if n == 3
+            else "multi-energy"
+        )
 
     @property
     def matrix(self) -> np.ndarray:
-        """Design matrix, rows = energies, columns = (B, J, K); (B, J) for two energies."""
+        """Design matrix, rows = energies, columns = (B, J, K); (B, J) for two energies, (B)
+        for one."""
+        if self.mode == "attenuation":
+            return np.column_stack([self.background])
         cols = [self.background, self.jump * self.s_delithiated]
         if self.mode != "edge-jump":
             cols.append(self.jump * (self.s_lithiated - self.s_delithiated))
@@ -92,6 +104,8 @@ class Calibration:
             k: np.round(getattr(self, k), 6).tolist()
             for k in ("energy_eV", "background", "jump", "s_lithiated", "s_delithiated")
         } | {"mode": self.mode, "edge_eV": round(self.edge_eV, 2)}
+        if self.mode == "attenuation":
+            return {"mode": self.mode, "energy_eV": [float(x) for x in self.energy_eV]}
         if self.energy_offset_eV:
             out["energy_offset_eV"] = round(self.energy_offset_eV, 4)
         if self.path is not None:
@@ -157,9 +171,11 @@ def calibrate(
     """
     e_scan = np.sort(np.asarray(energy_eV, dtype=float))
     e = e_scan + energy_offset_eV if energy_offset_eV else e_scan
+    if e.size == 1:
+        return attenuation_calibration(e_scan)
     if e.size < 2:
         raise XtwinInputError(
-            f"{e.size} energy given; the pipeline needs at least two (pre- and post-edge) for "
+            f"{e.size} energies given; the pipeline needs at least two (pre- and post-edge) for "
             "the Ni edge jump and three (pre-edge, edge, post-edge) for the lithiation"
         )
     if (lithiated is None) != (delithiated is None):
@@ -222,6 +238,13 @@ def calibrate(
     if series is not None:
         cal = _with_path(cal, build_path(e, series[0], series[1]))
     return cal
+
+
+def attenuation_calibration(energy_eV: np.ndarray) -> Calibration:
+    """One energy (known or NaN): the attenuation is reconstructed, nothing is retrieved."""
+    e = np.asarray(energy_eV, dtype=float).reshape(1)
+    one, zero = np.ones(1), np.zeros(1)
+    return Calibration(e, one, zero, zero, zero, DEFAULT_EDGE_EV)
 
 
 def _with_path(cal: Calibration, path: ChemistryPath) -> Calibration:

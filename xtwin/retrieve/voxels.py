@@ -28,6 +28,7 @@ FIELDS = ("lithiation", "sigma", "edge_jump", "edge_jump_sigma", "background")
 
 #: Per-voxel outputs beyond the lithiation, by retrieval mode.
 EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
+    "attenuation": (),
     "edge-jump": ("od_ratio",),
     "three-energy": (),
     "multi-energy": (

@@ -34,6 +34,8 @@ from xtwin.recon.center import center_from_sinograms
 #: Detector rows (a central band) whose vertical profiles and centre of mass give the quick
 #: look at the run-out and the vertical offsets.
 RUNOUT_BAND_ROWS = 96
+#: Fewer detector rows than this carry no vertical profile to align: no run-out estimate.
+RUNOUT_MIN_ROWS = 16
 #: Detector rows read at a time by the quick look (per energy; READ_THREADS energies at once).
 RUNOUT_READ_ROWS = 8
 #: Detector rows and columns (at most) of the sinograms that projection matching aligns.
@@ -74,6 +76,15 @@ def estimate_runout(reader: RowReader, mode: str) -> RunoutEstimate:
     """Offsets of every energy's projections (``mode``: ``auto`` or ``on``)."""
     h = reader.source.header
     n_r = h.shape[2]
+    if n_r < RUNOUT_MIN_ROWS:
+        return RunoutEstimate(
+            None,
+            {
+                "applied": False,
+                "method": f"not estimated: {n_r} detector rows (the vertical profiles need "
+                f"{RUNOUT_MIN_ROWS})",
+            },
+        )
     band = min(n_r, RUNOUT_BAND_ROWS)
     band_rows = ((n_r - band) // 2, (n_r - band) // 2 + band)
     # energies side by side, a few rows at a time (RUNOUT_READ_ROWS: the memory model's band)
