@@ -222,3 +222,56 @@ def test_mosaic_is_read_as_one_stitched_image(shared_data):
     assert m.images.shape == (1, 1024, 1024)
     assert m.pixel_size_m == pytest.approx(155.8e-9, rel=1e-3)
     assert any("4 x 4 mosaic" in n for n in m.notes)
+
+
+# -- real tomopy files: per-image energies, angles, shifts, the embedded reference --
+
+
+def test_real_txrm_tomography_metadata(shared_data, tmp_path, capsys):
+    from xtwin.io.source import read_scan
+
+    txrm = shared_data / "txm" / "tomopy" / "txrm_test_chip_tomo.txrm"
+    out = tmp_path / "chip.h5"
+    assert main(["convert", str(txrm), "-o", str(out)]) == 0
+    scan = read_scan(out)
+    # ImageInfo/Energy holds 9200 eV on the first image only: every image is at 9200 eV
+    np.testing.assert_allclose(scan.energy_eV, [9200.0], atol=0.1)
+    assert scan.data.shape == (1, 7, 256, 256)
+    np.testing.assert_allclose(scan.theta_deg, np.arange(-45, 46, 15), atol=0.05)
+    assert scan.pixel_size_m == pytest.approx(0.1558e-6, rel=1e-3)
+    sh = scan.projection_shifts_px
+    assert sh is not None and sh.shape == (1, 7, 2)
+    assert sh[0, 0, 1] == pytest.approx(0.2592, abs=1e-3)  # X-Shifts[0], columns
+    assert sh[0, 0, 0] == pytest.approx(0.2440, abs=1e-3)  # Y-Shifts[0], rows
+    assert scan.flats is None  # no reference in or beside it
+    with __import__("h5py").File(out, "r") as f:
+        notes = f["/provenance"].attrs["notes"]
+    assert "recorded for 1 of 7 images" in notes and "no flat-field references" in notes
+    # processing it names what is missing
+    rc = main(["process", str(out), "-o", str(tmp_path / "m.h5")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "flat" in err or "not a tomogram" in err  # 7 angles over 90 degrees
+
+
+def test_real_xrm_embedded_reference(shared_data, tmp_path):
+    from xtwin.io.source import read_scan
+
+    xrm = shared_data / "txm" / "tomopy" / "test_chip00.xrm"
+    out = tmp_path / "chip00.h5"
+    assert main(["convert", str(xrm), "-o", str(out)]) == 0
+    scan = read_scan(out)
+    assert scan.flats is not None and scan.flats.shape == (1, 1, 512, 512)
+    # the reference's own exposure (40 s) beside the image's (39.88 s)
+    assert scan.flat_exposure_s[0] == pytest.approx(40.0, rel=1e-4)
+    assert scan.exposure_s[0] == pytest.approx(39.8847, rel=1e-4)
+    t = scan.data[0, 0] / scan.flats[0, 0] * scan.flat_exposure_s[0] / scan.exposure_s[0]
+    # the flat removes the illumination's structure: the raw image follows the reference
+    # (correlation 0.76), the normalized one does not (-0.27); transmission within (0, 1.1]
+    raw, ref = scan.data[0, 0].astype(float), scan.flats[0, 0].astype(float)
+    c_raw = np.corrcoef(raw.ravel(), ref.ravel())[0, 1]
+    c_norm = np.corrcoef(t.ravel(), ref.ravel())[0, 1]
+    assert c_raw > 0.6 and abs(c_norm) < 0.5 * c_raw
+    assert np.percentile(t, 99.9) < 1.1 and np.median(t) > 0
+    with __import__("h5py").File(out, "r") as f:
+        assert "embedded" in f["/provenance"].attrs["notes"]

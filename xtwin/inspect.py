@@ -70,7 +70,6 @@ def describe(path: str | os.PathLike) -> str:
             )
         )
     if kind == "scan file":
-
         from xtwin.io.scan import read_header
 
         h = read_header(path)[0]

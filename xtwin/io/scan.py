@@ -29,6 +29,7 @@ PIXEL_PATH = "/measurement/instrument/detector/pixel_size"
 GAIN_PATH = "/measurement/instrument/detector/counts_per_photon"
 EXPOSURE_PATH = "/measurement/instrument/detector/exposure_time"
 FLAT_EXPOSURE_PATH = "/measurement/instrument/detector/exposure_time_white"
+SHIFTS_PATH = "/measurement/instrument/alignment/projection_shifts_px"
 
 _LENGTH_UNITS = {
     "m": 1.0,
@@ -76,6 +77,9 @@ class ScanData:
         Assumptions the reader had to make (missing units, missing pixel size, ...).
     pixel_size_assumed : bool
         The file recorded no pixel size (``pixel_size_m`` is :data:`ASSUMED_PIXEL_SIZE_M`).
+    projection_shifts_px : ndarray (n_energy, n_angle, 2) or None
+        Alignment shifts (rows, cols; px) that the acquisition software recorded for each
+        projection (Xradia ``Alignment/Y-Shifts``, ``X-Shifts``): the shift that aligns it.
 
     A scan with one energy may leave it unknown (``energy_eV = [nan]``): it is reconstructed
     as attenuation only.
@@ -94,6 +98,7 @@ class ScanData:
     provenance: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     pixel_size_assumed: bool = False
+    projection_shifts_px: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         validate_scan(self)
@@ -173,6 +178,12 @@ def validate_scan(scan: ScanData, source: str = "scan") -> None:
             f"{source}: pixel size {scan.pixel_size_m} m is not plausible; "
             "check its units attribute"
         )
+    sh = scan.projection_shifts_px
+    if sh is not None and (np.shape(sh) != (n_e, n_a, 2) or not np.all(np.isfinite(sh))):
+        raise XtwinInputError(
+            f"{source}: projection shifts have shape {np.shape(sh)}; expected finite "
+            f"({n_e}, {n_a}, 2) (rows, cols per projection)"
+        )
 
 
 def _length_m(value: float, units: str | None, what: str) -> float:
@@ -223,6 +234,8 @@ class ScanHeader:
         Files read (empty for in-memory data).
     pixel_size_assumed : bool
         The file recorded no pixel size.
+    projection_shifts_px : ndarray or None
+        Recorded per-projection alignment shifts (n_energy, n_angle, 2), energies ascending.
     """
 
     shape: tuple[int, int, int, int]
@@ -240,6 +253,7 @@ class ScanHeader:
     notes: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
     pixel_size_assumed: bool = False
+    projection_shifts_px: np.ndarray | None = None
 
     @property
     def energy_known(self) -> bool:
@@ -408,6 +422,15 @@ def _parse_header(f, path: Path):
     meta = attrs_dict(f["/measurement/sample"]) if "/measurement/sample" in f else {}
     prov = attrs_dict(f["/provenance"]) if "/provenance" in f else {}
     order = np.argsort(energy)
+    shifts = None
+    if SHIFTS_PATH in f:
+        shifts = np.asarray(f[SHIFTS_PATH][()], dtype=float).reshape(-1, n_a, 2)
+        if shifts.shape != (n_e, n_a, 2) or not np.all(np.isfinite(shifts)):
+            raise XtwinInputError(
+                f"scan file {path}: {SHIFTS_PATH} has shape {shifts.shape}; expected finite "
+                f"({n_e}, {n_a}, 2)"
+            )
+        shifts = shifts[order]
     header = ScanHeader(
         shape=shape,
         dtype=ds.dtype,
@@ -424,6 +447,7 @@ def _parse_header(f, path: Path):
         notes=tuple(notes),
         paths=(str(path),),
         pixel_size_assumed=assumed,
+        projection_shifts_px=shifts,
     )
     parts = [
         ScanPart(str(path), None if one_energy else int(e), (int(e) if flat_4d else None))
@@ -476,6 +500,8 @@ def write_scan(path: str | os.PathLike, scan: ScanData) -> None:
         datasets[ENERGY_PATH] = scan.energy_eV.astype(np.float64)
     if not scan.pixel_size_assumed:
         datasets[PIXEL_PATH] = np.float64(scan.pixel_size_m)
+    if scan.projection_shifts_px is not None:
+        datasets[SHIFTS_PATH] = np.asarray(scan.projection_shifts_px, dtype=np.float64)
     if scan.flats is not None:
         datasets["/exchange/data_white"] = scan.flats
     if scan.darks is not None:
@@ -488,6 +514,11 @@ def write_scan(path: str | os.PathLike, scan: ScanData) -> None:
         "/exchange/theta": {"units": "degrees"},
         **({ENERGY_PATH: {"units": "eV"}} if ENERGY_PATH in datasets else {}),
         **({PIXEL_PATH: {"units": "m"}} if PIXEL_PATH in datasets else {}),
+        **(
+            {SHIFTS_PATH: {"units": "pixels", "axes": "energy:angle:(rows, cols)"}}
+            if SHIFTS_PATH in datasets
+            else {}
+        ),
         **({EXPOSURE_PATH: {"units": "s"}} if scan.exposure_s is not None else {}),
         **({FLAT_EXPOSURE_PATH: {"units": "s"}} if scan.flat_exposure_s is not None else {}),
         "/measurement/sample": dict(scan.metadata),

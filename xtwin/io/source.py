@@ -213,6 +213,7 @@ class ScanSource:
             provenance=h.provenance,
             notes=h.notes,
             pixel_size_assumed=h.pixel_size_assumed,
+            projection_shifts_px=h.projection_shifts_px,
         )
 
     def _all_darks(self) -> np.ndarray:
@@ -264,6 +265,7 @@ def source_from_scan(scan) -> ScanSource:
             provenance=scan.provenance,
             notes=scan.notes,
             pixel_size_assumed=scan.pixel_size_assumed,
+            projection_shifts_px=pick(scan.projection_shifts_px),
         )
     s = sorted_scan
     header = ScanHeader(
@@ -281,6 +283,7 @@ def source_from_scan(scan) -> ScanSource:
         provenance=s.provenance,
         notes=s.notes,
         pixel_size_assumed=s.pixel_size_assumed,
+        projection_shifts_px=s.projection_shifts_px,
     )
     parts = [ScanPart(None, e, e) for e in range(s.data.shape[0])]
     return ScanSource(header, parts, arrays=s)
@@ -372,6 +375,7 @@ def open_scan(paths: str | os.PathLike | list[str | os.PathLike]) -> ScanSource:
         provenance={"merged_from": [str(p) for p in plist]},
         notes=tuple(n for i in order for n in infos[i][0].notes),
         pixel_size_assumed=ref.pixel_size_assumed,
+        projection_shifts_px=cat("projection_shifts_px"),
         paths=tuple(str(plist[i]) for i in order),
     )
     parts = [infos[i][1][0] for i in order]

@@ -114,6 +114,13 @@ class XrmImages:
     notes: tuple[str, ...]
     path: str
     date_s: np.ndarray | None = None
+    binning: int = 1
+    #: the embedded flat-field reference (``ReferenceData/Image``), as frames of kind "flat"
+    reference: XrmImages | None = None
+    #: per-image alignment shifts the microscope software recorded (``Alignment/X-Shifts``,
+    #: ``Y-Shifts``; pixels, (n, 2): rows, cols) and whether it had applied them
+    shifts_px: np.ndarray | None = None
+    shifts_applied: bool = False
 
     @property
     def is_reference(self) -> bool:
@@ -222,6 +229,16 @@ def _read_xrm(path: Path, kind: str) -> XrmImages:
             ole.openstream("ImageInfo/Date").read() if ole.exists("ImageInfo/Date") else b"",
             n_img,
         )
+        binning = int((_read(ole, "ImageInfo/HorizontalBin", "I") or (1,))[0]) or 1
+        shifts, shifts_applied = _alignment_shifts(ole, n_img)
+        embedded = _embedded_reference(ole, path, shape, binning, dtype)
+    energy, filled = _fill_energies(energy, n_img)
+    if filled:
+        notes.append(
+            f"{path.name}: ImageInfo/Energy recorded for {n_img - filled} of {n_img} images "
+            "(Xradia writes it when it changes); each other image took the last energy "
+            "recorded before it"
+        )
     if energy.size < n_img or not np.all(energy > 0):
         from_name = energy_from_name(path.name)
         if from_name is None:
@@ -241,6 +258,22 @@ def _read_xrm(path: Path, kind: str) -> XrmImages:
         )
     angles = angles if angles.size == n_img else np.zeros(n_img)
     exposure = exposure if exposure.size == n_img and np.all(exposure > 0) else np.ones(n_img)
+    reference = None
+    if embedded is not None and kind == "sample":
+        ref_img, ref_t = embedded
+        e_ref = np.unique(energy)  # one reference serves every energy of the file
+        reference = XrmImages(
+            np.broadcast_to(ref_img, (e_ref.size,) + ref_img.shape),
+            e_ref,
+            np.zeros(e_ref.size),
+            np.full(e_ref.size, ref_t if ref_t > 0 else float(exposure[0])),
+            pixel_um * 1e-6,
+            "flat",
+            (),
+            f"{path}#ReferenceData",
+            np.full(e_ref.size, dates[0]),
+            binning,
+        )
     return XrmImages(
         np.stack(images),
         energy,
@@ -251,7 +284,80 @@ def _read_xrm(path: Path, kind: str) -> XrmImages:
         tuple(notes),
         str(path),
         dates,
+        binning,
+        reference,
+        shifts,
+        shifts_applied,
     )
+
+
+def _fill_energies(energy: np.ndarray, n_img: int) -> tuple[np.ndarray, int]:
+    """Per-image energies where Xradia recorded only some (0 for the others: it writes the
+    energy when it changes): each 0 after a recorded energy takes the last one recorded.
+    Returns the energies and how many were filled."""
+    if energy.size != n_img or n_img < 2 or not energy[0] > 0:
+        return energy, 0
+    out = energy.copy()
+    filled = 0
+    for i in range(1, n_img):
+        if not out[i] > 0:
+            out[i] = out[i - 1]
+            filled += 1
+    return out, filled
+
+
+def _alignment_shifts(ole, n_img: int) -> tuple[np.ndarray | None, bool]:
+    """``Alignment/Y-Shifts`` and ``X-Shifts`` (pixels, per image) as (n, 2) rows, cols, and
+    whether the microscope software applied them (``ReferenceShiftsApplied`` or
+    ``StageShiftsApplied``); None when absent or all zero."""
+    xs = np.asarray(_read(ole, "Alignment/X-Shifts", "f")[:n_img], dtype=float)
+    ys = np.asarray(_read(ole, "Alignment/Y-Shifts", "f")[:n_img], dtype=float)
+    if xs.size != n_img or ys.size != n_img or not np.all(np.isfinite(xs + ys)):
+        return None, False
+    if not (np.any(xs) or np.any(ys)):
+        return None, False
+    applied = any(
+        (_read(ole, f"Alignment/{k}", "I") or (0,))[0] == 1
+        for k in ("ReferenceShiftsApplied", "StageShiftsApplied")
+    )
+    return np.c_[ys, xs], applied
+
+
+def _embedded_reference(
+    ole, path: Path, shape: tuple[int, int], binning: int, dtype: np.dtype
+) -> tuple[np.ndarray, float] | None:
+    """``ReferenceData/Image`` at the images' binning (a finer-binned reference is summed
+    into the images' pixels: counts add), with its exposure (``ReferenceData/ExpTime``).
+
+    Raises
+    ------
+    XtwinInputError
+        A coarser-binned reference, or one whose size does not match the images.
+    """
+    if not ole.exists("ReferenceData/Image"):
+        return None
+    ref_bin = int((_read(ole, "ReferenceData/Binning", "I") or (binning,))[0]) or binning
+    code = (_read(ole, "ReferenceData/DataType", "I") or (0,))[0]
+    dt = _DTYPES.get(code, np.dtype(dtype))
+    raw = ole.openstream("ReferenceData/Image").read()
+    if ref_bin > binning or binning % ref_bin:
+        raise XtwinInputError(
+            f"{path}: the embedded reference is binned {ref_bin}, the images {binning}: a "
+            "reference cannot be made finer; take it at the images' binning (or finer)"
+        )
+    k = binning // ref_bin
+    ref_shape = (shape[0] * k, shape[1] * k)
+    if len(raw) < ref_shape[0] * ref_shape[1] * dt.itemsize:
+        raise XtwinInputError(
+            f"{path}: ReferenceData/Image holds {len(raw)} bytes, fewer than a "
+            f"{ref_shape[0]} x {ref_shape[1]} reference needs; the file is truncated"
+        )
+    img = np.frombuffer(raw[: ref_shape[0] * ref_shape[1] * dt.itemsize], dtype=dt)
+    img = img.reshape(ref_shape).astype(np.float64)
+    if k > 1:
+        img = img.reshape(shape[0], k, shape[1], k).sum(axis=(1, 3))
+    t = float((_read(ole, "ReferenceData/ExpTime", "f") or (0.0,))[0])
+    return img, t
 
 
 def xrm_to_scan(
@@ -320,6 +426,15 @@ def xrm_to_scans(
         raise XtwinInputError("the Xradia files hold images of different sizes")
     groups = _groups(samples)
     refs = [f for f in files if f.kind == "flat"]
+    embedded_note = None
+    if not refs:  # no separate references: those stored in the sample files
+        refs = [f.reference for f in samples if f.reference is not None]
+        if refs:
+            embedded_note = (
+                f"flat field: the reference embedded in {len(refs)} sample file(s) "
+                "(ReferenceData/Image, with its own exposure), no separate reference files "
+                "given"
+            )
     dark_frames = [f for f in files if f.kind == "dark"]
     starts = {k: _start(fs) for k, fs in groups.items()}
     order = sorted(groups, key=lambda k: (np.isnan(starts[k]), starts[k], k))
@@ -338,7 +453,13 @@ def xrm_to_scans(
         if np.isfinite(t):
             meta["time_s"] = float(t - t0)
             meta["acquired"] = _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat()
-        out.append((key, _one_scan(groups[key], own_refs, own_darks, meta, len(groups))))
+        scan = _one_scan(groups[key], own_refs, own_darks, meta, len(groups))
+        if embedded_note:
+            import dataclasses
+
+            scan = dataclasses.replace(scan, notes=scan.notes + (embedded_note,))
+            scan.provenance["notes"] = list(scan.notes)
+        out.append((key, scan))
     return out
 
 
@@ -418,7 +539,17 @@ def _one_scan(
                     flats_per_e[ie].append(img)
                     flat_t[ie].append(float(t))
     missing = [f"{e:g}" for e, fl in zip(energies, flats_per_e) if not fl]
-    if missing:
+    notes: list[str] = [n for f in samples + refs + darks for n in f.notes]
+    stacks_only = all(Path(f.path).suffix.lower() == ".txrm" for f in samples)
+    if len(missing) == energies.size and not refs and stacks_only:
+        # a .txrm stack without any reference: converted as it is, said so (process asks
+        # for the flats, a convert with --flats adds them)
+        notes.append(
+            "no flat-field references in or beside the .txrm: the scan file holds the "
+            "projections only; convert again with the reference files (or --flats GLOB) "
+            "before processing"
+        )
+    elif missing:
         raise XtwinInputError(
             f"group {meta['group']!r}: no flat-field references at {', '.join(missing)} eV; "
             "add the reference files of every energy (named *_ref_*, ref_*, bkg* or given "
@@ -426,15 +557,17 @@ def _one_scan(
         )
     if not np.allclose(expo, expo[:, :1]):
         raise XtwinInputError("sample exposures differ between angles of one energy")
-    notes: list[str] = [n for f in samples + refs + darks for n in f.notes]
     for e, ts in zip(energies, flat_t):
-        if not np.allclose(ts, ts[0], rtol=1e-3):
+        if ts and not np.allclose(ts, ts[0], rtol=1e-3):
             raise XtwinInputError(
                 f"group {meta['group']!r}: the references at {e:g} eV have different "
                 f"exposures ({sorted(set(ts))} s); keep one series per energy"
             )
-    n_flat = min(len(fl) for fl in flats_per_e)
-    flats = np.stack([np.stack(fl[:n_flat]) for fl in flats_per_e]).astype(np.uint16)
+    flats = None
+    if not missing:
+        n_flat = min(len(fl) for fl in flats_per_e)
+        flats = np.stack([np.stack(fl[:n_flat]) for fl in flats_per_e])
+        flats = flats.astype(np.uint16 if flats.max() <= np.iinfo(np.uint16).max else np.float32)
     dark_stack = None
     if darks:
         dark_imgs = [img for d in darks for img in d.images]
@@ -459,6 +592,17 @@ def _one_scan(
             f"group {meta['group']!r}: {len(samples)} sample files of {n_groups} "
             "acquisitions (grouped by name and exposure; never summed across groups)"
         )
+    shifts = _scan_shifts(samples, energies, angles)
+    if shifts is not None:
+        applied = any(f.shifts_applied for f in samples)
+        notes.append(
+            "Xradia alignment shifts (Alignment/X-Shifts, Y-Shifts) recorded, rms "
+            f"{np.sqrt(np.mean(shifts[..., 0] ** 2)):.2f} rows, "
+            f"{np.sqrt(np.mean(shifts[..., 1] ** 2)):.2f} cols"
+            + (" (already applied by the microscope software)" if applied else "")
+            + "; xtwin process --xradia-shifts use applies them"
+        )
+        meta["xradia_shifts_applied"] = applied
     return ScanData(
         data=data,
         flats=flats,
@@ -468,7 +612,7 @@ def _one_scan(
         pixel_size_m=samples[0].pixel_size_m,
         counts_per_photon=gain,
         exposure_s=expo[:, 0],
-        flat_exposure_s=np.array([ts[0] for ts in flat_t]),
+        flat_exposure_s=None if flats is None else np.array([ts[0] for ts in flat_t]),
         metadata=meta,
         provenance={
             "converted_from": [f.path for f in samples + refs + darks],
@@ -476,7 +620,27 @@ def _one_scan(
             "notes": list(notes),
         },
         notes=tuple(notes),
+        projection_shifts_px=shifts,
     )
+
+
+def _scan_shifts(
+    samples: list[XrmImages], energies: np.ndarray, angles: np.ndarray
+) -> np.ndarray | None:
+    """The recorded alignment shifts as (n_energy, n_angle, 2) rows, cols (None when no
+    file has any; repeats at one energy and angle are averaged)."""
+    if not any(f.shifts_px is not None for f in samples):
+        return None
+    total = np.zeros((energies.size, angles.size, 2))
+    count = np.zeros((energies.size, angles.size, 1))
+    for f in samples:
+        sh = f.shifts_px if f.shifts_px is not None else np.zeros((f.energy_eV.size, 2))
+        for e, a, v in zip(f.energy_eV, f.angle_deg, sh):
+            ie = int(np.searchsorted(energies, round(e, 3)))
+            ia = int(np.searchsorted(angles, round(a, 3)))
+            total[ie, ia] += v
+            count[ie, ia] += 1
+    return total / np.maximum(count, 1)
 
 
 def scan_names(out: str | os.PathLike, keys: list[str]) -> list[Path]:

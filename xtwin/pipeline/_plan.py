@@ -232,13 +232,15 @@ def _estimate(
         sample, rep = read_sample(reader, idx, READ_THREADS)
         reports = tuple(rep)
     runout = RunoutEstimate()
-    if h.is_tomography and options.align_projections != "off" and n_a >= 16:
+    if options.xradia_shifts == "use":
+        runout = _recorded_runout(h)
+    elif h.is_tomography and options.align_projections != "off" and n_a >= 16:
         runout = estimate_runout(reader, options.align_projections)
-        if runout.offsets is not None and sample is not None:  # the sample without it
-            for e in range(n_e):
-                for j, a in enumerate(idx):
-                    dz, dx = (float(v) for v in runout.offsets[e, a])
-                    sample[e, j] = shift_image_stack(sample[e, j], -dz, -dx)
+    if runout.offsets is not None and sample is not None:  # the sample without it
+        for e in range(n_e):
+            for j, a in enumerate(idx):
+                dz, dx = (float(v) for v in runout.offsets[e, a])
+                sample[e, j] = shift_image_stack(sample[e, j], -dz, -dx)
     registration = no_registration(h.energy_eV)
     if options.register and n_e > 1 and sample is not None:
         registration = register_energies(sample, h.energy_eV, options.magnification, contrast)
@@ -249,6 +251,39 @@ def _estimate(
     else:
         center = CenterRecord(float(options.center_offset_px))
     return registration, runout, center, reports
+
+
+def _recorded_runout(h) -> RunoutEstimate:
+    """The acquisition software's shifts as the per-projection alignment (the run-out is the
+    opposite of the shift that aligns a projection).
+
+    Raises
+    ------
+    XtwinInputError
+        The scan records no shifts.
+    """
+    sh = h.projection_shifts_px
+    if sh is None:
+        raise XtwinInputError(
+            "--xradia-shifts use: the scan file records no alignment shifts (convert the "
+            "Xradia files with xtwin convert to keep them); drop the option"
+        )
+    per = {
+        f"{e:.2f}": {
+            "rms_rows_px": float(np.sqrt(np.mean(sh[k, :, 0] ** 2))),
+            "rms_cols_px": float(np.sqrt(np.mean(sh[k, :, 1] ** 2))),
+        }
+        for k, e in enumerate(h.energy_eV)
+    }
+    return RunoutEstimate(
+        -np.asarray(sh, dtype=float),
+        {
+            "applied": True,
+            "method": "the shifts the acquisition software recorded (--xradia-shifts use)",
+            "already_applied_by_microscope": bool(h.metadata.get("xradia_shifts_applied")),
+            "per_energy": per,
+        },
+    )
 
 
 def _halo(registration: EnergyRegistration, runout: RunoutEstimate, n_rows: int) -> int:

@@ -23,6 +23,9 @@ METHOD_ALIASES = {"fast": "fourier"}
 #: Per-projection alignment modes.
 ALIGN_MODES = ("auto", "on", "off")
 
+#: What to do with alignment shifts the acquisition software recorded (Xradia).
+RECORDED_SHIFT_MODES = ("ignore", "use")
+
 #: Magnification-with-energy modes (:mod:`xtwin.pipeline._estimate.registration`).
 MAGNIFICATION_MODES = ("auto", "fit", "inverse-energy", "off")
 
@@ -91,6 +94,11 @@ class ProcessOptions:
         Per-projection alignment for the stage's run-out and jitter: ``auto`` (default)
         applies the offsets when their rms reaches 0.2 px, ``on`` always, ``off`` skips the
         estimate.
+    xradia_shifts : str
+        Per-projection alignment shifts recorded by the acquisition software (Xradia
+        ``Alignment/X-Shifts``, ``Y-Shifts``, kept by ``convert``): ``ignore`` (default: kept in
+        the provenance, the run-out is estimated from the data) or ``use`` (applied as the
+        per-projection alignment instead of the estimate).
     ring_removal : bool
         Remove sinogram stripes (ring artefacts) before reconstruction; dead pixels are
         always filled.
@@ -164,6 +172,15 @@ class ProcessOptions:
             "--align-projections",
             "Per-projection alignment for stage run-out and jitter (auto: when >= 0.2 px rms).",
             choices=lambda: ALIGN_MODES,
+        ),
+    )
+    xradia_shifts: str = field(
+        default="ignore",
+        metadata=_meta(
+            "--xradia-shifts",
+            "Alignment shifts the microscope recorded per projection: ignore (estimate the "
+            "run-out from the data) or use (apply them instead).",
+            choices=lambda: RECORDED_SHIFT_MODES,
         ),
     )
     ring_removal: bool = field(
