@@ -30,6 +30,7 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -324,7 +325,7 @@ def _alignment_shifts(ole, n_img: int) -> tuple[np.ndarray | None, bool]:
 
 
 def _embedded_reference(
-    ole, path: Path, shape: tuple[int, int], binning: int, dtype: np.dtype
+    ole, path: Path, shape: tuple[int, int], binning: int, dtype: Any
 ) -> tuple[np.ndarray, float] | None:
     """``ReferenceData/Image`` at the images' binning (a finer-binned reference is summed
     into the images' pixels: counts add), with its exposure (``ReferenceData/ExpTime``).
@@ -338,7 +339,7 @@ def _embedded_reference(
         return None
     ref_bin = int((_read(ole, "ReferenceData/Binning", "I") or (binning,))[0]) or binning
     code = (_read(ole, "ReferenceData/DataType", "I") or (0,))[0]
-    dt = _DTYPES.get(code, np.dtype(dtype))
+    dt: np.dtype = _DTYPES.get(code, np.dtype(dtype))
     raw = ole.openstream("ReferenceData/Image").read()
     if ref_bin > binning or binning % ref_bin:
         raise XtwinInputError(
