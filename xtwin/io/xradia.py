@@ -339,7 +339,7 @@ def _embedded_reference(
         return None
     ref_bin = int((_read(ole, "ReferenceData/Binning", "I") or (binning,))[0]) or binning
     code = (_read(ole, "ReferenceData/DataType", "I") or (0,))[0]
-    dt: np.dtype = _DTYPES.get(code, np.dtype(dtype))
+    dt = np.dtype(_DTYPES.get(code, dtype))  # type: ignore[call-overload]
     raw = ole.openstream("ReferenceData/Image").read()
     if ref_bin > binning or binning % ref_bin:
         raise XtwinInputError(
