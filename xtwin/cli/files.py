@@ -33,14 +33,25 @@ def convert(
     another. Repeated images are summed and measure the detector's counts per photon; flats
     are scaled to the sample exposure; an energy missing from the file is read from its name.
     """
+    import numpy as np
+
     from xtwin.io.convert import convert_files
 
     for path, scan in convert_files(list(files), out, force=force, flats=flats, darks=darks):
         n_e, n_a, n_r, n_c = scan.shape
         group = scan.metadata.get("group")
+        energies = (
+            f"{n_e} energies {scan.energy_eV.tolist()} eV"
+            if np.all(np.isfinite(scan.energy_eV))
+            else "1 energy (not recorded)"
+        )
+        pixels = (
+            "pixels (size not recorded)"
+            if scan.pixel_size_assumed
+            else f"pixels of {scan.pixel_size_m * 1e9:.1f} nm"
+        )
         click.echo(
-            f"{path}: {n_e} energies {scan.energy_eV.tolist()} eV, {n_a} angle(s), "
-            f"{n_r} x {n_c} pixels of {scan.pixel_size_m * 1e9:.1f} nm, "
+            f"{path}: {energies}, {n_a} angle(s), {n_r} x {n_c} {pixels}, "
             f"{0 if scan.flats is None else scan.flats.shape[1]} flats per energy, "
             f"counts per photon {scan.counts_per_photon:.3f}"
             + (f", group {group!r}" if group else "")

@@ -17,6 +17,19 @@ The sidecar names the files and says what TIFF cannot (paths relative to the sid
 A data stack holds one page per angle (a 3D TIFF of n_angle x rows x cols); a single ``data``
 file may instead hold every energy, energy-major (n_energy x n_angle pages). Integer counts
 stay counts; float pages are taken as transmission (then flats may be left out).
+
+A folder of one image per projection, as many beamlines export it::
+
+    # folder.toml (energies_eV left out: a single-energy scan)
+    data = "proj_*.tif"              # a glob of one-image files, sorted by the number in the name
+    flats = "flat.tif"                # single images (float32 beside uint16 projections is fine)
+    darks = "dark.tif"
+    angles_deg = "angles.txt"         # a text file: one angle per line (the first number)
+    angles_lines = [3, 183]           # 1-based, inclusive: the lines of the projections
+    pixel_size_um = 0.65              # optional: without it mu is given per pixel
+
+``data``, ``flats`` and ``darks`` may each be a glob or a list (one entry per energy for
+``data`` and ``flats``); a glob's files are ordered by the last number in their names.
 """
 
 from __future__ import annotations
@@ -45,7 +58,10 @@ _KNOWN = {
     "counts_per_photon",
     "sample",
     "time_s",
+    "angles_lines",
 }
+
+_GLOB_CHARS = set("*?[")
 
 
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
@@ -71,9 +87,8 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
         raise XtwinInputError(
             f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}"
         )
-    for key in ("energies_eV", "data"):
-        if key not in meta:
-            raise XtwinInputError(f"{path}: the sidecar needs {key!r}")
+    if "data" not in meta:
+        raise XtwinInputError(f"{path}: the sidecar needs 'data'")
     for key in ("data", "flats", "darks"):
         val = meta.get(key)
         if val is None:
@@ -83,7 +98,7 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
             raise XtwinInputError(
                 f"{path}: {key!r} must be a file name or a list of file names, got {val!r}"
             )
-    e = meta["energies_eV"]
+    e = meta.get("energies_eV", [])
     if not isinstance(e, list) or not all(
         isinstance(x, int | float) and not isinstance(x, bool) for x in e
     ):
@@ -93,6 +108,87 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
         if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
             raise XtwinInputError(f"{path}: {key!r} must be a number, got {v!r}")
     return meta
+
+
+def _natural_key(path: Path) -> tuple:
+    """Order files by the last number in their names (proj_2 before proj_10)."""
+    import re
+
+    nums = re.findall(r"\d+", path.stem)
+    return (int(nums[-1]) if nums else -1, path.name)
+
+
+def _expand(base: Path, name: str, what: str) -> list[Path]:
+    """A file name, or a glob's files ordered by the number in their names.
+
+    Raises
+    ------
+    XtwinInputError
+        A glob that matches nothing.
+    """
+    if not (_GLOB_CHARS & set(name)):
+        return [base / name]
+    found = sorted((p for p in base.glob(name) if p.is_file()), key=_natural_key)
+    if not found:
+        raise XtwinInputError(f"{what} pattern {name!r} matches no file in {base}")
+    return found
+
+
+def _stack_of(base: Path, name: str, what: str) -> np.ndarray:
+    """One TIFF stack, or the one-image files of a glob stacked in name order."""
+    paths = _expand(base, name, what)
+    if len(paths) == 1:
+        return _stack(paths[0], what)
+    pages = [_stack(p, what) for p in paths]
+    shapes = {pg.shape[1:] for pg in pages}
+    if len(shapes) != 1:
+        raise XtwinInputError(
+            f"{what} files {name!r} hold images of different sizes ({sorted(shapes)})"
+        )
+    dtypes = {pg.dtype for pg in pages}
+    if len(dtypes) != 1:
+        raise XtwinInputError(f"{what} files {name!r} mix pixel types ({sorted(map(str, dtypes))})")
+    return np.concatenate(pages)
+
+
+def _angles_from_text(path: Path, lines: Any, src: Path) -> np.ndarray:
+    """Angles (degrees) from a text file: the first number of each chosen line.
+
+    Raises
+    ------
+    XtwinInputError
+        A missing file, a line range outside it, or a chosen line without a number.
+    """
+    import re
+
+    if not path.is_file():
+        raise XtwinInputError(f"{src}: angles file {path} does not exist; check angles_deg")
+    text = path.read_text(errors="replace").splitlines()
+    if lines is not None:
+        if (
+            not isinstance(lines, list)
+            or len(lines) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in lines)
+            or not 1 <= lines[0] <= lines[1] <= len(text)
+        ):
+            raise XtwinInputError(
+                f"{src}: angles_lines must be [first, last] (1-based, inclusive) within the "
+                f"{len(text)} lines of {path.name}, got {lines!r}"
+            )
+        chosen = list(enumerate(text[lines[0] - 1 : lines[1]], start=lines[0]))
+    else:
+        chosen = [(k, t) for k, t in enumerate(text, start=1) if t.strip()]
+    number = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+    out = []
+    for k, line in chosen:
+        m = number.search(line)
+        if m is None:
+            raise XtwinInputError(
+                f"{src}: line {k} of {path.name} ({line.strip()[:40]!r}) holds no angle; choose "
+                "the projections' lines with angles_lines = [first, last]"
+            )
+        out.append(float(m.group()))
+    return np.asarray(out)
 
 
 def _stack(path: Path, what: str) -> np.ndarray:
@@ -147,12 +243,16 @@ def tiff_to_scan(sidecar: str | os.PathLike) -> ScanData:
 def _tiff_to_scan(src: Path) -> ScanData:
     meta = read_sidecar(src)
     base = src.parent
-    energies = np.asarray(meta["energies_eV"], dtype=float).ravel()
+    notes: list[str] = []
+    energies = np.asarray(meta.get("energies_eV", []), dtype=float).ravel()
+    if energies.size == 0:  # a single-energy scan of unrecorded energy
+        energies = np.full(1, np.nan)
+        notes.append("no energies_eV: a single-energy scan (attenuation only)")
     n_e = energies.size
-    if n_e == 0 or not np.all(np.isfinite(energies)):
+    if not (np.all(np.isfinite(energies)) or n_e == 1):
         raise XtwinInputError(f"{src}: energies_eV must be a list of energies in eV")
     names = meta["data"] if isinstance(meta["data"], list) else [meta["data"]]
-    stacks = [_stack(base / n, "data") for n in names]
+    stacks = [_stack_of(base, n, "data") for n in names]
     if len(stacks) == 1 and n_e > 1:
         whole = stacks[0]
         if whole.shape[0] % n_e:
@@ -188,6 +288,8 @@ def _tiff_to_scan(src: Path) -> ScanData:
             raise XtwinInputError(
                 f"{src}: angles_deg as a table needs start, stop and count (degrees)"
             ) from None
+    elif isinstance(angles, str):
+        theta = _angles_from_text(base / angles, meta.get("angles_lines"), src)
     else:
         theta = np.asarray(angles, dtype=float).ravel()
     if theta.size != n_a:
@@ -195,9 +297,11 @@ def _tiff_to_scan(src: Path) -> ScanData:
     flats = None
     if meta.get("flats") is not None:
         fnames = meta["flats"] if isinstance(meta["flats"], list) else [meta["flats"]]
-        fl = [_stack(base / n, "flat") for n in fnames]
+        fl = [_stack_of(base, n, "flat") for n in fnames]
         if len(fl) == 1 and n_e > 1:
             fl = fl * n_e
+        elif len(fl) > 1 and n_e == 1:  # several flat files of the one energy
+            fl = [np.concatenate([f.astype(np.float32) for f in fl])]
         if len(fl) != n_e:
             raise XtwinInputError(f"{src}: {len(fl)} flat files for {n_e} energies")
         n_flat = min(f.shape[0] for f in fl)
@@ -209,14 +313,27 @@ def _tiff_to_scan(src: Path) -> ScanData:
     darks = None
     if meta.get("darks") is not None:
         dnames = meta["darks"] if isinstance(meta["darks"], list) else [meta["darks"]]
-        darks = np.concatenate([_stack(base / n, "dark") for n in dnames])
+        darks = np.concatenate([_stack_of(base, n, "dark") for n in dnames])
+        if flats is not None and darks.dtype != flats.dtype:
+            darks = darks.astype(np.float32)
     pixel = None
     for key, scale in (("pixel_size_m", 1.0), ("pixel_size_um", 1e-6), ("pixel_size_nm", 1e-9)):
         if key in meta:
             pixel = float(meta[key]) * scale
-    if pixel is None or not (1e-10 < pixel < 1e-2):
+    assumed = pixel is None
+    if pixel is None:
+        from xtwin.io.scan import ASSUMED_PIXEL_SIZE_M
+
+        pixel = ASSUMED_PIXEL_SIZE_M
+        notes.append(
+            "no pixel size in the sidecar: mu is given per pixel"
+            if n_e == 1
+            else f"no pixel size in the sidecar: assumed {pixel:g} m (scales mu only)"
+        )
+    if not (1e-10 < pixel < 1e-2):
         raise XtwinInputError(
-            f"{src}: give the pixel size at the sample (pixel_size_nm, _um or _m)"
+            f"{src}: pixel size {pixel:g} m is not plausible; give it at the sample "
+            "(pixel_size_nm, _um or _m)"
         )
     sample_meta: dict[str, Any] = {k: meta[k] for k in ("sample", "time_s") if k in meta}
     return ScanData(
@@ -233,7 +350,10 @@ def _tiff_to_scan(src: Path) -> ScanData:
         provenance={
             "converted_from": [str(src)] + [str(base / n) for n in names],
             "reader": "xtwin.io.tiff",
+            "notes": list(notes),
         },
+        notes=tuple(notes),
+        pixel_size_assumed=assumed,
     )
 
 
