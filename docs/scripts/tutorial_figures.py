@@ -12,6 +12,7 @@ from xtwin.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 FIG = ROOT / "docs" / "tutorials" / "figures"
 FRAMES = ROOT.parent / "shared" / "data" / "txm" / "ssrl_6-2c_nca"
+TOOTH = ROOT.parent / "shared" / "data" / "txm" / "tomopy" / "tooth.h5"
 
 
 def run(args: list[str]) -> None:
@@ -20,10 +21,18 @@ def run(args: list[str]) -> None:
         raise SystemExit(f"xtwin {' '.join(args)} failed ({rc})")
 
 
+def tooth(t: Path) -> None:
+    """tomopy's measured tooth (one energy, no pixel size): process and report."""
+    run(["process", str(TOOTH), "-o", str(t / "tooth_mu.h5")])
+    run(["report", str(t / "tooth_mu.h5"), "-o", str(t / "tooth_report")])
+    shutil.copy(t / "tooth_report" / "attenuation.png", FIG / "tooth_attenuation.png")
+
+
 def main_() -> None:
     FIG.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
+        tooth(t)
         run(["convert", *map(str, sorted(FRAMES.glob("*.xrm"))), "-o", str(t / "nca.h5")])
         run(["process", str(t / "nca.h5"), "-o", str(t / "nca_edge.h5")])
         run(["report", str(t / "nca_edge.h5"), "-o", str(t / "nca_report")])
