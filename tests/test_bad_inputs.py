@@ -267,17 +267,18 @@ CASES = [
         2,
         "unknown energy unit",
     ),
-    Case(
-        "one energy only",
+    Case(  # one energy is a single-energy scan (attenuation only): no energy scale to fit
+        "one energy only, energy calibration asked",
         _process(
             {
                 "exchange__data": np.ones((1, N_A, N_R, N_C), np.uint16),
                 "exchange__data_white": np.full((1, 4, N_R, N_C), 10, np.uint16),
                 "measurement__instrument__monochromator__energy": np.array([8400.0]),
-            }
+            },
+            extra=("--energy-calibration", "scan"),
         ),
         2,
-        "at least two",
+        "single-energy scan has no energy scale",
     ),
     Case(
         "two energies both above the edge",

@@ -4,7 +4,7 @@ What ``xtwin analyze`` computes, for a recovered Li map and for a twin's truth a
 truth is analysed with zero sigma and its own labels). Axis 0 of the volume is the detector
 row, which for an electrode pillar imaged side-on is the depth into the electrode.
 
-* **Particles**: the Ni mask is split into particles by porespy's SNOW partitioning (a
+* **Particles**: the Ni mask is split into particles by SNOW partitioning (a
   marker-based watershed of the distance map) unless labels are given. Per particle: volume,
   volume-equivalent diameter, depth of the centroid, mean w, its standard error
   ``sqrt(sum sigma^2) / n`` (independent voxels: conservative, since ramp-filtered noise
@@ -66,19 +66,16 @@ class Analysis:
 
 
 def segment_particles(active: np.ndarray) -> np.ndarray:
-    """Particle labels of a binary active-material mask (porespy SNOW partitioning)."""
-    import contextlib
-    import sys
-
-    import porespy as ps
+    """Particle labels of a binary active-material mask (SNOW partitioning,
+    :func:`xtwin.analysis.partition.snow_partition`)."""
     from scipy import ndimage
+
+    from xtwin.analysis.partition import snow_partition
 
     if not active.any():
         return np.zeros(active.shape, dtype=np.int32)
     solid = ndimage.binary_closing(active, iterations=1) | active
-    with contextlib.redirect_stdout(sys.stderr):
-        snow = ps.filters.snow_partitioning(solid, r_max=4, sigma=0.4)
-    labels = np.where(active, snow.regions, 0).astype(np.int32)
+    labels = np.where(active, snow_partition(solid, r_max=4, sigma=0.4), 0).astype(np.int32)
     # drop fragments smaller than a sphere of 2 voxels' radius
     counts = np.bincount(labels.ravel())
     small = np.flatnonzero(counts < 34)

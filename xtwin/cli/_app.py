@@ -71,6 +71,17 @@ def _interrupted(terminated: bool) -> int:
     return 130
 
 
+#: Modules of the optional extras, and the extra that installs each.
+OPTIONAL_MODULES = {
+    "pybamm": "twin",
+    "porespy": "twin",
+    "openpnm": "twin",
+    "pyamg": "twin",
+    "edt": "twin",
+    "astra": "astra",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and map errors to exit codes (0 ok, 2 user error, 1 bug,
     130 interrupted by SIGINT, 143 terminated by SIGTERM)."""
@@ -92,15 +103,31 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return 2
+    except ModuleNotFoundError as exc:
+        extra = OPTIONAL_MODULES.get((exc.name or "").split(".")[0])
+        if extra is None:
+            return _bug()
+        click.echo(
+            f"error: this command needs {exc.name}, which the processing-only install leaves "
+            f'out; install it with: pip install "xtwin[{extra}]" (from a checkout: '
+            f'pip install ".[{extra}]")',
+            err=True,
+        )
+        return 2
     except KeyboardInterrupt as exc:
         return _interrupted(isinstance(exc, _Terminated))
     except Exception:
-        import traceback
-
-        traceback.print_exc()
-        click.echo(
-            "internal error: this is a bug in xtwin; please report it with the traceback above",
-            err=True,
-        )
-        return 1
+        return _bug()
     return 0
+
+
+def _bug() -> int:
+    """The traceback of an unexpected error, and exit code 1."""
+    import traceback
+
+    traceback.print_exc()
+    click.echo(
+        "internal error: this is a bug in xtwin; please report it with the traceback above",
+        err=True,
+    )
+    return 1

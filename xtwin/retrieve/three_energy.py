@@ -171,11 +171,9 @@ def calibrate(
     """
     e_scan = np.sort(np.asarray(energy_eV, dtype=float))
     e = e_scan + energy_offset_eV if energy_offset_eV else e_scan
-    if e.size == 1:
-        return attenuation_calibration(e_scan)
     if e.size < 2:
         raise XtwinInputError(
-            f"{e.size} energies given; the pipeline needs at least two (pre- and post-edge) for "
+            f"{e.size} energy given; the retrieval needs at least two (pre- and post-edge) for "
             "the Ni edge jump and three (pre-edge, edge, post-edge) for the lithiation"
         )
     if (lithiated is None) != (delithiated is None):
