@@ -601,7 +601,8 @@ def _one_scan(
             f"{np.sqrt(np.mean(shifts[..., 0] ** 2)):.2f} rows, "
             f"{np.sqrt(np.mean(shifts[..., 1] ** 2)):.2f} cols"
             + (" (already applied by the microscope software)" if applied else "")
-            + "; xtwin process --xradia-shifts use applies them"
+            + "; process starts its run-out estimate from them (--xradia-shifts use: applies "
+            "them as they are)"
         )
         meta["xradia_shifts_applied"] = applied
     return ScanData(

@@ -235,7 +235,8 @@ def _estimate(
     if options.xradia_shifts == "use":
         runout = _recorded_runout(h)
     elif h.is_tomography and options.align_projections != "off" and n_a >= 16:
-        runout = estimate_runout(reader, options.align_projections)
+        recorded = h.projection_shifts_px if options.xradia_shifts == "auto" else None
+        runout = estimate_runout(reader, options.align_projections, recorded)
     if runout.offsets is not None and sample is not None:  # the sample without it
         for e in range(n_e):
             for j, a in enumerate(idx):

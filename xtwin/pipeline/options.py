@@ -24,7 +24,7 @@ METHOD_ALIASES = {"fast": "fourier"}
 ALIGN_MODES = ("auto", "on", "off")
 
 #: What to do with alignment shifts the acquisition software recorded (Xradia).
-RECORDED_SHIFT_MODES = ("ignore", "use")
+RECORDED_SHIFT_MODES = ("auto", "use", "ignore")
 
 #: Magnification-with-energy modes (:mod:`xtwin.pipeline._estimate.registration`).
 MAGNIFICATION_MODES = ("auto", "fit", "inverse-energy", "off")
@@ -96,9 +96,10 @@ class ProcessOptions:
         estimate.
     xradia_shifts : str
         Per-projection alignment shifts recorded by the acquisition software (Xradia
-        ``Alignment/X-Shifts``, ``Y-Shifts``, kept by ``convert``): ``ignore`` (default: kept in
-        the provenance, the run-out is estimated from the data) or ``use`` (applied as the
-        per-projection alignment instead of the estimate).
+        ``Alignment/X-Shifts``, ``Y-Shifts``, kept by ``convert``): ``auto`` (default: the
+        starting point and a candidate of the run-out's projection matching, kept where they
+        make the sinograms the more self-consistent), ``use`` (applied as they are instead of
+        the estimate) or ``ignore``.
     ring_removal : bool
         Remove sinogram stripes (ring artefacts) before reconstruction; dead pixels are
         always filled.
@@ -175,11 +176,11 @@ class ProcessOptions:
         ),
     )
     xradia_shifts: str = field(
-        default="ignore",
+        default="auto",
         metadata=_meta(
             "--xradia-shifts",
-            "Alignment shifts the microscope recorded per projection: ignore (estimate the "
-            "run-out from the data) or use (apply them instead).",
+            "Alignment shifts the microscope recorded per projection: the run-out estimate's "
+            "starting point and candidate (auto), applied as they are (use), or ignored.",
             choices=lambda: RECORDED_SHIFT_MODES,
         ),
     )

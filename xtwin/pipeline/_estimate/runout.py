@@ -72,8 +72,14 @@ class RunoutEstimate:
         ]
 
 
-def estimate_runout(reader: RowReader, mode: str) -> RunoutEstimate:
-    """Offsets of every energy's projections (``mode``: ``auto`` or ``on``)."""
+def estimate_runout(
+    reader: RowReader, mode: str, recorded: np.ndarray | None = None
+) -> RunoutEstimate:
+    """Offsets of every energy's projections (``mode``: ``auto`` or ``on``).
+
+    ``recorded`` (n_energy, n_angle, 2), the shifts the acquisition software recorded (the
+    shift that aligns each projection), is a starting point and a candidate of the horizontal
+    matching: kept where it makes the sinograms the more self-consistent."""
     h = reader.source.header
     n_r = h.shape[2]
     if n_r < RUNOUT_MIN_ROWS:
@@ -119,7 +125,7 @@ def estimate_runout(reader: RowReader, mode: str) -> RunoutEstimate:
                 "per_energy": quick,
             },
         )
-    return _match(reader, mode, offs, info, quick, band_rows)
+    return _match(reader, mode, offs, info, quick, band_rows, recorded)
 
 
 @dataclass
@@ -133,6 +139,7 @@ class _Matching:
     ref: int = 0
     centre: float = 0.0
     dx_ref: np.ndarray | None = None
+    recorded: list[np.ndarray] | None = None  # the recorded shifts as run-out, binned
 
 
 def _sinograms(reader: RowReader, offs: list[np.ndarray]) -> _Matching:
@@ -160,10 +167,15 @@ def _match(
     info: list[dict[str, Any]],
     quick: dict[str, Any],
     band_rows: tuple[int, int],
+    recorded: np.ndarray | None = None,
 ) -> RunoutEstimate:
     """Projection matching: the reference energy first, then every energy against it."""
     h = reader.source.header
     m = _sinograms(reader, offs)
+    if recorded is not None:  # the run-out is the opposite of the aligning shift (binned)
+        m.recorded = [
+            -np.asarray(recorded[e, :, 1], dtype=float) / m.binning for e in range(h.shape[0])
+        ]
     sref = m.sinos[m.ref]
     # the axis found on sinograms that still carry the run-out is off: two rounds of matching
     # tell run-out from noise (run-out drops the residual by 77-92 % in the first rounds)
@@ -190,7 +202,12 @@ def _match(
     # angles: 9 rounds instead of 50)
     com = [o[:, 1] / m.binning if i["mass_rel_std"] < 0.01 else None for o, i in zip(offs, info)]
     com_ref = com[m.ref]
-    aligned = _align_reference(m, dx_ref if com_ref is None else com_ref)
+    start = com_ref if com_ref is not None else dx_ref
+    if com_ref is None and m.recorded is not None:
+        rec = m.recorded[m.ref]
+        if reprojection_residual_drop(sref, m.theta_deg, m.centre, rec) > drop_ref:
+            start = rec
+    aligned = _align_reference(m, start)
     for e in range(h.shape[0]):
         _align_energy(m, e, aligned, com[e], offs[e], info[e])
     offsets = np.stack(offs)
@@ -239,13 +256,17 @@ def _align_energy(
     energies) comes along; the registration finds about 0.
     """
     s, theta = m.sinos[e], m.theta_deg
+    rec = m.recorded[e] if m.recorded is not None else None
     if e == m.ref and m.dx_ref is not None:
         cands = {"reprojection": m.dx_ref}
     else:
+        start = com if com is not None else rec
         cands = {
             "reference energy": cc_shifts(s, aligned),
-            "reprojection": horizontal_offsets_reprojection(s, theta, m.centre, dx0=com),
+            "reprojection": horizontal_offsets_reprojection(s, theta, m.centre, dx0=start),
         }
+    if rec is not None:
+        cands["recorded shifts"] = rec
     drops = {k: reprojection_residual_drop(s, theta, m.centre, v) for k, v in cands.items()}
     best = max(drops, key=lambda k: drops[k])
     dx_e = cands[best]
