@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -275,3 +277,18 @@ def test_real_xrm_embedded_reference(shared_data, tmp_path):
     assert np.percentile(t, 99.9) < 1.1 and np.median(t) > 0
     with __import__("h5py").File(out, "r") as f:
         assert "embedded" in f["/provenance"].attrs["notes"]
+
+
+def test_finer_binned_reference_is_summed_to_the_samples_binning():
+    from xtwin.io.xradia import XrmImages, _at_binning
+
+    rng = np.random.default_rng(1)
+    fine = rng.poisson(100.0, (1, 8, 12)).astype(np.float64)
+    ref = XrmImages(fine, np.array([8400.0]), np.zeros(1), np.ones(1), 1e-7, "flat", (), "r.xrm")
+    ref = dataclasses.replace(ref, binning=1)
+    out = _at_binning(ref, 2, (4, 6))
+    assert out.images.shape == (1, 4, 6) and out.binning == 2
+    assert out.images[0, 0, 0] == fine[0, :2, :2].sum()  # counts add
+    assert out.images.sum() == fine.sum() and "summed 2 x 2" in out.notes[-1]
+    # a coarser reference is left as it is (and refused by the size check)
+    assert _at_binning(dataclasses.replace(ref, binning=4), 2, (4, 6)) is not None

@@ -423,8 +423,15 @@ def xrm_to_scans(
             "check the names or the --flats/--darks patterns"
         )
     shape = samples[0].images.shape[1:]
+    files = [_at_binning(f, samples[0].binning, shape) for f in files]
+    samples = [f for f in files if f.kind == "sample"]
     if any(f.images.shape[1:] != shape for f in files):
-        raise XtwinInputError("the Xradia files hold images of different sizes")
+        sizes = sorted({(f.images.shape[1:], f.binning) for f in files})
+        raise XtwinInputError(
+            "the Xradia files hold images of different sizes (size, binning: "
+            f"{sizes}); give references and darks of the samples' binning (or a finer one, "
+            "which is summed to it)"
+        )
     groups = _groups(samples)
     refs = [f for f in files if f.kind == "flat"]
     embedded_note = None
@@ -462,6 +469,21 @@ def xrm_to_scans(
             scan.provenance["notes"] = list(scan.notes)
         out.append((key, scan))
     return out
+
+
+def _at_binning(f: XrmImages, binning: int, shape: tuple[int, ...]) -> XrmImages:
+    """A reference or dark frame taken at a finer binning, summed to ``binning`` (counts add,
+    so the Poisson model holds); other frames as they are."""
+    import dataclasses
+
+    if f.kind == "sample" or f.binning >= binning or binning % f.binning:
+        return f
+    k = binning // f.binning
+    if f.images.shape[1:] != (shape[0] * k, shape[1] * k):
+        return f
+    binned = f.images.reshape(f.images.shape[0], shape[0], k, shape[1], k).sum(axis=(2, 4))
+    note = f"{Path(f.path).name}: binned {f.binning}, summed {k} x {k} to the samples' {binning}"
+    return dataclasses.replace(f, images=binned, binning=binning, notes=f.notes + (note,))
 
 
 def _file_exposure(f: XrmImages) -> float:
