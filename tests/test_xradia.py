@@ -292,3 +292,10 @@ def test_finer_binned_reference_is_summed_to_the_samples_binning():
     assert out.images.sum() == fine.sum() and "summed 2 x 2" in out.notes[-1]
     # a coarser reference is left as it is (and refused by the size check)
     assert _at_binning(dataclasses.replace(ref, binning=4), 2, (4, 6)) is not None
+
+
+def test_process_of_an_xradia_file_names_convert(shared_data, tmp_path, capsys):
+    xrm = shared_data / "txm" / "tomopy" / "test_chip00.xrm"
+    assert main(["process", str(xrm), "-o", str(tmp_path / "o.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "xtwin convert" in err and "Traceback" not in err

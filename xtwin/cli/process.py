@@ -137,10 +137,14 @@ class _Progress:
                 f"{event.n_rows} rows done",
                 err=True,
             )
-        how = "found from the data" if event.center_found else "as given"
+        how = "found from the data" if event.center_found else "given with --center-offset"
+        axis = (
+            f"rotation axis: {event.center_offset_px:+.2f} px from the detector centre ({how})"
+            if event.tomography
+            else "2D images (one angle): no rotation axis"
+        )
         click.echo(
-            f"rotation axis: {event.center_offset_px:+.2f} px from the detector centre "
-            f"({how}); blocks of {event.rows_per_block} rows, predicted peak memory "
+            f"{axis}; blocks of {event.rows_per_block} rows, predicted peak memory "
             f"{event.predicted_peak_bytes / 2**30:.2f} GiB",
             err=True,
         )

@@ -16,6 +16,22 @@ from xtwin.errors import XtwinInputError
 T = TypeVar("T")
 
 
+def _convert_hint(path: Path, what: str) -> str:
+    """What to do with a file that is not HDF5: the convert command for beamline files."""
+    suffix = path.suffix.lower()
+    if suffix in (".xrm", ".txrm"):
+        return (
+            f"it is an Xradia file: convert it first, with its reference files, by `xtwin "
+            f"convert {path} [REFERENCES ...] -o scan.h5`, and process scan.h5"
+        )
+    if suffix in (".tif", ".tiff", ".toml", ".json"):
+        return (
+            "TIFF data are converted first through a sidecar that describes them: `xtwin "
+            "convert scan.toml -o scan.h5` (docs/file-formats.md), then process scan.h5"
+        )
+    return f"give a {what} written in HDF5 (see docs/file-formats.md)"
+
+
 def open_h5(path: str | os.PathLike, what: str):
     """Open an HDF5 file for reading, with a clear error when it is missing or not HDF5."""
     import h5py
@@ -28,10 +44,7 @@ def open_h5(path: str | os.PathLike, what: str):
     except OSError:
         is_h5 = False
     if not is_h5:
-        raise XtwinInputError(
-            f"{what} {path} is not an HDF5 file; give a {what} written in "
-            "HDF5 (see docs/file-formats.md)"
-        )
+        raise XtwinInputError(f"{what} {path} is not an HDF5 file; {_convert_hint(path, what)}")
     try:
         return h5py.File(path, "r")
     except (OSError, RuntimeError, ValueError) as exc:

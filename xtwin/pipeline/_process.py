@@ -111,6 +111,7 @@ def _planned(prep: Prepared, resumed: int) -> Planned:
         resumed,
         plan.memory.peak,
         _notices(prep),
+        plan.ctx.source.header.is_tomography,
     )
 
 

@@ -30,6 +30,8 @@ class Planned:
     notices : tuple of str
         What the planning found or refused that a user should read (the energy offset
         fitted, a magnification estimate refused, calibration nodes pooled).
+    tomography : bool
+        Several angles (False: 2D images, no rotation axis).
     """
 
     center_offset_px: float
@@ -39,6 +41,7 @@ class Planned:
     resumed_rows: int
     predicted_peak_bytes: int
     notices: tuple[str, ...] = ()
+    tomography: bool = True
 
 
 @dataclass(frozen=True)
