@@ -177,6 +177,15 @@ def test_report_html_in_headless_chromium(demo_run, tmp_path):
     n_img = text.count("<img ")
     assert n_img >= 5
     assert f'data-images="{n_img}:{n_img}"' in dom
+    # numbers as a table the browser lays out (not a JSON dump), and one particle count: the
+    # summary and the comparison both use the truth's 30 particles; the map's own
+    # segmentation (29: one small particle merged into a neighbour) is said beside it
+    assert "<table>" in dom and '"voxel"' not in text
+    import json as _json
+
+    n_truth = _json.loads((demo_run / "metrics.json").read_text())["particle"]["n"]
+    assert f"{n_truth} particles (the truth" in text
+    assert f"<td>particles compared (the truth&#x27;s labels)</td><td>{n_truth}</td>" in text
     shot = tmp_path / "shot.png"
     subprocess.run(
         [browser, *flags, "--window-size=1200,3000", f"--screenshot={shot}", page.as_uri()],

@@ -299,3 +299,18 @@ def test_process_of_an_xradia_file_names_convert(shared_data, tmp_path, capsys):
     assert main(["process", str(xrm), "-o", str(tmp_path / "o.h5")]) == 2
     err = capsys.readouterr().err
     assert "xtwin convert" in err and "Traceback" not in err
+
+
+def test_info_of_an_edge_jump_map_says_what_it_has(xrm_files, tmp_path, capsys):
+    """Two energies: info describes the edge jump, without a NaN lithiation or a warning."""
+    import warnings
+
+    scan, limap = tmp_path / "nca.h5", tmp_path / "edge.h5"
+    assert main(["convert", *map(str, xrm_files), "-o", str(scan)]) == 0
+    assert main(["process", str(scan), "-o", str(limap)]) == 0
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["info", str(limap)]) == 0
+    out = capsys.readouterr().out
+    assert "edge-jump map" in out and "median Ni edge jump" in out and "nan" not in out

@@ -106,10 +106,22 @@ def describe(path: str | os.PathLike) -> str:
         from xtwin.io.limap import read_limap
 
         lm = read_limap(path)
-        lines.append(
-            f"  Ni voxels {int(lm.mask.sum())}, median lithiation "
-            f"{np.nanmedian(lm.lithiation):.3f} +- {np.nanmedian(lm.sigma):.3f}"
-        )
+        n_ni = int(lm.mask.sum())
+        if lm.mode == "edge-jump" or not np.isfinite(lm.lithiation).any():
+            jump = lm.edge_jump_per_m[lm.mask]
+            unit = "1/m" if lm.is_tomography else "optical density"
+            med = f"{float(np.median(jump)):.4g} {unit}" if jump.size else "none"
+            lines.append(
+                f"  {lm.mode} map: Ni voxels {n_ni}, median Ni edge jump {med}; no lithiation "
+                "(two energies give the edge jump: a third, on the edge, gives w)"
+            )
+        else:
+            ok = np.isfinite(lm.lithiation)
+            lines.append(
+                f"  {lm.mode} map: Ni voxels {n_ni}, median lithiation "
+                f"{float(np.median(lm.lithiation[ok])):.3f} +- "
+                f"{float(np.median(lm.sigma[ok])):.3f}"
+            )
     elif kind == "truth file":
         from xtwin.io.truth import read_truth
 

@@ -25,11 +25,14 @@ if TYPE_CHECKING:
     from xtwin.io.limap import LiMap
 
 
-def load_map(path: str | os.PathLike, depth_offset_m: float = 0.0) -> tuple[MapInput, str]:
+def load_map(
+    path: str | os.PathLike, depth_offset_m: float = 0.0, labels: np.ndarray | None = None
+) -> tuple[MapInput, str]:
     """A Li-map or truth file as analysis input, and its kind (``limap`` or ``truth``).
 
     Depths are measured from the top of the imaged window plus ``depth_offset_m`` (the
-    window's depth in the electrode, when known)."""
+    window's depth in the electrode, when known). ``labels`` (a Li map's grid) gives the
+    particles instead of the SNOW segmentation (a twin's truth labels)."""
     from xtwin.io import open_h5
 
     with open_h5(path, "Li-map or truth file") as f:
@@ -51,12 +54,18 @@ def load_map(path: str | os.PathLike, depth_offset_m: float = 0.0) -> tuple[MapI
             )
         depth0 = depth_offset_m
         active = lm.mask & np.isfinite(lm.lithiation)
+        if labels is not None and labels.shape != lm.lithiation.shape:
+            raise XtwinInputError(
+                f"particle labels of shape {labels.shape} do not match the map's "
+                f"{lm.lithiation.shape}"
+            )
         return (
             MapInput(
                 lm.lithiation,
                 lm.sigma,
                 active,
                 lm.pixel_size_m,
+                labels=None if labels is None else np.where(active, labels, 0).astype(np.int32),
                 depth_offset_m=depth0,
                 source=str(path),
                 systematic=lm.systematic,
@@ -99,9 +108,11 @@ def analyze_file(
     out_dir: str | os.PathLike,
     *,
     depth_offset_m: float = 0.0,
+    labels: np.ndarray | None = None,
     **kwargs: Any,
 ) -> dict[str, Path]:
-    """Analyze a Li-map (or truth) file and write the results into ``out_dir``.
+    """Analyze a Li-map (or truth) file and write the results into ``out_dir`` (``labels``:
+    particles given, e.g. a twin's truth labels, instead of the SNOW segmentation).
 
     Files: ``particles.csv``, ``depth_profile.csv``, ``wetted_profile.csv``,
     ``internal_pore_profile.csv``, ``hot_spots.csv``, ``labels.h5`` (particle labels and the
@@ -117,7 +128,7 @@ def analyze_file(
     from xtwin.io import write_h5
 
     out = ensure_writable_dir(out_dir)
-    m, kind = load_map(path, depth_offset_m)
+    m, kind = load_map(path, depth_offset_m, labels)
     if kind == "truth":
         kwargs.setdefault("fdr", 0.0)  # the truth has no noise: magnitude alone
     a = analyze_map(m, **kwargs)
@@ -151,7 +162,14 @@ def analyze_file(
             }
         },
     )
-    summary = {"source": str(path), "kind": kind, **a.summary}
+    particles_from = (
+        "the truth's labels"
+        if labels is not None
+        else "the file's labels"
+        if m.labels is not None
+        else "SNOW segmentation of the Ni mask"
+    )
+    summary = {"source": str(path), "kind": kind, "particles_from": particles_from, **a.summary}
     files["summary.json"] = out / "summary.json"
     write_text_atomic(files["summary.json"], json.dumps(summary, indent=2) + "\n")
     files["summary.txt"] = out / "summary.txt"
@@ -162,7 +180,8 @@ def analyze_file(
 
 def summary_text(s: dict[str, Any]) -> str:
     """The summary as sentences with numbers."""
-    lines = [f"{s.get('kind', 'map')} {s.get('source', '')}: {s['n_particles']} particles"]
+    how = f" ({s['particles_from']})" if "particles_from" in s else ""
+    lines = [f"{s.get('kind', 'map')} {s.get('source', '')}: {s['n_particles']} particles{how}"]
     if "depth_trend_per_10um" in s:
         lines.append(
             f"Depth: mean particle lithiation changes by {s['depth_trend_per_10um']:+.4f} "
@@ -305,6 +324,20 @@ def write_figures(m: MapInput, a: Analysis, out: Path) -> dict[str, Path]:
     return files
 
 
+class HtmlTable(str):
+    """A section's body given as an HTML table (:func:`html_table`), inserted as it is."""
+
+
+def html_table(header: list[str], rows: list[list[str]], caption: str = "") -> HtmlTable:
+    """An escaped HTML table (cells are text), with an optional caption."""
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return HtmlTable(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
 def write_html(
     out: str | os.PathLike, title: str, sections: list[tuple[str, str, list[Path]]]
 ) -> Path:
@@ -318,12 +351,16 @@ def write_html(
         f"<title>{html.escape(title)}</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;}"
         "img{max-width:100%;display:block;margin:1em 0;}pre{background:#f4f4f4;padding:1em;"
-        "white-space:pre-wrap;}</style></head><body>",
+        "white-space:pre-wrap;}table{border-collapse:collapse;margin:1em 0;}"
+        "th,td{border:1px solid #ccc;padding:0.3em 0.8em;text-align:left;}"
+        "caption{text-align:left;font-weight:bold;margin-bottom:0.3em;}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
     for heading, text, figures in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>")
-        if text:
+        if isinstance(text, HtmlTable):
+            parts.append(str(text))
+        elif text:
             parts.append(f"<pre>{html.escape(text)}</pre>")
         for fig in figures:
             data = base64.b64encode(Path(fig).read_bytes()).decode("ascii")
@@ -374,7 +411,7 @@ def edge_figure(lm: LiMap, name: str, out: Path) -> Path:
         *_pixel_centres(sl(lm.mask), pix_um), levels=[0.5], colors="cyan", linewidths=0.6
     )
     fig.colorbar(im, ax=axes[-2], label=jump_unit, shrink=0.8)
-    axes[-2].set_title("Ni edge jump (cyan: Ni mask)")
+    axes[-2].set_title("Ni edge jump (cyan outline: Ni mask)")
     if lm.edge_jump_sigma_per_m is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
             snr = sl(lm.edge_jump_per_m) / sl(lm.edge_jump_sigma_per_m)
@@ -397,6 +434,7 @@ def report(
     limap: str | os.PathLike,
     out_dir: str | os.PathLike,
     extra_sections: list[tuple[str, str, list[Path]]] | None = None,
+    labels: np.ndarray | None = None,
 ) -> dict[str, Path]:
     """Figures and a self-contained ``report.html`` for a Li map: what ``xtwin report``
     writes (:func:`xtwin.validate.report.report_with_truth` adds the comparison with a twin's
@@ -421,7 +459,7 @@ def report(
             out / "report.html", f"xtwin report: {Path(limap).name}", [("Edge jump", text, [edge])]
         )
         return {"edge.png": edge, "report.html": page}
-    files = analyze_file(limap, out / "analysis")
+    files = analyze_file(limap, out / "analysis", labels=labels)
     summary = json.loads(files["summary.json"].read_text())
     sections: list[tuple[str, str, list[Path]]] = [
         ("Summary", summary_text(summary), []),

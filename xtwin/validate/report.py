@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from xtwin._files import write_text_atomic
+from xtwin.analysis.report import HtmlTable, html_table
 from xtwin.io.limap import LiMap
 from xtwin.io.truth import TruthData
 
@@ -93,12 +94,66 @@ def report_with_truth(
     lm, tr = read_limap(limap), read_truth(truth)
     metrics = compare(lm, tr).to_dict()
     rep = write_report(lm, tr, metrics, out)
-    text = json.dumps(
-        {
-            "voxel": metrics["voxel"],
-            "particle": {k: v for k, v in metrics["particle"].items() if k != "table"},
-        },
-        indent=2,
-    )
-    section = ("Against the truth", text, [Path(rep["slices"]), Path(rep["histogram"])])
-    return report(limap, out, [section])
+    labels = tr.labels if tr.labels.shape == lm.lithiation.shape else None
+    table = truth_table(metrics, _own_segmentation(lm, labels))
+    section = ("Against the truth", table, [Path(rep["slices"]), Path(rep["histogram"])])
+    return report(limap, out, [section], labels=labels)
+
+
+def _own_segmentation(lm: LiMap, truth_labels: np.ndarray | None) -> tuple[int, int] | None:
+    """(particles the map's own SNOW segmentation finds, truth particles that share a segment
+    with a larger one): why the map-only count can differ from the truth's."""
+    if truth_labels is None:
+        return None
+    from xtwin.analysis.lithiation import segment_particles
+
+    seg = segment_particles(lm.mask & np.isfinite(lm.lithiation))
+    n_seg = int(len(np.unique(seg)) - 1)
+    inside = (truth_labels > 0) & (seg > 0)
+    pairs, counts = np.unique(np.c_[truth_labels[inside], seg[inside]], axis=0, return_counts=True)
+    best: dict[int, tuple[int, int]] = {}
+    for (t, g), c in zip(pairs.tolist(), counts.tolist()):
+        if c > best.get(t, (0, 0))[1]:
+            best[t] = (g, c)
+    owners: dict[int, list[int]] = {}
+    for t, (g, _) in best.items():
+        owners.setdefault(g, []).append(t)
+    merged = sum(len(ts) - 1 for ts in owners.values() if len(ts) > 1)
+    return n_seg, merged
+
+
+def truth_table(metrics: dict, own: tuple[int, int] | None = None) -> HtmlTable:
+    """The comparison's numbers as a table, with units and sensible significant figures;
+    ``own``: what the map's own segmentation finds (count, truth particles merged)."""
+    v, p = metrics["voxel"], metrics["particle"]
+    rows = [
+        ["particles compared (the truth's labels)", f"{p['n']}", ""],
+        ["per-particle mean absolute error of w", f"{p['mae']:.4f}", "lithiation fraction"],
+        ["per-particle largest error of w", f"{p['max_abs_error']:.4f}", "lithiation fraction"],
+        ["per-particle bias of w", f"{p['bias']:+.4f}", "lithiation fraction"],
+        ["per-particle RMSE of w", f"{p['rmse']:.4f}", "lithiation fraction"],
+        ["voxels compared (inside active material)", f"{v['n']}", ""],
+        ["voxel coverage (active voxels with a w)", f"{100 * v['coverage']:.2f}", "%"],
+        ["voxel RMSE of w", f"{v['rmse']:.3f}", "lithiation fraction"],
+        ["voxel bias of w", f"{v['bias']:+.4f}", "lithiation fraction"],
+        ["voxel mean absolute error of w", f"{v['mae']:.3f}", "lithiation fraction"],
+        ["std of (error / predicted sigma)", f"{v['z_score_std']:.3f}", "1 = sigma is right"],
+    ]
+    if own is not None:
+        rows.insert(
+            1,
+            [
+                "particles the map's own segmentation finds (SNOW, without the truth)",
+                f"{own[0]}",
+                f"{own[1]} truth particle(s) merged into a larger neighbour" if own[1] else "",
+            ],
+        )
+    if "false_positive_fraction" in metrics:
+        rows.append(
+            [
+                "Ni mask false positives (outside active material)",
+                f"{100 * metrics['false_positive_fraction']:.2f}",
+                "% of the recovered voxels",
+            ]
+        )
+    return html_table(["quantity", "value", "unit"], rows, "Recovered map against the twin's truth")
