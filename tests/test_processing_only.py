@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).resolve().parent / "data"
-TWIN_MODULES = ("pybamm", "porespy", "openpnm", "pyamg", "edt", "astra")
+TWIN_MODULES = ("pybamm", "porespy", "openpnm", "pyamg", "edt", "astra", "napari")
 
 _BLOCK = f"""
 import importlib.abc, sys
@@ -72,11 +72,13 @@ def test_processing_commands_without_the_twin(tmp_path):
     [
         (["simulate", "SCENARIO", "-o", "twin"], "twin"),
         (["process", "SCAN", "REFS", "-o", "a.h5", "--recon", "astra"], "astra"),
+        (["view", "SMALL"], "viewer"),
     ],
 )
 def test_twin_commands_name_the_extra(tmp_path, args, extra):
     root = Path(__file__).resolve().parents[1]
     args = [str(root / "synthetic" / "default.toml") if a == "SCENARIO" else a for a in args]
+    args = [str(DATA / "small_scan.h5") if a == "SMALL" else a for a in args]
     if "SCAN" in args:
         i = args.index("SCAN")
         args[i : i + 2] = [

@@ -79,6 +79,8 @@ OPTIONAL_MODULES = {
     "pyamg": "twin",
     "edt": "twin",
     "astra": "astra",
+    "napari": "viewer",
+    "qtpy": "viewer",
 }
 
 
@@ -108,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         if extra is None:
             return _bug()
         click.echo(
-            f"error: this command needs {exc.name}, which the processing-only install leaves "
-            f'out; install it with: pip install "xtwin[{extra}]" (from a checkout: '
-            f'pip install ".[{extra}]")',
+            f"error: this command needs {exc.name}, from the optional extra [{extra}] (the "
+            f'processing-only install leaves it out); install it with: pip install "xtwin[{extra}]"'
+            f' (from a checkout: pip install ".[{extra}]")',
             err=True,
         )
         return 2

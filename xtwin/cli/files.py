@@ -83,3 +83,18 @@ def info(path: Path) -> None:
     from xtwin.inspect import describe
 
     click.echo(describe(path))
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def view(files: tuple[Path, ...]) -> None:
+    """Open files in napari: Li maps (lithiation with fixed 0-1 limits, sigma, systematic, Ni
+    mask, mu per energy, /edge maps), truth files, scan files (energy and angle sliders) and
+    several Li maps of one shape as an operando series (a time axis), every layer in um, with
+    the particles widget. Needs the viewer extra: pip install "xtwin[viewer]"."""
+    import napari
+
+    from xtwin.viewer import open_viewer
+
+    open_viewer([str(f) for f in files])
+    napari.run()

@@ -173,9 +173,7 @@ def _match(
     h = reader.source.header
     m = _sinograms(reader, offs)
     if recorded is not None:  # the run-out is the opposite of the aligning shift (binned)
-        m.recorded = [
-            -np.asarray(recorded[e, :, 1], dtype=float) / m.binning for e in range(h.shape[0])
-        ]
+        m.recorded = [-np.asarray(r[:, 1], dtype=float) / m.binning for r in recorded]
     sref = m.sinos[m.ref]
     # the axis found on sinograms that still carry the run-out is off: two rounds of matching
     # tell run-out from noise (run-out drops the residual by 77-92 % in the first rounds)
@@ -201,13 +199,7 @@ def _match(
     # their noise, and matching starts from it (an analytic phantom, 512 columns x 721
     # angles: 9 rounds instead of 50)
     com = [o[:, 1] / m.binning if i["mass_rel_std"] < 0.01 else None for o, i in zip(offs, info)]
-    com_ref = com[m.ref]
-    start = com_ref if com_ref is not None else dx_ref
-    if com_ref is None and m.recorded is not None:
-        rec = m.recorded[m.ref]
-        if reprojection_residual_drop(sref, m.theta_deg, m.centre, rec) > drop_ref:
-            start = rec
-    aligned = _align_reference(m, start)
+    aligned = _align_reference(m, _reference_start(m, com[m.ref], dx_ref, drop_ref))
     for e in range(h.shape[0]):
         _align_energy(m, e, aligned, com[e], offs[e], info[e])
     offsets = np.stack(offs)
@@ -224,6 +216,21 @@ def _match(
         return RunoutEstimate(None, record)
     record["offsets_px"] = np.round(offsets, 3).tolist()
     return RunoutEstimate(offsets, record)
+
+
+def _reference_start(
+    m: _Matching, com_ref: np.ndarray | None, dx_ref: np.ndarray, drop_ref: float
+) -> np.ndarray:
+    """Where the reference energy's matching starts: the centre of mass where the sample
+    stays in the field, else the recorded shifts where they explain more than the first
+    matching rounds, else those rounds."""
+    if com_ref is not None:
+        return com_ref
+    if m.recorded is not None:
+        rec = m.recorded[m.ref]
+        if reprojection_residual_drop(m.sinos[m.ref], m.theta_deg, m.centre, rec) > drop_ref:
+            return rec
+    return dx_ref
 
 
 def _align_reference(m: _Matching, dx_ref: np.ndarray) -> np.ndarray:
