@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from xtwin.cli._app import cli
+from xtwin.errors import XtwinInputError
 
 
 def summary_lines(metrics: dict) -> list[str]:
@@ -41,10 +42,26 @@ def compare(limap_path: Path, truth_path: Path, as_json: bool) -> None:
         click.echo("\n".join(summary_lines(metrics)))
 
 
+def _times(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise XtwinInputError(
+            f"--times-s {text!r} is not a list of seconds like 0,600,1200"
+        ) from None
+
+
 @cli.command()
-@click.argument("limap", type=click.Path(path_type=Path))
+@click.argument("limaps", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-o", "--out", required=True, type=click.Path(path_type=Path), help="Output directory."
+)
+@click.option(
+    "--times-s",
+    default=None,
+    help="Series: the time points' times in seconds, T0,T1,... (default: each map's own).",
 )
 @click.option(
     "--depth-offset-um", type=float, default=0.0, help="Depth of the imaged window's top (um)."
@@ -56,14 +73,32 @@ def compare(limap_path: Path, truth_path: Path, as_json: bool) -> None:
     "--fdr", type=float, default=0.05, show_default=True, help="Hot-spot false-discovery rate."
 )
 def analyze(
-    limap: Path, out: Path, depth_offset_um: float, min_deviation: float, fdr: float
+    limaps: tuple[Path, ...],
+    out: Path,
+    times_s: str | None,
+    depth_offset_um: float,
+    min_deviation: float,
+    fdr: float,
 ) -> None:
     """Particles, depth and pore-distance profiles, surface hot spots and heterogeneity of a
-    Li map (or of a twin's truth file): CSV tables, labels, figures and a text summary."""
+    Li map (or of a twin's truth file): CSV tables, labels, figures and a text summary.
+
+    Several Li maps (an operando series, in time order) are registered to the first and
+    their particles followed through time: particles_time.csv, rates.csv, registration.csv,
+    w(t) and rate figures, and a summary."""
+    if len(limaps) > 1:
+        from xtwin.analysis.series import analyze_series_files
+
+        files = analyze_series_files(list(limaps), out, _times(times_s))
+        click.echo(files["summary.txt"].read_text().rstrip())
+        click.echo(f"{len(files)} files in {out}")
+        return
+    if times_s:
+        raise XtwinInputError("--times-s is for a series: give two or more Li maps")
     from xtwin.analysis.report import analyze_file
 
     files = analyze_file(
-        limap, out, depth_offset_m=depth_offset_um * 1e-6, min_deviation=min_deviation, fdr=fdr
+        limaps[0], out, depth_offset_m=depth_offset_um * 1e-6, min_deviation=min_deviation, fdr=fdr
     )
     click.echo(files["summary.txt"].read_text().rstrip())
     click.echo(f"{len(files)} files in {out}")
