@@ -154,3 +154,23 @@ def test_bad_series_exit_2(tmp_path, capsys):
     assert main(["analyze", paths[0], str(tmp_path / "other.h5"), "-o", out]) == 2
     err = capsys.readouterr().err
     assert "pixel size" in err and "Traceback" not in err
+
+
+def test_times_from_start_dates(tmp_path):
+    """Maps whose scans record only an ISO 8601 start date (Data Exchange's
+    /process/acquisition/start_date) get their times from it."""
+    import dataclasses
+
+    from xtwin.analysis.series import load_series
+    from xtwin.io.limap import read_limap
+
+    paths, _ = _write_series(tmp_path, moving=False)
+    dated = []
+    for k, p in enumerate(paths[:3]):
+        lm = read_limap(p)
+        start = f"2026-03-0{k + 1}T10:00:00+00:00"
+        q = tmp_path / f"dated_{k}.h5"
+        write_limap(q, dataclasses.replace(lm, provenance={"input_metadata": {"start_date": start}}))
+        dated.append(str(q))
+    pts = load_series(dated)
+    assert [p.time_s for p in pts] == [0.0, 86400.0, 172800.0]

@@ -102,20 +102,47 @@ class SeriesAnalysis:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _time_of(path: str) -> float | None:
+def _times_of(path: str) -> tuple[float | None, float | None]:
+    """(time_s, start_date as POSIX seconds) from a Li map's provenance: the scan's
+    metadata, which ``process`` carries (either may be None)."""
+    import datetime as dt
+
     import h5py
 
     with h5py.File(path, "r") as f:
-        if "/provenance" not in f:
-            return None
-        meta = f["/provenance"].attrs.get("input_metadata")
+        meta = f["/provenance"].attrs.get("input_metadata") if "/provenance" in f else None
     if isinstance(meta, bytes):
         meta = meta.decode()
     try:
-        t = json.loads(meta).get("time_s") if isinstance(meta, str) else None
+        m = json.loads(meta) if isinstance(meta, str) else {}
     except ValueError:
-        return None
-    return float(t) if t is not None else None
+        m = {}
+    if not isinstance(m, dict):
+        m = {}
+    rel = m.get("time_s")
+    start = m.get("start_date") or m.get("acquired")  # Data Exchange; Xradia's ImageInfo/Date
+    posix = None
+    if isinstance(start, str) and start:
+        try:
+            when = dt.datetime.fromisoformat(start.replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)
+            posix = when.timestamp()
+        except ValueError:
+            posix = None
+    return (float(rel) if rel is not None else None), posix
+
+
+def _series_times(paths: list[str]) -> list[float] | None:
+    """Each map's time in seconds: the scans' ``time_s`` where all have one, else their start
+    dates relative to the first; None when neither is complete."""
+    pairs = [_times_of(p) for p in paths]
+    if all(r is not None for r, _ in pairs):
+        return [float(r) for r, _ in pairs]  # type: ignore[arg-type]
+    if all(a is not None for _, a in pairs):
+        t0 = float(pairs[0][1])  # type: ignore[arg-type]
+        return [float(a) - t0 for _, a in pairs]  # type: ignore[arg-type]
+    return None
 
 
 def load_series(
@@ -138,6 +165,14 @@ def load_series(
         )
     if times_s is not None and len(times_s) != len(paths):
         raise XtwinInputError(f"--times-s gives {len(times_s)} times for {len(paths)} maps")
+    if times_s is None:
+        times_s = _series_times([str(p) for p in paths])
+        if times_s is None:
+            raise XtwinInputError(
+                "some maps record no acquisition time (the scan's time_s or "
+                "/process/acquisition/start_date, carried in /provenance input_metadata); give "
+                "the times with --times-s T0,T1,... (seconds)"
+            )
     out = []
     for k, p in enumerate(paths):
         lm = read_limap(p)
@@ -148,12 +183,7 @@ def load_series(
             )
         if not lm.is_tomography:
             raise XtwinInputError(f"{p} is a 2D map: the series analysis follows 3D particles")
-        t = times_s[k] if times_s is not None else _time_of(str(p))
-        if t is None:
-            raise XtwinInputError(
-                f"{p} records no acquisition time (/provenance input_metadata time_s); give "
-                "the times with --times-s T0,T1,... (seconds)"
-            )
+        t = times_s[k]
         out.append(
             TimePoint(
                 str(p),

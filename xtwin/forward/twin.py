@@ -574,6 +574,9 @@ def simulate(
                 metadata={
                     "sample": "synthetic NMC532 electrode",
                     "time_s": t0,
+                    # an ISO 8601 start, as Data Exchange records it (a fixed epoch: the files
+                    # stay bit-identical for the same scenario and seed)
+                    "start_date": _start_date(t0),
                     "acquisition_duration_s": duration,
                     "snapshot": k,
                     "scenario": scenario.name,
@@ -627,6 +630,17 @@ def simulate(
         quick = _quick_xanes(scenario, ms, w0, np.random.default_rng(ss.spawn(9)[8]))
     tick("files", 1)
     return TwinResult(scans, truths, ref_l, ref_d, quick, series)
+
+
+#: The twin's clock starts here (the scans' start dates are this plus their time_s).
+TWIN_EPOCH = "2026-01-01T00:00:00+00:00"
+
+
+def _start_date(t_s: float) -> str:
+    import datetime as dt
+
+    start = dt.datetime.fromisoformat(TWIN_EPOCH) + dt.timedelta(seconds=float(t_s))
+    return start.isoformat()
 
 
 def _quick_xanes(

@@ -9,6 +9,7 @@ Layout (see ``docs/file-formats.md``)::
     /exchange/theta       angles in degrees (absent for 2D XANES with one angle)
     /measurement/instrument/monochromator/energy   with attribute units = eV | keV
     /measurement/instrument/detector/pixel_size    with attribute units = m | mm | um | nm
+    /process/acquisition/start_date    optional ISO 8601 start of the acquisition
     /provenance           free-form attributes
 """
 
@@ -30,6 +31,7 @@ GAIN_PATH = "/measurement/instrument/detector/counts_per_photon"
 EXPOSURE_PATH = "/measurement/instrument/detector/exposure_time"
 FLAT_EXPOSURE_PATH = "/measurement/instrument/detector/exposure_time_white"
 SHIFTS_PATH = "/measurement/instrument/alignment/projection_shifts_px"
+START_PATH = "/process/acquisition/start_date"
 
 _LENGTH_UNITS = {
     "m": 1.0,
@@ -420,6 +422,10 @@ def _parse_header(f, path: Path):
             )
         exposure.append(np.broadcast_to(val, (n_e,)).copy())
     meta = attrs_dict(f["/measurement/sample"]) if "/measurement/sample" in f else {}
+    if START_PATH in f and "start_date" not in meta:  # Data Exchange: ISO 8601
+        raw = f[START_PATH][()]
+        raw = raw.item() if isinstance(raw, np.ndarray) and raw.size == 1 else raw
+        meta["start_date"] = raw.decode() if isinstance(raw, bytes) else str(raw)
     prov = attrs_dict(f["/provenance"]) if "/provenance" in f else {}
     order = np.argsort(energy)
     shifts = None
@@ -502,6 +508,8 @@ def write_scan(path: str | os.PathLike, scan: ScanData) -> None:
         datasets[PIXEL_PATH] = np.float64(scan.pixel_size_m)
     if scan.projection_shifts_px is not None:
         datasets[SHIFTS_PATH] = np.asarray(scan.projection_shifts_px, dtype=np.float64)
+    if scan.metadata.get("start_date"):
+        datasets[START_PATH] = np.bytes_(str(scan.metadata["start_date"]))
     if scan.flats is not None:
         datasets["/exchange/data_white"] = scan.flats
     if scan.darks is not None:
