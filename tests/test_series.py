@@ -18,21 +18,25 @@ PIXEL_M = 0.2e-6
 TIMES_S = (0.0, 1800.0, 3600.0, 5400.0)
 
 
-def _spheres(rng):
+def _spheres(rng, n=18, radii=(4.5, 7.0), clustered=False):
     """Non-overlapping spheres well inside the field: centres (z, y, x), radii (px), start w
-    and rate (per hour)."""
+    and rate (per hour); ``clustered``: the rate set by the position (fast at low x), not
+    drawn."""
     out = []
-    while len(out) < 18:
-        r = rng.uniform(4.5, 7.0)
-        c = np.array([rng.uniform(r + 2, SHAPE[0] - r - 2), *rng.uniform(24, 72, 2)])
+    tries = 0
+    while len(out) < n and tries < 100000:
+        tries += 1
+        r = rng.uniform(*radii)
+        c = np.array([rng.uniform(r + 2, SHAPE[0] - r - 2), *rng.uniform(22, 74, 2)])
         if all(np.linalg.norm(c - o[0]) > r + o[1] + 1.5 for o in out):
-            out.append((c, r, rng.uniform(0.55, 0.85), rng.uniform(0.02, 0.12)))
+            rate = 0.12 - 0.10 * (c[2] - 22) / 52 if clustered else rng.uniform(0.02, 0.12)
+            out.append((c, r, rng.uniform(0.55, 0.85), rate))
     return out
 
 
-def _write_series(d, *, moving: bool, seed: int = 4):
+def _write_series(d, *, moving: bool, seed: int = 4, shrinking=False, **kw):
     rng = np.random.default_rng(seed)
-    balls = _spheres(rng)
+    balls = _spheres(rng, **kw)
     zz, yy, xx = np.indices(SHAPE).astype(float)
     centre = np.array([(SHAPE[1] - 1) / 2, (SHAPE[2] - 1) / 2])
     paths, truth = [], []
@@ -44,11 +48,20 @@ def _write_series(d, *, moving: bool, seed: int = 4):
         for i, (c, r, w0, rate) in enumerate(balls, start=1):
             yx = c[1:] - centre
             rot = np.array(
-                [np.cos(ang) * yx[0] - np.sin(ang) * yx[1], np.sin(ang) * yx[0] + np.cos(ang) * yx[1]]
+                [
+                    np.cos(ang) * yx[0] - np.sin(ang) * yx[1],
+                    np.sin(ang) * yx[0] + np.cos(ang) * yx[1],
+                ]
             )
             cz, cy, cx = c[0] + shift[0], *(rot + centre + shift[1:])
-            inside = (zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-            w[inside] = w0 - rate * t / 3600.0
+            d2 = (zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2
+            inside = d2 <= r * r
+            dw = rate * t / 3600.0
+            if shrinking:  # the surface leads: the shell loses Li first, the core later
+                rel = np.sqrt(d2[inside]) / r
+                w[inside] = w0 - dw * 2.0 * rel**2
+            else:
+                w[inside] = w0 - dw
             ids[inside] = i
         mask = np.isfinite(w)
         noisy = np.where(mask, w + rng.normal(0, 0.05, SHAPE), np.nan).astype(np.float32)
@@ -170,7 +183,37 @@ def test_times_from_start_dates(tmp_path):
         lm = read_limap(p)
         start = f"2026-03-0{k + 1}T10:00:00+00:00"
         q = tmp_path / f"dated_{k}.h5"
-        write_limap(q, dataclasses.replace(lm, provenance={"input_metadata": {"start_date": start}}))
+        write_limap(
+            q, dataclasses.replace(lm, provenance={"input_metadata": {"start_date": start}})
+        )
         dated.append(str(q))
     pts = load_series(dated)
     assert [p.time_s for p in pts] == [0.0, 86400.0, 172800.0]
+
+
+def test_shrinking_core_and_solid_solution_told_apart(tmp_path):
+    from xtwin.analysis.series import analyze_series, load_series
+
+    found = {}
+    for shrinking in (False, True):
+        d = tmp_path / ("shrinking" if shrinking else "solid")
+        d.mkdir()
+        paths, _ = _write_series(d, moving=True, shrinking=shrinking, seed=6)
+        found[shrinking] = analyze_series(load_series(paths)).summary["mechanism"]
+    assert found[False].startswith("solid solution")
+    assert found[True].startswith("shrinking core")
+
+
+def test_clustered_activity_is_found_and_random_is_not(tmp_path):
+    from xtwin.analysis.series import analyze_series, load_series
+
+    p_values = {}
+    for clustered in (False, True):
+        d = tmp_path / ("clustered" if clustered else "random")
+        d.mkdir()
+        paths, _ = _write_series(
+            d, moving=False, seed=11, n=30, radii=(3.5, 5.0), clustered=clustered
+        )
+        p_values[clustered] = analyze_series(load_series(paths)).summary["clustering_p_value"]
+    assert p_values[True] < 0.05
+    assert p_values[False] > 0.05

@@ -100,6 +100,8 @@ class SeriesAnalysis:
     matching: list[dict[str, Any]]
     labels: np.ndarray
     summary: dict[str, Any] = field(default_factory=dict)
+    depth_time: list[dict[str, Any]] = field(default_factory=list)
+    surface_time: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _times_of(path: str) -> tuple[float | None, float | None]:
@@ -405,6 +407,9 @@ def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
     matching: list[dict[str, Any]] = []
     series_w = np.full((len(points), ids.size), np.nan)
     series_s = np.full((len(points), ids.size), np.nan)
+    shell, deep = _shell_and_deep(labels)
+    depth_rows: list[dict[str, Any]] = []
+    surface_rows: list[dict[str, Any]] = []
     for k, tp in enumerate(points):
         if k == 0:
             motion = Motion(np.zeros(3), 0.0, np.zeros(3), 0.0)
@@ -428,6 +433,7 @@ def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
             match = _match(labels, labels_k, measured)
         motions.append(motion)
         matching.append({"time_s": tp.time_s, **motion.as_dict(), **match})
+        surface_rows.append(_surface_minus_core(w, labels, shell, deep, tp.time_s))
         ok = (core > 0) & np.isfinite(w)
         n = np.bincount(core[ok], minlength=sizes.size)
         sw = np.bincount(core[ok], weights=w[ok], minlength=sizes.size)
@@ -470,10 +476,173 @@ def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
                 "depth_um": round(float(centroids[j][0] * pix_um), 4),
             }
         )
+    depth_z = np.array([c[0] for c in centroids]) if ids.size else np.zeros(0)
+    for k, tp in enumerate(points):
+        depth_rows += _depth_profile(
+            series_w[k], series_s[k], depth_z, tp.time_s, pix_um, labels.shape[0]
+        )
     summary = _summary(points, motions, matching, rates)
+    summary.update(_clustering(rates, centroids, ids, pix_um))
+    summary.update(_mechanism(surface_rows))
+    summary.update(_depth_trend(depth_rows))
     return SeriesAnalysis(
-        np.array([tp.time_s for tp in points]), motions, rows, rates, matching, labels, summary
+        np.array([tp.time_s for tp in points]),
+        motions,
+        rows,
+        rates,
+        matching,
+        labels,
+        summary,
+        depth_rows,
+        surface_rows,
     )
+
+
+#: Depth bins of the depth profile over time.
+DEPTH_BINS = 8
+
+#: Permutations of the clustering test (seeded: the same maps give the same p-value).
+PERMUTATIONS = 999
+
+
+def _shell_and_deep(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels within one voxel of their particle's boundary, and those deeper than two."""
+    from scipy import ndimage
+
+    inside = labels > 0
+    dist = ndimage.distance_transform_edt(inside)
+    return inside & (dist <= 1.5), inside & (dist > 2.5)
+
+
+def _depth_profile(
+    w: np.ndarray, s: np.ndarray, z: np.ndarray, time_s: float, pix_um: float, nz: int
+) -> list[dict[str, Any]]:
+    """Mean particle w in depth (z) bins of the particles' centroids, with its standard error
+    over the particles (their spread counts, not only the noise; the noise alone where a bin
+    holds one particle)."""
+    edges = np.linspace(0, nz, DEPTH_BINS + 1)
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        sel = (z >= a) & (z < b) & np.isfinite(w)
+        if not sel.any():
+            continue
+        vals = w[sel]
+        se = (
+            float(vals.std(ddof=1) / np.sqrt(vals.size))
+            if vals.size > 1
+            else float(np.nan_to_num(s[sel][0]))
+        )
+        out.append(
+            {
+                "time_s": time_s,
+                "depth_um": round(0.5 * (a + b) * pix_um, 4),
+                "mean_w": round(float(vals.mean()), 6),
+                "se": round(max(se, float(np.sqrt(np.mean(np.nan_to_num(s[sel]) ** 2)))), 6),
+                "particles": int(vals.size),
+            }
+        )
+    return out
+
+
+def _surface_minus_core(
+    w: np.ndarray, labels: np.ndarray, shell: np.ndarray, deep: np.ndarray, time_s: float
+) -> dict[str, Any]:
+    """Mean over particles of (surface w - core w), with its standard error over particles."""
+    ok = np.isfinite(w)
+    n = int(labels.max()) + 1
+    sh = shell & ok
+    dp = deep & ok
+    ns, nd = np.bincount(labels[sh], minlength=n), np.bincount(labels[dp], minlength=n)
+    ws = np.bincount(labels[sh], weights=w[sh], minlength=n)
+    wd = np.bincount(labels[dp], weights=w[dp], minlength=n)
+    good = (ns > 5) & (nd > 5)
+    good[0] = False
+    diff = ws[good] / ns[good] - wd[good] / nd[good]
+    se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else float("nan")
+    return {
+        "time_s": time_s,
+        "surface_minus_core": round(float(diff.mean()), 6) if diff.size else float("nan"),
+        "se": round(se, 6),
+        "particles": int(diff.size),
+    }
+
+
+def _mechanism(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Shrinking core (the surface leads: surface minus core grows beyond its noise as w
+    changes) or solid solution (surface and core alike at every time), from the maps."""
+    d = np.array([r["surface_minus_core"] for r in rows])
+    se = np.array([r["se"] for r in rows])
+    if d.size < 2 or not np.all(np.isfinite(d)):
+        return {"mechanism": "cannot tell"}
+    change = d[1:] - d[0]
+    z = np.abs(change) / np.sqrt(se[1:] ** 2 + se[0] ** 2)
+    if np.max(z) > 3:
+        mechanism = "shrinking core (the surface leads the core)"
+    elif np.all(np.abs(d) < 3 * se + 0.01):
+        mechanism = "solid solution (surface and core alike)"
+    else:
+        mechanism = "cannot tell"
+    return {
+        "mechanism": mechanism,
+        "surface_minus_core_change": round(float(change[np.argmax(z)]), 6),
+        "surface_minus_core_change_z": round(float(np.max(z)), 3),
+    }
+
+
+def _depth_trend(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether w stays uniform across the depth at every time point (a weighted slope of w on
+    depth within 2 standard errors of 0)."""
+    slopes = []
+    for t in sorted({r["time_s"] for r in rows}):
+        rr = [r for r in rows if r["time_s"] == t and r["se"] > 0]
+        if len(rr) < 3:
+            continue
+        x = np.array([r["depth_um"] for r in rr])
+        y = np.array([r["mean_w"] for r in rr])
+        wt = 1 / np.array([r["se"] for r in rr]) ** 2
+        xm = np.sum(wt * x) / wt.sum()
+        sxx = np.sum(wt * (x - xm) ** 2)
+        slope = np.sum(wt * (x - xm) * (y - np.sum(wt * y) / wt.sum())) / sxx
+        slopes.append((float(slope) * 10.0, float(10.0 / np.sqrt(sxx))))
+    if not slopes:
+        return {}
+    return {
+        "depth_slope_per_10um": [round(a, 5) for a, _ in slopes],
+        "depth_slope_se_per_10um": [round(b, 5) for _, b in slopes],
+        "uniform_across_depth": bool(all(abs(a) < 2 * b for a, b in slopes)),
+    }
+
+
+def _clustering(rates, centroids, ids, pix_um: float) -> dict[str, Any]:
+    """Moran's I of the particle rates beyond what size explains (residuals of rate on
+    diameter), neighbours within twice the median diameter; a permutation p-value."""
+    if len(rates) < 8:
+        return {"clustering": "cannot tell (fewer than 8 particles)"}
+    by = {int(p): np.asarray(c) * pix_um for p, c in zip(ids, centroids)}
+    pid = [r["particle"] for r in rates]
+    xyz = np.array([by[p] for p in pid])
+    r = np.array([x["rate_per_h"] for x in rates])
+    dia = np.array([x["diameter_um"] for x in rates])
+    design = np.column_stack([np.ones_like(dia), dia])
+    resid = r - design @ np.linalg.lstsq(design, r, rcond=None)[0]
+    dist = np.linalg.norm(xyz[:, None] - xyz[None], axis=-1)
+    wmat = ((dist > 0) & (dist < 2 * np.median(dia))).astype(float)
+    if wmat.sum() == 0:
+        return {"clustering": "cannot tell (no neighbours)"}
+
+    def moran(v: np.ndarray) -> float:
+        z = v - v.mean()
+        return float(len(v) / wmat.sum() * (z @ wmat @ z) / (z @ z))
+
+    i_obs = moran(resid)
+    rng = np.random.default_rng(0)
+    perm = np.array([moran(rng.permutation(resid)) for _ in range(PERMUTATIONS)])
+    p = float((1 + np.sum(perm >= i_obs)) / (PERMUTATIONS + 1))
+    return {
+        "morans_i": round(i_obs, 5),
+        "clustering_p_value": round(p, 4),
+        "activity_clustered": bool(p < 0.05),
+    }
 
 
 def _summary(points, motions, matching, rates) -> dict[str, Any]:
@@ -524,6 +693,30 @@ def summary_text(s: dict[str, Any]) -> str:
             else "cannot be told apart at this dose."
         ),
     ]
+    if "clustering_p_value" in s:
+        lines.append(
+            "Regions more active than others (rates clustered in space beyond what size "
+            f"explains): Moran's I {s['morans_i']:+.3f}, permutation p = "
+            f"{s['clustering_p_value']:.3f}: " + ("yes." if s["activity_clustered"] else "no.")
+        )
+    if "mechanism" in s:
+        change = (
+            f" (surface minus core changed by {s['surface_minus_core_change']:+.4f}, "
+            f"{s['surface_minus_core_change_z']:.1f} sigma)"
+            if "surface_minus_core_change" in s
+            else ""
+        )
+        lines.append(f"Lithiation front: {s['mechanism']}{change}.")
+    if "uniform_across_depth" in s:
+        uniform = (
+            "uniform within 2 standard errors at every time point"
+            if s["uniform_across_depth"]
+            else "not uniform at some time point"
+        )
+        slopes = ", ".join(f"{a:+.4f}" for a in s["depth_slope_per_10um"])
+        lines.append(
+            f"Li repartition across the electrode depth: {uniform} (slopes per 10 um: {slopes})."
+        )
     return "\n".join(lines)
 
 
@@ -570,6 +763,16 @@ def analyze_series_files(
         for m in a.matching
     ]
     write_csv_atomic(files["registration.csv"], reg_rows, tuple(reg_rows[0]))
+    files["depth_time.csv"] = out / "depth_time.csv"
+    write_csv_atomic(
+        files["depth_time.csv"], a.depth_time, ("time_s", "depth_um", "mean_w", "se", "particles")
+    )
+    files["surface_core_time.csv"] = out / "surface_core_time.csv"
+    write_csv_atomic(
+        files["surface_core_time.csv"],
+        a.surface_time,
+        ("time_s", "surface_minus_core", "se", "particles"),
+    )
     summary = {"maps": [p.path for p in points], **a.summary}
     write_text_atomic(files["summary.json"], json.dumps(summary, indent=2) + "\n")
     write_text_atomic(files["summary.txt"], summary_text(a.summary) + "\n")
