@@ -243,19 +243,30 @@ def _rotate_yx(vol: np.ndarray, angle_deg: float, order: int = 1) -> np.ndarray:
     return ndimage.rotate(vol, angle_deg, axes=(-1, -2), reshape=False, order=order, cval=0.0)
 
 
-def _pose_2d(ref2: np.ndarray, mov2: np.ndarray) -> tuple[float, np.ndarray]:
-    """Rotation (degrees) and (y, x) shift taking ``mov2`` onto ``ref2`` (z-projections)."""
+def _shift(img: np.ndarray, shift: np.ndarray, order: int = 1) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.shift(img, shift, order=order, cval=0.0)
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+def _motion_of(
+    ref: np.ndarray, mov: np.ndarray, centre: float = 0.0, half_range: float = ROTATION_RANGE_DEG
+) -> tuple[float, np.ndarray]:
+    """(rotation, (dz, dy, dx)) taking ``mov`` onto ``ref`` (volumes of J): for each trial
+    rotation a 3D phase correlation gives the shift, scored by the normalized correlation of
+    the aligned volumes; the best rotation is refined by a parabola."""
     from skimage.registration import phase_cross_correlation
 
-    angles = np.arange(-ROTATION_RANGE_DEG, ROTATION_RANGE_DEG + 1e-9, ROTATION_STEP_DEG)
+    angles = centre + np.arange(-half_range, half_range + 1e-9, ROTATION_STEP_DEG)
     scores = []
     for a in angles:
-        rot = _rotate_yx(mov2, -a)
-        shift, err, _ = phase_cross_correlation(ref2, rot, upsample_factor=4)
-        moved = _shift(rot, shift)
-        scores.append(
-            float(np.sum(ref2 * moved) / (np.linalg.norm(ref2) * np.linalg.norm(moved) + 1e-12))
-        )
+        rot = _rotate_yx(mov, -a)
+        shift = phase_cross_correlation(ref, rot, upsample_factor=4)[0]
+        scores.append(_ncc(ref, _shift(rot, shift)))
     i = int(np.argmax(scores))
     best = float(angles[i])
     if 0 < i < len(angles) - 1:  # parabola through the peak and its neighbours
@@ -263,71 +274,60 @@ def _pose_2d(ref2: np.ndarray, mov2: np.ndarray) -> tuple[float, np.ndarray]:
         den = s0 - 2 * s1 + s2
         if den < 0:
             best += 0.5 * ROTATION_STEP_DEG * (s0 - s2) / den
-    rot = _rotate_yx(mov2, -best)
-    shift, _, _ = phase_cross_correlation(ref2, rot, upsample_factor=20)
-    return best, np.asarray(shift, dtype=float)
+    return best, _shift_after(ref, mov, best)
 
 
-def _shift(img: np.ndarray, shift: np.ndarray, order: int = 1) -> np.ndarray:
-    from scipy import ndimage
-
-    return ndimage.shift(img, shift, order=order, cval=0.0)
-
-
-def _motion_of(ref: np.ndarray, mov: np.ndarray) -> tuple[float, np.ndarray]:
-    """(rotation, (dz, dy, dx)) taking ``mov`` onto ``ref`` (volumes of J)."""
-
-    angle, yx = _pose_2d(ref.sum(axis=0), mov.sum(axis=0))
-    rot = _rotate_yx(mov, -angle)
-    return angle, np.array([_z_shift(ref, rot), yx[0], yx[1]])
-
-
-def _z_shift(ref: np.ndarray, mov: np.ndarray) -> float:
-    """The z shift taking ``mov`` onto ``ref`` from their z profiles."""
+def _shift_after(ref: np.ndarray, mov: np.ndarray, angle: float) -> np.ndarray:
+    """The 3D shift taking ``mov``, turned back by ``angle``, onto ``ref``."""
     from skimage.registration import phase_cross_correlation
 
-    a, b = ref.sum(axis=(1, 2))[:, None], mov.sum(axis=(1, 2))[:, None]
-    return float(phase_cross_correlation(a, b, upsample_factor=100)[0][0])
+    rot = _rotate_yx(mov, -angle)
+    return np.asarray(phase_cross_correlation(ref, rot, upsample_factor=20)[0], dtype=float)
+
+
+def _binned(a: np.ndarray, f: int) -> np.ndarray:
+    """Block means of ``f`` voxels in y and x (z kept: the rotation axis)."""
+    if f <= 1:
+        return a
+    nz, ny, nx = a.shape
+    a = a[:, : ny // f * f, : nx // f * f]
+    return a.reshape(nz, ny // f, f, nx // f, f).mean(axis=(2, 4))
 
 
 def register(ref_jump: np.ndarray, jump: np.ndarray) -> Motion:
-    """The pose of ``jump`` relative to ``ref_jump`` (see the module docstring): the shift and
-    rotation that bring it back onto the reference, with their uncertainties from four
-    z-slabs."""
+    """The pose of ``jump`` relative to ``ref_jump`` (see the module docstring): the rotation
+    and shift that bring it back onto the reference, with their uncertainties: for the
+    in-plane shift and the rotation the spread over four z-slabs, for the z shift the spread
+    over the halves of the volume in y and in x. Slices wider than 128 pixels are binned for
+    the rotation search (the shift is then measured at full resolution)."""
     ref, mov = _clean(ref_jump), _clean(jump)
-    angle, shift = _motion_of(ref, mov)
-    nz = ref.shape[0]
-    slabs = [slice(k * nz // 4, (k + 1) * nz // 4) for k in range(4)] if nz >= 16 else []
+    f = max(1, int(np.ceil(max(ref.shape[1:]) / 128)))
+    angle, _ = _motion_of(_binned(ref, f), _binned(mov, f))
+    shift = _shift_after(ref, mov, angle)
+    nz, ny, nx = ref.shape
+    rb, mb = _binned(ref, f), _binned(mov, f)
     ests = []
-    for sl in slabs:
-        a, s = _motion_of(ref[sl], mov[sl])
-        ests.append(np.r_[s, a])
+    if nz >= 16:
+        for k in range(4):
+            sl = slice(k * nz // 4, (k + 1) * nz // 4)
+            a, sh = _motion_of(rb[sl], mb[sl], angle, 1.0)  # about the whole volume's
+            ests.append(np.r_[sh[1:] * f, a])
+    back = _rotate_yx(mov, -angle)
+    halves: list[tuple[slice, ...]] = [
+        (slice(None), slice(0, ny // 2)),
+        (slice(None), slice(ny // 2, None)),
+        (slice(None), slice(None), slice(0, nx // 2)),
+        (slice(None), slice(None), slice(nx // 2, None)),
+    ]
+    zs = [_shift_after(ref[h], back[h], 0.0)[0] for h in halves]
+    sig = np.full(4, np.nan)
     if ests:
         e = np.array(ests)
-        sig = e.std(axis=0, ddof=1) / np.sqrt(len(ests))
-        # z slabs cannot see a z shift of the whole volume: its robust spread over the
-        # quarters in y and in x
-        rot = _rotate_yx(mov, -angle)
-        ny, nx = ref.shape[1:]
-        zs = [
-            _z_shift(
-                ref[:, k * ny // 4 : (k + 1) * ny // 4], rot[:, k * ny // 4 : (k + 1) * ny // 4]
-            )
-            for k in range(4)
-        ] + [
-            _z_shift(
-                ref[:, :, k * nx // 4 : (k + 1) * nx // 4],
-                rot[:, :, k * nx // 4 : (k + 1) * nx // 4],
-            )
-            for k in range(4)
-        ]
-        mad = float(np.median(np.abs(np.array(zs) - np.median(zs))))
-        sig[0] = 1.4826 * mad / np.sqrt(len(zs))
-    else:
-        sig = np.full(4, np.nan)
+        sig[1:] = e.std(axis=0, ddof=1) / np.sqrt(len(ests))
+    sig[0] = float(np.std(zs, ddof=1) / np.sqrt(len(zs)))
     # the estimates' resolution (upsampled phase correlation, angle refinement) as a floor
-    sig[:3] = np.maximum(sig[:3], SHIFT_FLOOR_PX)
-    sig[3] = max(sig[3], ROTATION_FLOOR_DEG)
+    sig[:3] = np.maximum(np.nan_to_num(sig[:3], nan=SHIFT_FLOOR_PX), SHIFT_FLOOR_PX)
+    sig[3] = max(float(np.nan_to_num(sig[3], nan=ROTATION_FLOOR_DEG)), ROTATION_FLOOR_DEG)
     return Motion(shift, angle, sig[:3], float(sig[3]))
 
 

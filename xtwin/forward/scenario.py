@@ -160,6 +160,11 @@ class AcquisitionSpec:
     after the other, so an acquisition lasts ``n_energies * n_angles * exposure_s`` during
     which the Li keeps moving (0: the field is frozen during the scan).
 
+    ``sample_motion_px`` (z, y, x) and ``sample_rotation_deg``: the sample's displacement and
+    turn about the rotation axis from one time point of an operando series to the next (the
+    cell re-centred on its stage, thermal drift): time point k is moved by k times them. The
+    truth stays in the sample's frame (the first time point's).
+
     ``quick_xanes_energies_eV``: a quick 2D XANES of the sample at 0 degrees (8 or more
     energies across the edge), taken through the same monochromator (the same
     ``energy_offset_eV``) just before the scan and written as ``quick_xanes.h5``: what
@@ -201,6 +206,8 @@ class AcquisitionSpec:
     exposure_s: float = 0.0
     quick_xanes_energies_eV: tuple[float, ...] = ()
     calibration_series_lithiation: tuple[float, ...] = ()
+    sample_motion_px: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    sample_rotation_deg: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -443,6 +450,13 @@ def validate_scenario(sc: Scenario, where: str = "scenario") -> None:
         (
             0 <= a.runout_px < g.n_pixels / 8 and 0 <= a.jitter_px < g.n_pixels / 8,
             "acquisition.runout_px and jitter_px must be >= 0 and below an eighth of the detector",
+        ),
+        (
+            len(a.sample_motion_px) == 3
+            and all(abs(v) < g.n_pixels / 8 for v in a.sample_motion_px)
+            and abs(a.sample_rotation_deg) <= 5,
+            "acquisition.sample_motion_px needs three shifts (z, y, x) below an eighth of the "
+            "detector, and sample_rotation_deg must be within -5 to 5 degrees per time point",
         ),
         (
             0 <= a.ring_strength < 0.2 and 0 <= a.dead_pixel_fraction < 0.05,

@@ -70,6 +70,7 @@ def output_names(scenario: Scenario) -> list[str]:
         + [f"truth_t{k:03d}.h5" for k in range(n)]
         + list(SHARED_FILES)
         + extra
+        + ["truth_rates.csv"]
     )
 
 
@@ -196,6 +197,23 @@ def _runout(scenario: Scenario, theta_deg: np.ndarray, n_energy: int) -> np.ndar
         smooth[:, d] *= a.runout_px / rms if rms > 0 else 0.0
     jitter = a.jitter_px * rng.standard_normal((n_energy, th.size, 2))
     return smooth[None] + jitter
+
+
+def _moved(
+    vol: np.ndarray, motion: tuple[float, tuple[float, ...]], oversample: int, order: int
+) -> np.ndarray:
+    """A fine-grid volume turned about the rotation axis (the (y, x) centre) by ``motion[0]``
+    degrees (positive turning +y towards +x) and shifted by ``motion[1]`` detector pixels
+    (z, y, x); labels (``order`` 0) keep their codes, the space uncovered takes the code of
+    the space around the sample (air where it is a pillar, electrolyte otherwise)."""
+    angle, shift = motion
+    fill = 255 if order == 0 and np.any(vol == 255) else 0
+    out = vol
+    if angle:
+        out = ndimage.rotate(out, angle, axes=(2, 1), reshape=False, order=order, cval=fill)
+    if any(shift):
+        out = ndimage.shift(out, [v * oversample for v in shift], order=order, cval=fill)
+    return out.astype(vol.dtype, copy=False)
 
 
 def _magnify(images: np.ndarray, scale: float) -> np.ndarray:
@@ -369,16 +387,28 @@ class _Acquisition:
         return (np.arange(n_e * n_a).reshape(n_e, n_a) + 0.5) / (n_e * n_a)
 
     def transmission(
-        self, w_start: np.ndarray, tick, w_end: np.ndarray | None = None
+        self,
+        w_start: np.ndarray,
+        tick,
+        w_end: np.ndarray | None = None,
+        motion: tuple[float, tuple[float, ...]] = (0.0, (0.0, 0.0, 0.0)),
     ) -> np.ndarray:
         """Transmission per energy, angle and detector pixel.
 
         With ``w_end`` the Li field moves linearly from ``w_start`` to ``w_end`` during the
         acquisition: mu is linear in w and projection is linear in mu, so each angle's line
-        integrals are the same mix of the two fields' line integrals.
+        integrals are the same mix of the two fields' line integrals. ``motion`` (rotation
+        about the axis in degrees, shift (z, y, x) in detector pixels): the sample is moved
+        so before it is projected.
         """
         ms, g, a = self.ms, self.scenario.grid, self.scenario.acquisition
         os_ = g.oversample
+        pore, cbd, active = self.pore, self.cbd, self.active
+        if motion[0] or any(motion[1]):
+            phases = _moved(ms.phases, motion, os_, order=0)
+            pore, cbd, active = (phases == c for c in (PHASE_PORE, PHASE_CBD, PHASE_ACTIVE))
+            w_start = _moved(np.nan_to_num(w_start), motion, os_, order=1)
+            w_end = None if w_end is None else _moved(np.nan_to_num(w_end), motion, os_, order=1)
         nz, n = ms.phases.shape[0], ms.phases.shape[1]
         proj = _Projector(g.projector, n, self.theta, os.cpu_count() or 1)
         shift = a.rotation_axis_offset_px * os_  # the axis projects this far from the centre
@@ -407,11 +437,10 @@ class _Acquisition:
         vox = np.float32(ms.voxel_m)
         try:
             for z in range(nz):
-                act = self.active[z]
+                act = active[z]
                 gv = [self.xanes.field_values(np.where(act, f[z], 0.0)) for f in fields]
                 imgs = np.stack(
-                    [self.pore[z], self.cbd[z], act]
-                    + [np.where(act, gk, 0.0) for gf in gv for gk in gf]
+                    [pore[z], cbd[z], act] + [np.where(act, gk, 0.0) for gf in gv for gk in gf]
                 ).astype(np.float32)
                 imgs = np.tensordot(pre, imgs, axes=1) if combine else imgs * vox
                 sinos[:, :, z, :] = proj(imgs)
@@ -558,7 +587,13 @@ def simulate(
         w_start = map_lithiation(ms, echem, i0, e, activity, dist_wet)[0] if duration else w_mid
         w_end = map_lithiation(ms, echem, i1, e, activity, dist_wet)[0] if duration else None
         tick("lithiation", 1)
-        proj, flats, darks = acq.counts(acq.transmission(w_start, tick, w_end), rng_acq)
+        motion = (
+            k * a.sample_rotation_deg,
+            tuple(k * float(v) for v in a.sample_motion_px),
+        )
+        proj, flats, darks = acq.counts(
+            acq.transmission(w_start, tick, w_end, motion=motion), rng_acq
+        )
         tick("noise", 1)
         scans.append(
             ScanData(
@@ -833,7 +868,39 @@ def write_outputs(
             write_spectrum(paths[name], spec, header=hdr + f"\ncalibration standard, w = {w:g}")
             rows.append(f"{w:g},{name}")
         write_text_atomic(paths["calibration_series.csv"], "\n".join(rows) + "\n")
+    if "truth_rates.csv" in paths:
+        write_truth_rates(paths["truth_rates.csv"], result.truths, scenario)
     return paths
+
+
+def write_truth_rates(path: Path, truths: list[TruthData], scenario: Scenario) -> None:
+    """An operando series' truth per particle: w at each time point (the volume mean of its
+    voxel field, at the middle of each acquisition) and the least-squares rate per hour, with
+    its diameter and depth, and the sample's motion per time point (columns ``w_t000``, ...)."""
+    from xtwin._files import write_csv_atomic
+
+    times = np.array([float(t.attrs["snapshot_time_s"]) for t in truths]) / 3600.0
+    ids = np.asarray(truths[0].particles["id"]).astype(int)
+    w = np.stack([np.asarray(t.particles["mean_lithiation"], dtype=float) for t in truths])
+    radius = np.asarray(truths[0].particles["equivalent_radius_m"], dtype=float)
+    depth = np.asarray(truths[0].particles["depth_m"], dtype=float)
+    tm = times - times.mean()
+    rows = []
+    for j, pid in enumerate(ids):
+        rate = float(np.sum(tm * (w[:, j] - w[:, j].mean())) / np.sum(tm**2))
+        rows.append(
+            {
+                "particle": int(pid),
+                "rate_per_h": round(rate, 6),
+                "diameter_um": round(2e6 * float(radius[j]), 4),
+                "depth_um": round(1e6 * float(depth[j]), 4),
+                **{f"w_t{k:03d}": round(float(w[k, j]), 6) for k in range(len(truths))},
+            }
+        )
+    fields = ("particle", "rate_per_h", "diameter_um", "depth_um") + tuple(
+        f"w_t{k:03d}" for k in range(len(truths))
+    )
+    write_csv_atomic(path, rows, fields)
 
 
 def simulate_to(
