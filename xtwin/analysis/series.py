@@ -238,8 +238,8 @@ def _rotate_yx(vol: np.ndarray, angle_deg: float, order: int = 1) -> np.ndarray:
     """Rotate every (y, x) slice about its centre by ``angle_deg`` (counter-clockwise)."""
     from scipy import ndimage
 
-    if angle_deg == 0:
-        return vol
+    # no shortcut at 0: every trial angle is interpolated alike (an uninterpolated candidate
+    # would be sharper, and favoured, by the correlation)
     return ndimage.rotate(vol, angle_deg, axes=(-1, -2), reshape=False, order=order, cval=0.0)
 
 
@@ -258,23 +258,41 @@ def _motion_of(
 ) -> tuple[float, np.ndarray]:
     """(rotation, (dz, dy, dx)) taking ``mov`` onto ``ref`` (volumes of J): for each trial
     rotation a 3D phase correlation gives the shift, scored by the normalized correlation of
-    the aligned volumes; the best rotation is refined by a parabola."""
-    from skimage.registration import phase_cross_correlation
-
-    angles = centre + np.arange(-half_range, half_range + 1e-9, ROTATION_STEP_DEG)
-    scores = []
-    for a in angles:
-        rot = _rotate_yx(mov, -a)
-        shift = phase_cross_correlation(ref, rot, upsample_factor=4)[0]
-        scores.append(_ncc(ref, _shift(rot, shift)))
+    the aligned volumes; a coarse search (0.5 degree steps), a fine one about its best (0.1
+    degree steps) and a parabola through the fine peak."""
+    coarse = _best_angle(ref, mov, centre, half_range, 0.5)[0]
+    fine, angles, scores = _best_angle(ref, mov, coarse, 0.3, 0.1)
+    best = fine
     i = int(np.argmax(scores))
-    best = float(angles[i])
     if 0 < i < len(angles) - 1:  # parabola through the peak and its neighbours
         s0, s1, s2 = scores[i - 1], scores[i], scores[i + 1]
         den = s0 - 2 * s1 + s2
         if den < 0:
-            best += 0.5 * ROTATION_STEP_DEG * (s0 - s2) / den
+            best = float(angles[i] + 0.5 * (angles[1] - angles[0]) * (s0 - s2) / den)
     return best, _shift_after(ref, mov, best)
+
+
+def _best_angle(
+    ref: np.ndarray, mov: np.ndarray, centre: float, half_range: float, step: float
+) -> tuple[float, np.ndarray, list[float]]:
+    """The best of the trial rotations ``centre +- half_range`` every ``step`` degrees (the
+    grid leaves out ``centre`` itself: every candidate is resampled alike; an unresampled one
+    would be sharper, and win on that alone), with the angles and their scores."""
+    from scipy import ndimage
+    from skimage.registration import phase_cross_correlation
+
+    angles = centre + np.arange(-half_range, half_range + 1e-9, step) + 0.5 * step
+    # cubic splines (linear interpolation would blur the candidates unevenly), their
+    # coefficients computed once in the rotation plane
+    coef = ndimage.spline_filter1d(ndimage.spline_filter1d(mov, 3, axis=-1), 3, axis=-2)
+    scores = []
+    for a in angles:
+        rot = ndimage.rotate(
+            coef, -a, axes=(-1, -2), reshape=False, order=3, cval=0.0, prefilter=False
+        )
+        shift = phase_cross_correlation(ref, rot, upsample_factor=4)[0]
+        scores.append(_ncc(ref, _shift(rot, shift, order=1)))
+    return float(angles[int(np.argmax(scores))]), angles, scores
 
 
 def _shift_after(ref: np.ndarray, mov: np.ndarray, angle: float) -> np.ndarray:
@@ -310,7 +328,7 @@ def register(ref_jump: np.ndarray, jump: np.ndarray) -> Motion:
     if nz >= 16:
         for k in range(4):
             sl = slice(k * nz // 4, (k + 1) * nz // 4)
-            a, sh = _motion_of(rb[sl], mb[sl], angle, 1.0)  # about the whole volume's
+            a, sh = _motion_of(rb[sl], mb[sl], angle, 0.5)  # about the whole volume's
             ests.append(np.r_[sh[1:] * f, a])
     back = _rotate_yx(mov, -angle)
     halves: list[tuple[slice, ...]] = [
