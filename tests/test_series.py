@@ -219,3 +219,41 @@ def test_clustered_activity_is_found_and_random_is_not(tmp_path):
         p_values[clustered] = analyze_series(load_series(paths)).summary["clustering_p_value"]
     assert p_values[True] < 0.05
     assert p_values[False] > 0.05
+
+
+def test_series_report_renders_in_a_browser(moving, tmp_path):
+    import os
+    import subprocess
+
+    from tests.test_analysis import _chromium
+
+    out, _ = moving
+    maps = sorted(str(p) for p in out.parent.glob("op_t*.h5"))
+    rep = tmp_path / "rep"
+    assert main(["report", *maps, "-o", str(rep)]) == 0
+    page = rep / "report.html"
+    text = page.read_text()
+    assert "operando series of 4 time points" in text and text.count("<table>") == 2
+    assert text.count("data:image/png;base64,") == 2 and "<script" not in text
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have chromium (.ci/run installs it from the Debian packages)")
+        pytest.skip("no chromium on this machine")
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        text.replace(
+            "</body>",
+            "<script>window.addEventListener('load',()=>{const i=[...document.images];"
+            "document.body.setAttribute('data-images',i.length+':'+"
+            "i.filter(x=>x.complete&&x.naturalWidth>0).length);});</script></body>",
+        )
+    )
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+    dom = subprocess.run(
+        [browser, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert 'data-images="2:2"' in dom and "<table>" in dom

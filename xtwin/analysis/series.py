@@ -844,3 +844,78 @@ def _figures(a: SeriesAnalysis, out: Path) -> dict[str, Path]:
     files["rate_vs_size.png"] = out / "rate_vs_size.png"
     save_png(fig, files["rate_vs_size.png"], dpi=110)
     return files
+
+
+def series_report(
+    paths: list[str | os.PathLike], out_dir: str | os.PathLike, times_s: list[float] | None = None
+) -> dict[str, Path]:
+    """``xtwin report T0.h5 T1.h5 ... -o DIR``: the series analysis (in ``DIR/analysis``) and
+    one self-contained ``report.html`` with its summary, the registration and particle tables
+    and the time-resolved figures."""
+    from xtwin._files import ensure_writable_dir
+    from xtwin.analysis.report import html_table, write_html
+
+    out = ensure_writable_dir(out_dir)
+    files = analyze_series_files(paths, out / "analysis", times_s)
+    summary = files["summary.txt"].read_text().strip()
+    reg = _read_rows(files["registration.csv"])
+    reg_table = html_table(
+        [
+            "time (s)",
+            "dz (px)",
+            "dy (px)",
+            "dx (px)",
+            "rotation (deg)",
+            "followed",
+            "split",
+            "merged",
+            "left the field",
+        ],
+        [
+            [
+                f"{float(r['time_s']):.0f}",
+                f"{float(r['dz_px']):+.2f} +- {float(r['dz_sigma_px']):.2f}",
+                f"{float(r['dy_px']):+.2f} +- {float(r['dy_sigma_px']):.2f}",
+                f"{float(r['dx_px']):+.2f} +- {float(r['dx_sigma_px']):.2f}",
+                f"{float(r['rotation_deg']):+.2f} +- {float(r['rotation_sigma_deg']):.2f}",
+                f"{r['matched']} of {r['n_first']}",
+                r["split"],
+                r["merged"],
+                r["left"],
+            ]
+            for r in reg
+        ],
+        "The sample's motion relative to the first time point, and the particles followed",
+    )
+    rates = sorted(_read_rows(files["rates.csv"]), key=lambda r: float(r["rate_per_h"]))
+    rate_table = html_table(
+        ["particle", "rate (1/h)", "diameter (um)", "depth (um)"],
+        [
+            [
+                r["particle"],
+                f"{float(r['rate_per_h']):+.4f} +- {float(r['rate_sigma_per_h']):.4f}",
+                f"{float(r['diameter_um']):.2f}",
+                f"{float(r['depth_um']):.2f}",
+            ]
+            for r in rates
+        ],
+        "Particle rates dw/dt, fastest delithiation first",
+    )
+    page = write_html(
+        out / "report.html",
+        f"xtwin report: operando series of {len(paths)} time points",
+        [
+            ("Summary", summary, []),
+            ("Registration", reg_table, []),
+            ("Particles through time", "", [files["w_of_t.png"], files["rate_vs_size.png"]]),
+            ("Rates", rate_table, []),
+        ],
+    )
+    return {**files, "report.html": page}
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))

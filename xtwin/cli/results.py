@@ -105,18 +105,40 @@ def analyze(
 
 
 @cli.command()
-@click.argument("limap", type=click.Path(path_type=Path))
-@click.argument("truth", required=False, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-o", "--out", required=True, type=click.Path(path_type=Path), help="Output directory."
 )
-def report(limap: Path, truth: Path | None, out: Path) -> None:
-    """Figures and a self-contained HTML page (report.html) for a Li map, with the comparison
-    against the truth when TRUTH is given."""
+@click.option(
+    "--times-s", default=None, help="Series: the time points' times in seconds, T0,T1,..."
+)
+def report(files: tuple[Path, ...], out: Path, times_s: str | None) -> None:
+    """Figures and a self-contained HTML page (report.html): FILES is a Li map (with its twin's
+    TRUTH file for the comparison), or the Li maps of an operando series (time-resolved)."""
+    if len(files) >= 2 and not _is_truth(files[1]):
+        from xtwin.analysis.series import series_report
+
+        made = series_report(list(files), out, _times(times_s))
+        click.echo(f"{made['report.html']}")
+        return
+    if len(files) > 2:
+        raise XtwinInputError(
+            "give one Li map (and its truth file), or two or more Li maps of a series"
+        )
     from xtwin.validate.report import report_with_truth
 
-    files = report_with_truth(limap, out, truth)
-    click.echo(f"{files['report.html']}")
+    made = report_with_truth(files[0], out, files[1] if len(files) == 2 else None)
+    click.echo(f"{made['report.html']}")
+
+
+def _is_truth(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return "/truth/lithiation" in f
+    except (OSError, ValueError):
+        return False
 
 
 @cli.command()
