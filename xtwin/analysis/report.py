@@ -117,7 +117,8 @@ def analyze_file(
     Files: ``particles.csv``, ``depth_profile.csv``, ``wetted_profile.csv``,
     ``internal_pore_profile.csv``, ``hot_spots.csv``, ``labels.h5`` (particle labels and the
     hot-spot mask), ``summary.json``, ``summary.txt``, and the figures ``slices.png``,
-    ``profiles.png``, ``particles.png``.
+    ``profiles.png``, ``particles.png``; for XANES stacks (four or more energies) also the
+    spectral clusters (:func:`xtwin.analysis.spectral.write_spectral`).
 
     Returns
     -------
@@ -175,7 +176,18 @@ def analyze_file(
     files["summary.txt"] = out / "summary.txt"
     write_text_atomic(files["summary.txt"], summary_text(summary) + "\n")
     files.update(write_figures(m, a, out))
+    if kind == "limap" and _mode(path) == "multi-energy":  # XANES stacks: spectral clusters
+        from xtwin.analysis.spectral import write_spectral
+
+        files.update(write_spectral(path, out))
     return files
+
+
+def _mode(path: str | os.PathLike) -> str:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return str(f["/edge"].attrs.get("mode", "")) if "/edge" in f else ""
 
 
 def summary_text(s: dict[str, Any]) -> str:
