@@ -179,7 +179,10 @@ def analyze_file(
     if kind == "limap" and _mode(path) == "multi-energy":  # XANES stacks: spectral clusters
         from xtwin.analysis.spectral import write_spectral
 
-        files.update(write_spectral(path, out))
+        try:
+            files.update(write_spectral(path, out))
+        except XtwinInputError:  # too few Ni voxels to cluster: the rest of the analysis stands
+            pass
     return files
 
 
