@@ -142,6 +142,29 @@ def _chromium() -> str | None:
     return None
 
 
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+
+
+def rendered_dom(browser: str, html_text: str, tmp_path) -> str:
+    """The DOM of a page after Chromium loaded it, with ``data-images="N:M"`` on the body:
+    N images, M of them decoded."""
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        html_text.replace(
+            "</body>",
+            "<script>window.addEventListener('load',()=>{const i=[...document.images];"
+            "document.body.setAttribute('data-images',i.length+':'+"
+            "i.filter(x=>x.complete&&x.naturalWidth>0).length);});</script></body>",
+        )
+    )
+    return subprocess.run(
+        [browser, *CHROMIUM_FLAGS, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+
+
 def test_report_html_in_headless_chromium(demo_run, tmp_path):
     """The report opens in a real browser with every figure decoded, and renders."""
     browser = _chromium()
@@ -157,23 +180,7 @@ def test_report_html_in_headless_chromium(demo_run, tmp_path):
     page = out / "report.html"
     text = page.read_text()
     assert "data:image/png;base64," in text and "<script" not in text  # self-contained, static
-    # a copy with a probe that records how many images decoded
-    probe = tmp_path / "probe.html"
-    probe.write_text(
-        text.replace(
-            "</body>",
-            "<script>window.addEventListener('load',()=>{const i=[...document.images];"
-            "document.body.setAttribute('data-images',i.length+':'+"
-            "i.filter(x=>x.complete&&x.naturalWidth>0).length);});</script></body>",
-        )
-    )
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-    dom = subprocess.run(
-        [browser, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
+    dom = rendered_dom(browser, text, tmp_path)
     n_img = text.count("<img ")
     assert n_img >= 5
     assert f'data-images="{n_img}:{n_img}"' in dom
@@ -188,7 +195,13 @@ def test_report_html_in_headless_chromium(demo_run, tmp_path):
     assert f"<td>particles compared (the truth&#x27;s labels)</td><td>{n_truth}</td>" in text
     shot = tmp_path / "shot.png"
     subprocess.run(
-        [browser, *flags, "--window-size=1200,3000", f"--screenshot={shot}", page.as_uri()],
+        [
+            browser,
+            *CHROMIUM_FLAGS,
+            "--window-size=1200,3000",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
         capture_output=True,
         timeout=120,
     )

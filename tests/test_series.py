@@ -223,9 +223,8 @@ def test_clustered_activity_is_found_and_random_is_not(tmp_path):
 
 def test_series_report_renders_in_a_browser(moving, tmp_path):
     import os
-    import subprocess
 
-    from tests.test_analysis import _chromium
+    from tests.test_analysis import _chromium, rendered_dom
 
     out, _ = moving
     maps = sorted(str(p) for p in out.parent.glob("op_t*.h5"))
@@ -240,20 +239,5 @@ def test_series_report_renders_in_a_browser(moving, tmp_path):
         if os.environ.get("CI"):
             pytest.fail("CI must have chromium (.ci/run installs it from the Debian packages)")
         pytest.skip("no chromium on this machine")
-    probe = tmp_path / "probe.html"
-    probe.write_text(
-        text.replace(
-            "</body>",
-            "<script>window.addEventListener('load',()=>{const i=[...document.images];"
-            "document.body.setAttribute('data-images',i.length+':'+"
-            "i.filter(x=>x.complete&&x.naturalWidth>0).length);});</script></body>",
-        )
-    )
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-    dom = subprocess.run(
-        [browser, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
+    dom = rendered_dom(browser, text, tmp_path)
     assert 'data-images="2:2"' in dom and "<table>" in dom

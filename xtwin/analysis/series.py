@@ -135,7 +135,7 @@ def _times_of(path: str) -> tuple[float | None, float | None]:
     return (float(rel) if rel is not None else None), posix
 
 
-def _series_times(paths: list[str]) -> list[float] | None:
+def series_times(paths: list[str]) -> list[float] | None:
     """Each map's time in seconds: the scans' ``time_s`` where all have one, else their start
     dates relative to the first; None when neither is complete."""
     pairs = [_times_of(p) for p in paths]
@@ -168,7 +168,7 @@ def load_series(
     if times_s is not None and len(times_s) != len(paths):
         raise XtwinInputError(f"--times-s gives {len(times_s)} times for {len(paths)} maps")
     if times_s is None:
-        times_s = _series_times([str(p) for p in paths])
+        times_s = series_times([str(p) for p in paths])
         if times_s is None:
             raise XtwinInputError(
                 "some maps record no acquisition time (the scan's time_s or "
@@ -749,6 +749,13 @@ def analyze_series_files(
     sigmas, matched/split/merged/left), ``summary.json``, ``summary.txt``, ``w_of_t.png``,
     ``rate_vs_size.png``.
     """
+    return _analyze_and_write(paths, out_dir, times_s)[1]
+
+
+def _analyze_and_write(
+    paths: list[str | os.PathLike], out_dir: str | os.PathLike, times_s: list[float] | None
+) -> tuple[SeriesAnalysis, dict[str, Path]]:
+    """The analysis of :func:`analyze_series_files` and the files it wrote."""
     from xtwin._files import ensure_writable_dir, write_csv_atomic, write_text_atomic
 
     out = ensure_writable_dir(out_dir)
@@ -795,7 +802,7 @@ def analyze_series_files(
     write_text_atomic(files["summary.json"], json.dumps(summary, indent=2) + "\n")
     write_text_atomic(files["summary.txt"], summary_text(a.summary) + "\n")
     files.update(_figures(a, out))
-    return files
+    return a, files
 
 
 def _figures(a: SeriesAnalysis, out: Path) -> dict[str, Path]:
@@ -856,9 +863,7 @@ def series_report(
     from xtwin.analysis.report import html_table, write_html
 
     out = ensure_writable_dir(out_dir)
-    files = analyze_series_files(paths, out / "analysis", times_s)
-    summary = files["summary.txt"].read_text().strip()
-    reg = _read_rows(files["registration.csv"])
+    a, files = _analyze_and_write(paths, out / "analysis", times_s)
     reg_table = html_table(
         [
             "time (s)",
@@ -873,29 +878,29 @@ def series_report(
         ],
         [
             [
-                f"{float(r['time_s']):.0f}",
-                f"{float(r['dz_px']):+.2f} +- {float(r['dz_sigma_px']):.2f}",
-                f"{float(r['dy_px']):+.2f} +- {float(r['dy_sigma_px']):.2f}",
-                f"{float(r['dx_px']):+.2f} +- {float(r['dx_sigma_px']):.2f}",
-                f"{float(r['rotation_deg']):+.2f} +- {float(r['rotation_sigma_deg']):.2f}",
+                f"{r['time_s']:.0f}",
+                f"{r['dz_px']:+.2f} +- {r['dz_sigma_px']:.2f}",
+                f"{r['dy_px']:+.2f} +- {r['dy_sigma_px']:.2f}",
+                f"{r['dx_px']:+.2f} +- {r['dx_sigma_px']:.2f}",
+                f"{r['rotation_deg']:+.2f} +- {r['rotation_sigma_deg']:.2f}",
                 f"{r['matched']} of {r['n_first']}",
-                r["split"],
-                r["merged"],
-                r["left"],
+                str(len(r["split"])),
+                str(len(r["merged"])),
+                str(len(r["left"])),
             ]
-            for r in reg
+            for r in a.matching
         ],
         "The sample's motion relative to the first time point, and the particles followed",
     )
-    rates = sorted(_read_rows(files["rates.csv"]), key=lambda r: float(r["rate_per_h"]))
+    rates = sorted(a.rates, key=lambda r: r["rate_per_h"])
     rate_table = html_table(
         ["particle", "rate (1/h)", "diameter (um)", "depth (um)"],
         [
             [
-                r["particle"],
-                f"{float(r['rate_per_h']):+.4f} +- {float(r['rate_sigma_per_h']):.4f}",
-                f"{float(r['diameter_um']):.2f}",
-                f"{float(r['depth_um']):.2f}",
+                str(r["particle"]),
+                f"{r['rate_per_h']:+.4f} +- {r['rate_sigma_per_h']:.4f}",
+                f"{r['diameter_um']:.2f}",
+                f"{r['depth_um']:.2f}",
             ]
             for r in rates
         ],
@@ -905,17 +910,10 @@ def series_report(
         out / "report.html",
         f"xtwin report: operando series of {len(paths)} time points",
         [
-            ("Summary", summary, []),
+            ("Summary", summary_text(a.summary), []),
             ("Registration", reg_table, []),
             ("Particles through time", "", [files["w_of_t.png"], files["rate_vs_size.png"]]),
             ("Rates", rate_table, []),
         ],
     )
     return {**files, "report.html": page}
-
-
-def _read_rows(path: Path) -> list[dict[str, str]]:
-    import csv
-
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))

@@ -401,22 +401,15 @@ def _series_layers(paths: list[str]) -> list[LayerData]:
     import dask.array as da
     import h5py
 
+    from xtwin.analysis.series import series_times
     from xtwin.errors import XtwinInputError
 
-    shapes, times = [], []
-    for k, p in enumerate(paths):
+    shapes = []
+    for p in paths:
         with h5py.File(p, "r") as f:
             shapes.append(f["/li/lithiation"].shape)
-            meta = f["/provenance"].attrs.get("input_metadata") if "/provenance" in f else None
-        t = float(k)
-        if isinstance(meta, str | bytes):
-            import json
-
-            try:
-                t = float(json.loads(meta).get("time_s", k))
-            except (ValueError, AttributeError, TypeError):
-                t = float(k)
-        times.append(t)
+    # the times xtwin analyze uses (the scans' time_s or start dates), else the order given
+    times = series_times(paths) or [float(k) for k in range(len(paths))]
     if len(set(shapes)) != 1:
         raise XtwinInputError(
             f"the Li maps of a series must share one shape; got {sorted(set(shapes))}"
