@@ -220,8 +220,8 @@ def block_bytes(
       the absorbance and variance of the window before they are resampled (``resampled``:
       some energy is shifted or scaled, the projections realigned or their stripes removed,
       or there are no flats), the flats and a few small steps of arithmetic;
-    * reconstruction: per worker thread the padded sinograms, their complex64 spectra and
-      the NUFFT's fine grid;
+    * reconstruction: per worker thread the sinograms, their padded and cut complex64
+      spectra, the gridding's weights and its fine grid;
     * retrieval: one slice's solve temporaries per thread.
 
     ``n_extra`` counts the per-voxel maps beyond the four standard ones (the multi-energy fit
@@ -250,16 +250,15 @@ def block_bytes(
     pix = n_c * n_c
     vol = n_e * rows * pix * 4 * 2
     results = rows * pix * (4 * (5 + n_extra) + 1)
-    n_pad = 2 * n_c
-    n_half = n_pad // 2 + 1
-    # padded sinograms and three complex64 spectra (measured: 235 MiB above the volumes for
-    # two threads at 1024 columns x 721 angles x 3 energies); the filtered projections cut
-    # to the detector (a float32 copy of the padded length and a half-length spectrum) take
-    # what the third spectrum took. The NUFFT plan's fine grid (kept per thread; the data and
-    # the variance map paired, one transform per energy) and output
-    from xtwin.recon.fourier import UPSAMPFAC
+    # per worker thread (each has its own reconstructor): the row's sinograms and variances
+    # (float32), the packed pair's padded spectrum and its cut (complex64, 2 n and about
+    # 1.125 n per angle), the spreading grid and its periodic fold (complex64, each
+    # (GRID_OVERSAMPLING n)^2), the gridding's weights (40 bytes per polar point, about
+    # n / 2 + 1 per angle after the cut) and the images with their variance maps
+    from xtwin.recon.fourier import GRID_OVERSAMPLING
 
-    per_worker = n_e * n_a * (n_pad * 4 + n_half * 24) + n_e * int((UPSAMPFAC * n_c) ** 2 * 8)
+    per_worker = n_e * n_a * n_c * 4 * 2 + n_a * n_c * 8 * (2 + 1.125)
+    per_worker += 2 * int((GRID_OVERSAMPLING * n_c + 4) ** 2 * 8) + n_a * (0.57 * n_c + 1) * 40
     per_worker += n_e * pix * 8
     solve = workers * pix * per_voxel
     if not writer_overlap:  # one block: it is read before its results exist

@@ -5,8 +5,9 @@ By the Fourier slice theorem the back-projection of filtered projections ``q_k``
     f(x) = dtheta * sum_k q_k(x . theta_k)
          = dtheta / L * sum_k sum_m Q_k[m] H[m] exp(2 pi i nu_m (x . theta_k - s_0))
 
-a sum of plane waves at the polar points ``2 pi nu_m theta_k``: one type-1 NUFFT (FINUFFT [2])
-onto the image grid instead of ``n_angle x n^2`` interpolations, so the cost is
+a sum of plane waves at the polar points ``2 pi nu_m theta_k``: one type-1 NUFFT onto the image
+grid (xtwin's gridding on the fixed polar points, :mod:`xtwin.recon._gridding`; FINUFFT [2] for
+the projector and its adjoint) instead of ``n_angle x n^2`` interpolations, so the cost is
 ``O(n^2 log n + n_angle n)`` per slice rather than ``O(n_angle n^2)``. The interpolation along
 the detector is band-limited (periodic sinc over the padded length ``L``), not linear.
 The filter is the spatial Ram-Lak kernel (Kak & Slaney [1], eq. 61), whose DFT does not zero
@@ -18,8 +19,10 @@ side (``m``, the next fast length from ``1.125 n``) and transformed again, so th
 periodic over the cut instead of over the padded length, which changes little inside the
 field of view (the detector covers ``x . theta`` there; Shepp-Logan at 512^2 x 720: error
 0.0146 either way; a sample 1.4 times wider than the field: 0.0006 rms and at most 1 % of the
-image maximum at the field's edge) and nearly halves the NUFFT's spreading. Only the
-non-negative frequencies are transformed (the image is real).
+image maximum at the field's edge) and nearly halves the NUFFT's spreading. Two slices are
+packed as ``a + i b`` (one complex FFT per angle for both; gridrec's trick): the points carry
+the first's coefficients and their mirror images the second's, so the transform's real part is
+the first image and its imaginary part the second.
 
 Noise: for uncorrelated projection noise of variance ``v``, the reconstruction is
 ``f(x) = dtheta sum_kj h(x . theta_k - s_j) p_kj`` with the band-limited kernel ``h``, so::
@@ -52,15 +55,15 @@ import threading
 
 import numpy as np
 
-#: FINUFFT tolerance (single precision) and upsampling factor. 5e-3 at 1.15 leaves the
-#: Shepp-Logan error at 512^2 x 720 and 2048^2 x 1500 unchanged to 1e-5 (0.01462 and 0.00734,
-#: phantom units, clean; 0.02525 noisy) and is 12 % faster than 1e-3 at 1.25 (a 600^2 instead
-#: of a 640^2 fine grid at 512); 1e-2 moves the error by 1e-4 (0.01473 at 1.15).
+from xtwin.recon._gridding import SIGMA as GRID_OVERSAMPLING
+from xtwin.recon._gridding import PolarGridder
+
+__all__ = ["FILTERS", "GRID_OVERSAMPLING", "FourierFBP", "filter_response", "ram_lak"]
+
+#: FINUFFT tolerance (single precision) and upsampling factor of the projector and its
+#: adjoint (the filtered back-projection grids with :mod:`xtwin.recon._gridding`).
 NUFFT_EPS = 5e-3
 UPSAMPFAC = 1.15
-
-#: Batches up to this size reuse a per-thread NUFFT plan (larger ones are one-off).
-_PLAN_MAX_BATCH = 8
 
 
 #: Filters: the Ram-Lak ramp times a window of the frequency nu (cycles per pixel).
@@ -122,7 +125,8 @@ class FourierFBP:
     center_offset_px : float
         Rotation axis minus detector centre ``(n_col - 1) / 2``, in pixels.
     eps : float
-        NUFFT tolerance.
+        FINUFFT's tolerance for :meth:`project` and :meth:`backproject` (the filtered
+        back-projection's gridding has a fixed kernel: about 1e-3 of the image's rms).
     filter_name : str
         One of :data:`FILTERS`.
     field : str
@@ -135,7 +139,10 @@ class FourierFBP:
     Notes
     -----
     Every call uses one thread: call it from several threads for parallel slices (the
-    C library releases the GIL). Results do not depend on the batch size or the thread.
+    compiled loops release the GIL). Results do not depend on the thread; :meth:`fbp` pairs
+    consecutive slices of a batch in one transform, so a slice's last bits depend on its
+    partner (:meth:`fbp_with_variance` pairs each slice with its own variance map and does
+    not depend on the batch).
     """
 
     def __init__(
@@ -162,11 +169,16 @@ class FourierFBP:
         # coordinate of padded sample 0 along the detector (the axis sits at s = 0)
         s0 = -self.pad - (self.n_col - 1) / 2.0 - self.center_offset_px
         # the padded length's points: the projector and its adjoint, and fbp's "padded" field
+        self._local = threading.local()
         self._padded = _PolarGeometry(self.n_col, theta, s0, self.pad, self.n_pad)
         h = filter_response(self.n_pad, filter_name)
-        self._ramp = h[:n_half].astype(np.float32)
         h_d = np.fft.ifft(h).real
-        self._ramp_sq = np.fft.fft(h_d**2).real[:n_half].astype(np.float32)
+        h_sq = np.fft.fft(h_d**2).real
+        # full-length responses (the packed pairs' complex FFT) and their halves (rfft)
+        self._h = h.astype(np.float32)
+        self._h_sq = h_sq.astype(np.float32)
+        self._ramp = self._h[:n_half]
+        self._ramp_sq = self._h_sq[:n_half]
         # the cut reaches n / 16 beyond each end of the detector: where the filtered
         # projections wrap around, their band-limited interpolation rings, and at the edge of
         # the field of view of a sample wider than the field that costs up to 11-15 % of the
@@ -177,10 +189,8 @@ class FourierFBP:
             if field == "disc"
             else self._padded
         )
-        # the type-1 transform's options (points in the order given: along each ray, angle
-        # after angle, which spreads 30 % faster at 512^2 than FINUFFT's bin sort; FFTW's
-        # deterministic ESTIMATE plans, so every process computes the same bits), and each
-        # thread's kept plan (see _plan)
+        # FINUFFT's options for the adjoint of the projector (points in the order given;
+        # FFTW's deterministic ESTIMATE plans, so every process computes the same bits)
         self._nufft_opts = {
             "eps": self.eps,
             "isign": 1,
@@ -188,7 +198,6 @@ class FourierFBP:
             "upsampfac": UPSAMPFAC,
             "spread_sort": 0,
         }
-        self._local = threading.local()
 
     # -- core -----------------------------------------------------------------------------
     def _spectrum(self, sinos: np.ndarray, *, edge: bool) -> np.ndarray:
@@ -217,60 +226,87 @@ class FourierFBP:
         spec *= g.phase
         return spec
 
+    def _filtered_pair(
+        self, sa: np.ndarray, sb: np.ndarray | None, h_a: np.ndarray, h_b: np.ndarray
+    ) -> np.ndarray:
+        """Spectra of two sinograms packed as ``a + i b`` (``sb=None``: one), edge-padded,
+        filtered with ``h_a`` and ``h_b`` and cut to the fbp geometry: ``(n_angle, m)``
+        complex64 in FFT order, in this thread's buffer (overwritten by the next call)."""
+        from scipy import fft
+
+        from xtwin.recon._gridding_kernels import filter_pair, pack_pair
+
+        g = self._fbp
+        bufs = getattr(self._local, "filter_buffers", None)
+        if bufs is None:
+            full = np.empty((self.n_angle, self.n_pad), np.complex64)
+            cut = np.empty((self.n_angle, g.m), np.complex64) if g.m < self.n_pad else full
+            bufs = self._local.filter_buffers = (full, cut)
+        full, cut = bufs
+        none = np.empty((0, self.n_col), np.float32)
+        pack_pair(self._checked(sa), none if sb is None else self._checked(sb), self.pad, full)
+        full = fft.fft(full, axis=-1, overwrite_x=True, workers=1)
+        if h_a is h_b:
+            full *= h_a
+        else:
+            filter_pair(full, h_a, h_b)
+        if g.m == self.n_pad:
+            return full
+        full = fft.ifft(full, axis=-1, overwrite_x=True, workers=1)
+        cut[...] = full[:, g.start : g.start + g.m]
+        return fft.fft(cut, axis=-1, overwrite_x=True, workers=1)
+
+    def _checked(self, s: np.ndarray) -> np.ndarray:
+        s = np.ascontiguousarray(s, dtype=np.float32)
+        if s.shape != (self.n_angle, self.n_col):
+            raise ValueError(
+                f"sinograms of shape {s.shape}; expected ({self.n_angle}, {self.n_col})"
+            )
+        return s
+
+    def _fbp_pairs(self, s: np.ndarray, h: np.ndarray, scale: float) -> np.ndarray:
+        """Filtered back-projection of a batch with the response ``h``, two slices per
+        transform (an odd batch's last alone), times ``scale``."""
+        b = s.shape[0]
+        images = np.empty((b, self.n_col, self.n_col), dtype=np.float32)
+        gridder = self._fbp.gridder(self.n_col)
+        phase = self._fbp.phase
+        for i in range(0, b - 1, 2):
+            y = self._filtered_pair(s[i], s[i + 1], h, h)
+            gridder.spectra(y, phase, images[i], images[i + 1], scale, scale)
+        if b % 2:
+            y = self._filtered_pair(s[b - 1], None, h, h)
+            gridder.spectra(y, phase, images[b - 1], None, scale, scale)
+        return images
+
     def _adjoint_nufft(
         self, coef: np.ndarray, geom: _PolarGeometry, paired: bool = True
     ) -> np.ndarray:
         """The real part of the type-1 sum of ``coef`` (spectra times ``geom``'s phases) over
-        ``geom``'s polar points: two slices per transform (see :func:`_paired`; an odd
-        batch's last slice alone), fbp's geometry through this thread's kept plans;
-        ``paired=False``: one slice per transform on the points of :meth:`project` (its
-        exact adjoint, which mirrored points are not to the NUFFT's tolerance)."""
+        ``geom``'s polar points: two slices per transform through the geometry's gridding (see
+        :mod:`xtwin.recon._gridding`; an odd batch's last slice alone); ``paired=False``: one
+        slice per FINUFFT transform on the points of :meth:`project` (its exact adjoint)."""
         b = coef.shape[0]
         flat = coef.reshape(b, -1)
         images = np.empty((b, self.n_col, self.n_col), dtype=np.float32)
-        n_pair = b // 2 if paired else 0
-        if n_pair:
-            pairs = _paired(flat[0 : 2 * n_pair : 2], flat[1 : 2 * n_pair : 2])
-            out = self._type1(pairs, geom, True)
-            del pairs
-            images[0 : 2 * n_pair : 2] = out.real
-            images[1 : 2 * n_pair : 2] = out.imag
-        if 2 * n_pair < b:
-            rest = np.ascontiguousarray(flat[2 * n_pair :])
-            images[2 * n_pair :] = self._type1(rest, geom, False).real
-        return images
+        if not paired:
+            import finufft
 
-    def _type1(self, c: np.ndarray, geom: _PolarGeometry, mirrored: bool) -> np.ndarray:
-        """Type-1 transforms of the rows of ``c`` on ``geom``'s points (and their mirror
-        images), (n_trans, n_col, n_col) complex64; fbp's geometry through a kept plan."""
-        import finufft
-
-        if geom is self._fbp and c.shape[0] <= _PLAN_MAX_BATCH:
-            out = self._plan(c.shape[0], mirrored).execute(c)
-        else:  # one-off batches (axis trials) and the adjoint: no plan kept
-            pts = geom.pts_pm if mirrored else geom.pts
-            out = finufft.nufft2d1(pts[0], pts[1], c, (self.n_col, self.n_col), **self._nufft_opts)
-        return out.reshape(-1, self.n_col, self.n_col)
-
-    def _plan(self, n_trans: int, mirrored: bool):
-        """This thread's type-1 plan of the cut geometry (with the mirror images of its points
-        for slice pairs, or without for a lone slice) for ``n_trans`` transforms at once (its
-        fine grid allocated and its FFT planned once; one plan of each kind kept)."""
-        import finufft
-
-        plans = getattr(self._local, "plans", None)
-        if plans is None:
-            plans = self._local.plans = {}
-        key, plan = plans.get(mirrored, (None, None))
-        if key != n_trans:
-            del plan  # the old fine grid is freed first
-            plans[mirrored] = (None, None)
-            plan = finufft.Plan(
-                1, (self.n_col, self.n_col), n_trans=n_trans, dtype="complex64", **self._nufft_opts
+            out = finufft.nufft2d1(
+                geom.pts[0],
+                geom.pts[1],
+                np.ascontiguousarray(flat),
+                (self.n_col, self.n_col),
+                **self._nufft_opts,
             )
-            plan.setpts(*(self._fbp.pts_pm if mirrored else self._fbp.pts))
-            plans[mirrored] = (n_trans, plan)
-        return plan
+            images[:] = out.reshape(b, self.n_col, self.n_col).real
+            return images
+        gridder = geom.gridder(self.n_col)
+        for i in range(0, b - 1, 2):
+            gridder.coefficients(flat[i], flat[i + 1], images[i], images[i + 1])
+        if b % 2:
+            gridder.coefficients(flat[b - 1], None, images[b - 1])
+        return images
 
     def _batched(self, sinos: np.ndarray) -> tuple[np.ndarray, bool]:
         s = np.asarray(sinos)
@@ -287,8 +323,7 @@ class FourierFBP:
             the image row (ASTRA's orientation).
         """
         s, single = self._batched(sinos)
-        out = self._adjoint_nufft(self._filtered(s, self._ramp), self._fbp)
-        out *= np.float32(self.dtheta)
+        out = self._fbp_pairs(s, self._h, self.dtheta)
         return out[0] if single else out
 
     def fbp_variance(self, var_sinos: np.ndarray) -> np.ndarray:
@@ -300,8 +335,7 @@ class FourierFBP:
             Per-pixel variance (non-negative), same layout as :meth:`fbp`.
         """
         s, single = self._batched(var_sinos)
-        out = self._adjoint_nufft(self._filtered(s, self._ramp_sq), self._fbp)
-        out *= np.float32(self.dtheta**2)
+        out = self._fbp_pairs(s, self._h_sq, self.dtheta**2)
         np.maximum(out, 0.0, out=out)
         return out[0] if single else out
 
@@ -320,16 +354,12 @@ class FourierFBP:
         s, single = self._batched(sinos)
         v, _ = self._batched(var_sinos)
         b = s.shape[0]
-        # the image of each slice paired with its variance map in one transform
-        pairs = _paired(
-            self._filtered(s, self._ramp).reshape(b, -1),
-            self._filtered(v, self._ramp_sq).reshape(b, -1),
-        )
-        out = self._type1(pairs, self._fbp, True)
-        del pairs
-        mu = out.real * np.float32(self.dtheta)
-        var = out.imag * np.float32(self.dtheta**2)
-        del out
+        gridder = self._fbp.gridder(self.n_col)
+        mu = np.empty((b, self.n_col, self.n_col), dtype=np.float32)
+        var = np.empty_like(mu)
+        for i in range(b):  # the image of each slice paired with its variance map
+            y = self._filtered_pair(s[i], v[i], self._h, self._h_sq)
+            gridder.spectra(y, self._fbp.phase, mu[i], var[i], self.dtheta, self.dtheta**2)
         np.maximum(var, 0.0, out=var)
         return (mu[0], var[0]) if single else (mu, var)
 
@@ -422,22 +452,16 @@ class _PolarGeometry:
         ).reshape(theta.size, n_half)
         self.phase = (phase * weight[None, :] / m).astype(np.complex64)
         self.pts = (w_row.astype(np.float32), w_col.astype(np.float32))
-        # the points and their mirror images, for two slices per transform (_paired)
-        self.pts_pm = tuple(np.concatenate([p, -p]) for p in self.pts)
+        self._gridder: PolarGridder | None = None
+        self._lock = threading.Lock()
 
-
-def _paired(a: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Coefficients of two real slices in one type-1 transform over the points and their
-    mirror images: with ``g_X = sum_j c_Xj exp(i k_j x)``, the transform of
-    ``(c_A + i c_B) / 2`` at ``k_j`` and ``(conj(c_A) + i conj(c_B)) / 2`` at ``-k_j`` is
-    ``Re(g_A) + i Re(g_B)``: one fine-grid FFT for two slices, at the same spreading cost.
-    ``a``, ``c``: (n_pairs, n_points) complex64; returns (n_pairs, 2 n_points)."""
-    n = a.shape[1]
-    out = np.empty((a.shape[0], 2 * n), dtype=np.complex64)
-    half = np.float32(0.5)
-    np.multiply(a + 1j * c, half, out=out[:, :n])
-    np.multiply(a.conj() + 1j * c.conj(), half, out=out[:, n:])
-    return out
+    def gridder(self, n_col: int) -> PolarGridder:
+        """The points' gridding onto the ``n_col x n_col`` slice (made once, shared by the
+        threads)."""
+        with self._lock:
+            if self._gridder is None:
+                self._gridder = PolarGridder(self.pts[0], self.pts[1], n_col)
+            return self._gridder
 
 
 def _hermitian_full(half: np.ndarray, n_pad: int) -> np.ndarray:
