@@ -28,6 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from xtwin.analysis.kinetics import (
+    hot_spots,
+    internal_pore_lead,
+    own_cores,
+    particle_features,
+    rate_drivers,
+)
 from xtwin.errors import XtwinInputError
 
 #: Rotation search about the rotation axis (degrees) and its step.
@@ -428,6 +435,7 @@ def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
     shell, deep = _shell_and_deep(labels)
     depth_rows: list[dict[str, Any]] = []
     surface_rows: list[dict[str, Any]] = []
+    kept: dict[int, np.ndarray] = {}  # registered w of the first two and last two time points
     for k, tp in enumerate(points):
         if k == 0:
             motion = Motion(np.zeros(3), 0.0, np.zeros(3), 0.0)
@@ -450,6 +458,8 @@ def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
             labels_k = segment_particles(mask_k & measured)
             match = _match(labels, labels_k, measured)
         motions.append(motion)
+        if k < 2 or k >= len(points) - 2:
+            kept[k] = np.asarray(w, dtype=np.float32)
         matching.append({"time_s": tp.time_s, **motion.as_dict(), **match})
         surface_rows.append(_surface_minus_core(w, labels, shell, deep, tp.time_s))
         ok = (core > 0) & np.isfinite(w)
@@ -475,6 +485,7 @@ def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
                 }
             )
     times_h = np.array([tp.time_s for tp in points]) / 3600.0
+    features = particle_features(labels, pix_um)
     rates = []
     for j, pid in enumerate(ids):
         ok = np.isfinite(series_w[:, j]) & (series_s[:, j] > 0)
@@ -492,6 +503,7 @@ def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
                 "rate_sigma_per_h": round(float(1.0 / np.sqrt(sxx)), 6),
                 "diameter_um": round(float((6 * sizes[pid] / np.pi) ** (1 / 3) * pix_um), 4),
                 "depth_um": round(float(centroids[j][0] * pix_um), 4),
+                **{k: round(v, 4) for k, v in features.get(int(pid), {}).items()},
             }
         )
     depth_z = np.array([c[0] for c in centroids]) if ids.size else np.zeros(0)
@@ -503,6 +515,13 @@ def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
     summary.update(_clustering(rates, centroids, ids, pix_um))
     summary.update(_mechanism(surface_rows))
     summary.update(_depth_trend(depth_rows))
+    summary["rate_drivers"] = rate_drivers(rates, features) if features else {}
+    last = len(points) - 1
+    if last >= 2:
+        first_iv = (kept[0], kept[1], float(times_h[1] - times_h[0]))
+        last_iv = (kept[last - 1], kept[last], float(times_h[last] - times_h[last - 1]))
+        summary.update(hot_spots(first_iv, last_iv, own_cores(labels)))
+    summary.update(internal_pore_lead(kept[0], kept[last], labels, times_h))
     return SeriesAnalysis(
         np.array([tp.time_s for tp in points]),
         motions,
@@ -735,7 +754,47 @@ def summary_text(s: dict[str, Any]) -> str:
         lines.append(
             f"Li repartition across the electrode depth: {uniform} (slopes per 10 um: {slopes})."
         )
+    lines += _kinetics_text(s)
     return "\n".join(lines)
+
+
+#: Sentences for the rate drivers (property name: what it is).
+_DRIVERS = {
+    "diameter_um": "particle size",
+    "depth_um": "electrode depth",
+    "contact_fraction": "contact with neighbouring particles",
+    "pore_distance_um": "distance to pore or carbon-binder",
+    "internal_pore_fraction": "internal porosity",
+}
+
+
+def _kinetics_text(s: dict[str, Any]) -> list[str]:
+    """The rate drivers, hot spots and internal pores as sentences."""
+    lines = []
+    for key, d in s.get("rate_drivers", {}).items():
+        lines.append(
+            f"Rate against {_DRIVERS.get(key, key)}: Spearman {d['spearman']:+.2f}, "
+            f"p = {d['p_value']:.3f} ({d['particles']} particles): {d['related']}."
+        )
+    if "hot_spot_overlap" in s:
+        lines.append(
+            "Hot spots that persist (the fastest 5 % of voxels in the first and the last "
+            f"interval): overlap {s['hot_spot_overlap']:.3f} against "
+            f"{s['hot_spot_overlap_null']:.3f} with each particle's voxels shuffled, p = "
+            f"{s['hot_spot_p_value']:.3f}: {s['hot_spots_persist']}."
+        )
+    elif "hot_spots_persist" in s:
+        lines.append(f"Hot spots that persist: {s['hot_spots_persist']}.")
+    if "internal_pore_rate_lead_per_h" in s:
+        lines.append(
+            "Lithiation from internal pores (rate next to them minus at the same depth in "
+            f"the particle): {s['internal_pore_rate_lead_per_h']:+.4f} +- "
+            f"{s['internal_pore_rate_lead_se_per_h']:.4f} per hour over "
+            f"{s['internal_pore_particles']} particles: {s['internal_pores']}."
+        )
+    elif "internal_pores" in s:
+        lines.append(f"Lithiation from internal pores: {s['internal_pores']}.")
+    return lines
 
 
 def analyze_series_files(
@@ -745,7 +804,8 @@ def analyze_series_files(
 
     Files: ``particles_time.csv`` (particle, time_s, w, w_sigma, z_um, y_um, x_um: centroid in
     the first time point's frame), ``rates.csv`` (particle, rate_per_h, rate_sigma_per_h,
-    diameter_um, depth_um), ``registration.csv`` (per time point: shift, rotation, their
+    diameter_um, depth_um, contact_fraction, pore_distance_um, internal_pore_fraction: see
+    :mod:`xtwin.analysis.kinetics`), ``registration.csv`` (per time point: shift, rotation, their
     sigmas, matched/split/merged/left), ``summary.json``, ``summary.txt``, ``w_of_t.png``,
     ``rate_vs_size.png``.
     """
@@ -776,7 +836,16 @@ def _analyze_and_write(
     write_csv_atomic(
         files["rates.csv"],
         a.rates,
-        ("particle", "rate_per_h", "rate_sigma_per_h", "diameter_um", "depth_um"),
+        (
+            "particle",
+            "rate_per_h",
+            "rate_sigma_per_h",
+            "diameter_um",
+            "depth_um",
+            "contact_fraction",
+            "pore_distance_um",
+            "internal_pore_fraction",
+        ),
     )
     reg_rows = [
         {

@@ -50,16 +50,38 @@ def wetted_distance(ms: Microstructure) -> np.ndarray:
 
 
 def particle_activity(
-    ms: Microstructure, spec: ElectrochemistrySpec, rng: np.random.Generator
+    ms: Microstructure,
+    spec: ElectrochemistrySpec,
+    rng: np.random.Generator,
+    region: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Activity a_i of each particle: log-normal spread (mean 1) times a CBD-coverage term."""
+    """Activity a_i of each particle: log-normal spread (mean 1) times a CBD-coverage term,
+    times ``exp(strength z_i - strength^2 / 2)`` for the activity regions' field ``z_i`` at
+    the particle's centre (``region``, unit variance: :func:`activity_region_field`)."""
     n = len(ms.radii_m)
     s = spec.activity_spread
     a = np.exp(s * rng.standard_normal(n) - 0.5 * s * s)
     cov = ms.particles["cbd_coverage"]
     if n and spec.activity_cbd_weight:
         a = a * np.clip(1.0 + spec.activity_cbd_weight * (cov - cov.mean()), 0.2, None)
+    g = spec.activity_region_strength
+    if n and g and region is not None:
+        a = a * np.exp(g * region - 0.5 * g * g)
     return a
+
+
+def activity_region_field(
+    points_m: np.ndarray, length_m: float, rng: np.random.Generator, n_modes: int = 512
+) -> np.ndarray:
+    """A stationary Gaussian random field of unit variance and Gaussian correlation
+    ``exp(-d^2 / (2 length^2))`` at ``points_m`` ((n, 3), metres): random Fourier features
+    (Rahimi & Recht 2007), ``sqrt(2 / M) sum_m cos(k_m . x + phi_m)`` with ``k_m`` normal of
+    standard deviation ``1 / length``; the field is defined everywhere, so the truth can be
+    evaluated on any grid with the same generator state."""
+    k = rng.standard_normal((n_modes, 3)) / length_m
+    phi = rng.uniform(0.0, 2 * np.pi, n_modes)
+    pts = np.asarray(points_m, dtype=float).reshape(-1, 3)
+    return np.sqrt(2.0 / n_modes) * np.cos(pts @ k.T + phi).sum(axis=1)
 
 
 def _group_quantiles(lab: np.ndarray, key: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from xtwin._provenance import package_versions
 from xtwin.analysis.microstructure import block_mean
 from xtwin.forward.electrochem import ElectrochemResult, Geometry, solve
 from xtwin.forward.lifield import (
+    activity_region_field,
     map_lithiation,
     particle_activity,
     slab_conservation,
@@ -216,6 +217,41 @@ def _moved(
     return out.astype(vol.dtype, copy=False)
 
 
+def _breathed(ms: Microstructure, scale: np.ndarray, vols: list[np.ndarray]) -> list[np.ndarray]:
+    """``vols`` (the phases, then Li fields) with every particle scaled by ``scale[id - 1]``
+    about its centre (a particle's volume follows its lithiation): a backward displacement
+    field, exact on the particles' voxels and smoothly extended around them; the phases are
+    resampled by nearest neighbour, the fields linearly (normalized by their finite mask,
+    so no NaN or zero bleeds into the active phase)."""
+    lab = ms.labels
+    inside = lab > 0
+    centre = np.concatenate([[[0.0, 0.0, 0.0]], ms.centres_m / ms.voxel_m - 0.5])
+    factor = np.concatenate([[0.0], 1.0 / np.asarray(scale, dtype=float) - 1.0])
+    grid = np.indices(lab.shape, dtype=np.float32)
+    weight = ndimage.gaussian_filter(inside.astype(np.float32), 2.0)
+    coords = np.empty_like(grid)
+    for ax in range(3):
+        d = ((grid[ax] - centre[lab, ax]) * factor[lab]).astype(np.float32)  # 0 off particles
+        smooth = ndimage.gaussian_filter(d, 2.0) / np.maximum(weight, 0.05)
+        coords[ax] = grid[ax] + np.where(inside, d, smooth * np.minimum(weight / 0.05, 1.0))
+    del grid
+    out = [ndimage.map_coordinates(vols[0], coords, order=0, mode="nearest")]
+    for v in vols[1:]:
+        finite = np.isfinite(v)
+        num = ndimage.map_coordinates(np.where(finite, v, 0.0), coords, order=1, mode="nearest")
+        den = ndimage.map_coordinates(finite.astype(float), coords, order=1, mode="nearest")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append(np.where(den > 1e-6, num / den, np.nan))
+    return out
+
+
+def breathing_scale(mean_w: np.ndarray, volume_change: float) -> np.ndarray:
+    """Linear scale of each particle relative to the generated (lithiated) microstructure:
+    its volume is ``1 - volume_change (1 - w)`` of the lithiated one."""
+    w = np.clip(np.nan_to_num(np.asarray(mean_w, dtype=float), nan=1.0), 0.0, 1.0)
+    return np.cbrt(1.0 - volume_change * (1.0 - w))
+
+
 def _magnify(images: np.ndarray, scale: float) -> np.ndarray:
     """Images (..., rows, cols) magnified by ``scale`` about their centre (cubic spline): a
     feature at distance d from the centre moves to ``scale * d``."""
@@ -392,6 +428,7 @@ class _Acquisition:
         tick,
         w_end: np.ndarray | None = None,
         motion: tuple[float, tuple[float, ...]] = (0.0, (0.0, 0.0, 0.0)),
+        breathing: np.ndarray | None = None,
     ) -> np.ndarray:
         """Transmission per energy, angle and detector pixel.
 
@@ -399,13 +436,20 @@ class _Acquisition:
         acquisition: mu is linear in w and projection is linear in mu, so each angle's line
         integrals are the same mix of the two fields' line integrals. ``motion`` (rotation
         about the axis in degrees, shift (z, y, x) in detector pixels): the sample is moved
-        so before it is projected.
+        so before it is projected; ``breathing``: each particle's linear scale about its
+        centre (see :func:`breathing_scale`), applied first.
         """
         ms, g, a = self.ms, self.scenario.grid, self.scenario.acquisition
         os_ = g.oversample
         pore, cbd, active = self.pore, self.cbd, self.active
+        phases = ms.phases
+        if breathing is not None:
+            fields = [w_start] + ([w_end] if w_end is not None else [])
+            phases, *fields = _breathed(ms, breathing, [ms.phases, *fields])
+            w_start, w_end = fields[0], (fields[1] if w_end is not None else None)
+            pore, cbd, active = (phases == c for c in (PHASE_PORE, PHASE_CBD, PHASE_ACTIVE))
         if motion[0] or any(motion[1]):
-            phases = _moved(ms.phases, motion, os_, order=0)
+            phases = _moved(phases, motion, os_, order=0)
             pore, cbd, active = (phases == c for c in (PHASE_PORE, PHASE_CBD, PHASE_ACTIVE))
             w_start = _moved(np.nan_to_num(w_start), motion, os_, order=1)
             w_end = None if w_end is None else _moved(np.nan_to_num(w_end), motion, os_, order=1)
@@ -577,7 +621,12 @@ def simulate(
     times = sorted({t for w in windows for t in w})
     echem = solve(dataclasses.replace(e, snapshot_times_s=tuple(times)), geometry_of(ms, scenario))
     tick("electrochemistry", 1)
-    activity = particle_activity(ms, e, rng_li)
+    region = None
+    if e.activity_region_strength:  # a stream of its own: other scenarios' files unchanged
+        region = activity_region_field(
+            ms.centres_m, e.activity_region_length_m, np.random.default_rng([scenario.seed, 26])
+        )
+    activity = particle_activity(ms, e, rng_li, region)
     dist_wet = wetted_distance(ms)
     acq = _Acquisition(scenario, ms)
     scans, truths = [], []
@@ -587,12 +636,16 @@ def simulate(
         w_start = map_lithiation(ms, echem, i0, e, activity, dist_wet)[0] if duration else w_mid
         w_end = map_lithiation(ms, echem, i1, e, activity, dist_wet)[0] if duration else None
         tick("lithiation", 1)
+        table["activity_region"] = np.zeros(len(ms.radii_m)) if region is None else region
+        breathing = None
+        if e.volume_change:
+            breathing = breathing_scale(table["mean_lithiation"], e.volume_change)
         motion = (
             k * a.sample_rotation_deg,
             tuple(k * float(v) for v in a.sample_motion_px),
         )
         proj, flats, darks = acq.counts(
-            acq.transmission(w_start, tick, w_end, motion=motion), rng_acq
+            acq.transmission(w_start, tick, w_end, motion=motion, breathing=breathing), rng_acq
         )
         tick("noise", 1)
         scans.append(
@@ -876,7 +929,9 @@ def write_outputs(
 def write_truth_rates(path: Path, truths: list[TruthData], scenario: Scenario) -> None:
     """An operando series' truth per particle: w at each time point (the volume mean of its
     voxel field, at the middle of each acquisition) and the least-squares rate per hour, with
-    its diameter and depth, and the sample's motion per time point (columns ``w_t000``, ...)."""
+    its diameter and depth, its activity (the effective-size factor of the electrochemistry)
+    and the activity regions' field at its centre (0 without regions), and w at each time
+    point (columns ``w_t000``, ...)."""
     from xtwin._files import write_csv_atomic
 
     times = np.array([float(t.attrs["snapshot_time_s"]) for t in truths]) / 3600.0
@@ -884,6 +939,9 @@ def write_truth_rates(path: Path, truths: list[TruthData], scenario: Scenario) -
     w = np.stack([np.asarray(t.particles["mean_lithiation"], dtype=float) for t in truths])
     radius = np.asarray(truths[0].particles["equivalent_radius_m"], dtype=float)
     depth = np.asarray(truths[0].particles["depth_m"], dtype=float)
+    n = ids.size
+    activity = np.asarray(truths[0].particles.get("activity", np.ones(n)), dtype=float)
+    region = np.asarray(truths[0].particles.get("activity_region", np.zeros(n)), dtype=float)
     tm = times - times.mean()
     rows = []
     for j, pid in enumerate(ids):
@@ -894,12 +952,19 @@ def write_truth_rates(path: Path, truths: list[TruthData], scenario: Scenario) -
                 "rate_per_h": round(rate, 6),
                 "diameter_um": round(2e6 * float(radius[j]), 4),
                 "depth_um": round(1e6 * float(depth[j]), 4),
+                "activity": round(float(activity[j]), 5),
+                "activity_region": round(float(region[j]), 5),
                 **{f"w_t{k:03d}": round(float(w[k, j]), 6) for k in range(len(truths))},
             }
         )
-    fields = ("particle", "rate_per_h", "diameter_um", "depth_um") + tuple(
-        f"w_t{k:03d}" for k in range(len(truths))
-    )
+    fields = (
+        "particle",
+        "rate_per_h",
+        "diameter_um",
+        "depth_um",
+        "activity",
+        "activity_region",
+    ) + tuple(f"w_t{k:03d}" for k in range(len(truths)))
     write_csv_atomic(path, rows, fields)
 
 
