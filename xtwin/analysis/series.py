@@ -13,8 +13,10 @@ followed through time, and each particle's rate.
   a quarter of it) has split, a later particle covering two or more has merged them, a
   particle with less than half its voxels measured later has left the field of view.
   They are reported, never silently dropped.
-* **w(t)** of a particle: the mean of the registered w over its voxels eroded by one (motion
-  blurs the boundary), with ``sqrt(sum sigma^2) / n``; the **rate** is the weighted
+* **w(t)** of a particle: the mean of the registered w over the same voxels at every time
+  point (those of its voxels that every time point measured, two voxels in from the edge of
+  each field of view, with a w after the motion's interpolation), with
+  ``sqrt(sum sigma^2) / n``; the **rate** is the weighted
   least-squares slope of w against time (per hour), with its standard error.
 """
 
@@ -297,8 +299,11 @@ def _best_angle(
         rot = ndimage.rotate(
             coef, -a, axes=(-1, -2), reshape=False, order=3, cval=0.0, prefilter=False
         )
-        shift = phase_cross_correlation(ref, rot, upsample_factor=4)[0]
-        scores.append(_ncc(ref, _shift(rot, shift, order=1)))
+        shift = phase_cross_correlation(ref, rot, upsample_factor=20)[0]
+        # a Fourier shift: an interpolating one blurs non-integer shifts and would favour
+        # the candidates whose shift happens to be a whole number of voxels
+        moved = np.fft.ifftn(ndimage.fourier_shift(np.fft.fftn(rot), shift)).real
+        scores.append(_ncc(ref, moved))
     return float(angles[int(np.argmax(scores))]), angles, scores
 
 
@@ -412,6 +417,36 @@ def _match(ref_labels: np.ndarray, labels: np.ndarray, measured: np.ndarray) -> 
     }
 
 
+def _poses(points: list[TimePoint], labels: np.ndarray) -> tuple[list, list, np.ndarray]:
+    """Each time point's pose (registration to the first), its particles matched to the
+    first's, and the voxels of the first's frame that every time point measured, two voxels
+    in from the edge of each field of view (the reconstruction's edge, and the interpolation
+    of the motion)."""
+    from scipy import ndimage
+
+    from xtwin.analysis.lithiation import segment_particles
+
+    ref = points[0]
+    common = ndimage.binary_erosion(np.isfinite(ref.jump), iterations=2)
+    common &= np.isfinite(ref.lithiation)
+    motions: list[Motion] = [Motion(np.zeros(3), 0.0, np.zeros(3), 0.0)]
+    n = int(np.count_nonzero(np.unique(labels)))
+    matching = [{"n_first": n, "matched": n, "split": [], "merged": [], "left": []}]
+    for tp in points[1:]:
+        motion = register(ref.jump, tp.jump)
+        # measured: where the later map saw the sample (its edge jump is finite there)
+        seen = np.isfinite(tp.jump).astype(np.float32)
+        measured = apply_motion(seen, motion, order=1) > 0.5
+        mask_k = apply_motion(tp.mask.astype(np.float32), motion, order=1) > 0.5
+        matching.append(_match(labels, segment_particles(mask_k & measured), measured))
+        common &= ndimage.binary_erosion(measured, iterations=2)
+        # w after the motion's interpolation is finite only where no NaN was in reach
+        valid = np.isfinite(tp.lithiation).astype(np.float32)
+        common &= apply_motion(valid, motion, order=1) > 0.99
+        motions.append(motion)
+    return motions, matching, common
+
+
 def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
     """Register, follow and rate the particles of a series (module docstring)."""
     from scipy import ndimage
@@ -422,14 +457,16 @@ def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
     pix_um = ref.pixel_size_m * 1e6
     active0 = ref.mask & np.isfinite(ref.lithiation)
     labels = segment_particles(active0)
-    core = np.where(ndimage.binary_erosion(labels > 0), labels, 0)
     ids = np.unique(labels)
     ids = ids[ids > 0]
     centroids = ndimage.center_of_mass(labels > 0, labels, ids) if ids.size else []
     sizes = np.bincount(labels.ravel(), minlength=int(labels.max()) + 1)
-    motions: list[Motion] = []
+    motions, matching, common = _poses(points, labels)
+    # w(t) of a particle over the same voxels at every time point: those of its voxels with
+    # a w at every time point (a particle half out of the field later keeps its other half;
+    # the voxels next to the pores that the motion's interpolation mixed drop out)
+    core = np.where(common, labels, 0)
     rows: list[dict[str, Any]] = []
-    matching: list[dict[str, Any]] = []
     series_w = np.full((len(points), ids.size), np.nan)
     series_s = np.full((len(points), ids.size), np.nan)
     shell, deep = _shell_and_deep(labels)
@@ -437,36 +474,18 @@ def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
     surface_rows: list[dict[str, Any]] = []
     kept: dict[int, np.ndarray] = {}  # registered w of the first two and last two time points
     for k, tp in enumerate(points):
-        if k == 0:
-            motion = Motion(np.zeros(3), 0.0, np.zeros(3), 0.0)
-            w, s = tp.lithiation, tp.sigma
-            match = {
-                "n_first": int(ids.size),
-                "matched": int(ids.size),
-                "split": [],
-                "merged": [],
-                "left": [],
-            }
-        else:
-            motion = register(ref.jump, tp.jump)
-            w = apply_motion(tp.lithiation, motion)
-            s = apply_motion(tp.sigma, motion)
-            # measured: where the later map saw the sample (its edge jump is finite there)
-            seen = np.isfinite(tp.jump).astype(np.float32)
-            measured = apply_motion(seen, motion, order=1) > 0.5
-            mask_k = apply_motion(tp.mask.astype(np.float32), motion, order=1) > 0.5
-            labels_k = segment_particles(mask_k & measured)
-            match = _match(labels, labels_k, measured)
-        motions.append(motion)
+        w, s = tp.lithiation, tp.sigma
+        if k:
+            w, s = apply_motion(w, motions[k]), apply_motion(s, motions[k])
         if k < 2 or k >= len(points) - 2:
-            kept[k] = np.asarray(w, dtype=np.float32)
-        matching.append({"time_s": tp.time_s, **motion.as_dict(), **match})
+            kept[k] = np.where(common, w, np.nan).astype(np.float32)
+        matching[k] = {"time_s": tp.time_s, **motions[k].as_dict(), **matching[k]}
         surface_rows.append(_surface_minus_core(w, labels, shell, deep, tp.time_s))
         ok = (core > 0) & np.isfinite(w)
         n = np.bincount(core[ok], minlength=sizes.size)
         sw = np.bincount(core[ok], weights=w[ok], minlength=sizes.size)
         ss = np.bincount(core[ok], weights=np.square(np.nan_to_num(s[ok])), minlength=sizes.size)
-        gone: set[int] = {int(v) for v in match["left"]}  # type: ignore[attr-defined]
+        gone = {int(v) for v in matching[k]["left"]}
         for j, pid in enumerate(ids):
             if n[pid] == 0 or int(pid) in gone:
                 continue
@@ -688,7 +707,7 @@ def _summary(points, motions, matching, rates) -> dict[str, Any]:
     r = np.array([x["rate_per_h"] for x in rates]) if rates else np.zeros(0)
     rs = np.array([x["rate_sigma_per_h"] for x in rates]) if rates else np.zeros(0)
     spread = float(np.std(r, ddof=1)) if r.size > 1 else float("nan")
-    noise = float(np.sqrt(np.mean(rs**2))) if rs.size else float("nan")
+    noise = float(np.median(rs)) if rs.size else float("nan")  # a typical particle's
     moved = [
         bool(
             np.any(np.abs(m.sample_shift_px) > 2 * m.shift_sigma_px)
@@ -722,7 +741,7 @@ def summary_text(s: dict[str, Any]) -> str:
         + ", ".join("yes" if m else "no" for m in s["sample_moved"])
         + ".",
         f"Mean rate {s['mean_rate_per_h']:+.4f} per hour; spread between particles "
-        f"{s['rate_spread_per_h']:.4f} per hour against a rate noise of "
+        f"{s['rate_spread_per_h']:.4f} per hour against a typical (median) rate sigma of "
         f"{s['rate_noise_per_h']:.4f}: particles "
         + (
             "differ in rate beyond the noise."
