@@ -70,20 +70,25 @@ def _series(labels, fast, noise, rng, particle_rates=None):
     return [0.9 + rate * t + noise * rng.standard_normal(labels.shape) for t in range(4)]
 
 
-@pytest.mark.parametrize("case", ["persistent", "noise", "particle-level"])
+@pytest.mark.parametrize("case", ["persistent", "noise", "particle-level", "front"])
 def test_hot_spots_persist_only_when_a_place_in_the_particle_keeps_reacting(case):
+    """A cap of each particle reacting faster all along is a persistent hot spot; noise,
+    whole particles faster than others, or a front moving in from the whole surface (the
+    outer shell faster, the same all round) are not."""
+    from scipy import ndimage
+
     rng = np.random.default_rng(3)
     centres = [(12, 12 + 24 * (i % 3), 12 + 24 * (i // 3)) for i in range(6)]
     labels = _balls((24, 72, 48), centres, 10)
     z, y, x = np.indices(labels.shape)
-    # a cap of each particle (its +x side) reacts three times faster
+    depth = ndimage.distance_transform_edt(labels > 0)
     cap = np.zeros(labels.shape, bool)
     for i, c in enumerate(centres, start=1):
-        cap |= (labels == i) & (x - c[2] > 5)
-    fast = cap if case == "persistent" else np.zeros_like(cap)
+        cap |= (labels == i) & (x - c[2] > 5)  # the +x side
+    fast = {"persistent": cap, "front": (labels > 0) & (depth <= 3)}.get(case, None)
     per_particle = np.linspace(-0.2, 0.0, 6) if case == "particle-level" else None
-    w = _series(labels, fast, 0.05, rng, per_particle)
-    r = hot_spots((w[0], w[1], 1.0), (w[2], w[3], 1.0), own_cores(labels))
+    w = _series(labels, np.zeros_like(cap) if fast is None else fast, 0.05, rng, per_particle)
+    r = hot_spots((w[0], w[1], 1.0), (w[2], w[3], 1.0), own_cores(labels), depth)
     assert r["hot_spots_persist"] == ("yes" if case == "persistent" else "no"), r
 
 

@@ -8,11 +8,13 @@
   depth, tested against the rate by Spearman's rank correlation (p-value of the exact
   permutation distribution's normal approximation, scipy).
 * **Persistent hot spots** (:func:`hot_spots`): the voxel rate of each interval between time
-  points (registered maps, particle cores, a 3 x 3 x 3 mean within the particle); the hot
-  voxels are the 5 % that react fastest in the direction of the mean trend. Hot spots persist
+  points (registered maps, particle cores) beyond the mean of its particle at its depth
+  below the particle's surface (quarter-voxel shells); the hot voxels are the 5 % that react
+  fastest in the direction of the mean trend. Hot spots persist
   when the hot voxels of two intervals that share no map (so no noise in common) overlap
-  more than a shuffle of each particle's voxel rates within that particle gives: that null
-  keeps what particle-level activity explains and removes any place within the particle.
+  more than a shuffle of each particle's voxel rates within that particle and the same
+  depth below its surface gives: that null keeps what particle-level activity and a front
+  moving in from the whole surface explain, and removes any preferred place.
 * **Internal pores** (:func:`internal_pore_lead`): whether voxels next to a particle's
   internal pores (non-active voxels the particle encloses) react faster than voxels at the
   same distance from the particle's outer surface.
@@ -114,8 +116,8 @@ def rate_drivers(rates: list[dict[str, Any]], features: dict[int, dict[str, floa
 
 
 def own_cores(labels: np.ndarray) -> np.ndarray:
-    """Labels kept only where all six face neighbours carry the same label: the cores of
-    touching particles are then two voxels apart, and a 3 x 3 x 3 mean never mixes them."""
+    """Labels kept only where all six face neighbours carry the same label: no voxel at a
+    particle's boundary, where the motion's interpolation mixes it with its neighbours."""
     from scipy import ndimage
 
     cross = ndimage.generate_binary_structure(labels.ndim, 1)
@@ -130,22 +132,21 @@ Interval = tuple[np.ndarray, np.ndarray, float]
 
 
 def _core_rate(interval: Interval, cores: np.ndarray) -> np.ndarray:
-    """Voxel rate of an interval on the core voxels, each a 3 x 3 x 3 mean over the measured
-    core voxels around it (of the same particle: see :func:`own_cores`)."""
-    from scipy import ndimage
-
+    """Voxel rate of an interval on the core voxels (unsmoothed: a mean over neighbours
+    would mix a sharp front into the voxels beside it, a pattern that repeats in every
+    interval)."""
     w0, w1, hours = interval
-    box = np.ones((3,) * cores.ndim)
     inside = cores > 0
-    r = (w1 - w0) / hours
-    ok = inside & np.isfinite(r)
-    num = ndimage.convolve(np.where(ok, r, 0.0), box, mode="constant")
-    den = ndimage.convolve(ok.astype(float), box, mode="constant")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(ok & (den > 0), num / den, np.nan)[inside]
+    return ((w1 - w0) / hours)[inside]
 
 
-def hot_spots(first: Interval, last: Interval, cores: np.ndarray, seed: int = 0) -> dict[str, Any]:
+def hot_spots(
+    first: Interval,
+    last: Interval,
+    cores: np.ndarray,
+    depth: np.ndarray | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Whether the fastest-reacting voxels stay the same across time (module docstring).
 
     Parameters
@@ -155,17 +156,28 @@ def hot_spots(first: Interval, last: Interval, cores: np.ndarray, seed: int = 0)
         last; w in the first time point's frame, NaN where not measured.
     cores : ndarray of int
         Particle cores (:func:`own_cores` of the first time point's labels).
+    depth : ndarray, optional
+        Each voxel's distance from its particle's surface (voxels): the shuffles then stay
+        within shells of one voxel, so a front moving in from the surface (the same for the
+        whole surface) is not taken for hot spots.
     seed : int
         Seed of the shuffles.
     """
     ra, rb = _core_rate(first, cores), _core_rate(last, cores)
     trend = np.sign(np.nanmean(np.concatenate([ra, rb]))) or 1.0
     a, b = trend * ra, trend * rb
-    lab = cores[cores > 0]
+    lab = cores[cores > 0].astype(np.int64)
+    if depth is not None:  # groups: particle and depth (quarter-voxel shells)
+        shell = np.floor(4 * depth[cores > 0]).astype(np.int64)
+        lab = lab * (int(shell.max()) + 1) + shell
     ok = np.isfinite(a) & np.isfinite(b)
     if ok.sum() < 200:
         return {"hot_spots_persist": "cannot tell (too few voxels)"}
     a, b, lab = a[ok], b[ok], lab[ok]
+    # each voxel's rate beyond its group's mean: what a place adds to its particle and depth
+    _, inv = np.unique(lab, return_inverse=True)
+    for v in (a, b):
+        v -= (np.bincount(inv, weights=v) / np.bincount(inv))[inv]
 
     def overlap(x: np.ndarray, y: np.ndarray) -> float:
         hx = x >= np.quantile(x, 1 - HOT_FRACTION)

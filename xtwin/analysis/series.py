@@ -2,11 +2,8 @@
 followed through time, and each particle's rate.
 
 * **Registration** of each time point to the first on the Ni edge jump ``J`` (it does not
-  depend on the lithiation): the rotation about the rotation axis (the volume's z) and the
-  in-plane shift from the z-projections of ``J`` (a search over angles, refined by a
-  parabola, each angle scored by the peak of a phase correlation), then the z shift from a
-  3D phase correlation of the rotated volume. The uncertainty is the spread of the same
-  estimate on four slabs of the volume (z quarters) divided by 2 (their standard error).
+  depend on the lithiation): rotation about the rotation axis and 3D shift with their
+  uncertainties (:mod:`xtwin.analysis.registration`).
 * **Particles** are those of the first time point (SNOW, as ``xtwin analyze``); each later
   map is brought into the first one's frame and segmented again, and its particles matched to
   the first's by overlap: a first-time particle covered by two or more later ones (each over
@@ -18,6 +15,8 @@ followed through time, and each particle's rate.
   each field of view, with a w after the motion's interpolation), with
   ``sqrt(sum sigma^2) / n``; the **rate** is the weighted
   least-squares slope of w against time (per hour), with its standard error.
+* What drives the rates, persistent hot spots and lithiation from internal pores:
+  :mod:`xtwin.analysis.kinetics`.
 """
 
 from __future__ import annotations
@@ -37,15 +36,8 @@ from xtwin.analysis.kinetics import (
     particle_features,
     rate_drivers,
 )
+from xtwin.analysis.registration import Motion, apply_motion, register
 from xtwin.errors import XtwinInputError
-
-#: Rotation search about the rotation axis (degrees) and its step.
-ROTATION_RANGE_DEG = 3.0
-ROTATION_STEP_DEG = 0.25
-
-#: Floors of the registration's uncertainty: the resolution of the estimates.
-SHIFT_FLOOR_PX = 0.05
-ROTATION_FLOOR_DEG = 0.02
 
 
 @dataclass(frozen=True)
@@ -62,42 +54,6 @@ class TimePoint:
     energy_eV: np.ndarray
 
 
-@dataclass(frozen=True)
-class Motion:
-    """How a time point is brought back onto the first: rotate its (y, x) slices by
-    ``-rotation_deg`` about their centre, then shift by ``shift_px`` (z, y, x; px); with
-    standard uncertainties. The sample itself turned by ``rotation_deg`` (positive turning +y
-    towards +x) and moved by :attr:`sample_shift_px`."""
-
-    shift_px: np.ndarray
-    rotation_deg: float
-    shift_sigma_px: np.ndarray
-    rotation_sigma_deg: float
-
-    @property
-    def sample_shift_px(self) -> np.ndarray:
-        """The sample's displacement (z, y, x; px) relative to the first time point."""
-        a = np.radians(self.rotation_deg)
-        c = self.shift_px
-        y = np.cos(a) * c[1] - np.sin(a) * c[2]
-        x = np.sin(a) * c[1] + np.cos(a) * c[2]
-        return -np.array([c[0], y, x])
-
-    def as_dict(self) -> dict[str, float]:
-        """The sample's motion (displacement and rotation) and the uncertainties."""
-        s = self.sample_shift_px
-        return {
-            "dz_px": float(s[0]),
-            "dy_px": float(s[1]),
-            "dx_px": float(s[2]),
-            "rotation_deg": float(self.rotation_deg),
-            "dz_sigma_px": float(self.shift_sigma_px[0]),
-            "dy_sigma_px": float(self.shift_sigma_px[1]),
-            "dx_sigma_px": float(self.shift_sigma_px[2]),
-            "rotation_sigma_deg": float(self.rotation_sigma_deg),
-        }
-
-
 @dataclass
 class SeriesAnalysis:
     """What :func:`analyze_series` finds."""
@@ -111,6 +67,7 @@ class SeriesAnalysis:
     summary: dict[str, Any] = field(default_factory=dict)
     depth_time: list[dict[str, Any]] = field(default_factory=list)
     surface_time: list[dict[str, Any]] = field(default_factory=list)
+    pixel_size_m: float = 0.0
 
 
 def _times_of(path: str) -> tuple[float | None, float | None]:
@@ -233,148 +190,6 @@ def load_series(
 
 
 # -- registration ---------------------------------------------------------------------------
-
-
-def _clean(a: np.ndarray) -> np.ndarray:
-    """Finite, scaled to a maximum of 1 (sums of large edge jumps overflow float32 in the
-    phase correlation)."""
-    out = np.nan_to_num(np.asarray(a, dtype=np.float64), nan=0.0)
-    top = float(np.max(np.abs(out))) if out.size else 0.0
-    return out / top if top > 0 else out
-
-
-def _rotate_yx(vol: np.ndarray, angle_deg: float, order: int = 1) -> np.ndarray:
-    """Rotate every (y, x) slice about its centre by ``angle_deg`` (counter-clockwise)."""
-    from scipy import ndimage
-
-    # no shortcut at 0: every trial angle is interpolated alike (an uninterpolated candidate
-    # would be sharper, and favoured, by the correlation)
-    return ndimage.rotate(vol, angle_deg, axes=(-1, -2), reshape=False, order=order, cval=0.0)
-
-
-def _shift(img: np.ndarray, shift: np.ndarray, order: int = 1) -> np.ndarray:
-    from scipy import ndimage
-
-    return ndimage.shift(img, shift, order=order, cval=0.0)
-
-
-def _ncc(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
-
-
-def _motion_of(
-    ref: np.ndarray, mov: np.ndarray, centre: float = 0.0, half_range: float = ROTATION_RANGE_DEG
-) -> tuple[float, np.ndarray]:
-    """(rotation, (dz, dy, dx)) taking ``mov`` onto ``ref`` (volumes of J): for each trial
-    rotation a 3D phase correlation gives the shift, scored by the normalized correlation of
-    the aligned volumes; a coarse search (0.5 degree steps), a fine one about its best (0.1
-    degree steps) and a parabola through the fine peak."""
-    coarse = _best_angle(ref, mov, centre, half_range, 0.5)[0]
-    fine, angles, scores = _best_angle(ref, mov, coarse, 0.3, 0.1)
-    best = fine
-    i = int(np.argmax(scores))
-    if 0 < i < len(angles) - 1:  # parabola through the peak and its neighbours
-        s0, s1, s2 = scores[i - 1], scores[i], scores[i + 1]
-        den = s0 - 2 * s1 + s2
-        if den < 0:
-            best = float(angles[i] + 0.5 * (angles[1] - angles[0]) * (s0 - s2) / den)
-    return best, _shift_after(ref, mov, best)
-
-
-def _best_angle(
-    ref: np.ndarray, mov: np.ndarray, centre: float, half_range: float, step: float
-) -> tuple[float, np.ndarray, list[float]]:
-    """The best of the trial rotations ``centre +- half_range`` every ``step`` degrees (the
-    grid leaves out ``centre`` itself: every candidate is resampled alike; an unresampled one
-    would be sharper, and win on that alone), with the angles and their scores."""
-    from scipy import ndimage
-    from skimage.registration import phase_cross_correlation
-
-    angles = centre + np.arange(-half_range, half_range + 1e-9, step) + 0.5 * step
-    # cubic splines (linear interpolation would blur the candidates unevenly), their
-    # coefficients computed once in the rotation plane
-    coef = ndimage.spline_filter1d(ndimage.spline_filter1d(mov, 3, axis=-1), 3, axis=-2)
-    scores = []
-    for a in angles:
-        rot = ndimage.rotate(
-            coef, -a, axes=(-1, -2), reshape=False, order=3, cval=0.0, prefilter=False
-        )
-        shift = phase_cross_correlation(ref, rot, upsample_factor=20)[0]
-        # a Fourier shift: an interpolating one blurs non-integer shifts and would favour
-        # the candidates whose shift happens to be a whole number of voxels
-        moved = np.fft.ifftn(ndimage.fourier_shift(np.fft.fftn(rot), shift)).real
-        scores.append(_ncc(ref, moved))
-    return float(angles[int(np.argmax(scores))]), angles, scores
-
-
-def _shift_after(ref: np.ndarray, mov: np.ndarray, angle: float) -> np.ndarray:
-    """The 3D shift taking ``mov``, turned back by ``angle``, onto ``ref``."""
-    from skimage.registration import phase_cross_correlation
-
-    rot = _rotate_yx(mov, -angle)
-    return np.asarray(phase_cross_correlation(ref, rot, upsample_factor=20)[0], dtype=float)
-
-
-def _binned(a: np.ndarray, f: int) -> np.ndarray:
-    """Block means of ``f`` voxels in y and x (z kept: the rotation axis)."""
-    if f <= 1:
-        return a
-    nz, ny, nx = a.shape
-    a = a[:, : ny // f * f, : nx // f * f]
-    return a.reshape(nz, ny // f, f, nx // f, f).mean(axis=(2, 4))
-
-
-def register(ref_jump: np.ndarray, jump: np.ndarray) -> Motion:
-    """The pose of ``jump`` relative to ``ref_jump`` (see the module docstring): the rotation
-    and shift that bring it back onto the reference, with their uncertainties: for the
-    in-plane shift and the rotation the spread over four z-slabs, for the z shift the spread
-    over the halves of the volume in y and in x. Slices wider than 128 pixels are binned for
-    the rotation search (the shift is then measured at full resolution)."""
-    ref, mov = _clean(ref_jump), _clean(jump)
-    f = max(1, int(np.ceil(max(ref.shape[1:]) / 128)))
-    angle, _ = _motion_of(_binned(ref, f), _binned(mov, f))
-    shift = _shift_after(ref, mov, angle)
-    nz, ny, nx = ref.shape
-    rb, mb = _binned(ref, f), _binned(mov, f)
-    ests = []
-    if nz >= 16:
-        for k in range(4):
-            sl = slice(k * nz // 4, (k + 1) * nz // 4)
-            a, sh = _motion_of(rb[sl], mb[sl], angle, 0.5)  # about the whole volume's
-            ests.append(np.r_[sh[1:] * f, a])
-    back = _rotate_yx(mov, -angle)
-    halves: list[tuple[slice, ...]] = [
-        (slice(None), slice(0, ny // 2)),
-        (slice(None), slice(ny // 2, None)),
-        (slice(None), slice(None), slice(0, nx // 2)),
-        (slice(None), slice(None), slice(nx // 2, None)),
-    ]
-    zs = [_shift_after(ref[h], back[h], 0.0)[0] for h in halves]
-    sig = np.full(4, np.nan)
-    if ests:
-        e = np.array(ests)
-        sig[1:] = e.std(axis=0, ddof=1) / np.sqrt(len(ests))
-    sig[0] = float(np.std(zs, ddof=1) / np.sqrt(len(zs)))
-    # the estimates' resolution (upsampled phase correlation, angle refinement) as a floor
-    sig[:3] = np.maximum(np.nan_to_num(sig[:3], nan=SHIFT_FLOOR_PX), SHIFT_FLOOR_PX)
-    sig[3] = max(float(np.nan_to_num(sig[3], nan=ROTATION_FLOOR_DEG)), ROTATION_FLOOR_DEG)
-    return Motion(shift, angle, sig[:3], float(sig[3]))
-
-
-def apply_motion(vol: np.ndarray, motion: Motion, order: int = 1) -> np.ndarray:
-    """``vol`` brought into the reference frame (rotation, then shift); NaN stays NaN where
-    ``order`` > 0 by moving a finite-mask alongside."""
-    finite = np.isfinite(vol)
-    data = np.where(finite, vol, 0).astype(np.float32)
-    out = _shift(_rotate_yx(data, -motion.rotation_deg, order), motion.shift_px, order)
-    if order == 0:
-        return out
-    weight = _shift(
-        _rotate_yx(finite.astype(np.float32), -motion.rotation_deg, 1), motion.shift_px, 1
-    )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        res = np.where(weight > 0.99, out / np.maximum(weight, 1e-6), np.nan)
-    return res.astype(np.float32)
 
 
 # -- particles through time -----------------------------------------------------------------
@@ -539,7 +354,8 @@ def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
     if last >= 2:
         first_iv = (kept[0], kept[1], float(times_h[1] - times_h[0]))
         last_iv = (kept[last - 1], kept[last], float(times_h[last] - times_h[last - 1]))
-        summary.update(hot_spots(first_iv, last_iv, own_cores(labels)))
+        depth = ndimage.distance_transform_edt(labels > 0)
+        summary.update(hot_spots(first_iv, last_iv, own_cores(labels), depth))
     summary.update(internal_pore_lead(kept[0], kept[last], labels, times_h))
     return SeriesAnalysis(
         np.array([tp.time_s for tp in points]),
@@ -551,6 +367,7 @@ def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
         summary,
         depth_rows,
         surface_rows,
+        ref.pixel_size_m,
     )
 
 
@@ -826,7 +643,7 @@ def analyze_series_files(
     diameter_um, depth_um, contact_fraction, pore_distance_um, internal_pore_fraction: see
     :mod:`xtwin.analysis.kinetics`), ``registration.csv`` (per time point: shift, rotation, their
     sigmas, matched/split/merged/left), ``summary.json``, ``summary.txt``, ``w_of_t.png``,
-    ``rate_vs_size.png``.
+    ``rate_vs_size.png``, ``rate_map.png`` (a slice with each particle painted with its rate).
     """
     return _analyze_and_write(paths, out_dir, times_s)[1]
 
@@ -938,7 +755,32 @@ def _figures(a: SeriesAnalysis, out: Path) -> dict[str, Path]:
     ax.set_title("Particle rate against size")
     files["rate_vs_size.png"] = out / "rate_vs_size.png"
     save_png(fig, files["rate_vs_size.png"], dpi=110)
+    files["rate_map.png"] = out / "rate_map.png"
+    _rate_map_figure(a, files["rate_map.png"])
     return files
+
+
+def _rate_map_figure(a: SeriesAnalysis, path: Path) -> None:
+    """The slice (z) of the first time point that cuts the most particle voxels, each
+    particle painted with its rate."""
+    import matplotlib.pyplot as plt
+
+    from xtwin.plotting import save_png
+
+    rate = np.full(int(a.labels.max()) + 1, np.nan)
+    for r in a.rates:
+        rate[r["particle"]] = r["rate_per_h"]
+    z = int(np.argmax((a.labels > 0).sum(axis=(1, 2))))
+    img = np.where(a.labels[z] > 0, rate[a.labels[z]], np.nan)
+    ny, nx = img.shape
+    um = a.pixel_size_m * 1e6 or 1.0
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    im = ax.imshow(img, cmap="magma", extent=(0, nx * um, ny * um, 0), interpolation="nearest")
+    fig.colorbar(im, ax=ax, label="particle rate dw/dt (1/h)")
+    ax.set_xlabel("x (um)" if a.pixel_size_m else "x (pixels)")
+    ax.set_ylabel("y (um)" if a.pixel_size_m else "y (pixels)")
+    ax.set_title(f"Particle rates, slice z = {z} of the first time point")
+    save_png(fig, path, dpi=110)
 
 
 def series_report(
@@ -959,6 +801,8 @@ def series_report(
             "dy (px)",
             "dx (px)",
             "rotation (deg)",
+            "tilt z-x, z-y (deg)",
+            "scale",
             "followed",
             "split",
             "merged",
@@ -971,6 +815,10 @@ def series_report(
                 f"{r['dy_px']:+.2f} +- {r['dy_sigma_px']:.2f}",
                 f"{r['dx_px']:+.2f} +- {r['dx_sigma_px']:.2f}",
                 f"{r['rotation_deg']:+.2f} +- {r['rotation_sigma_deg']:.2f}",
+                f"{r['tilt_zx_deg']:+.2f} +- {r['tilt_zx_sigma_deg']:.2f}, "
+                f"{r['tilt_zy_deg']:+.2f} +- {r['tilt_zy_sigma_deg']:.2f}"
+                + (" (corrected)" if r["tilt_scale_applied"] else ""),
+                f"{r['scale']:.4f} +- {r['scale_sigma']:.4f}",
                 f"{r['matched']} of {r['n_first']}",
                 str(len(r["split"])),
                 str(len(r["merged"])),
@@ -978,7 +826,8 @@ def series_report(
             ]
             for r in a.matching
         ],
-        "The sample's motion relative to the first time point, and the particles followed",
+        "The sample's motion relative to the first time point (tilt and scale corrected where"
+        " beyond 3 sigma), and the particles followed",
     )
     rates = sorted(a.rates, key=lambda r: r["rate_per_h"])
     rate_table = html_table(
