@@ -179,23 +179,38 @@ def still(sc, work: Path) -> dict:
 
 
 def regions(sc, work: Path, seeds: int) -> dict:
+    from xtwin.errors import XtwinInputError
+
     e = sc.electrochemistry
     out: dict[str, list] = {"on": [], "off": []}
+    failed: list[str] = []
     for s in range(seeds):
         for key, strength in (("on", e.activity_region_strength), ("off", 0.0)):
             es = dataclasses.replace(e, activity_region_strength=strength)
             one = dataclasses.replace(sc, electrochemistry=es, seed=100 + s)
-            series = _chain(one, work / f"{key}{s}")[1]
+            try:
+                series = _chain(one, work / f"{key}{s}")[1]
+            except XtwinInputError as exc:  # a seed the electrochemistry cannot solve
+                failed.append(f"seed {100 + s} regions {key}: {exc}")
+                print(failed[-1], flush=True)
+                continue
             summ = json.loads((series / "summary.json").read_text())
             out[key].append(summ.get("clustering_p_value"))
             print(f"seed {100 + s} regions {key}: p = {out[key][-1]}", flush=True)
+
+    def rate(ps: list) -> float | None:
+        return sum(p is not None and p < 0.05 for p in ps) / len(ps) if ps else None
+
     return {
         "seeds": seeds,
         "strength": e.activity_region_strength,
         "length_um": e.activity_region_length_m * 1e6,
-        "power_at_5pc": sum(p is not None and p < 0.05 for p in out["on"]) / seeds,
-        "false_positive_rate_at_5pc": sum(p is not None and p < 0.05 for p in out["off"]) / seeds,
+        "power_at_5pc": rate(out["on"]),
+        "false_positive_rate_at_5pc": rate(out["off"]),
+        "series_on": len(out["on"]),
+        "series_off": len(out["off"]),
         "p_values": out,
+        "failed": failed,
     }
 
 
@@ -208,14 +223,15 @@ def main_() -> None:
     args = ap.parse_args()
     sc = load_scenario(args.scenario)
     result: dict = {"scenario": sc.name, "seed": sc.seed}
+    path = Path(__file__).with_name("operando_campaign.json")
     with tempfile.TemporaryDirectory() as tmp:
         for name, fn in (("moving", moving), ("still", still)):
             t0 = time.time()
             result[name] = fn(sc, Path(tmp) / name)
-            print(name, f"{time.time() - t0:.0f} s", json.dumps(result[name])[:400], flush=True)
+            print(name, f"{time.time() - t0:.0f} s", json.dumps(result[name]), flush=True)
+            path.write_text(json.dumps(result, indent=2) + "\n")
         if args.seeds:
             result["regions"] = regions(sc, Path(tmp) / "regions", args.seeds)
-    path = Path(__file__).with_name("operando_campaign.json")
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

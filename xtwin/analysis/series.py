@@ -608,15 +608,20 @@ def _kinetics_text(s: dict[str, Any]) -> list[str]:
     """The rate drivers, hot spots and internal pores as sentences."""
     lines = []
     for key, d in s.get("rate_drivers", {}).items():
+        what = f"Rate against {_DRIVERS.get(key, key)}"
+        if not np.isfinite(d["spearman"]):
+            lines.append(f"{what}: cannot tell (it is the same for every particle).")
+            continue
         lines.append(
-            f"Rate against {_DRIVERS.get(key, key)}: Spearman {d['spearman']:+.2f}, "
-            f"p = {d['p_value']:.3f} ({d['particles']} particles): {d['related']}."
+            f"{what}: Spearman {d['spearman']:+.2f}, p = {d['p_value']:.3f} "
+            f"({d['particles']} particles): {d['related']}."
         )
     if "hot_spot_overlap" in s:
         lines.append(
             "Hot spots that persist (the fastest 5 % of voxels in the first and the last "
             f"interval): overlap {s['hot_spot_overlap']:.3f} against "
-            f"{s['hot_spot_overlap_null']:.3f} with each particle's voxels shuffled, p = "
+            f"{s['hot_spot_overlap_null']:.3f} with each particle's voxels shuffled at their "
+            f"depth, p = "
             f"{s['hot_spot_p_value']:.3f}: {s['hot_spots_persist']}."
         )
     elif "hot_spots_persist" in s:

@@ -56,8 +56,9 @@ def particle_activity(
     region: np.ndarray | None = None,
 ) -> np.ndarray:
     """Activity a_i of each particle: log-normal spread (mean 1) times a CBD-coverage term,
-    times ``exp(strength z_i - strength^2 / 2)`` for the activity regions' field ``z_i`` at
-    the particle's centre (``region``, unit variance: :func:`activity_region_field`)."""
+    times ``exp(strength z_i - strength^2 / 2)`` (within 0.2-5) for the activity regions'
+    field ``z_i`` at the particle's centre (``region``, unit variance:
+    :func:`activity_region_field`)."""
     n = len(ms.radii_m)
     s = spec.activity_spread
     a = np.exp(s * rng.standard_normal(n) - 0.5 * s * s)
@@ -66,7 +67,8 @@ def particle_activity(
         a = a * np.clip(1.0 + spec.activity_cbd_weight * (cov - cov.mean()), 0.2, None)
     g = spec.activity_region_strength
     if n and g and region is not None:
-        a = a * np.exp(g * region - 0.5 * g * g)
+        # kept within 1/5-5: beyond, PyBaMM's size distribution fails to converge at 2C
+        a = a * np.clip(np.exp(g * region - 0.5 * g * g), 0.2, 5.0)
     return a
 
 

@@ -171,7 +171,8 @@ class PolarGridder:
         """Back-project the spectra ``y`` of two real slices packed as ``a + i b``
         (``(n_angle, m)`` complex64 in FFT order; the points are their frequencies
         ``0 .. m // 2`` times ``phase``): ``scale_re`` times slice a into ``out_re``,
-        ``scale_im`` times slice b into ``out_im``; ``out_im=None``: ``y`` is one slice's."""
+        ``scale_im`` times slice b into ``out_im``; ``out_im=None``: ``y`` is one slice's
+        spectrum (its first ``m // 2 + 1`` frequencies are used: a real FFT will do)."""
         from xtwin.recon._gridding_kernels import spread_spectra
 
         g, f = self._buffers()
