@@ -14,83 +14,84 @@ from numba import njit
 _jit = njit(cache=True, nogil=True, fastmath=True, error_model="numpy", boundscheck=False)
 
 
+@njit(inline="always", nogil=True, fastmath=True, error_model="numpy", boundscheck=False)
+def _patch(g, r0, c0, wr, j, x0, x1, x2, x3, re, im, flip):  # pragma: no cover - compiled
+    """Add ``re + i im`` times the 4 x 4 kernel weights at rows ``r0..r0+3`` and complex
+    columns ``c0 / 2 ..`` (``x0..x3``: the column weights in order; ``flip``: the row weights
+    reversed, for a mirror image)."""
+    for s in range(4):
+        w = wr[j, 3 - s] if flip else wr[j, s]
+        ar = re * w
+        ai = im * w
+        r = r0 + s
+        g[r, c0] += ar * x0
+        g[r, c0 + 1] += ai * x0
+        g[r, c0 + 2] += ar * x1
+        g[r, c0 + 3] += ai * x1
+        g[r, c0 + 4] += ar * x2
+        g[r, c0 + 5] += ai * x2
+        g[r, c0 + 6] += ar * x3
+        g[r, c0 + 7] += ai * x3
+
+
+def _mirror(i0, nf):  # pragma: no cover - inlined
+    """First cell of a point's mirror image (its weights are the point's, reversed)."""
+    m = nf - i0 - 3
+    return m + nf if m < 0 else m
+
+
+_mirror = njit(inline="always", nogil=True)(_mirror)
+
+
 @_jit
 def spread_pair(i0r, i0c, wr, wc, a, b, g, nf):  # pragma: no cover - compiled
     """Spread ``(a + i b) / 2`` at the points and ``(conj a + i conj b) / 2`` at their mirror
     images (the transform's real part is then ``Re f_a`` and its imaginary part ``Re f_b``)."""
+    half = np.float32(0.5)
     for j in range(a.shape[0]):
         aj = a[j]
         bj = b[j]
-        pre = np.float32(0.5) * (aj.real - bj.imag)
-        pim = np.float32(0.5) * (aj.imag + bj.real)
-        qre = np.float32(0.5) * (aj.real + bj.imag)
-        qim = np.float32(0.5) * (bj.real - aj.imag)
+        x0, x1, x2, x3 = wc[j, 0], wc[j, 1], wc[j, 2], wc[j, 3]
         r0 = i0r[j]
         c0 = 2 * i0c[j]
-        # the mirror image's first cell; its weights are the point's, reversed
-        rm = nf - r0 - 3
-        if rm < 0:
-            rm += nf
-        cm = nf - i0c[j] - 3
-        if cm < 0:
-            cm += nf
-        cm *= 2
-        x0 = wc[j, 0]
-        x1 = wc[j, 1]
-        x2 = wc[j, 2]
-        x3 = wc[j, 3]
-        for s in range(4):
-            w = wr[j, s]
-            ar = pre * w
-            ai = pim * w
-            r = r0 + s
-            g[r, c0] += ar * x0
-            g[r, c0 + 1] += ai * x0
-            g[r, c0 + 2] += ar * x1
-            g[r, c0 + 3] += ai * x1
-            g[r, c0 + 4] += ar * x2
-            g[r, c0 + 5] += ai * x2
-            g[r, c0 + 6] += ar * x3
-            g[r, c0 + 7] += ai * x3
-            w = wr[j, 3 - s]
-            br = qre * w
-            bi = qim * w
-            r = rm + s
-            g[r, cm] += br * x3
-            g[r, cm + 1] += bi * x3
-            g[r, cm + 2] += br * x2
-            g[r, cm + 3] += bi * x2
-            g[r, cm + 4] += br * x1
-            g[r, cm + 5] += bi * x1
-            g[r, cm + 6] += br * x0
-            g[r, cm + 7] += bi * x0
+        _patch(
+            g,
+            r0,
+            c0,
+            wr,
+            j,
+            x0,
+            x1,
+            x2,
+            x3,
+            half * (aj.real - bj.imag),
+            half * (aj.imag + bj.real),
+            False,
+        )
+        rm = _mirror(r0, nf)
+        cm = 2 * _mirror(i0c[j], nf)
+        _patch(
+            g,
+            rm,
+            cm,
+            wr,
+            j,
+            x3,
+            x2,
+            x1,
+            x0,
+            half * (aj.real + bj.imag),
+            half * (bj.real - aj.imag),
+            True,
+        )
 
 
 @_jit
 def spread_one(i0r, i0c, wr, wc, a, g, nf):  # pragma: no cover - compiled
     """Spread ``a`` at the points."""
     for j in range(a.shape[0]):
-        are = a[j].real
-        aim = a[j].imag
-        r0 = i0r[j]
-        c0 = 2 * i0c[j]
-        x0 = wc[j, 0]
-        x1 = wc[j, 1]
-        x2 = wc[j, 2]
-        x3 = wc[j, 3]
-        for s in range(4):
-            w = wr[j, s]
-            ar = are * w
-            ai = aim * w
-            r = r0 + s
-            g[r, c0] += ar * x0
-            g[r, c0 + 1] += ai * x0
-            g[r, c0 + 2] += ar * x1
-            g[r, c0 + 3] += ai * x1
-            g[r, c0 + 4] += ar * x2
-            g[r, c0 + 5] += ai * x2
-            g[r, c0 + 6] += ar * x3
-            g[r, c0 + 7] += ai * x3
+        x0, x1, x2, x3 = wc[j, 0], wc[j, 1], wc[j, 2], wc[j, 3]
+        _patch(g, i0r[j], 2 * i0c[j], wr, j, x0, x1, x2, x3, a[j].real, a[j].imag, False)
 
 
 @_jit
@@ -153,52 +154,14 @@ def spread_spectra(i0r, i0c, wr, wc, y, ph, lone, g, nf):  # pragma: no cover - 
             p = y[a, k] * ph[a, k]
             if not lone:
                 p = p * half
+            x0, x1, x2, x3 = wc[j, 0], wc[j, 1], wc[j, 2], wc[j, 3]
             r0 = i0r[j]
-            c0 = 2 * i0c[j]
-            x0 = wc[j, 0]
-            x1 = wc[j, 1]
-            x2 = wc[j, 2]
-            x3 = wc[j, 3]
-            pre = p.real
-            pim = p.imag
-            for s in range(4):
-                w = wr[j, s]
-                ar = pre * w
-                ai = pim * w
-                r = r0 + s
-                g[r, c0] += ar * x0
-                g[r, c0 + 1] += ai * x0
-                g[r, c0 + 2] += ar * x1
-                g[r, c0 + 3] += ai * x1
-                g[r, c0 + 4] += ar * x2
-                g[r, c0 + 5] += ai * x2
-                g[r, c0 + 6] += ar * x3
-                g[r, c0 + 7] += ai * x3
+            _patch(g, r0, 2 * i0c[j], wr, j, x0, x1, x2, x3, p.real, p.imag, False)
             if lone:
                 continue
             q = y[a, (m - k) % m] * np.conj(ph[a, k]) * half
-            qre = q.real
-            qim = q.imag
-            rm = nf - r0 - 3
-            if rm < 0:
-                rm += nf
-            cm = nf - i0c[j] - 3
-            if cm < 0:
-                cm += nf
-            cm *= 2
-            for s in range(4):
-                w = wr[j, 3 - s]
-                br = qre * w
-                bi = qim * w
-                r = rm + s
-                g[r, cm] += br * x3
-                g[r, cm + 1] += bi * x3
-                g[r, cm + 2] += br * x2
-                g[r, cm + 3] += bi * x2
-                g[r, cm + 4] += br * x1
-                g[r, cm + 5] += bi * x1
-                g[r, cm + 6] += br * x0
-                g[r, cm + 7] += bi * x0
+            cm = 2 * _mirror(i0c[j], nf)
+            _patch(g, _mirror(r0, nf), cm, wr, j, x3, x2, x1, x0, q.real, q.imag, True)
 
 
 @_jit
