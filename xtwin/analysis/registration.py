@@ -169,18 +169,31 @@ def _binned(a: np.ndarray, f: int) -> np.ndarray:
     return a.reshape(nz, ny // f, f, nx // f, f).mean(axis=(2, 4))
 
 
+def _halves(shape: tuple[int, ...]) -> list[tuple[slice, ...]]:
+    """The halves of a (z, y, x) volume in y and in x."""
+    ny, nx = shape[1], shape[2]
+    return [
+        (slice(None), slice(0, ny // 2)),
+        (slice(None), slice(ny // 2, None)),
+        (slice(None), slice(None), slice(0, nx // 2)),
+        (slice(None), slice(None), slice(nx // 2, None)),
+    ]
+
+
 def register(ref_jump: np.ndarray, jump: np.ndarray) -> Motion:
     """The pose of ``jump`` relative to ``ref_jump`` (see the module docstring): the rotation
     and shift that bring it back onto the reference, with their uncertainties: for the
     in-plane shift and the rotation the spread over four z-slabs, for the z shift the spread
     over the halves of the volume in y and in x. Slices wider than 128 pixels are binned for
     the rotation search (the shift is then measured at full resolution)."""
+    from scipy import ndimage
+
     ref, mov = _clean(ref_jump), _clean(jump)
     f = max(1, int(np.ceil(max(ref.shape[1:]) / 128)))
-    angle, _ = _motion_of(_binned(ref, f), _binned(mov, f))
+    rb, mb = _binned(ref, f), _binned(mov, f)
+    angle, _ = _motion_of(rb, mb)
     shift = _shift_after(ref, mov, angle)
     nz, ny, nx = ref.shape
-    rb, mb = _binned(ref, f), _binned(mov, f)
     ests = []
     if nz >= 16:
         for k in range(4):
@@ -188,13 +201,7 @@ def register(ref_jump: np.ndarray, jump: np.ndarray) -> Motion:
             a, sh = _motion_of(rb[sl], mb[sl], angle, 0.5)  # about the whole volume's
             ests.append(np.r_[sh[1:] * f, a])
     back = _rotate_yx(mov, -angle)
-    halves: list[tuple[slice, ...]] = [
-        (slice(None), slice(0, ny // 2)),
-        (slice(None), slice(ny // 2, None)),
-        (slice(None), slice(None), slice(0, nx // 2)),
-        (slice(None), slice(None), slice(nx // 2, None)),
-    ]
-    zs = [_shift_after(ref[h], back[h], 0.0)[0] for h in halves]
+    zs = [_shift_after(ref[h], back[h], 0.0)[0] for h in _halves(ref.shape)]
     sig = np.full(4, np.nan)
     if ests:
         e = np.array(ests)
@@ -208,8 +215,6 @@ def register(ref_jump: np.ndarray, jump: np.ndarray) -> Motion:
     floor = max(ROTATION_FLOOR_DEG, float(np.degrees(SHIFT_FLOOR_PX / (0.25 * min(ny, nx)))))
     sig[3] = max(float(np.nan_to_num(sig[3], nan=floor)), floor)
     rigid = Motion(shift, angle, sig[:3], float(sig[3]))
-    from scipy import ndimage
-
     aligned = apply_motion(np.where(np.isfinite(jump), mov, np.nan), rigid)
     # fit where both maps measured, away from the edges of their fields of view (fixed to
     # the instrument, they would pull the estimate towards no tilt and no scale)
@@ -245,23 +250,12 @@ TILT_FLOOR_DEG = 0.1
 SCALE_FLOOR = 1e-3
 
 
-def _displacement(shape: tuple[int, ...], spacing: tuple[float, float, float]) -> np.ndarray:
-    """The displacement fields (z, y, x; px) of unit parameters (tilt in the (z, x) plane,
-    tilt in the (z, y) plane, isotropic scale, shift z, y, x) on a grid of ``shape`` whose
-    voxels are ``spacing`` px apart, about its centre: ``(6, 3) + shape``."""
-    z, y, x = ((np.arange(n) - (n - 1) / 2.0) * d for n, d in zip(shape, spacing))
-    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
-    zero = np.zeros(shape)
-    one = np.ones(shape)
-    return np.stack(
-        [
-            np.stack([xx, zero, -zz]),  # turn in the (z, x) plane
-            np.stack([yy, -zz, zero]),  # turn in the (z, y) plane
-            np.stack([zz, yy, xx]),  # isotropic scale
-            np.stack([one, zero, zero]),
-            np.stack([zero, one, zero]),
-            np.stack([zero, zero, one]),
-        ]
+def _centred(shape: tuple[int, ...], spacing) -> tuple[np.ndarray, ...]:
+    """Coordinates (z, y, x; px) of a grid of ``shape`` whose voxels are ``spacing`` px
+    apart, about its centre, as broadcastable open grids."""
+    return tuple(
+        ((np.arange(n) - (n - 1) / 2.0) * d).reshape([-1 if a == ax else 1 for a in range(3)])
+        for ax, (n, d) in enumerate(zip(shape, spacing))
     )
 
 
@@ -270,28 +264,39 @@ def _params(m: Motion) -> np.ndarray:
 
 
 def _warp(vol: np.ndarray, theta: np.ndarray, order: int, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
-    """``vol`` sampled at ``p + u(p)`` (``u`` the displacement of the parameters ``theta``)."""
+    """``vol`` sampled at ``p + u(p)``: ``u`` the linear displacement of the parameters
+    ``theta`` (turn in the (z, x) plane ``a``, turn in the (z, y) plane ``b``, isotropic scale
+    ``s``, shift z, y, x) about the grid's centre, in px::
+
+        u_z = s z + b y + a x + t_z,   u_y = -b z + s y + t_y,   u_x = -a z + s x + t_x
+    """
     from scipy import ndimage
 
-    u = np.tensordot(theta, _displacement(vol.shape, spacing), axes=1)
-    coords = np.indices(vol.shape, dtype=np.float64)
-    for ax in range(3):
-        coords[ax] += u[ax] / spacing[ax]
-    return ndimage.map_coordinates(vol, coords, order=order, cval=0.0).astype(np.float32)
+    a, b, sc = theta[:3]
+    g = np.array([[sc, b, a], [-b, sc, 0.0], [-a, 0.0, sc]])
+    d = np.asarray(spacing, dtype=float)
+    c = (np.asarray(vol.shape, dtype=float) - 1) / 2.0
+    lin = g * d[None, :] / d[:, None]  # in voxel indices
+    matrix = np.eye(3) + lin
+    offset = -lin @ c + np.asarray(theta[3:], dtype=float) / d
+    return ndimage.affine_transform(vol, matrix, offset=offset, order=order, cval=0.0).astype(
+        np.float32
+    )
 
 
 def _fit_residual(ref: np.ndarray, aligned: np.ndarray, keep: np.ndarray, spacing) -> np.ndarray:
     """Gauss-Newton (up to six steps) for the six residual parameters taking ``aligned`` onto
-    ``ref``: ``ref(p) ~ aligned(p + u(p))``."""
+    ``ref``: ``ref(p) ~ aligned(p + u(p))`` (``u`` as in :func:`_warp`)."""
     from scipy import ndimage
 
-    basis = _displacement(ref.shape, spacing)
+    z, y, x = _centred(ref.shape, spacing)
     theta = np.zeros(6)
     for _ in range(6):
         cur = _warp(aligned, theta, 1, spacing).astype(np.float64)
-        grads = np.gradient(ndimage.gaussian_filter(cur, 0.5), *spacing)
-        jac = np.stack([sum(g * b[ax] for ax, g in enumerate(grads)) for b in basis])
-        a = jac[:, keep].T
+        gz, gy, gx = np.gradient(ndimage.gaussian_filter(cur, 0.5), *spacing)
+        # the derivative of cur(p + u(p)) with respect to each parameter
+        jac = [gz * x - gx * z, gz * y - gy * z, gz * z + gy * y + gx * x, gz, gy, gx]
+        a = np.stack([j[keep] for j in jac], axis=1)
         r = (ref - cur)[keep]
         if a.shape[0] < 60:
             break
@@ -325,14 +330,7 @@ def _with_tilt_and_scale(
     rb, ab = binned(ref), binned(aligned)
     kb = binned(inside.astype(np.float64)) > 0.999
     theta = _fit_residual(rb, ab, kb, spacing)
-    hy, hx = rb.shape[1] // 2, rb.shape[2] // 2
-    halves = [
-        (slice(None), slice(0, hy)),
-        (slice(None), slice(hy, None)),
-        (slice(None), slice(None), slice(0, hx)),
-        (slice(None), slice(None), slice(hx, None)),
-    ]
-    parts = np.array([_fit_residual(rb[h], ab[h], kb[h], spacing) for h in halves])
+    parts = np.array([_fit_residual(rb[h], ab[h], kb[h], spacing) for h in _halves(rb.shape)])
     sig = parts.std(axis=0, ddof=1) / np.sqrt(len(parts))
     tilt = np.degrees(theta[:2])
     tilt_sig = np.degrees(sig[:2])
