@@ -39,6 +39,23 @@ def _answer(p: float, n: int, alpha: float = 0.05) -> str:
     return "yes" if p < alpha else "no"
 
 
+def _filled_particles(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The particles with their holes filled (their union), and the number of hole voxels
+    (internal pores) each particle encloses, indexed by label."""
+    from scipy import ndimage
+
+    filled = np.zeros(labels.shape, bool)
+    holes = np.zeros(int(labels.max()) + 1)
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        own = labels[sl] == i
+        full = ndimage.binary_fill_holes(own)
+        filled[sl] |= full
+        holes[i] = float(np.sum(full & ~own))
+    return filled, holes
+
+
 def particle_features(labels: np.ndarray, pix_um: float) -> dict[int, dict[str, float]]:
     """Contact fraction, mean distance to the nearest non-active voxel (um) and internal
     pore fraction of every particle of ``labels`` (0: not a particle)."""
@@ -66,14 +83,7 @@ def particle_features(labels: np.ndarray, pix_um: float) -> dict[int, dict[str, 
     dist = ndimage.distance_transform_edt(inside)
     d_sum = np.bincount(labels[inside], weights=dist[inside], minlength=n)
     n_vox = np.bincount(labels[inside], minlength=n)
-    # internal pores: the holes each particle encloses (filled particle minus particle)
-    holes = np.zeros(n)
-    objects = ndimage.find_objects(labels)
-    for i, sl in enumerate(objects, start=1):
-        if sl is None:
-            continue
-        own = labels[sl] == i
-        holes[i] = float(np.sum(ndimage.binary_fill_holes(own) & ~own))
+    holes = _filled_particles(labels)[1]
     out = {}
     for i in range(1, n):
         if n_vox[i] == 0:
@@ -218,10 +228,7 @@ def internal_pore_lead(
     from scipy.stats import t as student_t
 
     inside = labels > 0
-    filled = np.zeros(labels.shape, bool)
-    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is not None:
-            filled[sl] |= ndimage.binary_fill_holes(labels[sl] == i)
+    filled = _filled_particles(labels)[0]
     pores = filled & ~inside
     if not pores.any():
         return {"internal_pores": "cannot tell (no internal pores resolved)"}

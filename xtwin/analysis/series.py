@@ -284,7 +284,8 @@ def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
     rows: list[dict[str, Any]] = []
     series_w = np.full((len(points), ids.size), np.nan)
     series_s = np.full((len(points), ids.size), np.nan)
-    shell, deep = _shell_and_deep(labels)
+    depth = ndimage.distance_transform_edt(labels > 0)  # from each particle's surface
+    shell, deep = _shell_and_deep(depth)
     depth_rows: list[dict[str, Any]] = []
     surface_rows: list[dict[str, Any]] = []
     kept: dict[int, np.ndarray] = {}  # registered w of the first two and last two time points
@@ -325,16 +326,12 @@ def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
         ok = np.isfinite(series_w[:, j]) & (series_s[:, j] > 0)
         if ok.sum() < 2:
             continue
-        wt = 1.0 / series_s[ok, j] ** 2
-        t, y = times_h[ok], series_w[ok, j]
-        tm = np.sum(wt * t) / wt.sum()
-        sxx = np.sum(wt * (t - tm) ** 2)
-        slope = float(np.sum(wt * (t - tm) * (y - np.sum(wt * y) / wt.sum())) / sxx)
+        slope, se = _weighted_slope(times_h[ok], series_w[ok, j], 1.0 / series_s[ok, j] ** 2)
         rates.append(
             {
                 "particle": int(pid),
                 "rate_per_h": round(slope, 6),
-                "rate_sigma_per_h": round(float(1.0 / np.sqrt(sxx)), 6),
+                "rate_sigma_per_h": round(se, 6),
                 "diameter_um": round(float((6 * sizes[pid] / np.pi) ** (1 / 3) * pix_um), 4),
                 "depth_um": round(float(centroids[j][0] * pix_um), 4),
                 **{k: round(v, 4) for k, v in features.get(int(pid), {}).items()},
@@ -354,7 +351,6 @@ def analyze_series(points: list[TimePoint]) -> SeriesAnalysis:
     if last >= 2:
         first_iv = (kept[0], kept[1], float(times_h[1] - times_h[0]))
         last_iv = (kept[last - 1], kept[last], float(times_h[last] - times_h[last - 1]))
-        depth = ndimage.distance_transform_edt(labels > 0)
         summary.update(hot_spots(first_iv, last_iv, own_cores(labels), depth))
     summary.update(internal_pore_lead(kept[0], kept[last], labels, times_h))
     return SeriesAnalysis(
@@ -378,13 +374,11 @@ DEPTH_BINS = 8
 PERMUTATIONS = 999
 
 
-def _shell_and_deep(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Voxels within one voxel of their particle's boundary, and those deeper than two."""
-    from scipy import ndimage
-
-    inside = labels > 0
-    dist = ndimage.distance_transform_edt(inside)
-    return inside & (dist <= 1.5), inside & (dist > 2.5)
+def _shell_and_deep(depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Particle voxels within one voxel of their particle's boundary, and those deeper than
+    two (``depth``: each voxel's distance from the nearest non-particle voxel)."""
+    inside = depth > 0
+    return inside & (depth <= 1.5), inside & (depth > 2.5)
 
 
 def _depth_profile(
@@ -462,6 +456,15 @@ def _mechanism(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _weighted_slope(x: np.ndarray, y: np.ndarray, wt: np.ndarray) -> tuple[float, float]:
+    """Weighted least-squares slope of ``y`` on ``x`` (weights ``1 / sigma^2``) and its
+    standard error."""
+    xm = np.sum(wt * x) / wt.sum()
+    sxx = np.sum(wt * (x - xm) ** 2)
+    slope = np.sum(wt * (x - xm) * (y - np.sum(wt * y) / wt.sum())) / sxx
+    return float(slope), float(1.0 / np.sqrt(sxx))
+
+
 def _depth_trend(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Whether w stays uniform across the depth at every time point (a weighted slope of w on
     depth within 2 standard errors of 0)."""
@@ -472,11 +475,8 @@ def _depth_trend(rows: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         x = np.array([r["depth_um"] for r in rr])
         y = np.array([r["mean_w"] for r in rr])
-        wt = 1 / np.array([r["se"] for r in rr]) ** 2
-        xm = np.sum(wt * x) / wt.sum()
-        sxx = np.sum(wt * (x - xm) ** 2)
-        slope = np.sum(wt * (x - xm) * (y - np.sum(wt * y) / wt.sum())) / sxx
-        slopes.append((float(slope) * 10.0, float(10.0 / np.sqrt(sxx))))
+        slope, se = _weighted_slope(x, y, 1 / np.array([r["se"] for r in rr]) ** 2)
+        slopes.append((slope * 10.0, se * 10.0))
     if not slopes:
         return {}
     return {
