@@ -81,7 +81,6 @@ class PolarGridder:
         self.nf = nf = fine_size(self.n)
         self.i0r, self.wr = self._weights(pts_row)
         self.i0c, self.wc = self._weights(pts_col)
-        self.n_points = self.i0r.size
         tq, wq = np.polynomial.legendre.leggauss(64)
         tq = tq * W / 2
         wq = wq * W / 2
@@ -97,11 +96,6 @@ class PolarGridder:
         i0 = np.ceil(u - W / 2)
         w = _kernel(u[:, None] - (i0[:, None] + np.arange(W)[None, :]))
         return (i0.astype(np.int64) % self.nf).astype(np.int32), w.astype(np.float32)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the precomputed weights and indices (shared by all threads)."""
-        return sum(a.nbytes for a in (self.i0r, self.i0c, self.wr, self.wc, self.deconv))
 
     def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
         """This thread's padded spreading grid and the periodic grid it is folded into."""
@@ -126,7 +120,7 @@ class PolarGridder:
         from xtwin.recon._gridding_kernels import extract, fold_into
 
         fold_into(g, self.nf, f)
-        f = fft.ifft2(f, workers=1, overwrite_x=True)  # in place (tested)
+        f = fft.ifft2(f, workers=1, overwrite_x=True)  # in place where scipy can
         none = np.empty((0, 0), np.float32)
         n2 = np.float32(self.nf * self.nf)
         extract(

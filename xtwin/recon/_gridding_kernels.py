@@ -1,7 +1,7 @@
 """Compiled loops of :mod:`xtwin.recon._gridding` (numba; imported where first used).
 
 The fine grid is float32 ``(nf + W, 2 (nf + W))``: complex values interleaved, ``W`` rows and
-columns of padding that :func:`fold` adds back (periodic wrap), so the spreading never wraps
+columns of padding that :func:`fold_into` adds back (periodic wrap), so the spreading never wraps
 an index. ``fastmath`` lets LLVM fuse multiply-adds; the compiled code is deterministic on a
 given machine (same bits for the same input, whatever the thread).
 """
@@ -34,13 +34,11 @@ def _patch(g, r0, c0, wr, j, x0, x1, x2, x3, re, im, flip):  # pragma: no cover 
         g[r, c0 + 7] += ai * x3
 
 
+@njit(inline="always", nogil=True)
 def _mirror(i0, nf):  # pragma: no cover - inlined
     """First cell of a point's mirror image (its weights are the point's, reversed)."""
     m = nf - i0 - 3
     return m + nf if m < 0 else m
-
-
-_mirror = njit(inline="always", nogil=True)(_mirror)
 
 
 @_jit

@@ -178,7 +178,6 @@ class FourierFBP:
         self._h = h.astype(np.float32)
         self._h_sq = h_sq.astype(np.float32)
         self._ramp = self._h[:n_half]
-        self._ramp_sq = self._h_sq[:n_half]
         # the cut reaches n / 16 beyond each end of the detector: where the filtered
         # projections wrap around, their band-limited interpolation rings, and at the edge of
         # the field of view of a sample wider than the field that costs up to 11-15 % of the
@@ -202,10 +201,7 @@ class FourierFBP:
     # -- core -----------------------------------------------------------------------------
     def _spectrum(self, sinos: np.ndarray, *, edge: bool) -> np.ndarray:
         s = np.asarray(sinos, dtype=np.float32)
-        if s.shape[-2:] != (self.n_angle, self.n_col):
-            raise ValueError(
-                f"sinograms of shape {s.shape[-2:]}; expected ({self.n_angle}, {self.n_col})"
-            )
+        self._check_shape(s.shape[-2:])
         width = [(0, 0)] * (s.ndim - 1) + [(self.pad, self.n_pad - self.n_col - self.pad)]
         padded = np.pad(s, width, mode="edge" if edge else "constant")
         from scipy import fft
@@ -264,18 +260,21 @@ class FourierFBP:
 
     def _checked(self, s: np.ndarray) -> np.ndarray:
         s = np.ascontiguousarray(s, dtype=np.float32)
-        if s.shape != (self.n_angle, self.n_col):
-            raise ValueError(
-                f"sinograms of shape {s.shape}; expected ({self.n_angle}, {self.n_col})"
-            )
+        self._check_shape(s.shape)
         return s
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if tuple(shape) != (self.n_angle, self.n_col):
+            raise ValueError(
+                f"sinograms of shape {tuple(shape)}; expected ({self.n_angle}, {self.n_col})"
+            )
 
     def _fbp_pairs(self, s: np.ndarray, h: np.ndarray, scale: float) -> np.ndarray:
         """Filtered back-projection of a batch with the response ``h``, two slices per
         transform (an odd batch's last alone), times ``scale``."""
         b = s.shape[0]
         images = np.empty((b, self.n_col, self.n_col), dtype=np.float32)
-        gridder = self._fbp.gridder(self.n_col)
+        gridder = self._fbp.gridder()
         phase = self._fbp.phase
         for i in range(0, b - 1, 2):
             y = self._filtered_pair(s[i], s[i + 1], h, h)
@@ -307,7 +306,7 @@ class FourierFBP:
             )
             images[:] = out.reshape(b, self.n_col, self.n_col).real
             return images
-        gridder = geom.gridder(self.n_col)
+        gridder = geom.gridder()
         for i in range(0, b - 1, 2):
             gridder.coefficients(flat[i], flat[i + 1], images[i], images[i + 1])
         if b % 2:
@@ -360,7 +359,7 @@ class FourierFBP:
         s, single = self._batched(sinos)
         v, _ = self._batched(var_sinos)
         b = s.shape[0]
-        gridder = self._fbp.gridder(self.n_col)
+        gridder = self._fbp.gridder()
         mu = np.empty((b, self.n_col, self.n_col), dtype=np.float32)
         var = np.empty_like(mu)
         for i in range(b):  # the image of each slice paired with its variance map
@@ -441,6 +440,7 @@ class _PolarGeometry:
         m = fft.next_fast_len(max(n_col, reach), real=True)
         m += m % 2
         m = min(m, 2 * n_col)  # the padded length (even; n_col + 2 pad for even n_col only)
+        self.n_col = n_col
         self.m = m
         self.start = pad - (m - n_col) // 2
         s0 = s0_padded + self.start  # coordinate of the cut's first sample
@@ -461,12 +461,11 @@ class _PolarGeometry:
         self._gridder: PolarGridder | None = None
         self._lock = threading.Lock()
 
-    def gridder(self, n_col: int) -> PolarGridder:
-        """The points' gridding onto the ``n_col x n_col`` slice (made once, shared by the
-        threads)."""
+    def gridder(self) -> PolarGridder:
+        """The points' gridding onto the slice (made once, shared by the threads)."""
         with self._lock:
             if self._gridder is None:
-                self._gridder = PolarGridder(self.pts[0], self.pts[1], n_col)
+                self._gridder = PolarGridder(self.pts[0], self.pts[1], self.n_col)
             return self._gridder
 
 
