@@ -204,27 +204,26 @@ def _moved(
     vol: np.ndarray,
     motion: tuple[float, tuple[float, ...]],
     oversample: int,
-    order: int,
     cval: float = 0.0,
 ) -> np.ndarray:
     """A fine-grid volume turned about the rotation axis (the (y, x) centre) by ``motion[0]``
     degrees (positive turning +y towards +x) and shifted by ``motion[1]`` detector pixels
-    (z, y, x); the space uncovered takes ``cval``."""
+    (z, y, x), by linear interpolation; the space uncovered takes ``cval``."""
     angle, shift = motion
     out = vol
     if angle:
-        out = ndimage.rotate(out, angle, axes=(2, 1), reshape=False, order=order, cval=cval)
+        out = ndimage.rotate(out, angle, axes=(2, 1), reshape=False, order=1, cval=cval)
     if any(shift):
-        out = ndimage.shift(out, [v * oversample for v in shift], order=order, cval=cval)
+        out = ndimage.shift(out, [v * oversample for v in shift], order=1, cval=cval)
     return out.astype(vol.dtype, copy=False)
 
 
-def _moved_field(field: np.ndarray, motion, oversample: int) -> np.ndarray:
-    """A field defined on part of the volume (NaN elsewhere) moved as :func:`_moved`, by
-    linear interpolation normalized by its moved finite mask (no NaN or zero bleeds in)."""
+def _resampled_field(field: np.ndarray, resample: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """A field defined on part of the volume (NaN elsewhere) resampled linearly by
+    ``resample``, normalized by its resampled finite mask (no NaN or zero bleeds in)."""
     finite = np.isfinite(field)
-    num = _moved(np.where(finite, field, 0.0), motion, oversample, order=1)
-    den = _moved(finite.astype(np.float64), motion, oversample, order=1)
+    num = resample(np.where(finite, field, 0.0))
+    den = resample(finite.astype(np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 1e-6, num / den, np.nan)
 
@@ -262,13 +261,7 @@ def _breathed(
         return ndimage.map_coordinates(v, coords, order=1, mode="nearest")
 
     out_f = [warp(f).astype(np.float32) for f in fractions]
-    out_w = []
-    for v in fields:
-        finite = np.isfinite(v)
-        num, den = warp(np.where(finite, v, 0.0)), warp(finite.astype(np.float64))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out_w.append(np.where(den > 1e-6, num / den, np.nan))
-    return out_f, out_w
+    return out_f, [_resampled_field(v, warp) for v in fields]
 
 
 def breathing_scale(mean_w: np.ndarray, volume_change: float) -> np.ndarray:
@@ -477,8 +470,8 @@ class _Acquisition:
             if moved:
                 # the space uncovered: air around a pillar, electrolyte otherwise
                 fill = [0.0 if np.any(ms.phases == PHASE_OUTSIDE) else 1.0, 0.0, 0.0]
-                fracs = [_moved(f, motion, os_, 1, c) for f, c in zip(fracs, fill)]
-                fields = [_moved_field(f, motion, os_) for f in fields]
+                fracs = [_moved(f, motion, os_, c) for f, c in zip(fracs, fill)]
+                fields = [_resampled_field(f, lambda v: _moved(v, motion, os_)) for f in fields]
             pore, cbd, active = fracs
             w_start, w_end = fields[0], (fields[1] if w_end is not None else None)
         nz, n = ms.phases.shape[0], ms.phases.shape[1]
