@@ -133,16 +133,21 @@ def shift_axis_local(
     ndarray
         ``hi - lo`` rows along ``axis``, float32.
     """
+    from xtwin._kernels import weighted_rows
+
     base = int(np.floor(shift_px))
     w = lanczos_weights(shift_px - base)
     if squared:
         w = w**2
     n_out = hi - lo
-    moved = np.moveaxis(block, axis, 0)
-    out = np.zeros((n_out,) + moved.shape[1:], dtype=np.float32)
-    for t, wt in enumerate(w):
-        out += np.float32(wt) * moved[t : t + n_out]
-    return np.moveaxis(out, 0, axis)
+    shape = block.shape
+    axis = axis % block.ndim
+    # (before, rows, after): the kernel runs along the middle axis, the rows contiguous
+    outer, inner = int(np.prod(shape[:axis])), int(np.prod(shape[axis + 1 :]))
+    flat = np.ascontiguousarray(block, dtype=np.float32).reshape(outer, shape[axis], inner)
+    out = np.empty((outer, n_out, inner), np.float32)
+    weighted_rows(flat, w.astype(np.float32), out)
+    return out.reshape(shape[:axis] + (n_out,) + shape[axis + 1 :])
 
 
 def scaled_positions(lo: int, hi: int, scale: float, shift_px: float, centre: float) -> np.ndarray:

@@ -128,6 +128,7 @@ def _reconstruct(ctx: BlockContext, b: _Block, pool, scratch: Scratch | None) ->
             b.v,
             ctx.mu_length_m,
             out=(array(scratch, "mu", shape), array(scratch, "mu_sigma", shape)),
+            shifts_px=ctx.reconstruction_shifts(),
         )
     else:  # copies: the next block reads into the scratch while this one is written
         b.mu = b.p[:, 0].copy()

@@ -58,6 +58,25 @@ class BlockContext:
         dy, dx = (float(x) for x in self.shifts[energy])
         return dy, dx, 1.0 if self.scales is None else float(self.scales[energy])
 
+    def reconstruction_shift(self, energy: int) -> float:
+        """The part of ``energy``'s column shift (px) that its reconstruction undoes (a phase
+        ramp in the filter, at no cost) instead of the reader: all of it for tomography
+        without a magnification change (the reader resamples the columns for a scale
+        anyway), none in 2D."""
+        _, dx, sc = self.transform(energy)
+        return dx if self.source.header.is_tomography and sc == 1.0 else 0.0
+
+    def reconstruction_shifts(self) -> np.ndarray | None:
+        """:meth:`reconstruction_shift` of every energy (None where all are zero)."""
+        shifts = np.array([self.reconstruction_shift(e) for e in range(self.shifts.shape[0])])
+        return shifts if shifts.any() else None
+
+    def read_transform(self, energy: int) -> tuple[float, float, float]:
+        """:meth:`transform` less the column shift the reconstruction undoes: what the reader
+        applies."""
+        dy, dx, sc = self.transform(energy)
+        return dy, dx - self.reconstruction_shift(energy), sc
+
     @property
     def mu_per_pixel(self) -> bool:
         """The attenuation is given per pixel: a single-energy scan without a pixel size

@@ -117,6 +117,7 @@ def read_block(
     ctx: BlockContext, lo: int, hi: int, *, variance: bool = True, scratch: Scratch | None = None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Absorbance and its variance of detector rows ``[lo, hi)``, every energy, registered
+    (but for :meth:`BlockContext.reconstruction_shifts`, which the reconstruction undoes)
     and with the run-out undone: (n_energy, n_angle, rows, n_col) float32 each (in
     ``scratch``'s arrays when given), and the number of clamped values."""
     if ctx.projection_offsets is None:
@@ -193,7 +194,7 @@ def _read_registered(
 
 
 def _is_direct(ctx: BlockContext, e: int) -> bool:
-    dy, dx, sc = ctx.transform(e)
+    dy, dx, sc = ctx.read_transform(e)
     return sc == 1.0 and not (dy or dx)
 
 
@@ -207,9 +208,10 @@ def _place(
     v_out: np.ndarray | None,
 ) -> None:
     """Energy ``e``'s window (from source row ``start``) registered into output rows
-    ``[lo, hi)``: resampled under its magnification and shift, or copied."""
+    ``[lo, hi)``: resampled under its magnification and shift, or copied (the column shift
+    that the reconstruction undoes is left in)."""
     start, lo, hi = rows
-    dy, dx, sc = ctx.transform(e)
+    dy, dx, sc = ctx.read_transform(e)
     if sc != 1.0:  # magnification and shift: both axes resampled
         n_r = ctx.source.header.shape[2]
         p_out[...] = apply_transform(p, start, lo, hi, dy, dx, sc, n_rows=n_r)

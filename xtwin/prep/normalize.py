@@ -196,36 +196,10 @@ def normalize_block(
         flat = flat * np.float32(exposure_ratio)
         p = np.empty(data.shape, np.float32) if out is None else out[0]
         var = np.empty(data.shape, np.float32) if out is None else out[1]
-        # a few angles at a time: the temporaries stay small enough for the allocator to
-        # reuse (fresh pages of block-sized temporaries cost more than the arithmetic)
-        step = max(1, STEP_VALUES // max(1, int(np.prod(data.shape[1:]))))
-        clamped = 0
-        half_flat_var = np.float32(0.5) * flat_rel_var
-        for a in range(0, data.shape[0], step):
-            sl = slice(a, a + step)
-            signal = data[sl].astype(np.float32)
-            if dark_mean is not None:
-                signal -= dark
-            if signal.min(initial=np.inf) < floor:  # (one pass, no mask, where none is low)
-                clamped += int(np.count_nonzero(signal < floor))
-                np.maximum(signal, floor, out=signal)
-            pc = p[sl]
-            np.divide(flat, signal, out=pc)  # -ln(I / I0) = ln(I0 / I)
-            np.log(pc, out=pc)
-            if counts:
-                vc = var[sl]
-                vc[...] = data[sl]
-                np.maximum(vc, floor, out=vc)
-                vc *= np.float32(counts_per_photon)
-                np.square(signal, out=signal)
-                vc /= signal
-                # -ln of a Poisson count is biased by +var/2 and the log of the flats' mean
-                # by -var_flat/2 (second-order delta method): remove both, leaving O(1/N^2)
-                pc += half_flat_var
-                np.multiply(vc, np.float32(0.5), out=signal)
-                pc -= signal
-                vc += flat_rel_var
-        if not counts:
+        if counts:
+            clamped = _normalize_counts(data, dark, flat, flat_rel_var, counts_per_photon, p, var)
+        else:
+            clamped = _normalize_float(data, dark_mean, dark, flat, floor, p)
             var[...] = _robust_white_variance(p)[..., None]
             noise = "float"
     if flats is not None and dead.any():
@@ -233,6 +207,66 @@ def normalize_block(
         dead_count = int(dead.sum())
     report = NormalizationReport(clamped, dead_count, noise)
     return p.astype(np.float32, copy=False), var.astype(np.float32, copy=False), report
+
+
+def _normalize_counts(
+    data: np.ndarray,
+    dark: np.ndarray,
+    flat: np.ndarray,
+    flat_rel_var: np.ndarray,
+    counts_per_photon: float,
+    p: np.ndarray,
+    var: np.ndarray,
+) -> int:
+    """-ln(I/I0) of integer counts into ``p`` and its variance into ``var`` (one compiled pass,
+    numpy's log, one compiled pass), a few angles at a time so each step stays in the cache;
+    the number of clamped values.
+
+    -ln of a Poisson count is biased by +var/2 and the log of the flats' mean by -var_flat/2
+    (second-order delta method): both are removed, leaving O(1/N^2).
+    """
+    from xtwin._kernels import counts_ratio, debias
+
+    data = np.ascontiguousarray(data)
+    dark = np.broadcast_to(dark, flat.shape).astype(np.float32)
+    frv = np.ascontiguousarray(flat_rel_var, dtype=np.float32)
+    flat = np.ascontiguousarray(flat, dtype=np.float32)
+    gain, floor = np.float32(counts_per_photon), np.float32(MIN_COUNTS)
+    step = max(1, STEP_VALUES // max(1, int(np.prod(data.shape[1:]))))
+    clamped = 0
+    for a in range(0, data.shape[0], step):
+        sl = slice(a, a + step)
+        pc, vc = p[sl], var[sl]
+        clamped += counts_ratio(data[sl], dark, flat, frv, gain, floor, pc, vc)
+        np.log(pc, out=pc)  # -ln(I / I0) = ln(I0 / I)
+        debias(pc, vc, frv)
+    return int(clamped)
+
+
+def _normalize_float(
+    data: np.ndarray,
+    dark_mean: np.ndarray | None,
+    dark: np.ndarray,
+    flat: np.ndarray,
+    floor: np.float32,
+    p: np.ndarray,
+) -> int:
+    """-ln(I/I0) of float intensities into ``p``, a few angles at a time (the temporaries
+    stay small enough for the allocator to reuse); the number of clamped values."""
+    step = max(1, STEP_VALUES // max(1, int(np.prod(data.shape[1:]))))
+    clamped = 0
+    for a in range(0, data.shape[0], step):
+        sl = slice(a, a + step)
+        signal = data[sl].astype(np.float32)
+        if dark_mean is not None:
+            signal -= dark
+        if signal.min(initial=np.inf) < floor:  # (one pass, no mask, where none is low)
+            clamped += int(np.count_nonzero(signal < floor))
+            np.maximum(signal, floor, out=signal)
+        pc = p[sl]
+        np.divide(flat, signal, out=pc)  # -ln(I / I0) = ln(I0 / I)
+        np.log(pc, out=pc)
+    return clamped
 
 
 #: A pixel whose flat (minus dark) is below this fraction of the median flat is dead.

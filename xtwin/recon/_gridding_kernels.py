@@ -138,6 +138,24 @@ def filter_pair(z, h_a, h_b):  # pragma: no cover - compiled
 
 
 @_jit
+def filter_pair_shifted(z, h_a, h_b, ramp):  # pragma: no cover - compiled
+    """:func:`filter_pair` followed by a shift of both signals: ``ramp`` is the Hermitian phase
+    ramp of the shift in FFT order (``ramp(-k) = conj ramp(k)``, real at the Nyquist
+    frequency), so each filtered spectrum stays that of a real signal."""
+    n = z.shape[1]
+    for r in range(z.shape[0]):
+        for k in range(n // 2 + 1):
+            km = (n - k) % n
+            zk = z[r, k]
+            zm = z[r, km]
+            s = np.float32(0.5) * (h_a[k] + h_b[k])
+            d = np.float32(0.5) * (h_a[k] - h_b[k])
+            z[r, k] = (zk * s + np.conj(zm) * d) * ramp[k]
+            if km != k:
+                z[r, km] = (zm * s + np.conj(zk) * d) * ramp[km]
+
+
+@_jit
 def spread_spectra(i0r, i0c, wr, wc, y, ph, lone, g, nf):  # pragma: no cover - compiled
     """Spread the spectra ``y`` (rows: angles, FFT order, length ``m``) of two real slices
     packed as ``a + i b``: ``y(k) ph(k) / 2`` at the point of frequency ``k >= 0`` and

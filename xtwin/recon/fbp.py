@@ -51,9 +51,11 @@ class SliceReconstructor(Protocol):
         ...
 
     def fbp_with_variance(
-        self, sinos: np.ndarray, var_sinos: np.ndarray
+        self, sinos: np.ndarray, var_sinos: np.ndarray, shifts_px: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Both of the above for the same slices (a backend may share work between them)."""
+        """Both of the above for the same slices (a backend may share work between them),
+        slice ``i``'s content first moved by ``-shifts_px[i]`` along the detector (an
+        energy's registration; None: as they are)."""
         ...
 
     def close(self) -> None:
@@ -76,9 +78,9 @@ class FourierReconstructor:
         return self.geom.fbp_variance(var_sinos)
 
     def fbp_with_variance(
-        self, sinos: np.ndarray, var_sinos: np.ndarray
+        self, sinos: np.ndarray, var_sinos: np.ndarray, shifts_px: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        return self.geom.fbp_with_variance(sinos, var_sinos)
+        return self.geom.fbp_with_variance(sinos, var_sinos, shifts_px)
 
     def close(self) -> None:
         pass
@@ -163,9 +165,10 @@ class AstraReconstructor:
         return np.stack(out).astype(np.float32)
 
     def fbp_with_variance(
-        self, sinos: np.ndarray, var_sinos: np.ndarray
+        self, sinos: np.ndarray, var_sinos: np.ndarray, shifts_px: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        return self.fbp(sinos), self.fbp_variance(var_sinos)
+        s, v = _moved(sinos, var_sinos, shifts_px)
+        return self.fbp(s), self.fbp_variance(v)
 
     def close(self) -> None:
         self.astra.projector.delete(self.projector)
@@ -218,12 +221,30 @@ class GridrecReconstructor:
         return self.var.fbp_variance(var_sinos)
 
     def fbp_with_variance(
-        self, sinos: np.ndarray, var_sinos: np.ndarray
+        self, sinos: np.ndarray, var_sinos: np.ndarray, shifts_px: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        return self.fbp(sinos), self.fbp_variance(var_sinos)
+        s, v = _moved(sinos, var_sinos, shifts_px)
+        return self.fbp(s), self.fbp_variance(v)
 
     def close(self) -> None:
         pass
+
+
+def _moved(
+    sinos: np.ndarray, var_sinos: np.ndarray, shifts_px: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sinograms (batch, n_angle, n_col) and variances with slice ``i``'s content moved by
+    ``-shifts_px[i]`` (Fourier shifts; the variances clipped at zero), for the backends that
+    take no shift of their own."""
+    if shifts_px is None or not np.any(shifts_px):
+        return sinos, var_sinos
+    s = np.array(sinos, dtype=np.float32, ndmin=3)
+    v = np.array(var_sinos, dtype=np.float32, ndmin=3)
+    for i, dx in enumerate(np.broadcast_to(shifts_px, (s.shape[0],))):
+        if dx:
+            s[i] = shift_rows(s[i], -float(dx))
+            v[i] = np.maximum(shift_rows(v[i], -float(dx)), 0.0)
+    return s, v
 
 
 def make_reconstructor(

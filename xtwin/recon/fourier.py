@@ -170,6 +170,7 @@ class FourierFBP:
         s0 = -self.pad - (self.n_col - 1) / 2.0 - self.center_offset_px
         # the padded length's points: the projector and its adjoint, and fbp's "padded" field
         self._local = threading.local()
+        self._ramps: dict[float, np.ndarray] = {}
         self._padded = _PolarGeometry(self.n_col, theta, s0, self.pad, self.n_pad)
         h = filter_response(self.n_pad, filter_name)
         h_d = np.fft.ifft(h).real
@@ -229,14 +230,20 @@ class FourierFBP:
         return spec
 
     def _filtered_pair(
-        self, sa: np.ndarray, sb: np.ndarray | None, h_a: np.ndarray, h_b: np.ndarray
+        self,
+        sa: np.ndarray,
+        sb: np.ndarray | None,
+        h_a: np.ndarray,
+        h_b: np.ndarray,
+        shift_px: float = 0.0,
     ) -> np.ndarray:
         """Spectra of two sinograms packed as ``a + i b`` (``sb=None``: one), edge-padded,
-        filtered with ``h_a`` and ``h_b`` and cut to the fbp geometry: ``(n_angle, m)``
-        complex64 in FFT order, in this thread's buffer (overwritten by the next call)."""
+        filtered with ``h_a`` and ``h_b``, their content moved by ``-shift_px`` along the
+        detector, and cut to the fbp geometry: ``(n_angle, m)`` complex64 in FFT order, in
+        this thread's buffer (overwritten by the next call)."""
         from scipy import fft
 
-        from xtwin.recon._gridding_kernels import filter_pair, pack_pair
+        from xtwin.recon._gridding_kernels import filter_pair, filter_pair_shifted, pack_pair
 
         g = self._fbp
         bufs = getattr(self._local, "filter_buffers", None)
@@ -248,7 +255,9 @@ class FourierFBP:
         none = np.empty((0, self.n_col), np.float32)
         pack_pair(self._checked(sa), none if sb is None else self._checked(sb), self.pad, full)
         full = fft.fft(full, axis=-1, overwrite_x=True, workers=1)
-        if h_a is h_b:
+        if shift_px:
+            filter_pair_shifted(full, h_a, h_b, self._shift_ramp(shift_px))
+        elif h_a is h_b:
             full *= h_a
         else:
             filter_pair(full, h_a, h_b)
@@ -257,6 +266,22 @@ class FourierFBP:
         full = fft.ifft(full, axis=-1, overwrite_x=True, workers=1)
         cut[...] = full[:, g.start : g.start + g.m]
         return fft.fft(cut, axis=-1, overwrite_x=True, workers=1)
+
+    def _shift_ramp(self, shift_px: float) -> np.ndarray:
+        """The padded spectrum's phase ramp that moves a projection's content by
+        ``-shift_px`` (as :func:`xtwin.shifts.shift_rows` by ``-shift_px`` does), its Nyquist
+        term real (the cosine), so a real signal stays real; one per shift, kept."""
+        ramps = self._ramps
+        ramp = ramps.get(shift_px)
+        if ramp is None:
+            f = np.fft.fftfreq(self.n_pad)
+            r = np.exp(2j * np.pi * f * shift_px)
+            r[self.n_pad // 2] = np.cos(np.pi * shift_px)
+            ramp = r.astype(np.complex64)
+            if len(ramps) > 64:  # a few energies' shifts in practice
+                ramps.clear()
+            ramps[shift_px] = ramp
+        return ramp
 
     def _checked(self, s: np.ndarray) -> np.ndarray:
         s = np.ascontiguousarray(s, dtype=np.float32)
@@ -345,11 +370,21 @@ class FourierFBP:
         return out[0] if single else out
 
     def fbp_with_variance(
-        self, sinos: np.ndarray, var_sinos: np.ndarray
+        self, sinos: np.ndarray, var_sinos: np.ndarray, shifts_px: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`fbp` and :meth:`fbp_variance` of the same slices in one batch of transforms
         (the images and their variance maps paired: one fine-grid FFT per slice instead of
         two). Same values as the two calls, to the NUFFT's tolerance.
+
+        Parameters
+        ----------
+        sinos, var_sinos : ndarray, shape (n_angle, n_col) or (batch, n_angle, n_col)
+            Sinograms and their variances.
+        shifts_px : ndarray, shape (batch,), optional
+            Per slice, a detector shift to undo: slice ``i``'s content is moved by
+            ``-shifts_px[i]`` along the detector (an energy's registration) by a phase ramp
+            in its filter, at no cost; the variances as the values (what
+            :func:`xtwin.shifts.shift_rows` gives).
 
         Returns
         -------
@@ -362,8 +397,9 @@ class FourierFBP:
         gridder = self._fbp.gridder()
         mu = np.empty((b, self.n_col, self.n_col), dtype=np.float32)
         var = np.empty_like(mu)
+        shifts = np.zeros(b) if shifts_px is None else np.broadcast_to(shifts_px, (b,))
         for i in range(b):  # the image of each slice paired with its variance map
-            y = self._filtered_pair(s[i], v[i], self._h, self._h_sq)
+            y = self._filtered_pair(s[i], v[i], self._h, self._h_sq, float(shifts[i]))
             gridder.spectra(y, self._fbp.phase, mu[i], var[i], self.dtheta, self.dtheta**2)
         np.maximum(var, 0.0, out=var)
         return (mu[0], var[0]) if single else (mu, var)

@@ -68,9 +68,11 @@ class SlicePool:
         pixel_size_m: float,
         progress: Callable[[int], None] | None = None,
         out: tuple[np.ndarray, np.ndarray] | None = None,
+        shifts_px: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``p``, ``v``: (n_energy, n_angle, n_rows, n_col) -> mu, sigma (n_energy, n_rows,
-        n_col, n_col) in 1/m, float32 (in ``out`` when given)."""
+        n_col, n_col) in 1/m, float32 (in ``out`` when given); ``shifts_px`` (n_energy,):
+        each energy's detector shift along the rows, undone in the reconstruction."""
         n_e, _, n_r, n_c = p.shape
         if out is None:
             mu = np.empty((n_e, n_r, n_c, n_c), dtype=np.float32)
@@ -83,7 +85,7 @@ class SlicePool:
             rec = self.reconstructor()
             sp = np.ascontiguousarray(p[:, :, r, :])
             sv = np.ascontiguousarray(v[:, :, r, :])
-            m, var = rec.fbp_with_variance(sp, sv)
+            m, var = rec.fbp_with_variance(sp, sv, shifts_px)
             mu[:, r] = m * inv_px
             sig[:, r] = np.sqrt(var) * inv_px
             return r

@@ -12,6 +12,7 @@ from xtwin.pipeline._context import BlockContext
 from xtwin.pipeline._read import read_block
 from xtwin.recon.volume import field_of_view_disc
 from xtwin.retrieve.three_energy import JUMP_REFERENCE_PERCENTILE, jump_reference
+from xtwin.shifts import shift_rows
 
 #: Detector rows reconstructed before the blocks to set the Ni mask's reference edge jump.
 JUMP_SAMPLE_ROWS = 16
@@ -48,10 +49,14 @@ def mask_reference(ctx: BlockContext, lo: int, hi: int) -> MaskReference:
     rows = np.unique(np.linspace(lo, hi - 1, min(JUMP_SAMPLE_ROWS, hi - lo)).astype(int))
     weights = np.linalg.pinv(ctx.rules.calibration.matrix).astype(np.float32)[1]
     pool = ctx.slice_pool()
+    shifts = ctx.reconstruction_shifts()
     inside = field_of_view_disc(h.shape[3], ctx.center_offset_px)
 
     def one(r: int) -> np.ndarray:
         p, _, _ = read_block(ctx, r, r + 1, variance=False)
+        for e, dx in enumerate(() if shifts is None else shifts):
+            if dx:  # the column shift that the blocks' reconstruction undoes
+                p[e, :, 0] = shift_rows(p[e, :, 0], -float(dx))
         q = np.tensordot(weights, p[:, :, 0, :], axes=(0, 0))  # (n_angle, n_col)
         if pool is None:
             return q[0].ravel()
