@@ -31,6 +31,7 @@ is not clipped to [0, 1], so averages over particles stay unbiased.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -311,7 +312,9 @@ class Solution:
     chi2: np.ndarray | None = None
 
 
-def solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> Solution:
+def solve(
+    mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration, out: Solution | None = None
+) -> Solution:
     """Solve for (B, J, w) in every voxel, with first-order sigma and the ratio-bias correction.
 
     Three energies: one exact 3x3 solve shared by every voxel. Four or more: weighted least
@@ -325,6 +328,8 @@ def solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> Sol
         its standard uncertainty.
     calibration : Calibration
         From :func:`calibrate`.
+    out : Solution, optional
+        float32 arrays of shape ``mu.shape[1:]`` to write the solution into (returned).
 
     Returns
     -------
@@ -335,6 +340,53 @@ def solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> Sol
     n_e, n_p = m.shape
     if mu.shape[0] != n_e or mu_sigma.shape != mu.shape:
         raise XtwinInputError(f"{mu.shape[0]} attenuation maps for {n_e} energies")
+    if n_e == n_p == 3 and calibration.path is None:
+        return _solve_three(mu, mu_sigma, m, out)
+    res = _solve(mu, mu_sigma, calibration)
+    if out is None:
+        return res
+    for f in ("lithiation", "sigma", "edge_jump", "edge_jump_sigma", "background"):
+        getattr(out, f)[...] = getattr(res, f)
+    return dataclasses.replace(out, chi2=res.chi2)
+
+
+def _solve_three(
+    mu: np.ndarray, mu_sigma: np.ndarray, m: np.ndarray, out: Solution | None
+) -> Solution:
+    """Three energies without a chemistry path: one compiled pass over the voxels (float32
+    arithmetic: w is a ratio, its relative rounding error, 1e-7, is far below any noise)."""
+    from xtwin.retrieve._kernels import solve_three
+
+    shape = mu.shape[1:]
+    if out is None:
+        out = Solution(*(np.empty(shape, np.float32) for _ in range(5)))
+    pinv = np.linalg.pinv(m).astype(np.float32)
+    cov = np.stack([pinv[1] ** 2, pinv[2] ** 2, pinv[1] * pinv[2]])
+    given = [getattr(out, f) for f in _SOLVED]
+    direct = all(a.flags.c_contiguous and a.dtype == np.float32 for a in given)
+    dest = given if direct else [np.empty(shape, np.float32) for _ in given]
+    solve_three(
+        np.ascontiguousarray(mu.reshape(3, -1), dtype=np.float32),
+        np.ascontiguousarray(mu_sigma.reshape(3, -1), dtype=np.float32),
+        pinv,
+        cov,
+        *(a.reshape(-1) for a in dest),
+    )
+    if not direct:
+        for a, b in zip(given, dest):
+            a[...] = b
+    return out
+
+
+#: The fields :func:`solve` writes, in the order of the compiled solve's outputs.
+_SOLVED = ("lithiation", "sigma", "edge_jump", "edge_jump_sigma", "background")
+
+
+def _solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> Solution:
+    """:func:`solve` where the compiled three-energy solve does not apply: a chemistry path,
+    two energies, or four and more (weighted least squares)."""
+    m = calibration.matrix
+    n_e, n_p = m.shape
     if calibration.path is not None and n_e > 3:
         return _solve_on_path(mu, mu_sigma, calibration)
     # float32 arithmetic (one BLAS product per quantity): w is a ratio, its relative
@@ -453,27 +505,28 @@ def convention_half_range(
     than the spread), two matrix rows per alternative instead of a full solve. Otherwise
     each alternative is solved in full.
     """
-    lo_w = solution.lithiation.copy()
-    hi_w = solution.lithiation.copy()
     n_e = mu.shape[0]
     if n_e == 3 and calibration.matrix.shape == (3, 3):
-        flat = mu.reshape(3, -1).astype(np.float32, copy=False)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            main = np.linalg.pinv(calibration.matrix).astype(np.float32)[1:]
-            jk = main @ flat
-            # what the bias correction took off the plain ratio, per voxel
-            delta = (jk[1] / jk[0]).reshape(lo_w.shape) - solution.lithiation
-            for cal in alternatives:
-                rows = np.linalg.pinv(cal.matrix).astype(np.float32)[1:]
-                jk = rows @ flat
-                w_alt = (jk[1] / jk[0]).reshape(lo_w.shape) - delta
-                np.fmin(lo_w, w_alt, out=lo_w)
-                np.fmax(hi_w, w_alt, out=hi_w)
-    else:
-        for cal in alternatives:
-            w_alt = solve(mu, mu_sigma, cal).lithiation
-            np.fmin(lo_w, w_alt, out=lo_w)
-            np.fmax(hi_w, w_alt, out=hi_w)
+        from xtwin.retrieve._kernels import ratio_range
+
+        w = np.ascontiguousarray(solution.lithiation, dtype=np.float32)
+        out = np.empty(w.shape, np.float32)
+        ratio_range(
+            np.ascontiguousarray(mu.reshape(3, -1), dtype=np.float32),
+            np.linalg.pinv(calibration.matrix).astype(np.float32)[1:],
+            np.array([np.linalg.pinv(c.matrix)[1:] for c in alternatives], np.float32).reshape(
+                -1, 2, 3
+            ),
+            w.reshape(-1),
+            out.reshape(-1),
+        )
+        return out
+    lo_w = solution.lithiation.copy()
+    hi_w = solution.lithiation.copy()
+    for cal in alternatives:
+        w_alt = solve(mu, mu_sigma, cal).lithiation
+        np.fmin(lo_w, w_alt, out=lo_w)
+        np.fmax(hi_w, w_alt, out=hi_w)
     hi_w -= lo_w
     hi_w *= 0.5
     return hi_w
@@ -537,17 +590,48 @@ def apply_mask(
     False, as in the two-energy mode, its lithiation is finite).
     """
     s = solution
-    with np.errstate(divide="ignore", invalid="ignore"):
-        snr = s.edge_jump / s.edge_jump_sigma
-    mask = (
-        (snr >= min_jump_snr)
-        & (s.edge_jump >= min_jump_fraction * jump_reference_value)
-        & (np.isfinite(s.lithiation) if require_lithiation else np.isfinite(s.edge_jump))
+    masked = dataclasses.replace(
+        s,
+        lithiation=np.array(s.lithiation, dtype=np.float32),
+        sigma=np.array(s.sigma, dtype=np.float32),
     )
-    return Retrieval(
-        np.where(mask, s.lithiation, np.float32(np.nan)),
-        np.where(mask, s.sigma, np.float32(np.nan)),
+    mask = np.empty(np.shape(s.lithiation), bool)
+    mask_in_place(
+        masked,
+        jump_reference_value,
         mask,
-        s.edge_jump,
-        s.background,
+        min_jump_snr=min_jump_snr,
+        min_jump_fraction=min_jump_fraction,
+        require_lithiation=require_lithiation,
+    )
+    return Retrieval(masked.lithiation, masked.sigma, mask, s.edge_jump, s.background)
+
+
+def mask_in_place(
+    solution: Solution,
+    jump_reference_value: float,
+    mask: np.ndarray,
+    *,
+    min_jump_snr: float = 3.0,
+    min_jump_fraction: float = 0.2,
+    require_lithiation: bool = True,
+) -> None:
+    """:func:`apply_mask` into ``mask`` (bool, the solution's shape), the solution's
+    lithiation and sigma set to NaN outside it in place (float32 C-contiguous arrays)."""
+    from xtwin.retrieve._kernels import mask_voxels
+
+    s = solution
+    f32 = np.float32
+    for a in (s.lithiation, s.sigma, mask):
+        if not a.flags.c_contiguous or a.dtype != (bool if a is mask else f32):
+            raise ValueError("mask_in_place needs C-contiguous float32 maps and a bool mask")
+    mask_voxels(
+        s.lithiation.reshape(-1),
+        s.sigma.reshape(-1),
+        np.ascontiguousarray(s.edge_jump, dtype=f32).reshape(-1),
+        np.ascontiguousarray(s.edge_jump_sigma, dtype=f32).reshape(-1),
+        f32(min_jump_snr),
+        f32(min_jump_fraction * jump_reference_value),
+        require_lithiation,
+        mask.reshape(-1),
     )

@@ -17,9 +17,9 @@ from xtwin.retrieve.three_energy import (
     Calibration,
     Retrieval,
     Solution,
-    apply_mask,
     convention_half_range,
     jump_reference,
+    mask_in_place,
     solve,
 )
 
@@ -117,27 +117,23 @@ def retrieve_row(
     """
     cal = rules.calibration
     extras = rules.extras
-    s = solve(mu, mu_sigma, cal)
-    for f in FIELDS:
-        out[f][...] = getattr(s, f)
+    s = solve(mu, mu_sigma, cal, out=Solution(*(out[f] for f in FIELDS)))
     _mode_maps(mu, mu_sigma, cal, s, out)
     _blank_unmeasured(out, cal.mode, extras, unseen, unseen_cols, outside)
-    ret = apply_mask(
-        Solution(*(out[f] for f in FIELDS)),
+    mask_in_place(
+        s,
         rules.jump_reference_per_m,
+        mask,
         min_jump_snr=rules.min_jump_snr,
         min_jump_fraction=rules.min_jump_fraction,
         require_lithiation=cal.mode != "edge-jump",
     )
-    out["lithiation"][...] = ret.lithiation
-    out["sigma"][...] = ret.sigma
-    mask[...] = ret.mask
-    no_ni = ~ret.mask
+    no_ni = ~mask
     for f in extras:
         if f != "od_ratio":  # spectral features and systematics only where there is Ni
             np.copyto(out[f], np.float32(np.nan), where=no_ni)
-    if rules.alternatives and ret.mask.any():  # w under the other conventions
-        idx = np.flatnonzero(ret.mask)  # gathers by index: boolean indexing is slower
+    if rules.alternatives and mask.any():  # w under the other conventions
+        idx = np.flatnonzero(mask)  # gathers by index: boolean indexing is slower
         n_e = mu.shape[0]
         out["systematic"].reshape(-1)[idx] = convention_half_range(
             mu.reshape(n_e, -1)[:, idx],
