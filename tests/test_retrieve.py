@@ -212,3 +212,35 @@ def test_chemistry_path_pools_nodes_the_energies_cannot_tell_apart():
     cal = calibrate(np.array([8333.0, 8349.0, 8400.0]), norm[-1], norm[0], series=(w, twice))
     assert cal.path is not None and cal.path.lithiation.size < w.size
     assert any("0.45" in p for p in cal.path.pooled)
+
+
+def test_three_energy_solve_and_mask_keep_ieee_nan_and_match_float64(refs):
+    """The compiled solve gives the float64 formulas to float32 rounding; a voxel with a NaN
+    attenuation, or a zero edge jump with a zero sigma (0 / 0), is not masked as Ni."""
+    from xtwin.retrieve.three_energy import solve
+
+    _, l, d = refs
+    cal = calibrate(E3, l, d)
+    rng = np.random.default_rng(3)
+    coef = np.stack([rng.uniform(1e4, 3e4, 200), rng.uniform(1e4, 3e4, 200), rng.random(200)])
+    coef[2] *= coef[1]
+    mu = (cal.matrix @ coef).astype(np.float32)
+    sig = np.full_like(mu, 300.0)
+    mu[:, 5] = np.nan
+    mu[:, 6] = 0.0
+    sig[:, 6] = 0.0
+    got = solve(mu, sig, cal)
+    pinv = np.linalg.pinv(cal.matrix)
+    b, j, k = pinv @ mu.astype(np.float64)
+    var = sig.astype(np.float64) ** 2
+    c_jj, c_kk, c_jk = pinv[1] ** 2 @ var, pinv[2] ** 2 @ var, (pinv[1] * pinv[2]) @ var
+    with np.errstate(all="ignore"):
+        w = k / j - (k / j * c_jj - c_jk) / j**2
+        s = np.sqrt(np.maximum(c_kk - 2 * w * c_jk + w * w * c_jj, 0)) / np.abs(j)
+    ok = np.isfinite(w)
+    assert np.allclose(got.lithiation[ok], w[ok], atol=1e-5)
+    assert np.allclose(got.sigma[ok], s[ok], rtol=1e-4)
+    assert np.allclose(got.edge_jump, j, rtol=1e-5, equal_nan=True)
+    res = retrieve(mu, sig, cal, jump_reference_per_m=float(np.nanmax(j)))
+    assert not res.mask[5] and not res.mask[6] and np.isnan(res.lithiation[[5, 6]]).all()
+    assert res.mask[ok & (j > 0.2 * np.nanmax(j))].all()
