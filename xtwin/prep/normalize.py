@@ -199,7 +199,7 @@ def normalize_block(
         if counts:
             clamped = _normalize_counts(data, dark, flat, flat_rel_var, counts_per_photon, p, var)
         else:
-            clamped = _normalize_float(data, dark_mean, dark, flat, floor, p)
+            clamped = _normalize_float(data, dark, flat, floor, p)
             var[...] = _robust_white_variance(p)[..., None]
             noise = "float"
     if flats is not None and dead.any():
@@ -211,7 +211,7 @@ def normalize_block(
 
 def _normalize_counts(
     data: np.ndarray,
-    dark: np.ndarray,
+    dark: np.ndarray | np.floating,
     flat: np.ndarray,
     flat_rel_var: np.ndarray,
     counts_per_photon: float,
@@ -245,8 +245,7 @@ def _normalize_counts(
 
 def _normalize_float(
     data: np.ndarray,
-    dark_mean: np.ndarray | None,
-    dark: np.ndarray,
+    dark: np.ndarray | np.floating,
     flat: np.ndarray,
     floor: np.float32,
     p: np.ndarray,
@@ -258,8 +257,7 @@ def _normalize_float(
     for a in range(0, data.shape[0], step):
         sl = slice(a, a + step)
         signal = data[sl].astype(np.float32)
-        if dark_mean is not None:
-            signal -= dark
+        signal -= dark  # (zero without darks: exact)
         if signal.min(initial=np.inf) < floor:  # (one pass, no mask, where none is low)
             clamped += int(np.count_nonzero(signal < floor))
             np.maximum(signal, floor, out=signal)

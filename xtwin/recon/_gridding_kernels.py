@@ -120,11 +120,15 @@ def pack_pair(pa, pb, pad, buf):  # pragma: no cover - compiled
 
 
 @_jit
-def filter_pair(z, h_a, h_b):  # pragma: no cover - compiled
+def filter_pair(z, h_a, h_b, ramp):  # pragma: no cover - compiled
     """Filter the spectra of two real signals packed as ``a + i b`` with two real, even
     responses in place: ``Z(k) -> H_a A(k) + i H_b B(k)``, where
-    ``A = (Z(k) + conj Z(-k)) / 2`` and ``B = (Z(k) - conj Z(-k)) / 2i``."""
+    ``A = (Z(k) + conj Z(-k)) / 2`` and ``B = (Z(k) - conj Z(-k)) / 2i``; then, unless
+    ``ramp`` is empty, shift both signals: ``ramp`` is the shift's Hermitian phase ramp in FFT
+    order (``ramp(-k) = conj ramp(k)``, real at the Nyquist frequency), so each filtered
+    spectrum stays that of a real signal."""
     n = z.shape[1]
+    shifted = ramp.size > 0
     for r in range(z.shape[0]):
         for k in range(n // 2 + 1):
             km = (n - k) % n
@@ -132,27 +136,14 @@ def filter_pair(z, h_a, h_b):  # pragma: no cover - compiled
             zm = z[r, km]
             s = np.float32(0.5) * (h_a[k] + h_b[k])
             d = np.float32(0.5) * (h_a[k] - h_b[k])
-            z[r, k] = zk * s + np.conj(zm) * d
+            yk = zk * s + np.conj(zm) * d
+            ym = zm * s + np.conj(zk) * d
+            if shifted:
+                yk *= ramp[k]
+                ym *= ramp[km]
+            z[r, k] = yk
             if km != k:
-                z[r, km] = zm * s + np.conj(zk) * d
-
-
-@_jit
-def filter_pair_shifted(z, h_a, h_b, ramp):  # pragma: no cover - compiled
-    """:func:`filter_pair` followed by a shift of both signals: ``ramp`` is the Hermitian phase
-    ramp of the shift in FFT order (``ramp(-k) = conj ramp(k)``, real at the Nyquist
-    frequency), so each filtered spectrum stays that of a real signal."""
-    n = z.shape[1]
-    for r in range(z.shape[0]):
-        for k in range(n // 2 + 1):
-            km = (n - k) % n
-            zk = z[r, k]
-            zm = z[r, km]
-            s = np.float32(0.5) * (h_a[k] + h_b[k])
-            d = np.float32(0.5) * (h_a[k] - h_b[k])
-            z[r, k] = (zk * s + np.conj(zm) * d) * ramp[k]
-            if km != k:
-                z[r, km] = (zm * s + np.conj(zk) * d) * ramp[km]
+                z[r, km] = ym
 
 
 @_jit

@@ -112,6 +112,10 @@ def ram_lak(n_pad: int) -> np.ndarray:
     return np.fft.fft(h).real
 
 
+#: The packed filter's ramp for no shift.
+_NO_RAMP = np.empty(0, np.complex64)
+
+
 class FourierFBP:
     """Parallel-beam geometry of one slice, with its NUFFT plans' points precomputed.
 
@@ -243,7 +247,7 @@ class FourierFBP:
         this thread's buffer (overwritten by the next call)."""
         from scipy import fft
 
-        from xtwin.recon._gridding_kernels import filter_pair, filter_pair_shifted, pack_pair
+        from xtwin.recon._gridding_kernels import filter_pair, pack_pair
 
         g = self._fbp
         bufs = getattr(self._local, "filter_buffers", None)
@@ -255,12 +259,10 @@ class FourierFBP:
         none = np.empty((0, self.n_col), np.float32)
         pack_pair(self._checked(sa), none if sb is None else self._checked(sb), self.pad, full)
         full = fft.fft(full, axis=-1, overwrite_x=True, workers=1)
-        if shift_px:
-            filter_pair_shifted(full, h_a, h_b, self._shift_ramp(shift_px))
-        elif h_a is h_b:
+        if h_a is h_b and not shift_px:
             full *= h_a
         else:
-            filter_pair(full, h_a, h_b)
+            filter_pair(full, h_a, h_b, self._shift_ramp(shift_px) if shift_px else _NO_RAMP)
         if g.m == self.n_pad:
             return full
         full = fft.ifft(full, axis=-1, overwrite_x=True, workers=1)
