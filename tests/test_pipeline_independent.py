@@ -262,7 +262,7 @@ def test_memory_limit_too_small_is_refused_up_front(drifted_scan, tmp_path):
 def _slow_scan(path):
     """A scan big enough that processing one row at a time takes a few seconds."""
     rng = np.random.default_rng(3)
-    n_c, n_r, n_a = 160, 40, 360
+    n_c, n_r, n_a = 160, 120, 360
     theta = np.linspace(0, 180, n_a, endpoint=False)
     u = np.arange(n_c) - (n_c - 1) / 2
     chord = 2 * np.sqrt(np.clip(50.0**2 - u**2, 0, None))
