@@ -340,27 +340,28 @@ def solve(
     n_e, n_p = m.shape
     if mu.shape[0] != n_e or mu_sigma.shape != mu.shape:
         raise XtwinInputError(f"{mu.shape[0]} attenuation maps for {n_e} energies")
-    if n_e == n_p == 3 and calibration.path is None:
-        return _solve_three(mu, mu_sigma, m, out)
+    if n_e == n_p == 3:
+        return _solve_three(mu, mu_sigma, calibration, out)
     res = _solve(mu, mu_sigma, calibration)
     if out is None:
         return res
-    for f in ("lithiation", "sigma", "edge_jump", "edge_jump_sigma", "background"):
+    for f in _SOLVED:
         getattr(out, f)[...] = getattr(res, f)
     return dataclasses.replace(out, chi2=res.chi2)
 
 
 def _solve_three(
-    mu: np.ndarray, mu_sigma: np.ndarray, m: np.ndarray, out: Solution | None
+    mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration, out: Solution | None
 ) -> Solution:
-    """Three energies without a chemistry path: one compiled pass over the voxels (float32
-    arithmetic: w is a ratio, its relative rounding error, 1e-7, is far below any noise)."""
+    """Three energies: one compiled pass over the voxels (float32 arithmetic: w is a ratio,
+    its relative rounding error, 1e-7, is far below any noise); on a chemistry path the
+    end-member ratio ``u = K / J`` is then mapped onto the path."""
     from xtwin.retrieve._kernels import solve_three
 
     shape = mu.shape[1:]
     if out is None:
         out = Solution(*(np.empty(shape, np.float32) for _ in range(5)))
-    pinv = np.linalg.pinv(m).astype(np.float32)
+    pinv = np.linalg.pinv(calibration.matrix).astype(np.float32)
     cov = np.stack([pinv[1] ** 2, pinv[2] ** 2, pinv[1] * pinv[2]])
     given = [getattr(out, f) for f in _SOLVED]
     direct = all(a.flags.c_contiguous and a.dtype == np.float32 for a in given)
@@ -372,6 +373,13 @@ def _solve_three(
         cov,
         *(a.reshape(-1) for a in dest),
     )
+    path = calibration.path
+    if path is not None:
+        w, sigma, jump, jump_sigma = dest[:4]
+        coefficients = segment_coefficients(pinv[1:], calibration.jump, path)
+        w[...], sigma[...], factor = map_three(w, sigma, jump, coefficients, path)
+        jump *= factor
+        jump_sigma *= np.abs(factor)
     if not direct:
         for a, b in zip(given, dest):
             a[...] = b
@@ -383,8 +391,8 @@ _SOLVED = ("lithiation", "sigma", "edge_jump", "edge_jump_sigma", "background")
 
 
 def _solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> Solution:
-    """:func:`solve` where the compiled three-energy solve does not apply: a chemistry path,
-    two energies, or four and more (weighted least squares)."""
+    """:func:`solve` of two energies, or of four and more (weighted least squares; on a
+    chemistry path, per segment)."""
     m = calibration.matrix
     n_e, n_p = m.shape
     if calibration.path is not None and n_e > 3:
@@ -398,9 +406,6 @@ def _solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> So
         pinv = np.linalg.pinv(m).astype(np.float32)  # (n_p, n_e)
         coef = pinv @ flat_mu
         c_jj = (pinv[1] ** 2) @ var
-        if n_p == 3:
-            c_kk = (pinv[2] ** 2) @ var
-            c_jk = (pinv[1] * pinv[2]) @ var
     else:
         coef, cov, chi2 = _weighted_fit(m, flat_mu, var)
         c_jj, c_kk, c_jk = cov[1, 1], cov[2, 2], cov[1, 2]
@@ -423,11 +428,6 @@ def _solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> So
         np.sqrt(sigma, out=sigma)
         sigma /= np.abs(j)
     c_jj = np.sqrt(c_jj)
-    if calibration.path is not None:  # three energies: u = K / J mapped onto the path
-        coefficients = segment_coefficients(pinv[1:], calibration.jump, calibration.path)
-        w, sigma, factor = map_three(w, sigma, j, coefficients, calibration.path)
-        j = j * factor
-        c_jj = c_jj * np.abs(factor)
     return Solution(
         f32(w),
         f32(sigma),
