@@ -37,6 +37,13 @@ MIN_COUNTS = 0.5
 STEP_VALUES = 1 << 19
 
 
+def angle_steps(shape: tuple[int, ...]) -> list[slice]:
+    """Slices of a few angles (axis 0 of an array of ``shape``) of about :data:`STEP_VALUES`
+    values each, for block-wise arithmetic whose temporaries the allocator reuses."""
+    step = max(1, STEP_VALUES // max(1, int(np.prod(shape[1:]))))
+    return [slice(a, a + step) for a in range(0, shape[0], step)]
+
+
 @dataclass(frozen=True)
 class Absorbance:
     """-ln(I/I0) and its variance, axes (energy, angle, row, col)."""
@@ -232,10 +239,8 @@ def _normalize_counts(
     frv = np.ascontiguousarray(flat_rel_var, dtype=np.float32)
     flat = np.ascontiguousarray(flat, dtype=np.float32)
     gain, floor = np.float32(counts_per_photon), np.float32(MIN_COUNTS)
-    step = max(1, STEP_VALUES // max(1, int(np.prod(data.shape[1:]))))
     clamped = 0
-    for a in range(0, data.shape[0], step):
-        sl = slice(a, a + step)
+    for sl in angle_steps(data.shape):
         pc, vc = p[sl], var[sl]
         clamped += counts_ratio(data[sl], dark, flat, frv, gain, floor, pc, vc)
         np.log(pc, out=pc)  # -ln(I / I0) = ln(I0 / I)
@@ -252,10 +257,8 @@ def _normalize_float(
 ) -> int:
     """-ln(I/I0) of float intensities into ``p``, a few angles at a time (the temporaries
     stay small enough for the allocator to reuse); the number of clamped values."""
-    step = max(1, STEP_VALUES // max(1, int(np.prod(data.shape[1:]))))
     clamped = 0
-    for a in range(0, data.shape[0], step):
-        sl = slice(a, a + step)
+    for sl in angle_steps(data.shape):
         signal = data[sl].astype(np.float32)
         signal -= dark  # (zero without darks: exact)
         if signal.min(initial=np.inf) < floor:  # (one pass, no mask, where none is low)

@@ -27,7 +27,7 @@ import numpy as np
 
 from xtwin._threads import thread_map
 from xtwin.errors import XtwinInputError
-from xtwin.prep.normalize import STEP_VALUES, Absorbance
+from xtwin.prep.normalize import Absorbance, angle_steps
 from xtwin.shifts import (
     scale_axis_local,
     scaled_positions,
@@ -214,15 +214,14 @@ def apply_shift(
     n_a, _, n_c = block.shape
     res = np.empty((n_a, hi - lo, n_c), np.float32) if out is None else out
     # a few angles at a time (every angle is shifted alone): small temporaries
-    step = max(1, STEP_VALUES // max(1, block.shape[1] * n_c))
-    for a in range(0, n_a, step):
-        part = block[a : a + step]
+    for sl in angle_steps(block.shape):
+        part = block[sl]
         part = shift_axis_local(part, lo, hi, dy, axis=1, squared=variance) if dy else part
         if dx:
             part = shift_rows(np.ascontiguousarray(part), -dx)
             if variance:
                 part = np.maximum(part, 0.0)
-        res[a : a + step] = part
+        res[sl] = part
     return res
 
 
