@@ -56,6 +56,21 @@ def shift_rows(sino: np.ndarray, shift_px: float) -> np.ndarray:
     return np.ascontiguousarray(out[..., pad : pad + n], dtype=sino.dtype)
 
 
+def undo_row_shifts(
+    stack: np.ndarray, shifts_px: np.ndarray, *, variance: bool = False
+) -> np.ndarray:
+    """A float32 copy of ``stack`` (n, ..., n_col) with item ``i``'s rows (last axis) moved
+    by ``-shifts_px[i]`` (:func:`shift_rows`): each energy's detector shift undone in its
+    sinograms; ``variance``: the shifted items are variances, clipped at zero."""
+    out = np.array(stack, dtype=np.float32)
+    for i, dx in enumerate(np.broadcast_to(shifts_px, out.shape[:1])):
+        if dx:
+            out[i] = shift_rows(out[i], -float(dx))
+            if variance:
+                np.maximum(out[i], 0.0, out=out[i])
+    return out
+
+
 def shift_image_stack(a: np.ndarray, dy: float, dx: float) -> np.ndarray:
     """Shift the last two axes of ``a`` by (dy, dx) pixels (Fourier shift, edge padding).
 

@@ -33,7 +33,7 @@ from typing import Protocol
 import numpy as np
 
 from xtwin.errors import XtwinInputError
-from xtwin.shifts import shift_rows
+from xtwin.shifts import shift_rows, undo_row_shifts
 
 #: Reconstruction backends by name.
 METHODS = ("fourier", "astra", "gridrec")
@@ -238,13 +238,12 @@ def _moved(
     take no shift of their own."""
     if shifts_px is None or not np.any(shifts_px):
         return sinos, var_sinos
-    s = np.array(sinos, dtype=np.float32, ndmin=3)
-    v = np.array(var_sinos, dtype=np.float32, ndmin=3)
-    for i, dx in enumerate(np.broadcast_to(shifts_px, (s.shape[0],))):
-        if dx:
-            s[i] = shift_rows(s[i], -float(dx))
-            v[i] = np.maximum(shift_rows(v[i], -float(dx)), 0.0)
-    return s, v
+
+    def batch(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a).reshape((-1,) + np.shape(a)[-2:])
+
+    s = undo_row_shifts(batch(sinos), shifts_px)  # (copies)
+    return s, undo_row_shifts(batch(var_sinos), shifts_px, variance=True)
 
 
 def make_reconstructor(

@@ -12,7 +12,7 @@ from xtwin.pipeline._context import BlockContext
 from xtwin.pipeline._read import read_block
 from xtwin.recon.volume import field_of_view_disc
 from xtwin.retrieve.three_energy import JUMP_REFERENCE_PERCENTILE, jump_reference
-from xtwin.shifts import shift_rows
+from xtwin.shifts import undo_row_shifts
 
 #: Detector rows reconstructed before the blocks to set the Ni mask's reference edge jump.
 JUMP_SAMPLE_ROWS = 16
@@ -53,11 +53,10 @@ def mask_reference(ctx: BlockContext, lo: int, hi: int) -> MaskReference:
     inside = field_of_view_disc(h.shape[3], ctx.center_offset_px)
 
     def one(r: int) -> np.ndarray:
-        p, _, _ = read_block(ctx, r, r + 1, variance=False)
-        for e, dx in enumerate(() if shifts is None else shifts):
-            if dx:  # the column shift that the blocks' reconstruction undoes
-                p[e, :, 0] = shift_rows(p[e, :, 0], -float(dx))
-        q = np.tensordot(weights, p[:, :, 0, :], axes=(0, 0))  # (n_angle, n_col)
+        p = read_block(ctx, r, r + 1, variance=False)[0][:, :, 0]  # (n_energy, angle, col)
+        if shifts is not None:  # the column shifts that the blocks' reconstruction undoes
+            p = undo_row_shifts(p, shifts)
+        q = np.tensordot(weights, p, axes=(0, 0))  # (n_angle, n_col)
         if pool is None:
             return q[0].ravel()
         return pool.reconstructor().fbp(q[None])[0][inside] / h.pixel_size_m
