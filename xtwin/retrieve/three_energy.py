@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,13 @@ class Calibration:
         if self.mode != "edge-jump":
             cols.append(self.jump * (self.s_lithiated - self.s_delithiated))
         return np.column_stack(cols)
+
+    @cached_property
+    def inverse(self) -> np.ndarray:
+        """The design matrix's pseudo-inverse in float32, (parameters, energies): the rows
+        that give (B, J, K) from the attenuations (computed once; the retrieval asks for it
+        on every detector row)."""
+        return np.linalg.pinv(self.matrix).astype(np.float32)
 
     def as_dict(self) -> dict[str, Any]:
         """The calibration for provenance."""
@@ -361,7 +369,7 @@ def _solve_three(
     shape = mu.shape[1:]
     if out is None:
         out = Solution(*(np.empty(shape, np.float32) for _ in range(5)))
-    pinv = np.linalg.pinv(calibration.matrix).astype(np.float32)
+    pinv = calibration.inverse
     cov = np.stack([pinv[1] ** 2, pinv[2] ** 2, pinv[1] * pinv[2]])
     given = [getattr(out, f) for f in _SOLVED]
     direct = all(a.flags.c_contiguous and a.dtype == np.float32 for a in given)
@@ -403,7 +411,7 @@ def _solve(mu: np.ndarray, mu_sigma: np.ndarray, calibration: Calibration) -> So
     var = np.square(mu_sigma.reshape(n_e, -1), dtype=np.float32)
     chi2 = None
     if n_e == n_p:
-        pinv = np.linalg.pinv(m).astype(np.float32)  # (n_p, n_e)
+        pinv = calibration.inverse  # (n_p, n_e)
         coef = pinv @ flat_mu
         c_jj = (pinv[1] ** 2) @ var
     else:
@@ -513,10 +521,8 @@ def convention_half_range(
         out = np.empty(w.shape, np.float32)
         ratio_range(
             np.ascontiguousarray(mu.reshape(3, -1), dtype=np.float32),
-            np.linalg.pinv(calibration.matrix).astype(np.float32)[1:],
-            np.array([np.linalg.pinv(c.matrix)[1:] for c in alternatives], np.float32).reshape(
-                -1, 2, 3
-            ),
+            calibration.inverse[1:],
+            np.array([c.inverse[1:] for c in alternatives], np.float32).reshape(-1, 2, 3),
             w.reshape(-1),
             out.reshape(-1),
         )

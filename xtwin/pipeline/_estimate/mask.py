@@ -47,7 +47,7 @@ def mask_reference(ctx: BlockContext, lo: int, hi: int) -> MaskReference:
     """
     h = ctx.source.header
     rows = np.unique(np.linspace(lo, hi - 1, min(JUMP_SAMPLE_ROWS, hi - lo)).astype(int))
-    weights = np.linalg.pinv(ctx.rules.calibration.matrix).astype(np.float32)[1]
+    weights = ctx.rules.calibration.inverse[1]
     pool = ctx.slice_pool()
     shifts = ctx.reconstruction_shifts()
     inside = field_of_view_disc(h.shape[3], ctx.center_offset_px)
