@@ -98,8 +98,10 @@ def release_freed_memory() -> None:
     elsewhere).
 
     glibc keeps free memory at the top of its heaps (up to twice its dynamic mmap threshold,
-    64 MiB) and in freed chunks; called between blocks, this keeps resident memory near the
-    live memory that the model predicts. Pinning the mmap threshold instead would hand every
+    64 MiB) and in freed chunks; called after the planning, whose arrays the blocks do not
+    reuse, this keeps resident memory near the live memory that the model predicts (not
+    between blocks: each block reuses what the last one freed, whose pages would otherwise
+    be cleared again). Pinning the mmap threshold instead would hand every
     array of a few MiB fresh pages, whose faults cost more than the arithmetic done in them.
     """
     libc = _libc()
@@ -183,8 +185,8 @@ def registration_bytes(shape: tuple[int, int, int, int], itemsize: int, n_sample
     energy at ``n_sample`` angles, plus one energy's normalization temporaries), or the
     run-out quick look's rows."""
     n_e, n_a, n_r, n_c = shape
-    # the run-out quick look: READ_THREADS energies, 8 rows at a time (raw, absorbance and
-    # variance, and a float64 copy)
+    # the run-out quick look: READ_THREADS energies, 8 rows' worth of angles at a time (raw,
+    # absorbance and variance, and the normalization's temporaries)
     look = min(n_e, READ_THREADS) * 8 * n_a * n_c * (itemsize + 16)
     if n_e < 2:
         return look

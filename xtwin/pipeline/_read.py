@@ -95,11 +95,14 @@ class RowReader:
         return self.source.dark_mean(0, self.n_rows)
 
     def rows(
-        self, energy: int, r0: int, r1: int
+        self, energy: int, r0: int, r1: int, angles: slice | None = None
     ) -> tuple[np.ndarray, np.ndarray, NormalizationReport]:
-        """Absorbance and variance of rows ``[r0, r1)`` (any range; the darks clipped)."""
+        """Absorbance and variance of rows ``[r0, r1)`` (any range; the darks clipped), at
+        every angle or at ``angles``."""
         d = None if self.dark is None else self.dark[np.clip(np.arange(r0, r1), 0, self.n_rows - 1)]
-        return normalized_rows(self.source, energy, r0, r1, float(self.ratio[energy]), dark=d)
+        return normalized_rows(
+            self.source, energy, r0, r1, float(self.ratio[energy]), angles=angles, dark=d
+        )
 
     def aligned_row(self, energy: int, row: int, offsets: np.ndarray | None) -> np.ndarray:
         """The sinogram (n_angle, n_col) of detector ``row`` with each projection's

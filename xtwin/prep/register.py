@@ -141,29 +141,38 @@ def shifts_from_projections(p: np.ndarray, *, reference: int | None = None) -> n
         A positive shift means that energy's image sits at higher indices (median over the
         angles).
     """
+    from scipy import fft
     from skimage.registration import phase_cross_correlation
 
-    n_e = p.shape[0]
+    n_e, n_a = p.shape[:2]
     ref = int(np.argmax(p.reshape(n_e, -1).mean(axis=1))) if reference is None else reference
     # a Hann window keeps the field-of-view edges, which do not move, from pinning the
     # correlation peak at zero shift
     window = np.outer(np.hanning(p.shape[2]), np.hanning(p.shape[3]))
 
-    def prepared(img: np.ndarray) -> np.ndarray:
-        return (img - img.mean()) * window
+    def spectrum(img: np.ndarray) -> np.ndarray:
+        return fft.fftn((img - img.mean()) * window)  # as phase_cross_correlation takes it
 
+    ref_spectra = thread_map(lambda a: spectrum(p[ref, a]), range(n_a))  # once for every energy
+    moving = [e for e in range(n_e) if e != ref]
+
+    def peak(task: tuple[int, int]) -> np.ndarray:
+        e, a = task
+        return phase_cross_correlation(
+            ref_spectra[a],
+            spectrum(p[e, a]),
+            space="fourier",
+            upsample_factor=100,
+            normalization=None,
+        )[0]
+
+    # every energy's angles at once (the threads stay busy)
+    per_angle = np.asarray(thread_map(peak, [(e, a) for e in moving for a in range(n_a)]))
+    ref_spectra.clear()  # before the refinement's arrays
     shifts = np.zeros((n_e, 2))
-    for e in range(n_e):
-        if e == ref:
-            continue
-
-        def one(a: int, e: int = e) -> np.ndarray:
-            return phase_cross_correlation(
-                prepared(p[ref, a]), prepared(p[e, a]), upsample_factor=100, normalization=None
-            )[0]
-
-        per_angle = thread_map(one, range(p.shape[1]))
-        shifts[e] = refine_shift_2d(p[ref], p[e], -np.median(np.asarray(per_angle), axis=0))
+    for i, e in enumerate(moving):
+        start = -np.median(per_angle[i * n_a : (i + 1) * n_a], axis=0)
+        shifts[e] = refine_shift_2d(p[ref], p[e], start)
     limit = min(p.shape[2:]) / 4.0
     if np.any(np.abs(shifts) > limit):
         raise XtwinInputError(
@@ -343,21 +352,31 @@ def scale_estimates(
     idx = np.unique(np.linspace(0, p.shape[1] - 1, min(n_angles, p.shape[1])).astype(int))
     # single precision: the correlation's sums and transforms need no more, and cost half
     window = np.outer(np.hanning(p.shape[2]), np.hanning(p.shape[3])).astype(np.float32)
-    est = np.ones((len(energies), idx.size))
-    for i, a in enumerate(idx):
+
+    def reference_of(a: int) -> tuple[np.ndarray, np.ndarray]:
         r = ((p[reference, a] - p[reference, a].mean()) * window).astype(np.float32)[None]
-        r_spec = fft.fft2(r)  # the reference's spectrum, once for every trial scale
-        for n, e in enumerate(energies):
-            if e == reference:
-                continue
-            img = (p[e, a] - p[e, a].mean()).astype(np.float32)[None]
-            res = minimize_scalar(
-                lambda s, img=img, r=r, r_spec=r_spec: -_score(r, img, s, window, r_spec)[0],
-                bounds=(1 - max_rel, 1 + max_rel),
-                method="bounded",
-                options={"xatol": 2e-5},
-            )
-            est[n, i] = float(res.x)
+        return r, fft.fft2(r)  # the reference's spectrum, once for every trial scale
+
+    refs = thread_map(reference_of, idx)
+    todo = [(i, n) for i in range(idx.size) for n, e in enumerate(energies) if e != reference]
+
+    def search(task: tuple[int, int]) -> float:
+        """One angle's and energy's scale (the searches are independent: on threads)."""
+        i, n = task
+        a, e = idx[i], energies[n]
+        r, r_spec = refs[i]
+        img = (p[e, a] - p[e, a].mean()).astype(np.float32)[None]
+        res = minimize_scalar(
+            lambda s: -_score(r, img, s, window, r_spec)[0],
+            bounds=(1 - max_rel, 1 + max_rel),
+            method="bounded",
+            options={"xatol": 2e-5},
+        )
+        return float(res.x)
+
+    est = np.ones((len(energies), idx.size))
+    for (i, n), s in zip(todo, thread_map(search, todo)):
+        est[n, i] = s
     return est
 
 

@@ -81,15 +81,18 @@ def offsets_from_sums(
 
 
 def estimate_offsets(
-    read_rows: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+    read_rows: Callable[[int, int, slice], tuple[np.ndarray, np.ndarray]],
     row_range: tuple[int, int],
     n_cols: int,
     theta_deg: np.ndarray,
     block: int = 32,
+    per_angle: bool = False,
 ) -> tuple[np.ndarray, dict]:
     """Per-projection offsets of one energy from detector rows ``row_range``, reading
-    ``read_rows(r0, r1) -> (absorbance, variance)``, each ``(n_angle, rows, n_col)``, block by
-    block.
+    ``read_rows(r0, r1, angles) -> (absorbance, variance)``, each ``(n_angle_selected, rows,
+    n_col)``, at most ``block`` rows of every angle at a time, or (``per_angle``: the reader
+    normalizes each angle on its own) as many angles of every row in the range: a scan stored
+    one projection per chunk is then read one pass over its chunks, not one per block of rows.
 
     Besides the offsets, the info says how far the horizontal centre of mass can be trusted:
     ``sigma_cols_px`` (its noise, from the variance: a wide detector's empty columns weigh in
@@ -104,14 +107,19 @@ def estimate_offsets(
     s0 = np.zeros(n_a)
     col_var = np.zeros((n_a, n_cols))
     x = np.arange(n_cols, dtype=np.float64)
-    for r0 in range(lo, hi, block):
-        r1 = min(r0 + block, hi)
-        p, v = read_rows(r0, r1)
-        p = np.maximum(p.astype(np.float64), 0.0)
-        prof[:, r0 - lo : r1 - lo] = p.sum(axis=2)
-        sx += (p.sum(axis=1) * x).sum(axis=1)
-        s0 += p.sum(axis=(1, 2))
-        col_var += v.sum(axis=1)
+    if per_angle:  # every row, a few angles at a time (the same number of values)
+        step = max(1, block * n_a // max(hi - lo, 1))
+        parts = [((lo, hi), slice(a, min(a + step, n_a))) for a in range(0, n_a, step)]
+    else:
+        parts = [((r, min(r + block, hi)), slice(0, n_a)) for r in range(lo, hi, block)]
+    for (r0, r1), ang in parts:
+        p, v = read_rows(r0, r1, ang)
+        p = np.maximum(p, 0.0, out=p if p.dtype == np.float32 else None)
+        prof[ang, r0 - lo : r1 - lo] = p.sum(axis=2, dtype=np.float64)
+        rows = p.sum(axis=1, dtype=np.float64)  # (angles, n_col)
+        sx[ang] += rows @ x
+        s0[ang] += rows.sum(axis=1)
+        col_var[ang] += v.sum(axis=1, dtype=np.float64)
     s0 = np.maximum(s0, 1e-30)
     com = sx / s0
     off, info = offsets_from_sums(prof, com, theta_deg)

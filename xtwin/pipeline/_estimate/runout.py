@@ -93,14 +93,16 @@ def estimate_runout(
         )
     band = min(n_r, RUNOUT_BAND_ROWS)
     band_rows = ((n_r - band) // 2, (n_r - band) // 2 + band)
-    # energies side by side, a few rows at a time (RUNOUT_READ_ROWS: the memory model's band)
+    # energies side by side, RUNOUT_READ_ROWS rows' worth of values at a time (the memory
+    # model's band); with flats, each angle is normalized on its own: chunks of angles
     looks = thread_map(
         lambda e: estimate_offsets(
-            lambda r0, r1: reader.rows(e, r0, r1)[:2],
+            lambda r0, r1, angles: reader.rows(e, r0, r1, angles)[:2],
             band_rows,
             h.shape[3],
             h.theta_deg,
             block=RUNOUT_READ_ROWS,
+            per_angle=h.n_flat > 0,
         ),
         range(h.shape[0]),
         READ_THREADS,
