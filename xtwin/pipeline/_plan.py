@@ -18,7 +18,7 @@ from xtwin.memory import (
     MemoryPlan,
     current_rss_bytes,
     plan_memory,
-    release_freed_memory,
+    reusable_heap,
 )
 from xtwin.pipeline._context import BlockContext
 from xtwin.pipeline._estimate.center import CenterRecord, find_center
@@ -192,12 +192,17 @@ def plan_processing(
     mem.plan(2 * LANCZOS_A, baseline)  # refuses, before any pixel is read, what cannot fit
     reader = RowReader(source, exposure_ratios(h.exposure_s, h.flat_exposure_s, h.shape[0]))
     contrast = np.abs(cal.s_lithiated - cal.s_delithiated)  # at the scan's (sorted) energies
-    est = _estimate(reader, idx, options, contrast)
-    check_interrupted()  # a SIGINT swallowed during the estimates stops here
-    halo = _halo(est[0], est[1], h.shape[2])
-    mem.plan(halo, baseline)  # refuses, before the axis search, a run that cannot fit
-    ctx, unseen = _context(reader, est, cal, options, mem.workers, (lo, hi))
-    mask = mask_reference(ctx, lo, hi) if cal.mode != "attenuation" else MaskReference(0.0, [])
+    # the estimators' temporaries reuse each other's pages; handed back after them: the
+    # blocks are sized on the memory resident then (what the planning's libraries keep, FFT
+    # plans and thread arenas, is not handed back, though it is free)
+    with reusable_heap():
+        est = _estimate(reader, idx, options, contrast)
+        check_interrupted()  # a SIGINT swallowed during the estimates stops here
+        halo = _halo(est[0], est[1], h.shape[2])
+        mem.plan(halo, baseline)  # refuses, before the axis search, a run that cannot fit
+        ctx, unseen = _context(reader, est, cal, options, mem.workers, (lo, hi))
+        attenuation = cal.mode == "attenuation"
+        mask = MaskReference(0.0, []) if attenuation else mask_reference(ctx, lo, hi)
     rules = VoxelRules(
         cal,
         mask.jump_reference_per_m,
@@ -206,9 +211,6 @@ def plan_processing(
         alternatives,
     )
     ctx = dataclasses.replace(ctx, rules=rules)
-    # the blocks are sized on the memory resident now: what the planning's libraries (FFT
-    # plans, thread arenas) keep is not handed back, though it is free
-    release_freed_memory()
     memory = mem.plan(halo, max(baseline, current_rss_bytes()), _resampled(ctx))
     if run.block_rows is not None and run.block_rows < memory.rows_per_block:
         memory = dataclasses.replace(memory, rows_per_block=run.block_rows)
