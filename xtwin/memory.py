@@ -120,7 +120,7 @@ def reusable_heap() -> Iterator[None]:
 
     glibc maps every array above 32 MiB afresh and unmaps it when freed, so each costs its
     page faults again (the kernel clears its pages: 3.8 s of system time in the planning of
-    1024 x 512 x 721 x 3, whose estimators make many such temporaries; 1.8 s with this).
+    1024 x 512 x 721 x 3, whose estimators make many such temporaries; 0.6-1.6 s with this).
     """
     libc = _libc()
     if libc is None or not hasattr(libc, "mallopt"):

@@ -114,7 +114,7 @@ def estimate_offsets(
         parts = [((r, min(r + block, hi)), slice(0, n_a)) for r in range(lo, hi, block)]
     for (r0, r1), ang in parts:
         p, v = read_rows(r0, r1, ang)
-        p = np.maximum(p, 0.0, out=p if p.dtype == np.float32 else None)
+        p = np.maximum(p, np.float32(0.0))  # single precision: the sums accumulate in float64
         prof[ang, r0 - lo : r1 - lo] = p.sum(axis=2, dtype=np.float64)
         rows = p.sum(axis=1, dtype=np.float64)  # (angles, n_col)
         sx[ang] += rows @ x
