@@ -130,6 +130,38 @@ def test_convention_half_range_matches_full_solves(refs):
     assert np.median(np.abs(fast[ok] - full[ok])) < 0.1 * np.median(full[ok])
 
 
+def test_convention_half_range_where_writes_only_those_voxels(refs):
+    """``where=`` / ``out=`` (the streamed rows: an energy's row of a block, strided) give
+    the unmasked values on the chosen voxels and leave the others untouched, for the compiled
+    three-energy pass and for the general path (an output that is not contiguous)."""
+    from xtwin.retrieve.conventions import convention_references
+    from xtwin.retrieve.three_energy import convention_half_range, solve
+
+    model, _, _ = refs
+    raw_l, raw_d = reference_spectra(model, np.random.default_rng(1), noise=0.0)
+    cals = [calibrate(E3, l, d) for l, d in convention_references(raw_l, raw_d).values()]
+    rng = np.random.default_rng(3)
+    w = rng.uniform(0, 1, (2, 30, 40))
+    block = np.moveaxis(model.nmc532_mu_per_m(E3, w), -1, 0).astype(np.float32)
+    mu, sig = block[:, 1], np.float32(0.02) * block[:, 1]  # rows of a block: strided
+    assert not mu.flags.c_contiguous
+    main = solve(mu, sig, cals[0])
+    every = convention_half_range(mu, sig, main, cals[0], tuple(cals[1:]))
+    where = rng.uniform(size=mu.shape[1:]) < 0.3
+    out = np.full(mu.shape[1:], -7.0, np.float32)
+    convention_half_range(mu, sig, main, cals[0], tuple(cals[1:]), where=where, out=out)
+    np.testing.assert_array_equal(out[where], every[where])
+    assert np.all(out[~where] == -7.0)
+    # the general path (full solves; taken for a float64 output), here not contiguous
+    every64 = np.full(mu.shape[1:], np.nan)
+    convention_half_range(mu, sig, main, cals[0], tuple(cals[1:]), out=every64)
+    out64 = np.full((40, 30), -7.0).T
+    convention_half_range(mu, sig, main, cals[0], tuple(cals[1:]), where=where, out=out64)
+    np.testing.assert_array_equal(out64[where], every64[where])
+    assert np.all(out64[~where] == -7.0)
+    assert np.median(every64) > 1e-3  # the conventions do differ
+
+
 # -- a measured chemistry path (calibration series) ------------------------------------------
 
 

@@ -62,13 +62,15 @@ def mask_voxels(
 
 
 @_jit
-def ratio_range(mu, main, rows, w, half_range):  # pragma: no cover - compiled
+def ratio_range(mu, main, rows, w, where, half_range):  # pragma: no cover - compiled
     """Half the range of ``w`` and of the ratios ``K / J`` of every ``rows`` (n_alt, 2, 3:
     the J and K rows of each alternative's inverse), each less the bias correction that
     ``w`` carries (its ratio under ``main``, (2, 3), minus ``w``), per voxel (columns of
-    ``mu``)."""
+    ``mu``) where ``where`` holds; the other voxels of ``half_range`` are left as they are."""
     half = np.float32(0.5)
     for i in range(mu.shape[1]):
+        if not where[i]:
+            continue
         m0, m1, m2 = mu[0, i], mu[1, i], mu[2, i]
         wi = w[i]
         j = main[0, 0] * m0 + main[0, 1] * m1 + main[0, 2] * m2

@@ -374,9 +374,9 @@ def _solve_three(
     given = [getattr(out, f) for f in _SOLVED]
     direct = all(a.flags.c_contiguous and a.dtype == np.float32 for a in given)
     dest = given if direct else [np.empty(shape, np.float32) for _ in given]
-    solve_three(
-        np.ascontiguousarray(mu.reshape(3, -1), dtype=np.float32),
-        np.ascontiguousarray(mu_sigma.reshape(3, -1), dtype=np.float32),
+    solve_three(  # strided views where they can be (an energy's row of a block): no copies
+        np.asarray(mu.reshape(3, -1), dtype=np.float32),
+        np.asarray(mu_sigma.reshape(3, -1), dtype=np.float32),
         pinv,
         cov,
         *(a.reshape(-1) for a in dest),
@@ -504,38 +504,64 @@ def convention_half_range(
     solution: Solution,
     calibration: Calibration,
     alternatives: tuple[Calibration, ...],
+    *,
+    where: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Half the range of w over ``calibration`` (whose ``solution`` is given) and the
     ``alternatives`` (other reference normalizations), per voxel.
 
     Three energies: each alternative's w is its ratio ``k / j`` with the main solution's
     second-order bias correction (the corrections differ between conventions by far less
-    than the spread), two matrix rows per alternative instead of a full solve. Otherwise
-    each alternative is solved in full.
+    than the spread), two matrix rows per alternative instead of a full solve, in one
+    compiled pass. Otherwise each alternative is solved in full.
+
+    Parameters
+    ----------
+    mu, mu_sigma : ndarray, shape (n_energy, ...)
+    solution : Solution
+        ``calibration``'s solution of ``mu``.
+    calibration : Calibration
+    alternatives : tuple of Calibration
+    where : ndarray of bool, optional
+        The voxels to compute (default: all); ``out``'s others are left as they are (NaN in
+        a new array).
+    out : ndarray, optional
+        float32 of the voxels' shape, written in place.
+
+    Returns
+    -------
+    ndarray
+        ``out`` (or a new float32 array).
     """
-    n_e = mu.shape[0]
-    if n_e == 3 and calibration.matrix.shape == (3, 3):
+    if out is None:
+        out = np.full(solution.lithiation.shape, np.nan, np.float32)
+    flat = out.reshape(-1)  # a view of a contiguous ``out``, else a copy written back below
+    if mu.shape[0] == 3 and calibration.matrix.shape == (3, 3) and out.dtype == np.float32:
         from xtwin.retrieve._kernels import ratio_range
 
-        w = np.ascontiguousarray(solution.lithiation, dtype=np.float32)
-        out = np.empty(w.shape, np.float32)
         ratio_range(
-            np.ascontiguousarray(mu.reshape(3, -1), dtype=np.float32),
+            np.asarray(mu.reshape(3, -1), dtype=np.float32),
             calibration.inverse[1:],
             np.array([c.inverse[1:] for c in alternatives], np.float32).reshape(-1, 2, 3),
-            w.reshape(-1),
-            out.reshape(-1),
+            np.asarray(solution.lithiation.reshape(-1), dtype=np.float32),
+            np.ones(flat.size, bool) if where is None else np.asarray(where).reshape(-1),
+            flat,
         )
-        return out
-    lo_w = solution.lithiation.copy()
-    hi_w = solution.lithiation.copy()
-    for cal in alternatives:
-        w_alt = solve(mu, mu_sigma, cal).lithiation
-        np.fmin(lo_w, w_alt, out=lo_w)
-        np.fmax(hi_w, w_alt, out=hi_w)
-    hi_w -= lo_w
-    hi_w *= 0.5
-    return hi_w
+    else:
+        idx = np.arange(flat.size) if where is None else np.flatnonzero(where)
+        n_e = mu.shape[0]
+        m, v = mu.reshape(n_e, -1)[:, idx], mu_sigma.reshape(n_e, -1)[:, idx]
+        lo_w = solution.lithiation.reshape(-1)[idx]
+        hi_w = lo_w.copy()
+        for cal in alternatives:
+            w_alt = solve(m, v, cal).lithiation
+            np.fmin(lo_w, w_alt, out=lo_w)
+            np.fmax(hi_w, w_alt, out=hi_w)
+        flat[idx] = 0.5 * (hi_w - lo_w)
+    if not np.shares_memory(flat, out):
+        out[...] = flat.reshape(out.shape)
+    return out
 
 
 def _weighted_fit(

@@ -132,15 +132,9 @@ def retrieve_row(
     for f in extras:
         if f != "od_ratio":  # spectral features and systematics only where there is Ni
             np.copyto(out[f], np.float32(np.nan), where=no_ni)
-    if rules.alternatives and mask.any():  # w under the other conventions
-        idx = np.flatnonzero(mask)  # gathers by index: boolean indexing is slower
-        n_e = mu.shape[0]
-        out["systematic"].reshape(-1)[idx] = convention_half_range(
-            mu.reshape(n_e, -1)[:, idx],
-            mu_sigma.reshape(n_e, -1)[:, idx],
-            Solution(*(getattr(s, f).reshape(-1)[idx] for f in FIELDS)),
-            cal,
-            rules.alternatives,
+    if rules.alternatives and mask.any():  # w under the other conventions, where there is Ni
+        convention_half_range(
+            mu, mu_sigma, s, cal, rules.alternatives, where=mask, out=out["systematic"]
         )
 
 
