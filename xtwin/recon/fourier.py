@@ -286,7 +286,7 @@ class FourierFBP:
         return ramp
 
     def _checked(self, s: np.ndarray) -> np.ndarray:
-        s = np.ascontiguousarray(s, dtype=np.float32)
+        s = np.asarray(s, dtype=np.float32)  # strided rows are read in place
         self._check_shape(s.shape)
         return s
 

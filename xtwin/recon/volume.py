@@ -83,11 +83,11 @@ class SlicePool:
 
         def one(r: int) -> int:
             rec = self.reconstructor()
-            sp = np.ascontiguousarray(p[:, :, r, :])
-            sv = np.ascontiguousarray(v[:, :, r, :])
-            m, var = rec.fbp_with_variance(sp, sv, shifts_px)
-            mu[:, r] = m * inv_px
-            sig[:, r] = np.sqrt(var) * inv_px
+            # the row's sinograms as strided views (the backends copy what they need), the
+            # results scaled straight into place
+            m, var = rec.fbp_with_variance(p[:, :, r, :], v[:, :, r, :], shifts_px)
+            np.multiply(m, inv_px, out=mu[:, r])
+            np.multiply(np.sqrt(var, out=var), inv_px, out=sig[:, r])
             return r
 
         for _ in self._pool.map(one, range(n_r)):
