@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xtwin.prep.register import refine_shift_2d
-from xtwin.shifts import shift_rows
+from xtwin.shifts import shift_image_stack
 
 
 def _field(rng: np.random.Generator, shape: tuple[int, ...], width_px: float) -> np.ndarray:
@@ -17,12 +17,6 @@ def _field(rng: np.random.Generator, shape: tuple[int, ...], width_px: float) ->
         -2 * (np.pi * width_px) ** 2 * (fy**2 + fx**2)
     )
     return np.fft.ifft2(spec).real
-
-
-def _moved(img: np.ndarray, dy: float, dx: float) -> np.ndarray:
-    """``img`` with its content moved by (+dy, +dx) (a Fourier shift along each axis)."""
-    out = np.stack([shift_rows(a, dx) for a in img])  # along columns
-    return np.swapaxes(np.stack([shift_rows(a.T, dy) for a in out]), 1, 2)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +30,7 @@ def images():
 def test_a_known_shift_is_recovered_from_any_start(images):
     """Same contrast: the shift to 2e-3 px, from starts 0.4 px off either way."""
     base, _ = images
-    moving = _moved(base, 0.37, -0.61)
+    moving = shift_image_stack(base, 0.37, -0.61)
     for start in ([0.0, 0.0], [0.4, -0.4], [-0.4, 0.4]):
         d = refine_shift_2d(base, moving, np.array(start))
         # moving(x + d) = base(x): d is the content's move
@@ -55,7 +49,7 @@ def test_energies_of_different_contrast_converge_to_one_minimum(images):
     the edge energy is registered on what does not depend on lithiation."""
     base, other = images
     fixed = base + other
-    moving = _moved(base - 0.6 * other, 0.2, 0.15)
+    moving = shift_image_stack(base - 0.6 * other, 0.2, 0.15)
     found = np.array(
         [
             refine_shift_2d(fixed, moving, np.array(start))

@@ -15,12 +15,12 @@ _jit = njit(cache=True, nogil=True, fastmath=True, error_model="numpy", boundsch
 
 
 @_jit
-def counts_ratio(data, dark, flat, flat_rel_var, gain, floor, ratio, var):  # pragma: no cover
+def counts_ratio(data, dark, flat, gain, floor, ratio, var):  # pragma: no cover
     """Per value of ``data`` (angles, rows, cols; integer counts): the signal ``I = data -
     dark`` clamped at ``floor``, ``ratio = flat / I`` and the Poisson variance of ``-ln I``,
-    ``gain max(data, floor) / I^2``; returns the number of clamped values. ``dark``, ``flat``
-    (the flats' mean less the dark, times the exposure ratio) and ``flat_rel_var`` are per
-    pixel (rows, cols)."""
+    ``gain max(data, floor) / I^2``; returns the number of clamped values. ``dark`` and
+    ``flat`` (the flats' mean less the dark, times the exposure ratio) are per pixel (rows,
+    cols)."""
     clamped = 0
     n_a, n_r, n_c = data.shape
     for a in range(n_a):

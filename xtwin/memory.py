@@ -103,8 +103,8 @@ def release_freed_memory() -> None:
     64 MiB) and in freed chunks; called after the planning, whose arrays the blocks do not
     reuse, this keeps resident memory near the live memory that the model predicts (not
     between blocks: each block reuses what the last one freed, whose pages would otherwise
-    be cleared again). Pinning the mmap threshold instead would hand every
-    array of a few MiB fresh pages, whose faults cost more than the arithmetic done in them.
+    be cleared again). Pinning a low mmap threshold instead would hand every array of a few
+    MiB fresh pages, whose faults cost more than the arithmetic done in them.
     """
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):

@@ -242,7 +242,7 @@ def _normalize_counts(
     clamped = 0
     for sl in angle_steps(data.shape):
         pc, vc = p[sl], var[sl]
-        clamped += counts_ratio(data[sl], dark, flat, frv, gain, floor, pc, vc)
+        clamped += counts_ratio(data[sl], dark, flat, gain, floor, pc, vc)
         np.log(pc, out=pc)  # -ln(I / I0) = ln(I0 / I)
         debias(pc, vc, frv)
     return int(clamped)
