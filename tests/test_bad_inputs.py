@@ -410,16 +410,17 @@ def test_a_disk_too_small_for_the_li_map_is_refused_up_front(tmp_path, capsys, m
     assert not any(p.is_file() for p in (tmp_path / "out").rglob("*"))
 
 
-def test_a_disk_that_fills_during_the_run_stops_it_resumably(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("call", ["fdatasync", "pwrite"])
+def test_a_disk_that_fills_during_the_run_stops_it_resumably(tmp_path, capsys, monkeypatch, call):
     import errno
     import os
 
     args = _process()(tmp_path)
 
-    def full(fd):  # a full disk reports itself when the data are synced, as here
+    def full(*args):  # a full disk reports itself when the data are written or synced
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "fdatasync", full)
+    monkeypatch.setattr(os, call, full)
     rc = main(args)
     err = capsys.readouterr().err
     assert rc == 2, err

@@ -150,3 +150,32 @@ def test_in_memory_stages_give_the_streamed_map(independent_files):  # noqa: F81
     np.testing.assert_array_equal(ret.mask, streamed.mask)
     np.testing.assert_array_equal(ret.lithiation, streamed.lithiation)
     np.testing.assert_array_equal(ret.sigma, streamed.sigma)
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_the_file_holds_the_in_memory_map_bit_for_bit(
+    independent_files,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+    direct,
+):
+    """The maps' rows go into the file at their datasets' byte offsets (48 columns: rows of
+    9216 bytes, off the disk's block boundaries), past the page cache or, where the file
+    system has no direct I/O, through it: the file holds what the in-memory run returns."""
+    from xtwin.io import read_scans
+    from xtwin.io.direct import RawWriter
+    from xtwin.io.limap import read_limap
+    from xtwin.pipeline import process_file, process_scan
+
+    d, paths, refs = independent_files
+    if not direct:
+        monkeypatch.setattr(RawWriter, "direct", property(lambda self: False))
+    opts = ProcessOptions(center_offset_px=0.0)
+    run = RunOptions(block_rows=7)
+    got = read_limap(
+        process_file(paths, refs["lith"], refs["delith"], tmp_path / "m.h5", options=opts, run=run)
+    )
+    ref = process_scan(read_scans(paths), refs["lith"], refs["delith"], options=opts, run=run)
+    for name in ("lithiation", "sigma", "mask", "edge_jump_per_m", "mu_per_m", "mu_sigma_per_m"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
+    np.testing.assert_array_equal(got.edge_jump_sigma_per_m, ref.edge_jump_sigma_per_m)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xtwin._threads import thread_map
+from xtwin.io.direct import aligned_empty
 from xtwin.io.source import ScanSource
 from xtwin.memory import read_chunk_angles, read_parallelism
 from xtwin.prep.normalize import NormalizationReport, normalize_block
@@ -43,7 +44,7 @@ class Scratch:
         if buf is None or buf.dtype != dt or buf.size < n:
             del buf
             self._bufs.pop(name, None)  # the old buffer is freed before the new one is made
-            buf = self._bufs[name] = np.empty(n, dt)
+            buf = self._bufs[name] = aligned_empty(n, dt)  # the Li map's rows go out unstaged
         return buf[:n].reshape(shape)
 
 

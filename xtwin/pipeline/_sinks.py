@@ -16,6 +16,7 @@ import numpy as np
 from xtwin._files import apply_umask
 from xtwin.errors import XtwinInputError
 from xtwin.io import attr_value
+from xtwin.io.direct import ALIGN, RawWriter
 from xtwin.io.limap import regular_sample
 from xtwin.io.source import ScanSource
 from xtwin.pipeline._block import BlockResult
@@ -89,7 +90,12 @@ class ArraySink:
 
 class H5Sink:
     """Blocks into ``OUT.h5.partial``: contiguous datasets allocated up front, finished rows
-    recorded after their data, so a killed run leaves a consistent, resumable file."""
+    recorded after their data, so a killed run leaves a consistent, resumable file.
+
+    The maps' bytes are written at their datasets' offsets past the page cache
+    (:class:`xtwin.io.direct.RawWriter`; HDF5 writes the metadata, the mask and the rows done),
+    where the system has ``pwrite`` and HDF5 gives the offsets, else through HDF5.
+    """
 
     def __init__(self, path: Path, shapes: dict[str, tuple[int, ...]], key: str) -> None:
         import h5py
@@ -100,7 +106,14 @@ class H5Sink:
             path.unlink()  # made for other inputs or options, or damaged: start again
         _check_space(path, shapes, resuming=f is not None)
         if f is None:
-            f = h5py.File(path, "w", track_order=False)
+            # large datasets on block boundaries: their rows go to the disk without staging
+            f = h5py.File(
+                path,
+                "w",
+                track_order=False,
+                alignment_threshold=16 * ALIGN,
+                alignment_interval=ALIGN,
+            )
             for name, shape in _paths(shapes):
                 _create(f, name, shape, np.float32)
             if "lithiation" in shapes:
@@ -111,6 +124,8 @@ class H5Sink:
         self.f = f
         self.done = np.asarray(f["/pipeline/rows_done"][()], dtype=bool)
         self.resumed = int(self.done.sum())
+        self._where = _byte_layout(f, [name for name, _ in _paths(shapes)])
+        self._raw = RawWriter(path) if self._where else None
 
     def write(self, r0: int, res: BlockResult) -> None:
         """Write the block, put it on the disk, then mark its rows done.
@@ -133,25 +148,43 @@ class H5Sink:
     def _write(self, r0: int, res: BlockResult) -> None:
         f = self.f
         n = res.hi - res.lo
+        per_energy = {"/recon/mu": res.mu, "/recon/mu_sigma": res.mu_sigma}
+        per_map = {_h5_path(name): val for name, val in _maps(res).items()}
+        if self._raw is not None:
+            self._write_raw(r0, per_energy, per_map)
+            per_energy, per_map = {}, {}
         # slice by slice: h5py holds one lock for every file, so one long write would stall
         # the reading of the next block from the scan file for its whole duration
         mask = np.asarray(res.mask, dtype=bool)
-        per_energy = [(f["/recon/mu"], res.mu), (f["/recon/mu_sigma"], res.mu_sigma)]
-        per_map = [(f[_h5_path(name)], val) for name, val in _maps(res).items()]
         ds_mask = f["/li/mask"] if res.solution is not None else None
         for k in range(n):
-            for ds, val in per_energy:
+            for name, val in per_energy.items():
                 for e in range(val.shape[0]):
-                    ds[e, r0 + k] = val[e, k]
-            for ds, val in per_map:
-                ds[r0 + k] = val[k]
+                    f[name][e, r0 + k] = val[e, k]
+            for name, val in per_map.items():
+                f[name][r0 + k] = val[k]
             if ds_mask is not None:
-                ds_mask[r0 + k] = mask[k].astype(np.uint8)
+                ds_mask[r0 + k] = mask[k].view(np.uint8)
         f.flush()
         _to_disk(f)
         f["/pipeline/rows_done"][r0 : r0 + n] = 1  # last: rows count once their data are in
         f.flush()
         self.done[r0 : r0 + n] = True
+
+    def _write_raw(
+        self, r0: int, per_energy: dict[str, np.ndarray], per_map: dict[str, np.ndarray]
+    ) -> None:
+        """The block's rows of every map at their byte offsets (rows ``r0...`` of each
+        energy are one run of bytes in the file)."""
+        assert self._raw is not None
+        for name, val in per_energy.items():
+            base, n_rows, row_bytes = self._where[name]
+            for e in range(val.shape[0]):
+                at = base + (e * n_rows + r0) * row_bytes
+                self._raw.write(at, np.ascontiguousarray(val[e], np.float32))
+        for name, val in per_map.items():
+            base, _, row_bytes = self._where[name]
+            self._raw.write(base + r0 * row_bytes, np.ascontiguousarray(val, np.float32))
 
     def finish(
         self,
@@ -176,6 +209,7 @@ class H5Sink:
             g.attrs[k] = attr_value(v)
         del f["/pipeline"]
         del f.attrs["resume_key"]
+        self._close_raw()
         f.close()
         apply_umask(self.path)
         os.replace(self.path, out)
@@ -205,9 +239,31 @@ class H5Sink:
     def close(self) -> None:
         """Close the file (after an error too, without masking it)."""
         try:
+            self._close_raw()
             self.f.close()
         except Exception:  # noqa: BLE001 (closing after an error must not mask it)
             pass
+
+    def _close_raw(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
+
+
+def _byte_layout(f, names: list[str]) -> dict[str, tuple[int, int, int]]:
+    """Each float map's (byte offset, rows, bytes per row) in the file, or ``{}`` when the
+    maps cannot be written at offsets (no ``pwrite``, or a dataset without one)."""
+    if not hasattr(os, "pwrite"):
+        return {}
+    out = {}
+    for name in names:
+        ds = f[name]
+        offset = ds.id.get_offset()
+        if offset is None or ds.dtype != np.dtype(np.float32):
+            return {}
+        lead = 2 if name.startswith("/recon/mu") else 1  # (energy, row, ...) or (row, ...)
+        out[name] = (int(offset), ds.shape[lead - 1], int(np.prod(ds.shape[lead:])) * 4)
+    return out
 
 
 def _check_space(path: Path, shapes: dict[str, tuple[int, ...]], resuming: bool) -> None:
