@@ -78,7 +78,7 @@ class RawWriter:
         """
         if not arr.flags.c_contiguous:
             raise ValueError("RawWriter.write needs a C-contiguous array")
-        mv = memoryview(arr.reshape(-1).view(np.uint8))
+        mv = arr.reshape(-1).view(np.uint8).data
         n = len(mv)
         head = min((-offset) % ALIGN, n) if self.direct else n
         body = (n - head) // ALIGN * ALIGN
@@ -102,7 +102,7 @@ class RawWriter:
             for s in range(0, len(mv), _STAGE):
                 part = mv[s : s + _STAGE]
                 stage[: len(part)] = np.frombuffer(part, np.uint8)
-                self._pwrite(self._direct, memoryview(stage[: len(part)]), offset + s)
+                self._pwrite(self._direct, stage[: len(part)].data, offset + s)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
