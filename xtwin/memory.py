@@ -180,6 +180,13 @@ class MemoryPlan:
 #: alone under-predict the peak by about 8 %, benchmarks/memory.py).
 OVERHEAD_FACTOR = 1.10
 OVERHEAD_BYTES = 48 << 20
+#: What the libraries and the planning estimators' heap keep resident once they have run for
+#: the first time in a process (FFT plans, compiled kernels, the heap's fragments), above the
+#: resident memory before: measured 161-163 MiB on four scans of 512-1024 columns and about
+#: 190 MiB on one of 256 columns whose run-out projection matching ran (2 threads); nothing
+#: more the second time. The memory plan counts it from the start of a process's first
+#: planning, so a run refused for memory is refused before any pixel is read.
+RUNTIME_BYTES = 208 << 20
 
 
 #: Energies normalized at once while a block is read whole energy by whole energy (stripe
@@ -208,18 +215,52 @@ def predicted_peak(baseline: int, registration: int, block: int) -> int:
     return int(baseline + OVERHEAD_FACTOR * max(registration, block) + OVERHEAD_BYTES)
 
 
-def registration_bytes(shape: tuple[int, int, int, int], itemsize: int, n_sample: int) -> int:
-    """The planning's largest arrays: the registration sample (float32 absorbance of every
-    energy at ``n_sample`` angles, plus one energy's normalization temporaries), or the
-    run-out quick look's rows."""
+#: The planning estimators' own temporaries, measured above their input (session 14: scans of
+#: 512-1024 columns, 128-512 rows, 361-721 angles, 3 energies, the estimators' reusable heap):
+#: the energy registration (reference spectra, the refinement's images, a magnified copy of
+#: the sample) about 60 bytes per sample pixel; the axis search (its trial slices of the padded
+#: field) 120-190 bytes per column squared on each of its threads.
+REGISTRATION_BYTES_PER_PIXEL = 64
+AXIS_SEARCH_BYTES_PER_COLUMN2 = 240
+#: Projection matching (the run-out's horizontal offsets, when the quick look is not
+#: conclusive): float64 sinograms of every energy (16 rows, binned to at most 512 columns),
+#: per value of one energy the aligned, reprojected and compared copies, the slices, and the
+#: chunked steps' spectra (measured 234 MB at 361 and 360 MB at 721 angles of 512 columns).
+MATCH_ROWS, MATCH_COLS, MATCH_BYTES_PER_VALUE, MATCH_CHUNK_BYTES = 16, 512, 24, 64 << 20
+
+
+def registration_bytes(
+    shape: tuple[int, int, int, int],
+    itemsize: int,
+    n_sample: int,
+    *,
+    axis_search: bool = False,
+    matching: bool = False,
+) -> int:
+    """The planning's largest arrays: the estimators' sample (float32 absorbance of every
+    energy at ``n_sample`` angles) with the largest of the estimators' temporaries (one
+    energy's normalization, the energy registration, the axis search when ``axis_search``,
+    projection matching when ``matching``), or the run-out quick look's rows."""
     n_e, n_a, n_r, n_c = shape
     # the run-out quick look: READ_THREADS energies, 8 rows' worth of angles at a time (raw,
     # absorbance and variance, and the normalization's temporaries)
     look = min(n_e, READ_THREADS) * 8 * n_a * n_c * (itemsize + 16)
-    if n_e < 2:
-        return look
     one = n_sample * n_r * n_c
-    return int(max(n_e * one * 4 + one * (itemsize + 24) + 8 * n_r * n_c * 8, look))
+    sampled = n_e >= 2 or axis_search  # the estimators' sample is read
+    temps = [look]
+    if sampled:
+        temps.append(one * (itemsize + 24) + 8 * n_r * n_c * 8)
+    if n_e >= 2:
+        temps.append(one * REGISTRATION_BYTES_PER_PIXEL)
+    if axis_search:
+        threads = min(5, os.cpu_count() or 1)  # its rows on the machine's threads
+        temps.append(threads * AXIS_SEARCH_BYTES_PER_COLUMN2 * n_c * n_c)
+    if matching:
+        nb = n_c // -(-n_c // MATCH_COLS)
+        values = MATCH_ROWS * n_a * nb
+        chunks = min(values * 64, MATCH_CHUNK_BYTES)
+        temps.append(values * (8 * n_e + MATCH_BYTES_PER_VALUE) + MATCH_ROWS * nb * nb * 8 + chunks)
+    return int((n_e * one * 4 if sampled else 0) + max(temps))
 
 
 def block_bytes(
@@ -311,6 +352,8 @@ def plan_memory(
     n_extra: int = 0,
     resampled: bool = True,
     per_angle: bool = True,
+    axis_search: bool = False,
+    matching: bool = False,
 ) -> MemoryPlan:
     """Choose the largest block of rows whose predicted peak fits ``limit``.
 
@@ -344,6 +387,9 @@ def plan_memory(
     per_angle : bool
         Each angle is normalized on its own (False with stripe removal), see
         :func:`block_bytes`.
+    axis_search, matching : bool
+        The planning searches the rotation axis, or may align the projections by projection
+        matching (see :func:`registration_bytes`).
 
     Returns
     -------
@@ -356,7 +402,7 @@ def plan_memory(
     """
     base = current_rss_bytes() if baseline is None else baseline
     cap = limit if limit is not None else max(base + (1 << 28), available_bytes() // 2)
-    reg = registration_bytes(shape, itemsize, n_sample)
+    reg = registration_bytes(shape, itemsize, n_sample, axis_search=axis_search, matching=matching)
 
     def blk(r: int) -> int:
         # several blocks: one block's results wait for the writer while the next is made
@@ -382,7 +428,7 @@ def plan_memory(
         raise XtwinInputError(
             f"this scan cannot be processed within {cap / 2**30:.2f} GiB: the smallest block "
             f"(one detector row) needs about {need / 2**30:.2f} GiB ({base / 2**30:.2f} GiB "
-            f"baseline, {reg / 2**30:.2f} GiB registration sample, "
+            f"baseline, {reg / 2**30:.2f} GiB for the planning's estimators, "
             f"{blk(1) / 2**30:.2f} GiB per one-row block); raise --memory-limit, use fewer "
             "--workers, or bin the detector"
         )

@@ -15,6 +15,7 @@ from xtwin.errors import XtwinInputError
 from xtwin.io.source import ScanSource
 from xtwin.memory import (
     READ_THREADS,
+    RUNTIME_BYTES,
     MemoryPlan,
     current_rss_bytes,
     plan_memory,
@@ -28,7 +29,7 @@ from xtwin.pipeline._estimate.registration import (
     no_registration,
     register_energies,
 )
-from xtwin.pipeline._estimate.runout import RunoutEstimate, estimate_runout
+from xtwin.pipeline._estimate.runout import RUNOUT_MIN_ROWS, RunoutEstimate, estimate_runout
 from xtwin.pipeline._read import RowReader, read_sample
 from xtwin.pipeline.options import ProcessOptions, RunOptions
 from xtwin.prep.normalize import NormalizationReport, exposure_ratios
@@ -127,6 +128,8 @@ class _Memory:
     limit: int | None
     n_extra: int
     per_angle: bool
+    axis_search: bool = False
+    matching: bool = False
 
     def plan(self, halo: int, baseline: int, resampled: bool = True) -> MemoryPlan:
         h = self.source.header
@@ -144,6 +147,8 @@ class _Memory:
             n_extra=self.n_extra,
             resampled=resampled,
             per_angle=self.per_angle,
+            axis_search=self.axis_search,
+            matching=self.matching,
         )
 
 
@@ -176,19 +181,14 @@ def plan_processing(
     h = source.header
     lo, hi = _row_range(source, options)
     idx = registration_angles(h.shape[1])
-    mem = _Memory(
-        source,
-        (lo, hi),
-        run.workers or os.cpu_count() or 1,
-        idx.size,
-        run.memory_limit_bytes,
-        len(extra_fields(cal.mode, True)),
-        not (options.ring_removal and h.is_tomography),
-    )
+    mem = _memory_inputs(source, options, run, idx.size, (lo, hi), cal)
     import finufft  # noqa: F401  (loaded now, so the baseline counts the libraries)
     import skimage.registration  # noqa: F401
 
-    baseline = current_rss_bytes()
+    # what the libraries and the estimators' heap keep once they have run comes on top of
+    # the memory resident now, the first time in a process
+    start = current_rss_bytes()
+    baseline = start + (0 if _RUNTIME["warm"] else RUNTIME_BYTES)
     mem.plan(2 * LANCZOS_A, baseline)  # refuses, before any pixel is read, what cannot fit
     reader = RowReader(source, exposure_ratios(h.exposure_s, h.flat_exposure_s, h.shape[0]))
     contrast = np.abs(cal.s_lithiated - cal.s_delithiated)  # at the scan's (sorted) energies
@@ -211,11 +211,44 @@ def plan_processing(
         alternatives,
     )
     ctx = dataclasses.replace(ctx, rules=rules)
-    memory = mem.plan(halo, max(baseline, current_rss_bytes()), _resampled(ctx))
+    # the blocks are sized on what the planning left resident, measured now
+    memory = mem.plan(halo, max(start, current_rss_bytes()), _resampled(ctx))
     if run.block_rows is not None and run.block_rows < memory.rows_per_block:
         memory = dataclasses.replace(memory, rows_per_block=run.block_rows)
     registration, runout, center, reports = est
+    _RUNTIME["warm"] = True
     return BlockPlan(ctx, (lo, hi), memory, registration, runout, center, mask, reports, unseen)
+
+
+#: Whether a planning has run in this process (see :data:`xtwin.memory.RUNTIME_BYTES`).
+_RUNTIME = {"warm": False}
+
+
+def _memory_inputs(
+    source: ScanSource,
+    options: ProcessOptions,
+    run: RunOptions,
+    n_sample: int,
+    rows: tuple[int, int],
+    cal: Calibration,
+) -> _Memory:
+    """The memory model's inputs: the scan, the options, which estimators may run."""
+    h = source.header
+    return _Memory(
+        source,
+        rows,
+        run.workers or os.cpu_count() or 1,
+        n_sample,
+        run.memory_limit_bytes,
+        len(extra_fields(cal.mode, True)),
+        not (options.ring_removal and h.is_tomography),
+        axis_search=options.center_offset_px == "auto" and h.is_tomography,
+        matching=h.is_tomography
+        and options.align_projections != "off"
+        and options.xradia_shifts != "use"
+        and h.shape[1] >= 16
+        and h.shape[2] >= RUNOUT_MIN_ROWS,
+    )
 
 
 _Estimates = tuple[
