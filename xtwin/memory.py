@@ -225,10 +225,11 @@ def predicted_peak(baseline: int, registration: int, block: int) -> int:
 REGISTRATION_BYTES_PER_PIXEL = 64
 AXIS_SEARCH_BYTES_PER_COLUMN2 = 240
 #: Projection matching (the run-out's horizontal offsets, when the quick look is not
-#: conclusive): float64 sinograms of every energy (16 rows, binned to at most 512 columns),
-#: per value of one energy the aligned, reprojected and compared copies, the slices, and the
-#: chunked steps' spectra (measured 234 MB at 361 and 360 MB at 721 angles of 512 columns).
-MATCH_ROWS, MATCH_COLS, MATCH_BYTES_PER_VALUE, MATCH_CHUNK_BYTES = 16, 512, 24, 64 << 20
+#: conclusive): float64 sinograms of every energy on its rows (binned to its columns), per
+#: value of one energy the aligned, reprojected and compared copies (24 bytes), the slices,
+#: and the chunked steps' spectra, 64 bytes per value up to 64 MiB (measured 234 MB at 361
+#: and 360 MB at 721 angles of 16 rows x 512 columns).
+MATCH_BYTES_PER_VALUE, MATCH_CHUNK_BYTES_PER_VALUE, MATCH_CHUNK_BYTES = 24, 64, 64 << 20
 
 
 def registration_bytes(
@@ -237,12 +238,13 @@ def registration_bytes(
     n_sample: int,
     *,
     axis_search: bool = False,
-    matching: bool = False,
+    matching: tuple[int, int] | None = None,
 ) -> int:
     """The planning's largest arrays: the estimators' sample (float32 absorbance of every
     energy at ``n_sample`` angles) with the largest of the estimators' temporaries (one
     energy's normalization, the energy registration, the axis search when ``axis_search``,
-    projection matching when ``matching``), or the run-out quick look's rows."""
+    projection matching on ``matching = (rows, at most columns)`` when given), or the run-out
+    quick look's rows."""
     n_e, n_a, n_r, n_c = shape
     # the run-out quick look: READ_THREADS energies, 8 rows' worth of angles at a time (raw,
     # absorbance and variance, and the normalization's temporaries)
@@ -257,11 +259,12 @@ def registration_bytes(
     if axis_search:
         threads = min(5, os.cpu_count() or 1)  # its rows on the machine's threads
         temps.append(threads * AXIS_SEARCH_BYTES_PER_COLUMN2 * n_c * n_c)
-    if matching:
-        nb = n_c // -(-n_c // MATCH_COLS)
-        values = MATCH_ROWS * n_a * nb
-        chunks = min(values * 64, MATCH_CHUNK_BYTES)
-        temps.append(values * (8 * n_e + MATCH_BYTES_PER_VALUE) + MATCH_ROWS * nb * nb * 8 + chunks)
+    if matching is not None:
+        rows, cols = matching
+        nb = n_c // -(-n_c // cols)
+        values = rows * n_a * nb
+        chunks = min(values * MATCH_CHUNK_BYTES_PER_VALUE, MATCH_CHUNK_BYTES)
+        temps.append(values * (8 * n_e + MATCH_BYTES_PER_VALUE) + rows * nb * nb * 8 + chunks)
     return int((n_e * one * 4 if sampled else 0) + max(temps))
 
 
@@ -355,7 +358,7 @@ def plan_memory(
     resampled: bool = True,
     per_angle: bool = True,
     axis_search: bool = False,
-    matching: bool = False,
+    matching: tuple[int, int] | None = None,
 ) -> MemoryPlan:
     """Choose the largest block of rows whose predicted peak fits ``limit``.
 
@@ -389,9 +392,11 @@ def plan_memory(
     per_angle : bool
         Each angle is normalized on its own (False with stripe removal), see
         :func:`block_bytes`.
-    axis_search, matching : bool
-        The planning searches the rotation axis, or may align the projections by projection
-        matching (see :func:`registration_bytes`).
+    axis_search : bool
+        The planning searches the rotation axis.
+    matching : tuple of int, optional
+        The planning may align the projections by projection matching on (rows, at most
+        columns) (see :func:`registration_bytes`).
 
     Returns
     -------

@@ -29,7 +29,13 @@ from xtwin.pipeline._estimate.registration import (
     no_registration,
     register_energies,
 )
-from xtwin.pipeline._estimate.runout import RUNOUT_MIN_ROWS, RunoutEstimate, estimate_runout
+from xtwin.pipeline._estimate.runout import (
+    RUNOUT_MATCH_COLS,
+    RUNOUT_MATCH_ROWS,
+    RUNOUT_MIN_ROWS,
+    RunoutEstimate,
+    estimate_runout,
+)
 from xtwin.pipeline._read import RowReader, read_sample
 from xtwin.pipeline.options import ProcessOptions, RunOptions
 from xtwin.prep.normalize import NormalizationReport, exposure_ratios
@@ -129,7 +135,7 @@ class _Memory:
     n_extra: int
     per_angle: bool
     axis_search: bool = False
-    matching: bool = False
+    matching: tuple[int, int] | None = None
 
     def plan(self, halo: int, baseline: int, resampled: bool = True) -> MemoryPlan:
         h = self.source.header
@@ -242,12 +248,10 @@ def _memory_inputs(
         run.memory_limit_bytes,
         len(extra_fields(cal.mode, True)),
         not (options.ring_removal and h.is_tomography),
-        axis_search=options.center_offset_px == "auto" and h.is_tomography,
-        matching=h.is_tomography
-        and options.align_projections != "off"
-        and options.xradia_shifts != "use"
-        and h.shape[1] >= 16
-        and h.shape[2] >= RUNOUT_MIN_ROWS,
+        axis_search=options.searches_axis(h),
+        matching=(RUNOUT_MATCH_ROWS, RUNOUT_MATCH_COLS)
+        if options.aligns_projections(h) and h.shape[2] >= RUNOUT_MIN_ROWS
+        else None,
     )
 
 
@@ -262,7 +266,7 @@ def _estimate(
     """Run-out, registration and rotation axis, from the estimators' sample (read once)."""
     h = reader.source.header
     n_e, n_a = h.shape[:2]
-    auto_center = options.center_offset_px == "auto" and h.is_tomography
+    auto_center = options.searches_axis(h)
     sample = None
     reports: tuple[NormalizationReport, ...] = ()
     if (options.register and n_e > 1) or auto_center:
@@ -271,7 +275,7 @@ def _estimate(
     runout = RunoutEstimate()
     if options.xradia_shifts == "use":
         runout = _recorded_runout(h)
-    elif h.is_tomography and options.align_projections != "off" and n_a >= 16:
+    elif options.aligns_projections(h):
         recorded = h.projection_shifts_px if options.xradia_shifts == "auto" else None
         runout = estimate_runout(reader, options.align_projections, recorded)
     if runout.offsets is not None and sample is not None:  # the sample without it

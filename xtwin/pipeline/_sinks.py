@@ -153,16 +153,18 @@ class H5Sink:
         if self._raw is not None:
             self._write_raw(r0, per_energy, per_map)
             per_energy, per_map = {}, {}
+        energy_ds = [(f[name], val) for name, val in per_energy.items()]
+        map_ds = [(f[name], val) for name, val in per_map.items()]
         # slice by slice: h5py holds one lock for every file, so one long write would stall
         # the reading of the next block from the scan file for its whole duration
         mask = np.asarray(res.mask, dtype=bool)
         ds_mask = f["/li/mask"] if res.solution is not None else None
         for k in range(n):
-            for name, val in per_energy.items():
+            for ds, val in energy_ds:
                 for e in range(val.shape[0]):
-                    f[name][e, r0 + k] = val[e, k]
-            for name, val in per_map.items():
-                f[name][r0 + k] = val[k]
+                    ds[e, r0 + k] = val[e, k]
+            for ds, val in map_ds:
+                ds[r0 + k] = val[k]
             if ds_mask is not None:
                 ds_mask[r0 + k] = mask[k].view(np.uint8)
         f.flush()

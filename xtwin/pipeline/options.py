@@ -13,9 +13,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xtwin.errors import XtwinInputError
+
+if TYPE_CHECKING:
+    from xtwin.io.scan import ScanHeader
 
 #: Names the reconstruction method may also be given by, resolved once (here).
 METHOD_ALIASES = {"fast": "fourier"}
@@ -259,6 +262,20 @@ class ProcessOptions:
     def key(self) -> dict[str, Any]:
         """Every field, JSON-ready: what decides whether a partial file may be resumed."""
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def searches_axis(self, header: ScanHeader) -> bool:
+        """Whether the planning finds the rotation axis of a scan from its data."""
+        return self.center_offset_px == "auto" and header.is_tomography
+
+    def aligns_projections(self, header: ScanHeader) -> bool:
+        """Whether the planning estimates a scan's run-out from its data (projection matching
+        when its quick look is not conclusive)."""
+        return (
+            header.is_tomography
+            and self.align_projections != "off"
+            and self.xradia_shifts != "use"
+            and header.shape[1] >= 16
+        )
 
 
 @dataclass(frozen=True)
